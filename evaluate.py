@@ -1,0 +1,35 @@
+"""Evaluate a first stage and reranking stages on one benchmark (see conf/evaluate.yaml).
+
+    python evaluate.py benchmark=scifact pipeline=pointwise
+    python evaluate.py benchmark=files benchmark.candidates=run.trec benchmark.qrels=qrels.txt
+"""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from dear.config import prepare_environment, register_resolvers
+from dear.eval.pipeline import Stage, run_pipeline
+
+register_resolvers()
+
+
+def build_stages(cfg: DictConfig) -> list[Stage]:
+    return [Stage(name, instantiate(stage.reranker), stage.depth) for name, stage in cfg.pipeline.stages.items()]
+
+
+@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    prepare_environment(cfg)
+    benchmark = instantiate(cfg.benchmark)
+    result = run_pipeline(benchmark, build_stages(cfg), HydraConfig.get().runtime.output_dir)
+    print(f"\n## {benchmark.name}\n\n{result['table']}")
+    last = list(result["metrics"].values())[-1]
+    return last[benchmark.measures[-1]]  # the sweep objective: the last stage's last metric
+
+
+if __name__ == "__main__":
+    main()

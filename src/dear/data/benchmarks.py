@@ -1,0 +1,186 @@
+"""Benchmarks: each yields the first-stage run (with texts) and the judge that scores runs.
+
+Config groups under ``conf/benchmark/`` instantiate these classes; ``load()`` does the I/O.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from dear.data import irds
+from dear.data.bm25 import BM25Index, BM25Params, cached_index
+from dear.data.candidates import bm25_run, is_json, rankllm_json, trec_run
+from dear.data.contract import Candidate, Query, Ranking, Run
+from dear.data.qa import dpr_retrieval_json, read_qas
+from dear.data.texts import DocStore, is_file_spec, load_qrels, load_queries, read_beir_folder, read_docs_tsv
+from dear.errors import DataError
+from dear.eval.judges import AnswerJudge, RelevanceJudge
+from dear.utils.progress import log
+
+
+@dataclass
+class Loaded:
+    run: Run
+    judge: RelevanceJudge | AnswerJudge
+
+
+class Benchmark(ABC):
+    def __init__(self, name: str, measures: list[str], depth: int = 100):
+        self.name, self.measures, self.depth = name, list(measures), depth
+
+    @abstractmethod
+    def load(self) -> Loaded:
+        """Read the sources and return the judged first-stage run."""
+
+    def _judged(self, run: Run, judge, source: str) -> Loaded:
+        """Keep judged queries; every judged query must have candidates."""
+        missing = sorted(judge.qids - set(run))
+        if missing:
+            raise DataError(
+                f"{source}: {len(missing)} judged queries have no candidates, e.g. {missing[:5]}"
+            )
+        dropped = len(run) - len(judge.qids & set(run))
+        if dropped:
+            log(f"{self.name}: {dropped} queries without judgments are not evaluated")
+        return Loaded({q: r for q, r in run.items() if q in judge.qids}, judge)
+
+
+class IrDatasetsBenchmark(Benchmark):
+    """An ir_datasets id: its queries and qrels; candidates from BM25 over its corpus
+    (index cached under ``cache_dir``) or from a TREC ``run`` file."""
+
+    def __init__(self, name, dataset, measures, depth=100, run=None, query_field="text",
+                 cache_dir=".cache/bm25", bm25: dict | None = None):
+        super().__init__(name, measures, depth)
+        self.dataset, self.run_path, self.query_field = dataset, run, query_field
+        self.cache_dir, self.bm25 = cache_dir, BM25Params(**(bm25 or {}))
+
+    def load(self) -> Loaded:
+        ds = irds.load(self.dataset)
+        qrels = load_qrels(self.dataset)
+        queries = {q: t for q, t in load_queries(self.dataset, self.query_field).items() if q in qrels}
+        docs = DocStore(self.dataset)
+        if self.run_path:
+            run = trec_run(self.run_path, queries, docs, self.depth)
+            run = {q: r for q, r in run.items() if q in queries}
+        else:
+            def corpus():
+                for doc in ds.docs_iter():
+                    title, text = irds.doc_fields(doc)
+                    yield doc.doc_id, f"{title} {text}".strip()
+
+            index = cached_index(self.cache_dir, _docs_key(self.dataset), self.bm25, corpus)
+            run = bm25_run(index, queries, self.depth, docs)
+        return self._judged(run, RelevanceJudge(qrels, self.measures), self.dataset)
+
+
+class FilesBenchmark(Benchmark):
+    """Arbitrary files: ``candidates`` is a TREC run (texts from ``docs``/``queries``, each a TSV
+    file or an ir_datasets id) or a rank_llm JSON that carries its own texts; ``qrels`` a TREC file."""
+
+    def __init__(self, name, candidates, qrels, measures, depth=100, docs=None, queries=None):
+        super().__init__(name, measures, depth)
+        if not candidates or not qrels:
+            raise DataError("benchmark=files needs benchmark.candidates=PATH and benchmark.qrels=PATH")
+        self.candidates, self.qrels, self.docs, self.queries = candidates, qrels, docs, queries
+
+    def load(self) -> Loaded:
+        if not Path(self.candidates).is_file():
+            raise DataError(f"benchmark.candidates: file not found: {self.candidates}")
+        if is_json(self.candidates):
+            run = rankllm_json(self.candidates, self.depth)
+        else:
+            queries = load_queries(self.queries) if self.queries else None
+            docs = DocStore(self.docs) if self.docs else None
+            run = trec_run(self.candidates, queries, docs, self.depth)
+        return self._judged(run, RelevanceJudge(load_qrels(self.qrels), self.measures), self.candidates)
+
+
+class BeirFolderBenchmark(Benchmark):
+    """A BEIR-format folder on disk (the licensed sets: Signal-1M, TREC-NEWS, Robust04, which
+    BEIR and ir_datasets cannot redistribute). BM25 over its corpus, cached like the others."""
+
+    def __init__(self, name, folder, measures, depth=100, split="test", cache_dir=".cache/bm25",
+                 bm25: dict | None = None):
+        super().__init__(name, measures, depth)
+        self.folder, self.split, self.cache_dir, self.bm25 = folder, split, cache_dir, BM25Params(**(bm25 or {}))
+
+    def load(self) -> Loaded:
+        docs, queries, qrels = read_beir_folder(self.folder, self.split)
+        corpus = Path(self.folder) / "corpus.jsonl"
+        key = f"{Path(self.folder).resolve()}:{corpus.stat().st_size}:{corpus.stat().st_mtime_ns}"
+        index = cached_index(self.cache_dir, key, self.bm25,
+                             lambda: ((d, f"{t} {x}".strip()) for d, (t, x) in docs.items()))
+        queries = {q: t for q, t in queries.items() if q in qrels}
+        run = bm25_run(index, queries, self.depth, DocStore(self.folder, docs))
+        return self._judged(run, RelevanceJudge(qrels, self.measures), self.folder)
+
+
+class PooledBM25Benchmark(Benchmark):
+    """Local corpus/queries/qrels where each query has its own judged pool (NovelEval-2306:
+    20 passages per query). BM25 ranks each pool with an index over that pool alone."""
+
+    def __init__(self, name, corpus, queries, qrels, measures, depth=100, bm25: dict | None = None):
+        super().__init__(name, measures, depth)
+        self.corpus, self.queries, self.qrels = corpus, queries, qrels
+        self.bm25 = BM25Params(**(bm25 or {}))
+
+    def load(self) -> Loaded:
+        docs, queries, qrels = read_docs_tsv(self.corpus), load_queries(self.queries), load_qrels(self.qrels)
+        run = {}
+        for qid, pool in qrels.items():
+            if qid not in queries:
+                raise DataError(f"{self.qrels}: query {qid!r} is not in {self.queries}")
+            missing = [d for d in pool if d not in docs]
+            if missing:
+                raise DataError(f"{self.qrels}: query {qid!r} judges documents not in {self.corpus}: {missing[:3]}")
+            ids = list(pool)
+            hits = BM25Index.build(ids, [docs[d][1] for d in ids], self.bm25).search([queries[qid]], k=len(ids))[0]
+            ranked = hits + [(d, 0.0) for d in ids if d not in {h for h, _ in hits}]  # unmatched keep pool order
+            run[qid] = Ranking(Query(qid, queries[qid]),
+                               [Candidate(d, docs[d][1], docs[d][0], s) for d, s in ranked[: self.depth]])
+        return self._judged(run, RelevanceJudge(qrels, self.measures), self.qrels)
+
+
+class QABenchmark(Benchmark):
+    """Open-domain QA (NQ / WebQ test): top-k answer accuracy.
+
+    Either ``candidates`` is a DPR retrieval JSON (carries questions, answers and passages), or
+    ``candidates`` is a TREC run with ``qas`` (DPR ``*.qa.csv``) and ``docs`` (DPR ``psgs_w100.tsv``
+    or the ir_datasets id ``dpr-w100``); or ``dataset`` is an ir_datasets id whose queries carry
+    answers (``dpr-w100/natural-questions/dev``), retrieved with BM25 over its corpus."""
+
+    def __init__(self, name, ks, depth=100, candidates=None, qas=None, docs=None, dataset=None,
+                 cache_dir=".cache/bm25", bm25: dict | None = None):
+        super().__init__(name, [f"Top-{k}" for k in ks], depth)
+        self.ks, self.candidates, self.qas, self.docs, self.dataset = list(ks), candidates, qas, docs, dataset
+        self.cache_dir, self.bm25 = cache_dir, BM25Params(**(bm25 or {}))
+
+    def load(self) -> Loaded:
+        if self.candidates and is_file_spec(self.candidates) and is_json(self.candidates):
+            run, answers = dpr_retrieval_json(self.candidates, self.depth)
+        elif self.candidates:
+            if not (self.qas and self.docs):
+                raise DataError("benchmark.candidates is a TREC run: also set benchmark.qas and benchmark.docs")
+            queries, answers = read_qas(self.qas)
+            run = trec_run(self.candidates, queries, DocStore(self.docs), self.depth)
+        elif self.dataset:
+            ds = irds.load(self.dataset)
+            queries = {q.query_id: q.text for q in ds.queries_iter()}
+            answers = {q.query_id: list(q.answers) for q in ds.queries_iter()}
+            index = cached_index(self.cache_dir, _docs_key(self.dataset), self.bm25,
+                                 lambda: ((d.doc_id, f"{d.title} {d.text}") for d in ds.docs_iter()))
+            run = bm25_run(index, queries, self.depth, DocStore(self.dataset))
+        else:
+            raise DataError(f"benchmark {self.name}: set benchmark.candidates (file) or benchmark.dataset (ir_datasets id)")
+        return self._judged(run, AnswerJudge(answers, self.ks), self.candidates or self.dataset)
+
+
+
+def _docs_key(dataset_id: str) -> str:
+    """Corpus identity for the BM25 cache: splits of one collection share one index."""
+    import ir_datasets
+
+    return ir_datasets.docs_parent_id(dataset_id) or dataset_id

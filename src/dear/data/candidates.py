@@ -1,0 +1,95 @@
+"""Candidate sources: build a run (``dict[qid, Ranking]``) from BM25, a TREC run, or JSON files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dear.data.bm25 import BM25Index
+from dear.data.contract import Candidate, Query, Ranking, Run
+from dear.data.texts import DocStore
+from dear.data.trec import read_run
+from dear.errors import DataError, at
+from dear.utils.progress import log
+
+
+def bm25_run(index: BM25Index, queries: dict[str, str], depth: int, docs: DocStore) -> Run:
+    """Top-``depth`` BM25 candidates per query, texts filled from ``docs``."""
+    qids = list(queries)
+    hits = index.search([queries[q] for q in qids], k=depth, progress=True)
+    empty = [q for q, h in zip(qids, hits) if not h]
+    if empty:
+        log(f"BM25: {len(empty)} queries match no indexed term and get no candidates, e.g. {empty[:3]}")
+    return attach_texts({q: Ranking(Query(q, queries[q]), [Candidate(d, score=s) for d, s in h])
+                         for q, h in zip(qids, hits)}, docs)
+
+
+def trec_run(path: str, queries: dict[str, str] | None, docs: DocStore | None, depth: int) -> Run:
+    """Candidates from a TREC run file; texts come from ``docs`` and ``queries`` when given."""
+    run: Run = {}
+    for qid, hits in read_run(path).items():
+        text = ""
+        if queries is not None:
+            if qid not in queries:
+                raise DataError(f"{at(path)}: query {qid!r} of the run is not in the queries source")
+            text = queries[qid]
+        run[qid] = Ranking(Query(qid, text), [Candidate(d, score=s) for d, s in hits[:depth]])
+    return attach_texts(run, docs) if docs is not None else run
+
+
+def rankllm_json(path: str, depth: int) -> Run:
+    """RankGPT / rank_llm ``retrieve_results`` JSON: ``[{query, hits: [{content, qid, docid, rank, score}]}]``.
+
+    Hits keep the file's order (the retriever's ranking as given).
+    """
+    entries = _load_json_list(path)
+    run: Run = {}
+    for i, entry in enumerate(entries):
+        where = f"{at(path)}: entry [{i}]"
+        if not isinstance(entry, dict) or "query" not in entry or "hits" not in entry:
+            missing = [k for k in ("query", "hits") if not isinstance(entry, dict) or k not in entry]
+            raise DataError(f"{where} is missing field(s) {missing}")
+        hits = entry["hits"]
+        if not isinstance(hits, list) or not hits:
+            raise DataError(f"{where}.hits: the query has no candidates")
+        cands = []
+        for j, hit in enumerate(hits[:depth]):
+            for key in ("qid", "docid", "content"):
+                if key not in hit:
+                    raise DataError(f"{where}.hits[{j}] is missing field {key!r}")
+            cands.append(Candidate(str(hit["docid"]), text=hit["content"], score=float(hit.get("score", 0.0))))
+        qid = str(hits[0]["qid"])
+        if qid in run:
+            raise DataError(f"{where}: query id {qid!r} appears twice")
+        run[qid] = Ranking(Query(qid, entry["query"]), cands)
+    return run
+
+
+def attach_texts(run: Run, docs: DocStore) -> Run:
+    """Fill candidate titles/texts from a doc store (one batched lookup)."""
+    docids = {c.docid for r in run.values() for c in r.candidates}
+    texts = docs.get_many(docids)
+    return {
+        qid: Ranking(r.query, [Candidate(c.docid, texts[c.docid][1], texts[c.docid][0], c.score)
+                               for c in r.candidates], r.meta)
+        for qid, r in run.items()
+    }
+
+
+def is_json(path: str) -> bool:
+    """JSON candidate files start with '[' (rank_llm) — TREC runs start with a query id."""
+    with open(path, encoding="utf-8") as f:
+        head = f.read(64).lstrip()
+    return head.startswith("[")
+
+
+def _load_json_list(path: str) -> list:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{at(path)}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
+    if not isinstance(data, list):
+        raise DataError(f"{at(path)}: expected a JSON list of queries")
+    return data

@@ -1,0 +1,57 @@
+"""ir_datasets access with errors that say which id was wrong, and an optional offline mirror."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+from dear.errors import DataError
+
+
+def use_home(home: str | None, mirror: str | None = None) -> None:
+    """Point ir_datasets at ``home`` and fill it from a read-only ``mirror`` cache when given.
+
+    The mirror is a ready ir_datasets cache (e.g. copied from a cluster's shared storage);
+    files already in ``home`` are never overwritten, so a partially downloaded home is kept.
+    """
+    if home:
+        os.environ["IR_DATASETS_HOME"] = str(Path(home).expanduser())
+    if mirror and Path(mirror).is_dir():
+        target = Path(os.environ.get("IR_DATASETS_HOME", Path.home() / ".ir_datasets"))
+        for src in Path(mirror).rglob("*"):
+            dst = target / src.relative_to(mirror)
+            if src.is_file() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+
+
+@lru_cache(maxsize=None)
+def load(dataset_id: str):
+    """``ir_datasets.load`` that fails with the id named instead of a bare KeyError."""
+    import ir_datasets
+
+    try:
+        return ir_datasets.load(dataset_id)
+    except KeyError:
+        raise DataError(
+            f"unknown ir_datasets id {dataset_id!r} (and no file at that path); "
+            "see https://ir-datasets.com for the list of ids"
+        ) from None
+
+
+def doc_fields(doc) -> tuple[str, str]:
+    """(title, text) of an ir_datasets doc; datasets without a title give ''."""
+    title = getattr(doc, "title", "") or ""
+    text = getattr(doc, "text", None)
+    if text is None:  # e.g. msmarco-document has 'body'
+        text = getattr(doc, "body", "") or ""
+    return title, text
+
+
+def query_text(query, field: str = "text") -> str:
+    value = getattr(query, field, None)
+    if value is None:
+        raise DataError(f"ir_datasets query {query.query_id!r} has no field {field!r} (has {query._fields})")
+    return value

@@ -1,0 +1,158 @@
+"""Document and query sources: an ir_datasets id or a local TSV file, behind one lookup API.
+
+A *spec* is a string: an existing file path is read as TSV, anything else must be an
+ir_datasets id. Documents: ``docid<TAB>text`` or DPR's ``psgs_w100.tsv``; queries: ``qid<TAB>text``.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+from dear.data import irds
+from dear.errors import DataError, at
+
+csv.field_size_limit(sys.maxsize)
+
+
+def is_file_spec(spec: str) -> bool:
+    return Path(spec).is_file()
+
+
+class DocStore:
+    """docid → (title, text). ir_datasets ids use the dataset's docstore (lazy, random access);
+    a TSV file or an in-memory mapping is held in memory."""
+
+    def __init__(self, spec: str, docs: dict[str, tuple[str, str]] | None = None):
+        self.spec = spec
+        if docs is not None:
+            self._local, self._store = docs, None
+        elif is_file_spec(spec):
+            self._local = read_docs_tsv(spec)
+            self._store = None
+        else:
+            self._local = None
+            self._store = irds.load(spec).docs_store()
+
+    def get_many(self, docids) -> dict[str, tuple[str, str]]:
+        docids = list(docids)
+        if self._local is not None:
+            found = {d: self._local[d] for d in docids if d in self._local}
+        else:
+            found = {d: irds.doc_fields(doc) for d, doc in self._store.get_many(docids).items()}
+        missing = [d for d in docids if d not in found]
+        if missing:
+            raise DataError(f"{self.spec}: {len(missing)} document(s) not found, e.g. {missing[:3]}")
+        return found
+
+
+def read_docs_tsv(path: str | Path) -> dict[str, tuple[str, str]]:
+    """``docid<TAB>text`` per line (the text may itself hold tabs, as NovelEval's does), or DPR's
+    ``psgs_w100.tsv`` recognised by its ``id<TAB>text<TAB>title`` header (CSV-quoted fields)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        header = f.readline()
+        if header.rstrip("\r\n").split("\t") == ["id", "text", "title"]:
+            docs = {row[0]: (row[2], row[1]) for row in _dpr_rows(f, path)}
+        else:
+            f.seek(0)
+            docs = {}
+            for lineno, line in enumerate(f, start=1):
+                line = line.rstrip("\r\n")
+                if not line:
+                    continue
+                docid, tab, text = line.partition("\t")
+                if not tab:
+                    raise DataError(f"{at(path, lineno)}: a document line needs 'docid<TAB>text', found no tab")
+                docs[docid] = ("", text)
+    if not docs:
+        raise DataError(f"{at(path)}: no documents")
+    return docs
+
+
+def _dpr_rows(f, path):
+    for lineno, row in enumerate(csv.reader(f, delimiter="\t"), start=2):
+        if len(row) != 3:
+            raise DataError(f"{at(path, lineno)}: DPR passages need 'id<TAB>text<TAB>title', found {len(row)} fields")
+        yield row
+
+
+def load_queries(spec: str, field: str = "text") -> dict[str, str]:
+    """qid → query text from a TSV file or an ir_datasets id."""
+    if is_file_spec(spec):
+        queries = {}
+        with open(spec, encoding="utf-8", newline="") as f:
+            for lineno, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+                if not row:
+                    continue
+                if len(row) < 2:
+                    raise DataError(f"{at(spec, lineno)}: a query line needs 'qid<TAB>text'")
+                queries[row[0]] = row[1]
+        if not queries:
+            raise DataError(f"{at(spec)}: no queries")
+        return queries
+    return {q.query_id: irds.query_text(q, field) for q in irds.load(spec).queries_iter()}
+
+
+def load_qrels(spec: str) -> dict[str, dict[str, int]]:
+    """qid → {docid: grade} from a TREC qrels file or an ir_datasets id."""
+    from dear.data.trec import read_qrels
+
+    if is_file_spec(spec):
+        return read_qrels(spec)
+    qrels: dict[str, dict[str, int]] = {}
+    for q in irds.load(spec).qrels_iter():
+        qrels.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
+    if not qrels:
+        raise DataError(f"ir_datasets {spec!r} has no qrels")
+    return qrels
+
+
+def read_beir_folder(folder: str | Path, split: str = "test"):
+    """A BEIR-format folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``.
+
+    → (docs {docid: (title, text)}, queries {qid: text}, qrels {qid: {docid: grade}}).
+    """
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: BEIR folder not found (needs corpus.jsonl, queries.jsonl, qrels/{split}.tsv)")
+
+    def jsonl(name):
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{at(path)}: file not found")
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                        yield row["_id"], row
+                    except (json.JSONDecodeError, KeyError) as e:
+                        raise DataError(f"{at(path, lineno)}: expected a JSON object with '_id' ({e})") from None
+
+    docs = {d: (row.get("title", ""), row.get("text", "")) for d, row in jsonl("corpus.jsonl")}
+    queries = {q: row["text"] for q, row in jsonl("queries.jsonl")}
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, line in _tsv_lines(qrels_path):
+        parts = line.split("\t")
+        if lineno == 1 and parts[0] == "query-id":
+            continue
+        if len(parts) != 3:
+            raise DataError(f"{at(qrels_path, lineno)}: expected 'query-id<TAB>corpus-id<TAB>score'")
+        try:
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+        except ValueError:
+            raise DataError(f"{at(qrels_path, lineno)}: score must be an integer, got {parts[2]!r}") from None
+    return docs, queries, qrels
+
+
+def _tsv_lines(path: Path):
+    if not path.is_file():
+        raise DataError(f"{at(path)}: file not found")
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                yield lineno, line.rstrip("\r\n")

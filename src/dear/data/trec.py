@@ -1,0 +1,81 @@
+"""TREC run and qrels files: read with line-precise errors, write atomically."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from dear.data.contract import Run
+from dear.errors import DataError, at
+from dear.utils.io import atomic_write_text
+
+
+def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
+    """``qid Q0 docid rank score tag`` lines → ``{qid: [(docid, score), ...]}`` best first.
+
+    Order: score descending, then the file's rank column (so tied scores keep the run's order).
+    """
+    rows: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    seen: dict[str, set[str]] = defaultdict(set)
+    for lineno, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 6:
+            raise DataError(
+                f"{at(path, lineno)}: a TREC run line needs 6 fields "
+                f"'qid Q0 docid rank score tag', found {len(parts)}: {line!r}"
+            )
+        qid, _, docid, rank, score, _tag = parts
+        try:
+            rank_i, score_f = int(rank), float(score)
+        except ValueError:
+            raise DataError(f"{at(path, lineno)}: rank must be an integer and score a number: {line!r}") from None
+        if docid in seen[qid]:
+            raise DataError(f"{at(path, lineno)}: document {docid!r} appears twice for query {qid!r}")
+        seen[qid].add(docid)
+        rows[qid].append((-score_f, rank_i, docid))
+    if not rows:
+        raise DataError(f"{at(path)}: the run file is empty")
+    return {qid: [(d, -s) for s, _, d in sorted(r)] for qid, r in rows.items()}
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """``qid iter docid grade`` lines → ``{qid: {docid: grade}}``; the grade must be an integer."""
+    qrels: dict[str, dict[str, int]] = defaultdict(dict)
+    for lineno, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 4:
+            raise DataError(
+                f"{at(path, lineno)}: a qrels line needs 4 fields 'qid iter docid grade', "
+                f"found {len(parts)}: {line!r}"
+            )
+        qid, _, docid, grade = parts
+        try:
+            qrels[qid][docid] = int(grade)
+        except ValueError:
+            raise DataError(f"{at(path, lineno)}: relevance grade must be an integer, got {grade!r}") from None
+    if not qrels:
+        raise DataError(f"{at(path)}: the qrels file is empty")
+    return dict(qrels)
+
+
+def format_run(run: Run, tag: str) -> str:
+    """TREC run text whose scores reproduce each ranking's order (see ``Ranking.eval_scores``)."""
+    out = []
+    for qid, ranking in run.items():
+        for rank, (docid, score) in enumerate(ranking.eval_scores().items(), start=1):
+            out.append(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+    return "".join(out)
+
+
+def write_run(path: str | Path, run: Run, tag: str) -> None:
+    atomic_write_text(path, format_run(run, tag))
+
+
+def _lines(path: str | Path):
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{at(path)}: file not found")
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                yield lineno, line.rstrip("\n")

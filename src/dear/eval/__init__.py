@@ -1,0 +1,1 @@
+"""Judges (relevance and QA), the stage pipeline, and result tables."""

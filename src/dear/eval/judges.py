@@ -1,0 +1,69 @@
+"""Judges turn a run into metrics: per query and averaged over the judged queries."""
+
+from __future__ import annotations
+
+from dear.data.contract import Run
+from dear.data.qa import has_answer
+
+
+class RelevanceJudge:
+    """Graded-qrels metrics through ir_measures (nDCG@k, RR, R@k, ... any ir_measures name)."""
+
+    def __init__(self, qrels: dict[str, dict[str, int]], measures: list[str]):
+        import ir_measures
+
+        self.qrels = qrels
+        self.names = list(measures)
+        self.measures = [ir_measures.parse_measure(m) for m in measures]
+
+    @property
+    def qids(self) -> set[str]:
+        return set(self.qrels)
+
+    def evaluate(self, run: Run) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        import ir_measures
+
+        scored = {qid: r.eval_scores() for qid, r in run.items() if qid in self.qrels}
+        per_query: dict[str, dict[str, float]] = {qid: {} for qid in scored}
+        by_measure = {m: n for m, n in zip(self.measures, self.names)}
+        for metric in ir_measures.iter_calc(self.measures, self.qrels, scored):
+            per_query[metric.query_id][by_measure[metric.measure]] = float(metric.value)
+        # Queries whose candidates miss every judged doc get 0, as trec_eval -c counts them.
+        for qid in per_query:
+            for name in self.names:
+                per_query[qid].setdefault(name, 0.0)
+        return _mean(per_query, self.names), per_query
+
+
+class AnswerJudge:
+    """Top-k answer accuracy (DPR): a query counts at k if any of its top-k passages has an answer."""
+
+    def __init__(self, answers: dict[str, list[str]], ks: list[int]):
+        self.answers = answers
+        self.ks = list(ks)
+        self.names = [f"Top-{k}" for k in self.ks]
+        self._hits: dict[tuple[str, str], bool] = {}  # (qid, docid) → has answer; reranking only permutes
+
+    @property
+    def qids(self) -> set[str]:
+        return set(self.answers)
+
+    def evaluate(self, run: Run) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        per_query = {}
+        for qid, ranking in run.items():
+            if qid not in self.answers:
+                continue
+            flags = [self._has(qid, c.docid, c.full_text) for c in ranking.candidates]
+            per_query[qid] = {name: float(any(flags[:k])) for name, k in zip(self.names, self.ks)}
+        return _mean(per_query, self.names), per_query
+
+    def _has(self, qid: str, docid: str, text: str) -> bool:
+        key = (qid, docid)
+        if key not in self._hits:
+            self._hits[key] = has_answer(self.answers[qid], text)
+        return self._hits[key]
+
+
+def _mean(per_query: dict[str, dict[str, float]], names: list[str]) -> dict[str, float]:
+    n = max(len(per_query), 1)
+    return {name: sum(q[name] for q in per_query.values()) / n for name in names}

@@ -1,0 +1,90 @@
+"""Candidates → zero or more reranking stages → a TREC run, metrics and a table per stage.
+
+Writes into ``out_dir``:
+  runs/<stage>.trec        every stage's ranking (scores reproduce the order under trec_eval)
+  metrics.json             {"<stage>": {"nDCG@10": 0.5058, ..., "sec_per_query": 0.12}, ...}
+  per_query.json           {"<stage>": {"<qid>": {"nDCG@10": ...}}}
+  <stage>.details.jsonl    per-query notes a stage leaves (e.g. listwise justifications)
+  results.md               the Markdown table that is also printed
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dear.data.benchmarks import Benchmark
+from dear.data.contract import Ranking, Run
+from dear.data.trec import write_run
+from dear.errors import DataError
+from dear.eval.tables import markdown_table
+from dear.utils.io import atomic_write_json, atomic_write_text
+from dear.utils.progress import log
+
+FIRST_STAGE = "first_stage"
+
+
+@dataclass
+class Stage:
+    """A reranker applied to the top ``depth`` of the previous stage; the tail keeps its order."""
+
+    name: str
+    reranker: object  # anything with rerank(list[Ranking]) -> list[Ranking]
+    depth: int = 100
+
+
+def rerank_stage(stage: Stage, run: Run) -> tuple[Run, float]:
+    """Apply one stage to every query at once (rerankers batch across queries). → (run, seconds)."""
+    _check_texts(stage.name, run)
+    heads = [r.head(stage.depth) for r in run.values()]
+    start = time.perf_counter()
+    reranked = stage.reranker.rerank(heads)
+    seconds = time.perf_counter() - start
+    out = {}
+    for old, new in zip(run.values(), reranked):
+        if sorted(c.docid for c in new.candidates) != sorted(c.docid for c in old.candidates[: stage.depth]):
+            raise RuntimeError(f"stage {stage.name!r} changed the candidate set of query {old.qid!r}")
+        out[old.qid] = Ranking(old.query, new.candidates + old.candidates[stage.depth:], new.meta)
+    return out, seconds
+
+
+def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path) -> dict:
+    """Run and evaluate every stage; returns ``{"metrics": ..., "table": ...}``."""
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    loaded = benchmark.load()
+    run, judge = loaded.run, loaded.judge
+    n = max(len(run), 1)
+    log(f"{benchmark.name}: {len(run)} judged queries, {sum(len(r.candidates) for r in run.values())} candidates")
+    metrics, per_query = {}, {}
+
+    def record(name: str, stage_run: Run, seconds: float, extra: dict | None = None) -> None:
+        aggregate, per_q = judge.evaluate(stage_run)
+        metrics[name] = {**aggregate, **(extra or {}), "sec_per_query": seconds / n}
+        per_query[name] = per_q
+        write_run(out_dir / "runs" / f"{name}.trec", stage_run, tag=name)
+        details = [{"qid": q, **r.meta} for q, r in stage_run.items() if r.meta]
+        if details:
+            atomic_write_text(out_dir / f"{name}.details.jsonl", "".join(json.dumps(d) + "\n" for d in details))
+        atomic_write_json(out_dir / "metrics.json", metrics)  # after every stage: nothing computed is lost
+        atomic_write_json(out_dir / "per_query.json", per_query)
+
+    record(FIRST_STAGE, run, time.perf_counter() - start)
+    for stage in stages:
+        log(f"stage {stage.name}: reranking the top {stage.depth} of {len(run)} queries")
+        run, seconds = rerank_stage(stage, run)
+        extra = stage.reranker.stage_metrics() if hasattr(stage.reranker, "stage_metrics") else None
+        record(stage.name, run, seconds, extra)
+    table = markdown_table(metrics, judge.names)
+    atomic_write_text(out_dir / "results.md", f"## {benchmark.name}\n\n{table}")
+    return {"metrics": metrics, "table": table, "per_query": per_query}
+
+
+def _check_texts(stage: str, run: Run) -> None:
+    for ranking in run.values():
+        if not ranking.query.text:
+            raise DataError(f"stage {stage!r} needs query texts: set benchmark.queries (TSV file or ir_datasets id)")
+        if any(not (c.text or c.title) for c in ranking.candidates):
+            raise DataError(f"stage {stage!r} needs document texts: set benchmark.docs (TSV file or ir_datasets id)")

@@ -1,0 +1,21 @@
+"""Markdown tables that paste into a paper: metrics ×100 with two decimals, seconds with three."""
+
+from __future__ import annotations
+
+
+def markdown_table(metrics: dict[str, dict[str, float]], columns: list[str], time_key: str = "sec_per_query") -> str:
+    """Rows = stages (in pipeline order), columns = metrics then seconds per query."""
+    header = ["stage", *columns, "s/query"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for stage, row in metrics.items():
+        cells = [stage] + [_pct(row.get(c)) for c in columns] + [_secs(row.get(time_key))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _secs(value) -> str:
+    return "–" if value is None else f"{value:.3f}"

@@ -1,0 +1,1 @@
+"""Rerankers: the pointwise scoring engine (and, later, listwise generation)."""

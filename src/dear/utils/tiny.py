@@ -1,0 +1,87 @@
+"""Tiny randomly initialised models of real architectures, for tests and benchmarks offline.
+
+The tokenizer is a byte-level BPE trained on the fly with the `tokenizers` library and given
+the special tokens and pair template of the family it stands in for (Llama-3:
+``<|begin_of_text|> A <|begin_of_text|> B``). Weights are random; shapes and code paths are
+the real ones (same HF classes as Llama-3.x / Qwen2.5 / Qwen3 / BERT checkpoints).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS = [
+    "query: what is a llama document: the llama is a domesticated south american camelid",
+    "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat",
+    "passages are ranked by their relevance to the search query using a language model",
+    "Thomas Edison invented the light bulb in 1879 and founded General Electric",
+    "Rank the passages based on their relevance: [1] > [2] > [3] ### Final Reranking",
+    "You are RankLLM, an intelligent assistant that can rank passages by relevancy",
+    "0123456789 numbers, punctuation; quotes \"like these\" and (parentheses) [brackets]",
+]
+
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def tiny_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None):
+    """A fast, Llama-3-shaped tokenizer: BOS/EOS/pad + header tokens, pair template, chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|pad|>", "<|start_header_id|>",
+                "<|end_header_id|>", "<|eot_id|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator((corpus or CORPUS) * 4, trainer)
+    bos = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
+        special_tokens=[("<|begin_of_text|>", bos)],
+    )
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+                                 pad_token="<|pad|>", padding_side="right")
+    hf.chat_template = LLAMA3_CHAT_TEMPLATE
+    return hf
+
+
+def tiny_config(arch: str, vocab_size: int, tokenizer, hidden: int = 32, layers: int = 2, heads: int = 4):
+    from transformers import AutoConfig
+
+    common = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+                  num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=4096,
+                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    if arch == "bert":
+        return AutoConfig.for_model("bert", **common, type_vocab_size=2)
+    return AutoConfig.for_model(arch, **common, num_key_value_heads=heads // 2, head_dim=hidden // heads)
+
+
+def build_tiny(out_dir: str | Path, arch: str = "llama", task: str = "seqcls", seed: int = 0, **sizes) -> str:
+    """Save a tiny random ``arch`` (llama, qwen2, qwen3, bert) model + tokenizer; returns its dir.
+
+    ``task``: ``seqcls`` (one-logit AutoModelForSequenceClassification) or ``causal`` (AutoModelForCausalLM).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").is_file():
+        return str(out_dir)
+    tokenizer = tiny_tokenizer()
+    config = tiny_config(arch, len(tokenizer), tokenizer, **sizes)
+    torch.manual_seed(seed)
+    if task == "seqcls":
+        config.num_labels = 1
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return str(out_dir)

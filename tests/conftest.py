@@ -1,0 +1,82 @@
+"""Test environment: offline hubs, W&B off, ir_datasets on a writable copy of the shared cache.
+
+Set at import time so subprocesses (the CLI tests) inherit the same environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DEAR_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+
+_session_tmp = Path(tempfile.mkdtemp(prefix="dear-tests-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["DEAR_CACHE_DIR"] = str(_session_tmp / "cache")
+os.environ["DEAR_DATA_DIR"] = str(SHARED_DATA)
+os.environ["IR_DATASETS_HOME"] = str(_session_tmp / "ir_datasets")
+if (SHARED_DATA / "ir_datasets").is_dir():
+    shutil.copytree(SHARED_DATA / "ir_datasets", _session_tmp / "ir_datasets")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_session_tmp, ignore_errors=True)
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path} (third-party data, not committed; see README)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_cls(tmp_path_factory) -> str:
+    from dear.utils.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "llama-cls", "llama", "seqcls")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_cls(tmp_path_factory) -> str:
+    from dear.utils.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "bert-cls", "bert", "seqcls")
+
+
+@pytest.fixture
+def toy_files(tmp_path) -> dict[str, Path]:
+    """A 2-query benchmark on disk: docs/queries TSV, qrels, a TREC run and a rank_llm JSON."""
+    import json
+
+    docs = {
+        "d1": "the llama is a domesticated south american camelid",
+        "d2": "the quick brown fox jumps over the lazy dog",
+        "d3": "thomas edison invented the light bulb in 1879",
+        "d4": "coffee is a popular drink",
+    }
+    queries = {"q1": "what is a llama", "q2": "who invented the light bulb"}
+    paths = {k: tmp_path / n for k, n in [("docs", "docs.tsv"), ("queries", "queries.tsv"), ("qrels", "qrels.txt"),
+                                          ("run", "run.trec"), ("json", "rankllm.json")]}
+    paths["docs"].write_text("".join(f"{d}\t{t}\n" for d, t in docs.items()))
+    paths["queries"].write_text("".join(f"{q}\t{t}\n" for q, t in queries.items()))
+    paths["qrels"].write_text("q1 0 d1 2\nq1 0 d2 0\nq2 0 d3 1\nq2 0 d4 0\n")
+    # The run puts the relevant document last for both queries.
+    paths["run"].write_text("q1 Q0 d2 1 3.0 bm25\nq1 Q0 d4 2 2.0 bm25\nq1 Q0 d1 3 1.0 bm25\n"
+                            "q2 Q0 d4 1 3.0 bm25\nq2 Q0 d2 2 2.0 bm25\nq2 Q0 d3 3 1.0 bm25\n")
+    paths["json"].write_text(json.dumps([
+        {"query": queries[q], "hits": [{"content": docs[d], "qid": q, "docid": d, "rank": i + 1, "score": 3.0 - i}
+                                       for i, d in enumerate(order)]}
+        for q, order in [("q1", ["d2", "d4", "d1"]), ("q2", ["d4", "d2", "d3"])]
+    ]))
+    return paths

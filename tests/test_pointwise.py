@@ -1,0 +1,85 @@
+"""The DeAR pair template, explicit pooling and length-sorted batching of the scoring engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dear.data.contract import Candidate, Query, Ranking
+from dear.rerank.batching import length_batches
+from dear.rerank.pointwise import CrossEncoderScorer, PointwiseReranker
+from dear.rerank.template import PairTemplate
+
+LONG_QUERY = "what is the " + "very " * 60 + "long question about llamas"
+LONG_DOC = "the llama is a domesticated south american camelid " * 40
+
+
+def test_template_ids_match_independent_construction(tiny_llama_cls):
+    from transformers import AutoTokenizer
+
+    scorer = CrossEncoderScorer(tiny_llama_cls)
+    ids, _ = scorer.encode([Ranking(Query("q", LONG_QUERY), [Candidate("d", LONG_DOC, "Llama")])])
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_cls)
+    q = tok.encode(f"query: {LONG_QUERY}", add_special_tokens=False)
+    d = tok.encode(f"document: Llama {LONG_DOC}", add_special_tokens=False)
+    assert len(q) > 32 and len(d) > 196  # both really get cut
+    assert ids[0] == [tok.bos_token_id] + q[:32] + [tok.bos_token_id] + d[:196]
+
+
+def test_empty_title_keeps_released_spacing(tiny_llama_cls):
+    from transformers import AutoTokenizer
+
+    scorer = CrossEncoderScorer(tiny_llama_cls, template={"append_eos": True})
+    ids, _ = scorer.encode([Ranking(Query("q", "x"), [Candidate("d", "coffee")])])
+    tok = AutoTokenizer.from_pretrained(tiny_llama_cls)
+    expected_doc = tok.encode("document:  coffee", add_special_tokens=False)
+    assert ids[0][-len(expected_doc) - 1 : -1] == expected_doc and ids[0][-1] == tok.eos_token_id
+
+
+def test_pooled_score_equals_hf_forward_on_unpadded_input(tiny_llama_cls):
+    """Our explicit last-token pooling on a right-padded batch == HF's own head on one sequence."""
+    scorer = CrossEncoderScorer(tiny_llama_cls, max_batch_pairs=8)
+    ranking = Ranking(Query("q", "what is a llama"),
+                      [Candidate("long", LONG_DOC), Candidate("short", "a camelid"), Candidate("mid", LONG_DOC[:120])])
+    batched = scorer.score([ranking])[0]
+    ids, _ = scorer.encode([ranking])
+    with torch.inference_mode():
+        single = [scorer.model(input_ids=torch.tensor([x])).logits.item() for x in ids]
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_scores_do_not_depend_on_batch_composition(tiny_bert_cls):
+    rankings = [Ranking(Query(str(i), f"query {i} llama"), [Candidate(f"d{j}", LONG_DOC[: 40 * (j + 1)]) for j in range(5)])
+                for i in range(3)]
+    big = CrossEncoderScorer(tiny_bert_cls, max_batch_pairs=64).score(rankings)
+    small = CrossEncoderScorer(tiny_bert_cls, max_batch_pairs=2, max_batch_tokens=300).score(rankings)
+    for a, b in zip(big, small):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_items,max_tokens", [(4, 10_000), (100, 50), (3, 30)])
+def test_length_batches_cover_everything_within_limits(max_items, max_tokens):
+    lengths = [5, 17, 3, 9, 9, 12, 1, 8, 20, 2]
+    batches = length_batches(lengths, max_items, max_tokens)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= max_items
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= max_tokens
+
+
+def test_reranker_sorts_by_score_and_keeps_ties_in_order():
+    class Fixed:
+        def score(self, rankings):
+            return [np.array([0.1, 0.9, 0.1, 0.5])]
+
+    ranking = Ranking(Query("q", "t"), [Candidate(x) for x in "abcd"])
+    out = PointwiseReranker(Fixed()).rerank([ranking])[0]
+    assert [c.docid for c in out.candidates] == ["b", "d", "a", "c"]
+    assert out.candidates[0].score == pytest.approx(0.9)
+
+
+def test_template_defaults_are_the_released_ones():
+    t = PairTemplate()
+    assert (t.query_prefix, t.doc_prefix, t.query_max_len, t.doc_max_len) == ("query: ", "document: ", 32, 196)
