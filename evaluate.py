@@ -12,20 +12,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dear.config import prepare_environment, register_resolvers
-from dear.eval.pipeline import Stage, run_pipeline
+from dear.eval.pipeline import run_pipeline, stages_from_config
 
 register_resolvers()
-
-
-def build_stages(cfg: DictConfig) -> list[Stage]:
-    return [Stage(name, instantiate(stage.reranker), stage.depth) for name, stage in cfg.pipeline.stages.items()]
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     prepare_environment(cfg)
     benchmark = instantiate(cfg.benchmark)
-    result = run_pipeline(benchmark, build_stages(cfg), HydraConfig.get().runtime.output_dir)
+    result = run_pipeline(benchmark, stages_from_config(cfg.pipeline.stages), HydraConfig.get().runtime.output_dir)
     print(f"\n## {benchmark.name}\n\n{result['table']}")
     last = list(result["metrics"].values())[-1]
     return last[benchmark.measures[-1]]  # the sweep objective: the last stage's last metric

@@ -15,9 +15,13 @@ PRIMARY = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 OPTIONS = sorted(p.relative_to(CONF_DIR) for p in CONF_DIR.rglob("*.yaml") if p.parent != CONF_DIR)
 
 
-def compose_resolved(primary: str, overrides: list[str]):
+def compose_cfg(primary: str, overrides: list[str]):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(primary, overrides=overrides, return_hydra_config=False)
+        return compose(primary, overrides=["paths.output_dir=/tmp/dear-compose", *overrides])
+
+
+def compose_resolved(primary: str, overrides: list[str]):
+    cfg = compose_cfg(primary, overrides)
     # Resolve everything except mandatory '???' values a user must supply.
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
@@ -31,15 +35,14 @@ def test_primary_config_composes(primary):
 def test_every_option_composes(option: Path):
     group = "/".join(option.parent.parts)
     name = option.stem
-    text = (CONF_DIR / option).read_text()
-    override = f"+{group}={name}" if "@package _global_" in text else f"{group}={name}"
     errors = []
     for primary in PRIMARY:
-        try:
-            compose_resolved(primary, [override])
-            return
-        except Exception as e:  # noqa: BLE001 - collected and reported below
-            errors.append(f"{primary}: {type(e).__name__}: {e}")
+        for override in (f"{group}={name}", f"+{group}={name}"):  # a group in the defaults, or added
+            try:
+                compose_resolved(primary, [override])
+                return
+            except Exception as e:  # noqa: BLE001 - collected and reported below
+                errors.append(f"{primary} {override}: {type(e).__name__}: {e}")
     pytest.fail(f"{option} composes in no primary config:\n" + "\n".join(errors))
 
 

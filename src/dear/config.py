@@ -24,3 +24,10 @@ def prepare_environment(cfg) -> None:
     paths = cfg.paths
     use_home(paths.get("ir_datasets_home"), paths.get("ir_datasets_mirror"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def to_plain(cfg) -> dict:
+    """A DictConfig (or mapping) as plain, resolved Python containers (JSON-serialisable)."""
+    from omegaconf import DictConfig
+
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dear.data import irds
 from dear.data.bm25 import BM25Index, BM25Params, cached_index
-from dear.data.candidates import bm25_run, is_json, rankllm_json, trec_run
+from dear.data.candidates import bm25_run, dataset_bm25_index, is_json, scoreddocs_run, rankllm_json, trec_run
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.qa import dpr_retrieval_json, read_qas
 from dear.data.texts import DocStore, is_file_spec, load_qrels, load_queries, read_beir_folder, read_docs_tsv
@@ -48,30 +48,31 @@ class Benchmark(ABC):
 
 
 class IrDatasetsBenchmark(Benchmark):
-    """An ir_datasets id: its queries and qrels; candidates from BM25 over its corpus
-    (index cached under ``cache_dir``) or from a TREC ``run`` file."""
+    """An ir_datasets id: its queries and qrels; candidates from BM25 over its corpus (index cached
+    under ``cache_dir``), from a TREC ``run`` file, or from the dataset's own ``scoreddocs`` (e.g.
+    MS MARCO's official BM25 top-1000). ``limit`` keeps the first N judged queries."""
 
     def __init__(self, name, dataset, measures, depth=100, run=None, query_field="text",
-                 cache_dir=".cache/bm25", bm25: dict | None = None):
+                 cache_dir=".cache/bm25", bm25: dict | None = None, limit: int | None = None, scoreddocs: bool = False):
         super().__init__(name, measures, depth)
-        self.dataset, self.run_path, self.query_field = dataset, run, query_field
+        self.dataset, self.run_path, self.query_field, self.limit = dataset, run, query_field, limit
+        self.scoreddocs = scoreddocs
         self.cache_dir, self.bm25 = cache_dir, BM25Params(**(bm25 or {}))
 
     def load(self) -> Loaded:
-        ds = irds.load(self.dataset)
         qrels = load_qrels(self.dataset)
-        queries = {q: t for q, t in load_queries(self.dataset, self.query_field).items() if q in qrels}
+        all_queries = load_queries(self.dataset, self.query_field)
+        judged = [q for q in all_queries if q in qrels][: self.limit]  # limit: the first N, dataset order
+        qrels = {q: qrels[q] for q in judged}
+        queries = {q: all_queries[q] for q in judged}
         docs = DocStore(self.dataset)
         if self.run_path:
-            run = trec_run(self.run_path, queries, docs, self.depth)
+            run = trec_run(self.run_path, all_queries, docs, self.depth)
             run = {q: r for q, r in run.items() if q in queries}
+        elif self.scoreddocs:
+            run = scoreddocs_run(self.dataset, queries, self.depth, docs)
         else:
-            def corpus():
-                for doc in ds.docs_iter():
-                    title, text = irds.doc_fields(doc)
-                    yield doc.doc_id, f"{title} {text}".strip()
-
-            index = cached_index(self.cache_dir, _docs_key(self.dataset), self.bm25, corpus)
+            index = dataset_bm25_index(self.dataset, self.cache_dir, self.bm25)
             run = bm25_run(index, queries, self.depth, docs)
         return self._judged(run, RelevanceJudge(qrels, self.measures), self.dataset)
 
@@ -167,20 +168,12 @@ class QABenchmark(Benchmark):
             queries, answers = read_qas(self.qas)
             run = trec_run(self.candidates, queries, DocStore(self.docs), self.depth)
         elif self.dataset:
-            ds = irds.load(self.dataset)
-            queries = {q.query_id: q.text for q in ds.queries_iter()}
-            answers = {q.query_id: list(q.answers) for q in ds.queries_iter()}
-            index = cached_index(self.cache_dir, _docs_key(self.dataset), self.bm25,
-                                 lambda: ((d.doc_id, f"{d.title} {d.text}") for d in ds.docs_iter()))
+            queries = {q.query_id: q.text for q in irds.load(self.dataset).queries_iter()}
+            answers = {q.query_id: list(q.answers) for q in irds.load(self.dataset).queries_iter()}
+            index = dataset_bm25_index(self.dataset, self.cache_dir, self.bm25)
             run = bm25_run(index, queries, self.depth, DocStore(self.dataset))
         else:
             raise DataError(f"benchmark {self.name}: set benchmark.candidates (file) or benchmark.dataset (ir_datasets id)")
         return self._judged(run, AnswerJudge(answers, self.ks), self.candidates or self.dataset)
 
 
-
-def _docs_key(dataset_id: str) -> str:
-    """Corpus identity for the BM25 cache: splits of one collection share one index."""
-    import ir_datasets
-
-    return ir_datasets.docs_parent_id(dataset_id) or dataset_id

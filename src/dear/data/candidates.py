@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dear.data.bm25 import BM25Index
+from dear.data import irds
+from dear.data.bm25 import BM25Index, BM25Params, cached_index
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.texts import DocStore
 from dear.data.trec import read_run
@@ -22,6 +23,28 @@ def bm25_run(index: BM25Index, queries: dict[str, str], depth: int, docs: DocSto
         log(f"BM25: {len(empty)} queries match no indexed term and get no candidates, e.g. {empty[:3]}")
     return attach_texts({q: Ranking(Query(q, queries[q]), [Candidate(d, score=s) for d, s in h])
                          for q, h in zip(qids, hits)}, docs)
+
+
+def dataset_bm25_index(dataset: str, cache_dir: str, params: BM25Params) -> BM25Index:
+    """The BM25 index over an ir_datasets corpus (``title text`` per doc), built once and cached."""
+
+    def corpus():
+        for doc in irds.load(dataset).docs_iter():
+            yield doc.doc_id, " ".join(irds.doc_fields(doc)).strip()
+
+    return cached_index(cache_dir, irds.docs_key(dataset), params, corpus)
+
+
+def scoreddocs_run(dataset: str, queries: dict[str, str], depth: int, docs: DocStore | None = None) -> Run:
+    """The dataset's own first-stage run (ir_datasets ``scoreddocs``), top ``depth`` per query;
+    texts attached when ``docs`` is given."""
+    hits: dict[str, list[tuple[float, str]]] = {q: [] for q in queries}
+    for sd in irds.load(dataset).scoreddocs_iter():
+        if sd.query_id in hits:
+            hits[sd.query_id].append((-sd.score, sd.doc_id))
+    run = {q: Ranking(Query(q, queries[q]), [Candidate(d, score=-s) for s, d in sorted(h)[:depth]])
+           for q, h in hits.items()}
+    return attach_texts(run, docs) if docs is not None else run
 
 
 def trec_run(path: str, queries: dict[str, str] | None, docs: DocStore | None, depth: int) -> Run:

@@ -55,3 +55,12 @@ def query_text(query, field: str = "text") -> str:
     if value is None:
         raise DataError(f"ir_datasets query {query.query_id!r} has no field {field!r} (has {query._fields})")
     return value
+
+
+def docs_key(dataset_id: str) -> str:
+    """Corpus identity for caches: splits of one collection (``beir/scifact/train`` and
+    ``/test``) share their corpus and so one BM25 index."""
+    import ir_datasets
+
+    load(dataset_id)  # unknown ids fail here, with the id named
+    return ir_datasets.docs_parent_id(dataset_id) or dataset_id

@@ -28,11 +28,21 @@ FIRST_STAGE = "first_stage"
 
 @dataclass
 class Stage:
-    """A reranker applied to the top ``depth`` of the previous stage; the tail keeps its order."""
+    """A reranker applied to the top ``depth`` of the previous stage (or of the stage named by
+    ``source``, e.g. ``first_stage`` to compare rerankers on the same candidates); the tail keeps
+    its order."""
 
     name: str
     reranker: object  # anything with rerank(list[Ranking]) -> list[Ranking]
     depth: int = 100
+    source: str | None = None
+
+
+def stages_from_config(stages) -> list[Stage]:
+    """``{name: {reranker: <_target_ node>, depth: k, source: optional stage}}`` → stages."""
+    from hydra.utils import instantiate
+
+    return [Stage(name, instantiate(s.reranker), s.depth, s.get("source")) for name, s in stages.items()]
 
 
 def rerank_stage(stage: Stage, run: Run) -> tuple[Run, float]:
@@ -72,9 +82,13 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path)
         atomic_write_json(out_dir / "per_query.json", per_query)
 
     record(FIRST_STAGE, run, time.perf_counter() - start)
+    runs = {FIRST_STAGE: run}
     for stage in stages:
+        if stage.source is not None and stage.source not in runs:
+            raise DataError(f"stage {stage.name!r}: source {stage.source!r} is not an earlier stage ({list(runs)})")
         log(f"stage {stage.name}: reranking the top {stage.depth} of {len(run)} queries")
-        run, seconds = rerank_stage(stage, run)
+        run, seconds = rerank_stage(stage, runs[stage.source] if stage.source else run)
+        runs[stage.name] = run
         extra = stage.reranker.stage_metrics() if hasattr(stage.reranker, "stage_metrics") else None
         record(stage.name, run, seconds, extra)
     table = markdown_table(metrics, judge.names)

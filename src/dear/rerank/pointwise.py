@@ -7,16 +7,22 @@ tokenised once; pairs are scored in length-sorted, dynamically padded batches un
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from dear.data.contract import Ranking
+from dear.errors import DataError
 from dear.rerank.batching import length_batches, pad
 from dear.rerank.models import load_sequence_classifier, load_tokenizer, pick_device, resolve_model_path
 from dear.rerank.template import PairEncoder, PairTemplate
 from dear.utils.progress import progress_bar
+
+EXPORT_META = "dear_scorer.json"  # written next to a Stage-1 export: template + pooling
 
 
 def pooled_scores(model, input_ids, attention_mask, token_type_ids=None, pooling: str = "last") -> torch.Tensor:
@@ -67,6 +73,18 @@ class CrossEncoderScorer:
         self.max_batch_pairs, self.max_batch_tokens = max_batch_pairs, max_batch_tokens
         self.device = next(self.model.parameters()).device
 
+    @classmethod
+    def from_export(cls, path: str, **kwargs) -> "CrossEncoderScorer":
+        """A Stage-1 export (``train.py``'s ``export/`` or its run dir): the model or adapter with
+        the template and pooling it was trained with (``dear_scorer.json``)."""
+        path = Path(path)
+        if not (path / EXPORT_META).is_file() and (path / "export" / EXPORT_META).is_file():
+            path = path / "export"
+        if not (path / EXPORT_META).is_file():
+            raise DataError(f"{path}: not a Stage-1 export (no {EXPORT_META}); pass the run's export/ directory")
+        meta = json.loads((path / EXPORT_META).read_text())
+        return cls(str(path), template=meta["template"], pooling=meta["pooling"], **kwargs)
+
     def encode(self, rankings: list[Ranking]) -> tuple[list[list[int]], list[list[int]]]:
         """Token ids and type ids for every (query, candidate) pair, in ranking order."""
         queries, q_of = _unique([r.query.text for r in rankings])
@@ -93,11 +111,15 @@ class CrossEncoderScorer:
 
 
 class BiEncoderScorer:
-    """Cosine similarity of mean-pooled embeddings (sentence-transformers style, e.g. MiniLM)."""
+    """Cosine similarity of mean-pooled embeddings (sentence-transformers style, e.g. MiniLM).
+
+    Embeddings are memoised by text (up to ``memo_size`` texts, oldest dropped first), so a
+    document shared by many queries, calls or cache shards is embedded once.
+    """
 
     def __init__(self, model: str, revision: str | None = None, max_len: int = 256, query_prefix: str = "",
                  doc_prefix: str = "", max_batch_items: int = 128, max_batch_tokens: int = 32768,
-                 dtype: str = "float32", device: str = "auto"):
+                 dtype: str = "float32", device: str = "auto", memo_size: int = 200_000):
         from transformers import AutoModel
 
         self.name = model
@@ -108,10 +130,21 @@ class BiEncoderScorer:
         self.device, self.max_len = dev, max_len
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
         self.max_batch_items, self.max_batch_tokens = max_batch_items, max_batch_tokens
+        self.memo: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.memo_size = memo_size
+
+    def embed(self, texts: list[str], desc: str) -> torch.Tensor:
+        """L2-normalised embeddings, (N, H) float32 on CPU; only texts not memoised are encoded."""
+        new = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if new:
+            for text, vector in zip(new, self._encode(new, desc)):
+                self.memo[text] = vector
+            while len(self.memo) > self.memo_size:
+                self.memo.popitem(last=False)
+        return torch.stack([self.memo[t] for t in texts]) if texts else torch.zeros(0, self.model.config.hidden_size)
 
     @torch.inference_mode()
-    def embed(self, texts: list[str], desc: str) -> torch.Tensor:
-        """L2-normalised embeddings, (N, H) float32 on CPU."""
+    def _encode(self, texts: list[str], desc: str) -> torch.Tensor:
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_len, add_special_tokens=True)["input_ids"]
         out = torch.zeros(len(texts), self.model.config.hidden_size)
         with progress_bar(desc, len(texts)) as advance, autocast(self.device):
@@ -139,6 +172,17 @@ def _split(flat: np.ndarray, rankings: list[Ranking]) -> list[np.ndarray]:
     return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def sort_by_scores(ranking: Ranking, scores: np.ndarray) -> Ranking:
+    """Candidates by descending score (stable: ties keep the previous order), scores attached."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return Ranking(ranking.query, [ranking.candidates[i].with_score(scores[i]) for i in order], dict(ranking.meta))
+
+
+def sort_flat(rankings: list[Ranking], flat: np.ndarray) -> list[Ranking]:
+    """Sort every ranking by its slice of ``flat`` (pair scores in ranking order)."""
+    return [sort_by_scores(r, s) for r, s in zip(rankings, _split(flat, rankings))]
+
+
 class PointwiseReranker:
     """Scores every candidate and sorts by score (stable: ties keep the previous order)."""
 
@@ -146,9 +190,4 @@ class PointwiseReranker:
         self.scorer = scorer
 
     def rerank(self, rankings: list[Ranking]) -> list[Ranking]:
-        out = []
-        for ranking, scores in zip(rankings, self.scorer.score(rankings)):
-            order = np.argsort(-scores, kind="stable")
-            out.append(Ranking(ranking.query, [ranking.candidates[i].with_score(scores[i]) for i in order],
-                               dict(ranking.meta)))
-        return out
+        return [sort_by_scores(r, s) for r, s in zip(rankings, self.scorer.score(rankings))]

@@ -1,0 +1,1 @@
+"""Stage 1 (DeAR-P): teacher-logit cache, training groups, losses and the student module."""

@@ -1,0 +1,203 @@
+"""Stage-1 training data: deterministic groups, the teacher cache, and a LightningDataModule.
+
+A group for query q is its positive + (m − 1) negatives drawn from q's pool. The draw is a pure
+function of (seed, epoch, query index), and the teacher's logits for the group are looked up
+for exactly the drawn documents — student and teacher always see the same group.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dear.config import to_plain
+from dear.data.contract import Ranking
+from dear.distill.sources import TrainQuery
+from dear.distill.teacher_cache import TeacherCache, fingerprint, pair_list
+from dear.rerank.batching import pad
+from dear.rerank.models import load_tokenizer
+from dear.rerank.pointwise import sort_flat
+from dear.rerank.template import PairEncoder, PairTemplate
+from dear.utils.progress import log
+
+
+_NOT_FINGERPRINTED = {"device", "memo_size", "max_batch_pairs", "max_batch_tokens", "max_batch_items"}
+
+
+class GroupSampler(Sampler[int]):
+    """Shuffled query order per epoch, sharded by rank; yields ``epoch * n + i`` so the dataset
+    knows the epoch without shared state (works with worker processes and DDP).
+    Lightning calls ``set_epoch`` at every epoch start."""
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        rank, world = _rank_world()
+        per_rank = -(-self.n // world)
+        order = np.resize(order, per_rank * world)[rank::world]  # pad by wrapping, equal length per rank
+        return iter((self.epoch * self.n + order).tolist())
+
+    def __len__(self) -> int:
+        return -(-self.n // _rank_world()[1])
+
+
+class GroupDataset(Dataset):
+    def __init__(self, queries: list[TrainQuery], group_size: int, seed: int = 0):
+        self.queries, self.m, self.seed = queries, group_size, seed
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def __getitem__(self, index: int) -> tuple[str, list[str]]:
+        """(qid, [positive, negative × (m − 1)]) for ``index = epoch * n + i``."""
+        epoch, i = divmod(index, len(self.queries))
+        q = self.queries[i]
+        rng = np.random.default_rng((self.seed, epoch, i))
+        positive = q.positives[rng.integers(len(q.positives))]
+        k = self.m - 1
+        negatives = rng.choice(len(q.negatives), size=k, replace=len(q.negatives) < k)
+        return q.qid, [positive] + [q.negatives[j] for j in negatives]
+
+
+class PairCollator:
+    """Joins cached query/doc encodings into padded student inputs; adds labels and teacher logits."""
+
+    def __init__(self, encoder: PairEncoder, q_enc: dict, d_enc: dict, pad_id: int, teacher: dict | None):
+        self.encoder, self.q_enc, self.d_enc, self.pad_id, self.teacher = encoder, q_enc, d_enc, pad_id, teacher
+
+    def inputs(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+        joined = [self.encoder.pair(self.q_enc[q], self.d_enc[d]) for q, d in pairs]
+        ids, mask = pad([j[0] for j in joined], self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": pad([j[1] for j in joined], 0)[0]}
+
+    def __call__(self, groups: list[tuple[str, list[str]]]) -> dict[str, torch.Tensor]:
+        pairs = [(qid, d) for qid, docs in groups for d in docs]
+        batch = self.inputs(pairs)  # (B·m, L)
+        m = len(groups[0][1])
+        batch["labels"] = torch.zeros(len(groups), m)
+        batch["labels"][:, 0] = 1.0  # the positive is drawn first
+        if self.teacher is not None:
+            batch["teacher"] = torch.tensor([self.teacher[p] for p in pairs], dtype=torch.float32).view(len(groups), m)
+        return batch
+
+
+class DistillDataModule(L.LightningDataModule):
+    """``train``: a training source (dear.distill.sources); ``val``: a harness benchmark whose
+    judged queries are never trained on; ``teacher``: a pointwise scorer config (built only when
+    its cache must be computed); ``student``: the student config (tokenizer + template).
+    ``kd_weight`` is the loss's α: with α = 0 no teacher logits are needed or computed.
+    ``train``/``val`` may be configs (``_target_`` nodes): they are instantiated here."""
+
+    def __init__(self, train, student: dict, teacher: dict, val=None, kd_weight: float = 0.1, group_size: int = 8,
+                 batch_size: int = 4, eval_batch_size: int = 64, seed: int = 0, num_workers: int = 0,
+                 cache_dir: str = ".cache/teacher", shard_size: int = 4096):
+        super().__init__()
+        from hydra.utils import instantiate
+
+        self.source = instantiate(train) if _is_config(train) else train
+        self.val_benchmark = instantiate(val) if _is_config(val) else val
+        self.student_cfg, self.teacher_cfg = to_plain(student), to_plain(teacher)
+        self.group_size, self.batch_size, self.eval_batch_size = group_size, batch_size, eval_batch_size
+        self.seed, self.num_workers, self.cache_root, self.shard_size = seed, num_workers, cache_dir, shard_size
+        self.needs_teacher = kd_weight > 0
+        self.queries = self.docs = self.val_run = self.val_judge = None
+        self.timings: dict[str, float] = {}  # seconds of the steps this module ran (read by train.py)
+
+    # --- data -------------------------------------------------------------------------------------
+    def fingerprint(self) -> dict:
+        """What the teacher's logits depend on; device, batching and memo sizes do not count."""
+        teacher = {k: v for k, v in self.teacher_cfg.items() if k not in _NOT_FINGERPRINTED}
+        return fingerprint(teacher, self.source.describe())
+
+    def cache_record(self) -> dict | None:
+        """Where this run's teacher logits are and what they were computed for (for the run dir)."""
+        return {"dir": str(self.cache.dir), "fingerprint": self.fingerprint()} if self.needs_teacher else None
+
+    @property
+    def cache(self) -> TeacherCache:
+        return TeacherCache.for_fingerprint(self.cache_root, self.fingerprint())
+
+    def load_sources(self) -> None:
+        if self.queries is not None:
+            return
+        queries, self.docs = self.source.load()
+        if self.val_benchmark is not None:
+            loaded = self.val_benchmark.load()
+            self.val_run, self.val_judge = list(loaded.run.values()), loaded.judge
+            held_out = set(loaded.judge.qids)
+            dropped = sum(q.qid in held_out for q in queries)
+            queries = [q for q in queries if q.qid not in held_out]
+            if dropped:
+                log(f"{dropped} validation queries removed from the training queries")
+        self.queries = queries
+        log(f"training: {len(queries)} queries, {len(pair_list(queries))} (query, doc) pairs in their pools")
+
+    def prepare_data(self) -> None:
+        """Compute the teacher cache if it is missing (rank 0 only, as Lightning calls it)."""
+        if not self.needs_teacher or self.cache.complete:
+            return
+        from hydra.utils import instantiate
+
+        start = time.perf_counter()
+        self.load_sources()
+        log(f"teacher cache missing: scoring with {self.teacher_cfg.get('model')} into {self.cache.dir}")
+        self.cache.precompute(instantiate(self.teacher_cfg), self.fingerprint(), self.queries, self.docs, self.shard_size)
+        self.timings["teacher_precompute"] = time.perf_counter() - start
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load_sources()
+        teacher = self.cache.load(self.fingerprint(), pair_list(self.queries)) if self.needs_teacher else None
+        tokenizer = load_tokenizer(self.student_cfg["model"], self.student_cfg.get("revision"))
+        template = PairTemplate(**(self.student_cfg.get("template") or {}))
+        encoder = PairEncoder(tokenizer, template)
+        val_rankings = self.val_run or []
+        q_text = {q.qid: q.text for q in self.queries} | {r.qid: r.query.text for r in val_rankings}
+        doc_ids = sorted({d for q in self.queries for d in q.docids})
+        titled = self.docs.get_many(doc_ids) | {c.docid: (c.title, c.text) for r in val_rankings for c in r.candidates}
+        q_enc = dict(zip(q_text, encoder.queries(list(q_text.values()))))  # tokenised once
+        d_enc = dict(zip(titled, encoder.docs(list(titled.values()))))
+        self.collate = PairCollator(encoder, q_enc, d_enc, tokenizer.pad_token_id, teacher)
+        self.train_set = GroupDataset(self.queries, self.group_size, self.seed)
+        self.val_pairs = [(r.qid, c.docid) for r in val_rankings for c in r.candidates]
+
+    # --- loaders ----------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=GroupSampler(len(self.train_set), self.seed),
+                          collate_fn=self.collate, num_workers=self.num_workers, drop_last=True,
+                          persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self):
+        if not self.val_pairs:
+            return []
+        chunks = range(0, len(self.val_pairs), self.eval_batch_size)
+        return DataLoader(list(chunks), batch_size=None, collate_fn=self._val_batch, num_workers=0)
+
+    def _val_batch(self, start: int) -> dict[str, torch.Tensor]:
+        pairs = self.val_pairs[start : start + self.eval_batch_size]
+        return {**self.collate.inputs(pairs), "start": torch.tensor(start)}
+
+    def val_rankings(self, scores: np.ndarray) -> dict[str, Ranking]:
+        """The validation run from flat pair scores (in ``val_pairs`` order)."""
+        return {r.qid: r for r in sort_flat(self.val_run, scores)}
+
+
+def _is_config(obj) -> bool:
+    from omegaconf import DictConfig
+
+    return isinstance(obj, (DictConfig, dict)) and "_target_" in obj
+
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1

@@ -1,0 +1,97 @@
+"""The Stage-1 LightningModule: a LoRA student scored in groups, trained on rank loss + KD.
+
+Per step: B groups × m documents → (B·m, L) token ids → scores (B, m) → DistillLoss.
+Lightning owns devices, precision and the strategy (DDP / FSDP / DeepSpeed via trainer config).
+Checkpoints hold only the trainable weights (adapters + score head), not the frozen base.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from dear.config import to_plain
+from dear.distill.losses import DistillLoss
+from dear.distill.student import build_student
+from dear.rerank.pointwise import EXPORT_META, default_pooling, pooled_scores
+
+
+class DistillModule(L.LightningModule):
+    def __init__(self, student: dict, loss: DistillLoss, lr: float = 1e-4, weight_decay: float = 0.1,
+                 warmup_ratio: float = 0.1, val_metric: str = "nDCG@10"):
+        super().__init__()
+        self.student_cfg = to_plain(student)
+        self.loss = loss
+        self.lr, self.weight_decay, self.warmup_ratio, self.val_metric = lr, weight_decay, warmup_ratio, val_metric
+        self.tokenizer, self.model = build_student(**self.student_cfg)
+        self.model.train()  # from_pretrained leaves eval mode (no dropout); Lightning keeps module modes
+        pooling = self.student_cfg.get("pooling", "auto")
+        self.pooling = default_pooling(self._net) if pooling == "auto" else pooling
+        self.strict_loading = False  # checkpoints carry trainable weights only
+        self._val_scores: list[tuple[int, torch.Tensor]] = []
+
+    @property
+    def _net(self):
+        """The HF model under the PEFT wrapper (LoRA layers are injected in place)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """(N,) scores for N tokenised pairs."""
+        types = batch.get("token_type_ids") if self.pooling == "model" else None
+        return pooled_scores(self._net, batch["input_ids"], batch["attention_mask"], types, self.pooling)
+
+    def training_step(self, batch, batch_idx):
+        scores = self(batch).view_as(batch["labels"])  # (B, m)
+        parts = self.loss(scores, batch["labels"], batch.get("teacher"))
+        B = scores.size(0)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True, batch_size=B)
+        return parts["loss"]
+
+    def validation_step(self, batch, batch_idx):
+        self._val_scores.append((int(batch["start"]), self(batch).float().cpu()))
+
+    def on_validation_epoch_end(self):
+        if not self._val_scores:
+            return
+        dm = self.trainer.datamodule
+        flat = np.zeros(len(dm.val_pairs), dtype=np.float32)
+        for start, scores in self._val_scores:
+            flat[start : start + len(scores)] = scores.numpy()
+        self._val_scores.clear()
+        aggregate, _ = dm.val_judge.evaluate(dm.val_rankings(flat))
+        self.log_dict({f"val/{k}": v for k, v in aggregate.items()}, prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint):
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def export(self, directory: str | Path) -> Path:
+        """``save_pretrained`` the adapter + score head (or the full model without LoRA), the
+        tokenizer, and how to score with it (template, pooling) — loadable with transformers/peft
+        alone, and by ``CrossEncoderScorer.from_export``."""
+        directory = Path(directory)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        meta = {"template": dict(self.student_cfg.get("template") or {}), "pooling": self.pooling,
+                "base_model": self.student_cfg["model"]}
+        (directory / EXPORT_META).write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @staticmethod
+    def export_reranker(directory: str | Path, **scorer_kwargs):
+        from dear.rerank.pointwise import CrossEncoderScorer, PointwiseReranker
+
+        return PointwiseReranker(CrossEncoderScorer.from_export(directory, **scorer_kwargs))

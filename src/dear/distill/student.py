@@ -1,0 +1,46 @@
+"""Build the Stage-1 student: a one-logit sequence classifier with LoRA (optionally QLoRA).
+
+Decoder students (Llama 3.x, Qwen 2.5/3) are pooled at the last real token, encoders at [CLS]
+(see ``dear.rerank.pointwise.pooled_scores``); the score head is trained in full alongside
+the adapters (PEFT's ``modules_to_save`` for sequence classification).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dear.rerank.models import load_tokenizer, pick_device, pick_dtype, resolve_model_path
+
+
+def build_student(model: str, revision: str | None = None, lora: dict | None = None,
+                  quantization: dict | None = None, gradient_checkpointing: bool = False, dtype: str = "auto", **_):
+    """→ (tokenizer, model). ``lora``: peft LoraConfig fields (r, lora_alpha, lora_dropout,
+    target_modules, ...) or None for full fine-tuning; ``quantization``: BitsAndBytesConfig fields
+    (e.g. ``load_in_4bit: true``) for a 4-bit frozen base (QLoRA). Other student keys (template,
+    pooling) are read by the module."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model_path(model)
+    tokenizer = load_tokenizer(path, revision)
+    kwargs = {"num_labels": 1, "revision": revision, "dtype": pick_dtype(dtype, pick_device("auto"))}
+    if quantization:
+        from transformers import BitsAndBytesConfig
+
+        q = dict(quantization)
+        if isinstance(q.get("bnb_4bit_compute_dtype"), str):
+            q["bnb_4bit_compute_dtype"] = getattr(torch, q["bnb_4bit_compute_dtype"])
+        kwargs["quantization_config"] = BitsAndBytesConfig(**q)
+    net = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    if net.config.pad_token_id is None:
+        net.config.pad_token_id = tokenizer.pad_token_id
+    if quantization:
+        from peft import prepare_model_for_kbit_training
+
+        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        net = get_peft_model(net, LoraConfig(task_type=TaskType.SEQ_CLS, **dict(lora)))
+    return tokenizer, net

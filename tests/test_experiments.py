@@ -1,0 +1,52 @@
+"""Every experiment (paper row) composes and instantiates, with each hub model swapped for a tiny
+random model of the same architecture family."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+
+from dear.config import CONF_DIR
+from test_configs import compose_cfg
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def family(hub_id: str) -> str:
+    hub_id = hub_id.lower()
+    return "qwen3" if "qwen3" in hub_id else "qwen2" if "qwen" in hub_id else "llama"
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    from dear.utils.tiny import build_tiny
+
+    root = tmp_path_factory.mktemp("tiny-families")
+    return {arch: build_tiny(root / arch, arch, "seqcls") for arch in ("llama", "qwen2", "qwen3")}
+
+
+def test_there_is_one_experiment_per_paper_row():
+    assert len(EXPERIMENTS) == 10  # Table 1: 4 DeAR-P rows; Table 4: 8 pairs (2 shared with Table 1)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_instantiates_with_tiny_models(name, tiny_dirs, tmp_path):
+    text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text().splitlines()
+    assert text[0] == "# @package _global_" and text[1] == f"# python train.py experiment={name}"
+    real = compose_cfg("train", [f"experiment={name}"])
+    assert "/" in real.student.model and "/" in real.teacher.model  # real hub ids stay in the configs
+    student_family, teacher_family = family(real.student.model), family(real.teacher.model)
+    assert real.student.family == student_family
+    cfg = compose_cfg("train", [f"experiment={name}", f"student.model={tiny_dirs[student_family]}",
+                                f"teacher.model={tiny_dirs[teacher_family]}", "trainer.accelerator=cpu",
+                                "trainer.precision=32-true", "student.gradient_checkpointing=false"])
+    module = instantiate(cfg.module)
+    assert module.loss.alpha == 0.1 and module.pooling == "last"
+    assert any("lora_A" in n for n, p in module.named_parameters() if p.requires_grad)
+    assert student_family in type(module._net).__name__.lower()  # e.g. Qwen3ForSequenceClassification
+    datamodule = instantiate(cfg.data)
+    assert datamodule.group_size == 8 and datamodule.needs_teacher
+    teacher = instantiate(cfg.teacher)
+    assert teacher.pooling == "last"
+    trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path))
+    assert trainer.max_epochs == 3

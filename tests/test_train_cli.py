@@ -1,0 +1,89 @@
+"""train.py as a user runs it, on fixtures with tiny models: precompute, train, export, evaluate,
+resume; then evaluate.py reranks with the export by pointing at it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def flag_jsonl(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "train.jsonl"
+    topics = ["llama", "edison", "coffee", "volcano", "violin", "glacier", "comet", "tulip"]
+    rows = [{"query": f"tell me about {t}", "pos": [f"a passage about {t}"],
+             "neg": [f"a passage about {o}" for o in topics if o != t][:5]} for t in topics]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):
+    files = ["benchmark@evaluation.benchmark=files", f"evaluation.benchmark.candidates={toy_files['run']}",
+             f"evaluation.benchmark.qrels={toy_files['qrels']}", f"evaluation.benchmark.docs={toy_files['docs']}",
+             f"evaluation.benchmark.queries={toy_files['queries']}"]
+    val = [f"data.val={{_target_: dear.data.benchmarks.FilesBenchmark, name: val, measures: [nDCG@10], "
+           f"candidates: '{toy_files['run']}', qrels: '{toy_files['qrels']}', docs: '{toy_files['docs']}', "
+           f"queries: '{toy_files['queries']}'}}"]
+    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", *val, f"student.model={tiny_bert_cls}",
+            "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
+            "teacher.pooling=auto",
+            "data.group_size=4", "data.batch_size=2", "trainer.max_steps=4", "trainer.max_epochs=10", "trainer.log_every_n_steps=1",
+            "~callbacks.progress", *files, "evaluation.depth=3", f"hydra.run.dir={run_dir}", *extra]
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def test_train_precomputes_trains_exports_evaluates_and_resumes(tmp_path, flag_jsonl, toy_files, tiny_bert_cls):
+    run = tmp_path / "run"
+    proc = train(run, flag_jsonl, toy_files, tiny_bert_cls, "alpha=a0.5")
+    assert "teacher cache missing" in proc.stderr
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "export" / "adapter_config.json").is_file() and (run / "export" / "config.yaml").is_file()
+    record = json.loads((run / "teacher_cache.json").read_text())
+    assert record["fingerprint"]["teacher"]["model"].endswith("bert-cls")
+    assert (Path(record["dir"]) / "manifest.json").is_file() and Path(record["dir"]).parent == Path(os.environ["DEAR_CACHE_DIR"]) / "teacher"
+    assert set(json.loads((run / "timings.json").read_text())) >= {"fit", "teacher_precompute", "export", "evaluation"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(metrics) == ["first_stage", "teacher", "student"]
+    assert "| student |" in proc.stdout
+    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/kd", "val/nDCG@10"} <= set(header)
+
+    again = train(run, flag_jsonl, toy_files, tiny_bert_cls, "alpha=a0.5", "trainer.max_steps=6")
+    assert "Restoring states from the checkpoint path" in again.stderr
+    assert "teacher cache missing" not in again.stderr  # reused, not recomputed
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+
+    out = tmp_path / "eval"
+    ev = subprocess.run([sys.executable, "evaluate.py", "benchmark=files", f"benchmark.candidates={toy_files['run']}",
+                         f"benchmark.qrels={toy_files['qrels']}", f"benchmark.docs={toy_files['docs']}",
+                         f"benchmark.queries={toy_files['queries']}", "pipeline=pointwise", "pointwise=export",
+                         f"pointwise.path={run}", f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=600)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["pointwise"]["nDCG@10"] >= 0
+
+
+def test_wrong_teacher_cache_is_refused(tmp_path, flag_jsonl, toy_files, tiny_bert_cls):
+    """Point the run at a cache computed with other settings: training stops and says what differs."""
+    first = tmp_path / "a"
+    train(first, flag_jsonl, toy_files, tiny_bert_cls, "alpha=a0.5", f"data.cache_dir={tmp_path}/cache")
+    cache_dir = next((tmp_path / "cache").iterdir())
+    manifest = json.loads((cache_dir / "manifest.json").read_text())
+    manifest["fingerprint"]["teacher"]["revision"] = "other-revision"
+    (cache_dir / "manifest.json").write_text(json.dumps(manifest))
+    proc = train(tmp_path / "b", flag_jsonl, toy_files, tiny_bert_cls, "alpha=a0.5", f"data.cache_dir={tmp_path}/cache",
+                 check=False)
+    assert proc.returncode != 0
+    assert "teacher.revision: cached 'other-revision' != requested None" in proc.stderr
