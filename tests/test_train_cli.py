@@ -36,6 +36,7 @@ def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):
             "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
             "teacher.pooling=auto",
             "data.group_size=4", "data.batch_size=2", "trainer.max_steps=4", "trainer.max_epochs=10", "trainer.log_every_n_steps=1",
+            "trainer.val_check_interval=2",
             "~callbacks.progress", *files, "evaluation.depth=3", f"hydra.run.dir={run_dir}", *extra]
     proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
     if check:
@@ -87,3 +88,15 @@ def test_wrong_teacher_cache_is_refused(tmp_path, flag_jsonl, toy_files, tiny_be
                  check=False)
     assert proc.returncode != 0
     assert "teacher.revision: cached 'other-revision' != requested None" in proc.stderr
+
+
+def test_precompute_command_writes_the_cache_training_then_uses(tmp_path, flag_jsonl, toy_files, tiny_bert_cls):
+    cache = f"data.cache_dir={tmp_path}/cache"
+    common = ["data=flagembedding", f"data.train.path={flag_jsonl}", "teacher=rankllama_13b",
+              f"teacher.model={tiny_bert_cls}", "teacher.pooling=auto", cache]
+    pre = subprocess.run([sys.executable, "-m", "dear.distill.precompute", *common, f"hydra.run.dir={tmp_path}/pre"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    assert "teacher cache complete" in pre.stderr
+    proc = train(tmp_path / "run", flag_jsonl, toy_files, tiny_bert_cls, "alpha=a0.5", cache)
+    assert "teacher cache missing" not in proc.stderr
