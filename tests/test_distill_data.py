@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from dear.data.texts import DocStore
 from dear.distill.data import GroupDataset, GroupSampler, PairCollator
 from dear.distill.sources import FlagEmbeddingSource, TevatronSource, TrainQuery
 from dear.errors import DataError
@@ -43,18 +44,18 @@ def test_collator_gives_teacher_logits_of_the_very_documents_in_the_batch(tiny_b
     from dear.rerank.template import PairEncoder, PairTemplate
 
     encoder = PairEncoder(load_tokenizer(tiny_bert_cls), PairTemplate())
-    docs = sorted({d for q in QUERIES for d in q.docids})
-    q_enc = dict(zip([q.qid for q in QUERIES], encoder.queries([q.text for q in QUERIES])))
-    d_enc = dict(zip(docs, encoder.docs([("", f"text of {d}") for d in docs])))
+    docs = DocStore("mem", {d: ("", f"text of {d}") for q in QUERIES for d in q.docids})
     teacher = {(q.qid, d): float(hash((q.qid, d)) % 1000) for q in QUERIES for d in q.docids}
-    collate = PairCollator(encoder, q_enc, d_enc, 0, teacher)
+    collate = PairCollator(encoder, {q.qid: q.text for q in QUERIES}, docs, 0, teacher, memo_size=5)
     groups = [GroupDataset(QUERIES, 4, seed=3)[i] for i in (0, 2)]
     batch = collate(groups)
     assert batch["input_ids"].shape[0] == 8 and batch["labels"].tolist() == [[1, 0, 0, 0]] * 2
+    assert len(collate.d_enc) == 5  # the memo stays bounded
     for g, (qid, group_docs) in enumerate(groups):
         assert batch["teacher"][g].tolist() == [teacher[(qid, d)] for d in group_docs]
         for j, d in enumerate(group_docs):  # row g*4+j holds exactly that (query, doc) pair
-            expected = encoder.pair(q_enc[qid], d_enc[d])[0]
+            q_text = next(q.text for q in QUERIES if q.qid == qid)
+            expected = encoder.pair(encoder.queries([q_text])[0], encoder.docs([("", f"text of {d}")])[0])[0]
             assert batch["input_ids"][g * 4 + j, : len(expected)].tolist() == expected
 
 

@@ -8,6 +8,7 @@ for exactly the drawn documents — student and teacher always see the same grou
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 import lightning as L
 import numpy as np
@@ -69,13 +70,33 @@ class GroupDataset(Dataset):
 
 
 class PairCollator:
-    """Joins cached query/doc encodings into padded student inputs; adds labels and teacher logits."""
+    """Builds padded student inputs for (qid, docid) pairs; adds labels and teacher logits.
 
-    def __init__(self, encoder: PairEncoder, q_enc: dict, d_enc: dict, pad_id: int, teacher: dict | None):
-        self.encoder, self.q_enc, self.d_enc, self.pad_id, self.teacher = encoder, q_enc, d_enc, pad_id, teacher
+    Queries and documents are tokenised on first use and memoised (up to ``memo_size`` docs), so
+    a corpus never has to be tokenised — or held — in full, yet no text is tokenised twice.
+    """
+
+    def __init__(self, encoder: PairEncoder, queries: dict[str, str], docs, pad_id: int, teacher: dict | None,
+                 memo_size: int = 500_000):
+        self.encoder, self.queries, self.docs, self.pad_id, self.teacher = encoder, queries, docs, pad_id, teacher
+        self.q_enc: dict = {}
+        self.d_enc: OrderedDict = OrderedDict()
+        self.memo_size = memo_size
+
+    def _encodings(self, pairs: list[tuple[str, str]]):
+        new_q = [q for q in dict.fromkeys(q for q, _ in pairs) if q not in self.q_enc]
+        self.q_enc.update(zip(new_q, self.encoder.queries([self.queries[q] for q in new_q])))
+        new_d = [d for d in dict.fromkeys(d for _, d in pairs) if d not in self.d_enc]
+        if new_d:
+            texts = self.docs.get_many(new_d)
+            self.d_enc.update(zip(new_d, self.encoder.docs([texts[d] for d in new_d])))
+        out = [(self.q_enc[q], self.d_enc[d]) for q, d in pairs]
+        while len(self.d_enc) > self.memo_size:  # oldest first, after this batch has its encodings
+            self.d_enc.popitem(last=False)
+        return out
 
     def inputs(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
-        joined = [self.encoder.pair(self.q_enc[q], self.d_enc[d]) for q, d in pairs]
+        joined = [self.encoder.pair(q, d) for q, d in self._encodings(pairs)]
         ids, mask = pad([j[0] for j in joined], self.pad_id)
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": pad([j[1] for j in joined], 0)[0]}
 
@@ -127,19 +148,20 @@ class DistillDataModule(L.LightningDataModule):
         return TeacherCache.for_fingerprint(self.cache_root, self.fingerprint())
 
     def load_sources(self) -> None:
+        """Training queries (validation queries held out) and, for the teacher cache, every query
+        of the source: the cache depends on the source alone, whatever the validation split."""
         if self.queries is not None:
             return
-        queries, self.docs = self.source.load()
+        self.all_queries, self.docs = self.source.load()
+        held_out = set()
         if self.val_benchmark is not None:
             loaded = self.val_benchmark.load()
             self.val_run, self.val_judge = list(loaded.run.values()), loaded.judge
             held_out = set(loaded.judge.qids)
-            dropped = sum(q.qid in held_out for q in queries)
-            queries = [q for q in queries if q.qid not in held_out]
-            if dropped:
-                log(f"{dropped} validation queries removed from the training queries")
-        self.queries = queries
-        log(f"training: {len(queries)} queries, {len(pair_list(queries))} (query, doc) pairs in their pools")
+        self.queries = [q for q in self.all_queries if q.qid not in held_out]
+        if len(self.queries) < len(self.all_queries):
+            log(f"{len(self.all_queries) - len(self.queries)} validation queries held out of the training queries")
+        log(f"training: {len(self.queries)} queries, {len(pair_list(self.queries))} (query, doc) pairs in their pools")
 
     def prepare_data(self) -> None:
         """Compute the teacher cache if it is missing (rank 0 only, as Lightning calls it)."""
@@ -150,22 +172,19 @@ class DistillDataModule(L.LightningDataModule):
         start = time.perf_counter()
         self.load_sources()
         log(f"teacher cache missing: scoring with {self.teacher_cfg.get('model')} into {self.cache.dir}")
-        self.cache.precompute(instantiate(self.teacher_cfg), self.fingerprint(), self.queries, self.docs, self.shard_size)
+        self.cache.precompute(instantiate(self.teacher_cfg), self.fingerprint(), self.all_queries, self.docs,
+                              self.shard_size)
         self.timings["teacher_precompute"] = time.perf_counter() - start
 
     def setup(self, stage: str | None = None) -> None:
         self.load_sources()
         teacher = self.cache.load(self.fingerprint(), pair_list(self.queries)) if self.needs_teacher else None
         tokenizer = load_tokenizer(self.student_cfg["model"], self.student_cfg.get("revision"))
-        template = PairTemplate(**(self.student_cfg.get("template") or {}))
-        encoder = PairEncoder(tokenizer, template)
+        encoder = PairEncoder(tokenizer, PairTemplate(**(self.student_cfg.get("template") or {})))
         val_rankings = self.val_run or []
-        q_text = {q.qid: q.text for q in self.queries} | {r.qid: r.query.text for r in val_rankings}
-        doc_ids = sorted({d for q in self.queries for d in q.docids})
-        titled = self.docs.get_many(doc_ids) | {c.docid: (c.title, c.text) for r in val_rankings for c in r.candidates}
-        q_enc = dict(zip(q_text, encoder.queries(list(q_text.values()))))  # tokenised once
-        d_enc = dict(zip(titled, encoder.docs(list(titled.values()))))
-        self.collate = PairCollator(encoder, q_enc, d_enc, tokenizer.pad_token_id, teacher)
+        queries = {q.qid: q.text for q in self.queries} | {r.qid: r.query.text for r in val_rankings}
+        val_docs = {c.docid: (c.title, c.text) for r in val_rankings for c in r.candidates}
+        self.collate = PairCollator(encoder, queries, _Overlay(val_docs, self.docs), tokenizer.pad_token_id, teacher)
         self.train_set = GroupDataset(self.queries, self.group_size, self.seed)
         self.val_pairs = [(r.qid, c.docid) for r in val_rankings for c in r.candidates]
 
@@ -188,6 +207,18 @@ class DistillDataModule(L.LightningDataModule):
     def val_rankings(self, scores: np.ndarray) -> dict[str, Ranking]:
         """The validation run from flat pair scores (in ``val_pairs`` order)."""
         return {r.qid: r for r in sort_flat(self.val_run, scores)}
+
+
+class _Overlay:
+    """Validation candidates' texts (from the benchmark) in front of the training doc store."""
+
+    def __init__(self, first: dict[str, tuple[str, str]], store):
+        self.first, self.store = first, store
+
+    def get_many(self, docids) -> dict[str, tuple[str, str]]:
+        docids = list(docids)
+        rest = [d for d in docids if d not in self.first]
+        return {d: self.first[d] for d in docids if d in self.first} | (self.store.get_many(rest) if rest else {})
 
 
 def _is_config(obj) -> bool:
