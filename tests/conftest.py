@@ -80,3 +80,73 @@ def toy_files(tmp_path) -> dict[str, Path]:
         for q, order in [("q1", ["d2", "d4", "d1"]), ("q2", ["d4", "d2", "d3"])]
     ]))
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_causal(tmp_path_factory) -> str:
+    from dear.utils.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "llama-causal", "llama", "causal")
+
+
+@pytest.fixture
+def chat_server():
+    """A real HTTP server on loopback speaking the OpenAI chat-completions protocol.
+
+    ``server.respond(body) -> str | (content, finish_reason[, extra message fields])`` makes each
+    answer (set it per test); the server records every request body, the most requests it had
+    in flight at once, and the start time of each; ``server.delay`` slows each answer down.
+    """
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(requests=[], starts=[], in_flight=0, max_in_flight=0, delay=0.0, auth=[],
+                            respond=lambda body: "[1] > [2]", lock=threading.Lock())
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def do_POST(self):
+            if not self.path.endswith("/chat/completions"):
+                self.send_error(404)
+                return
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with state.lock:
+                state.requests.append(body)
+                state.starts.append(time.monotonic())
+                state.auth.append(self.headers.get("Authorization"))
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                time.sleep(state.delay)
+                answer = state.respond(body)
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+            content, finish, extra = (answer, "stop", {}) if isinstance(answer, str) else (*answer, {})[:3]
+            payload = {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+                       "model": body["model"],
+                       "choices": [{"index": 0, "finish_reason": finish,
+                                    "message": {"role": "assistant", "content": content, **extra}}],
+                       "usage": {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
+                                 "completion_tokens": len(content.split()),
+                                 "total_tokens": 0}}
+            data = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()

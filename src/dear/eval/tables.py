@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 def markdown_table(metrics: dict[str, dict[str, float]], columns: list[str], time_key: str = "sec_per_query") -> str:
-    """Rows = stages (in pipeline order), columns = metrics then seconds per query."""
+    """Rows = stages (in pipeline order), columns = metrics, then any stage's own rates
+    (``stage_metrics()``, e.g. listwise ``parse_clean``; "–" for stages without them), then
+    seconds per query."""
+    extra = list(dict.fromkeys(k for row in metrics.values() for k in row if k not in columns and k != time_key))
+    columns = [*columns, *extra]
     header = ["stage", *columns, "s/query"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for stage, row in metrics.items():

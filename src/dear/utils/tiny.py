@@ -8,6 +8,8 @@ the real ones (same HF classes as Llama-3.x / Qwen2.5 / Qwen3 / BERT checkpoints
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 CORPUS = [
@@ -82,6 +84,13 @@ def build_tiny(out_dir: str | Path, arch: str = "llama", task: str = "seqcls", s
         model = AutoModelForSequenceClassification.from_config(config)
     else:
         model = AutoModelForCausalLM.from_config(config)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    # Built beside the target and renamed into place: a killed build never looks finished.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(out_dir)
+    except OSError:  # another process finished the same model first
+        shutil.rmtree(tmp, ignore_errors=True)
     return str(out_dir)

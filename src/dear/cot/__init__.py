@@ -1,0 +1,2 @@
+"""Synthetic chain-of-thought ranking data (DeAR-COT): generation from a chat endpoint
+(``python -m dear.cot``, config ``conf/cot.yaml``) and loading the released set."""

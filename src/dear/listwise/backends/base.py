@@ -1,0 +1,62 @@
+"""What every back end returns, and chat rendering shared by the local (tokenizer) back ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STOP, LENGTH = "stop", "length"
+
+# End-of-turn tokens of common chat models; the ones a tokenizer knows also stop generation.
+END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion. ``finish``: ``stop`` (an end token) or ``length`` (cut at the token limit)."""
+
+    text: str
+    finish: str = STOP
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish == LENGTH
+
+
+def plain_text(messages: list[dict[str, str]]) -> str:
+    """A chat as raw text for models prompted without a chat template (contents joined by blank lines)."""
+    return "\n\n".join(m["content"] for m in messages)
+
+
+class TokenizerRenderer:
+    """Chat → prompt token ids through a Hugging Face tokenizer.
+
+    ``chat=True``: the tokenizer's chat template with the generation prompt (the template
+    writes BOS itself, so no special tokens are added again); ``chat=False``: the raw text with
+    the tokenizer's usual special tokens (BOS), as the model card feeds its prompt.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def ids(self, messages: list[dict[str, str]], chat: bool = True) -> list[int]:
+        if chat:
+            if not self.tokenizer.chat_template:
+                raise ValueError(f"{self.tokenizer.name_or_path}: the tokenizer has no chat template; "
+                                 "use a prompt with chat_template: false")
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(plain_text(messages))["input_ids"]
+
+    def count(self, messages: list[dict[str, str]], chat: bool = True) -> int:
+        return len(self.ids(messages, chat))
+
+    def stop_ids(self, extra: list[int] | int | None = None) -> list[int]:
+        """EOS, the model's configured end ids (``extra``) and any end-of-turn token the vocabulary has."""
+        ids = [extra] if isinstance(extra, int) else list(extra or [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        vocab = self.tokenizer.get_vocab()
+        ids += [vocab[t] for t in END_OF_TURN if t in vocab]
+        return sorted(set(ids))

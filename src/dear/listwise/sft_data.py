@@ -1,0 +1,104 @@
+"""Listwise SFT data: DeAR-COT examples → chat-template tokens with the loss on the response only.
+
+A training sequence is exactly what inference sees plus the target: the prompt is tokenised
+alone through the chat template with the generation prompt (as the back ends do), and the
+assistant turn the template writes after it (response + end-of-turn token) is tokenised
+separately and appended. Prompt tokens get label −100, so only response tokens are learned.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from dear.cot.dataset import load_cot
+from dear.errors import DataError
+from dear.listwise.backends.base import TokenizerRenderer
+from dear.listwise.examples import THINK_TEMPLATE, CotExample
+from dear.rerank.models import load_tokenizer
+from dear.utils.progress import log
+
+IGNORE = -100
+
+
+def tokenize_example(tokenizer, example: CotExample, think_template: str = THINK_TEMPLATE) -> dict[str, list[int]]:
+    """→ ``{"input_ids": prompt + response, "labels": [-100] * len(prompt) + response}``."""
+    messages = example.messages()
+    prompt_text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    answer = {"role": "assistant", "content": example.response(think_template)}
+    full_text = tokenizer.apply_chat_template([*messages, answer], tokenize=False)
+    if not full_text.startswith(prompt_text):
+        raise DataError(f"{tokenizer.name_or_path}: the chat template renders the prompt differently once the "
+                        "answer is appended; response-only labels need a template whose prompt is a prefix")
+    prompt_ids = TokenizerRenderer(tokenizer).ids(messages)
+    response_ids = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+    return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE] * len(prompt_ids) + response_ids}
+
+
+def collate(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest row: input_ids, attention_mask, labels, each (B, L) int64."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class ListwiseSFTDataModule(L.LightningDataModule):
+    """``train`` / ``val``: a DeAR-COT source (file, folder or HF id; see ``dear.cot.dataset``) or a
+    list of examples. Without ``val``, ``val_fraction`` of train is held out (seeded).
+    Examples longer than ``max_length`` tokens are dropped (counted in the log), never cut: a cut
+    prompt loses passages and a cut response loses the ranking."""
+
+    def __init__(self, tokenizer: str, train, val=None, val_fraction: float = 0.0, split: str = "train",
+                 limit: int | None = None, max_length: int = 4096, batch_size: int = 1, num_workers: int = 0,
+                 think_template: str = THINK_TEMPLATE, seed: int = 0):
+        super().__init__()
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.sources, self.split, self.limit = (train, val), split, limit
+        self.val_fraction, self.max_length, self.seed = val_fraction, max_length, seed
+        self.batch_size, self.num_workers, self.think_template = batch_size, num_workers, think_template
+        self.train_rows: list[dict] | None = None
+        self.val_rows: list[dict] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_rows is not None:
+            return
+        train_src, val_src = self.sources
+        train = self._tokenized(train_src, "train")
+        if val_src is not None:
+            self.train_rows, self.val_rows = train, self._tokenized(val_src, "val")
+        else:
+            random.Random(self.seed).shuffle(train)
+            held = round(self.val_fraction * len(train))
+            self.val_rows, self.train_rows = train[:held], train[held:]
+        log(f"listwise SFT: {len(self.train_rows)} train / {len(self.val_rows)} val examples, "
+            f"{sum(len(r['input_ids']) for r in self.train_rows)} train tokens")
+
+    def _tokenized(self, source, name: str) -> list[dict]:
+        examples = source if isinstance(source, list) else load_cot(source, self.split, self.limit)
+        rows = [tokenize_example(self.tokenizer, e, self.think_template) for e in examples]
+        kept = [r for r in rows if len(r["input_ids"]) <= self.max_length]
+        if len(kept) < len(rows):
+            log(f"listwise SFT {name}: dropped {len(rows) - len(kept)} of {len(rows)} examples "
+                f"longer than max_length={self.max_length} tokens")
+        if not kept:
+            raise DataError(f"data.{name}: no example fits max_length={self.max_length} tokens")
+        return kept
+
+    def _loader(self, rows: list[dict], shuffle: bool) -> DataLoader:
+        return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_rows, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_rows, shuffle=False) if self.val_rows else []

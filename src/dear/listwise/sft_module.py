@@ -1,0 +1,137 @@
+"""Listwise SFT (DeAR-L): a LoRA adapter named ``listwise`` on an instruction model, trained with
+the causal-LM loss on response tokens (labels −100 elsewhere, see ``sft_data``).
+
+With ``pointwise_adapter`` (a Stage-1 DeAR-P LoRA on the same base) the Stage-1 adapter is
+loaded frozen beside it, so one base in memory carries both named adapters; only ``listwise``
+trains and is exported. Stage-1 classifier heads (``score``) are not part of a causal LM and
+are not loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+
+from dear.rerank.models import load_tokenizer, pick_device, pick_dtype, resolve_model_path
+
+ADAPTER = "listwise"
+STAGE1 = "pointwise"
+
+
+def load_student(model: str, lora: dict, pointwise_adapter: str | None = None, dtype: str = "auto",
+                 gradient_checkpointing: bool = False):
+    """A ``PeftModelForCausalLM`` with a trainable ``listwise`` LoRA (+ a frozen ``pointwise`` one)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(model)
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, pick_device("auto")))
+    if gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    net = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora), adapter_name=ADAPTER)
+    if pointwise_adapter:
+        _check_shared_base(path, pointwise_adapter)
+        net.load_adapter(resolve_model_path(pointwise_adapter), adapter_name=STAGE1, is_trainable=False)
+        net.set_adapter(ADAPTER)
+    return net
+
+
+def _check_shared_base(base_path: str, adapter: str) -> None:
+    config = Path(resolve_model_path(adapter)) / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"module.pointwise_adapter: {config} not found (a PEFT adapter dir is expected)")
+    adapter_base = json.loads(config.read_text())["base_model_name_or_path"]
+    if resolve_model_path(adapter_base) != base_path:
+        raise ValueError(f"module.pointwise_adapter was trained on {adapter_base!r}, not on module.model "
+                         f"{base_path!r}: the two adapters can only share a base they were both trained on")
+
+
+class ListwiseSFTModule(L.LightningModule):
+    """``lora``: LoraConfig fields (paper: r 16, lora_alpha 8). AdamW on the adapter, linear warm-up
+    over ``warmup_ratio`` of the steps, then ``scheduler`` (a transformers schedule name).
+    ``reranker`` (a partial ``ListwiseReranker``) and ``generation`` (``TransformersBackend``
+    options) say how ``export_reranker`` runs the exported adapter."""
+
+    def __init__(self, model: str, lora: dict, pointwise_adapter: str | None = None, lr: float = 1e-4,
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.1, scheduler: str = "cosine",
+                 dtype: str = "auto", gradient_checkpointing: bool = False, reranker=None,
+                 generation: dict | None = None):
+        super().__init__()
+        lora, generation = _plain(lora), _plain(generation or {})
+        # Plain containers only: checkpoints must load with torch.load(weights_only=True) on resume.
+        self.save_hyperparameters({"model": model, "lora": lora, "pointwise_adapter": pointwise_adapter, "lr": lr,
+                                   "weight_decay": weight_decay, "warmup_ratio": warmup_ratio, "scheduler": scheduler,
+                                   "dtype": dtype, "gradient_checkpointing": gradient_checkpointing,
+                                   "generation": generation})
+        self.tokenizer = load_tokenizer(model)
+        # from_pretrained returns eval mode, and Lightning keeps the modes it finds: LoRA dropout needs train.
+        self.model = load_student(model, lora, pointwise_adapter, dtype, gradient_checkpointing).train()
+        self.reranker, self.generation = reranker, generation
+        self.strict_loading = False  # checkpoints hold the trainable tensors only (on_save_checkpoint)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over the batch's response tokens; batch tensors are (B, L)."""
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          labels=batch["labels"]).loss
+
+    def training_step(self, batch, batch_idx):
+        loss = self(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=batch["input_ids"].size(0))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep only trainable tensors (the adapter, plus any modules_to_save): the frozen base is
+        reloaded from its source, and an 8B base would add 16 GB to every checkpoint."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def configure_optimizers(self):
+        from transformers import get_scheduler
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(self.hparams.warmup_ratio * total)
+        schedule = get_scheduler(self.hparams.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def export(self, directory: str | Path) -> Path:
+        """Save the ``listwise`` adapter, the tokenizer and this module's resolved settings
+        (``module.yaml``) flat into ``directory``, which back ends then load as ``model``."""
+        directory = Path(directory)
+        self.model.save_pretrained(directory, selected_adapters=[ADAPTER])
+        for f in (directory / ADAPTER).iterdir():  # PEFT nests named adapters; flatten
+            f.replace(directory / f.name)
+        (directory / ADAPTER).rmdir()
+        self.tokenizer.save_pretrained(directory)
+        OmegaConf.save(OmegaConf.create(_plain(dict(self.hparams))), directory / "module.yaml")
+        return directory
+
+    def export_reranker(self, directory: str | Path):
+        """The listwise stage running the adapter exported to ``directory``."""
+        from dear.listwise.backends.hf import TransformersBackend
+
+        if self.reranker is None:
+            raise ValueError("module.reranker is not set: configure the listwise reranker used to evaluate the export")
+        return self.reranker(backend=TransformersBackend(str(directory), **self.generation))
+
+
+def _plain(value):
+    """Config containers → plain Python values (resolved)."""
+    from omegaconf import DictConfig, ListConfig
+
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,156 @@
+"""CoT data generation against a real loopback HTTP server speaking the OpenAI protocol."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from itertools import pairwise
+
+import pytest
+from conftest import ROOT
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from dear.config import CONF_DIR
+from dear.cot.dataset import load_cot
+from dear.cot.generate import CotGenerator
+from dear.data.contract import Candidate, Query, Ranking
+from dear.listwise.backends.openai import OpenAIChatBackend
+from dear.listwise.examples import FIELDS
+
+KEY = "sk-test-not-a-real-key"
+
+
+def load_prompt(name: str):
+    return instantiate(OmegaConf.load(CONF_DIR / "prompt" / f"{name}.yaml"))
+
+
+def teacher(body: dict, seen: Counter) -> str:
+    """A stand-in for GPT-4o: ranks passages by word overlap with the query, with reasoning.
+    Queries with 'flaky' answer incompletely the first time; 'hopeless' never answer usefully."""
+    messages = body["messages"]
+    query = re.search(r"Search Query: (.*?)\.\n", messages[-1]["content"]).group(1)
+    passages = [re.match(r"\[(\d+)\] (.*)", m["content"], re.DOTALL) for m in messages if m["role"] == "user"]
+    passages = [(int(p.group(1)), p.group(2)) for p in passages if p]
+    seen[query] += 1
+    if "hopeless" in query:
+        return "I cannot rank these passages."
+    words = set(query.lower().split())
+    ranked = sorted(passages, key=lambda p: -len(words & set(p[1].lower().split())))
+    ids = [f"[{i}]" for i, _ in ranked]
+    if "flaky" in query and seen[query] == 1:
+        ids = ids[:2]
+    return (f"Step 1. The query asks about {query}.\nStep 2. [{ranked[0][0]}] shares the most words.\n"
+            f"Step 3. Ranking all passages.\n### Final Reranking: {' > '.join(ids)}")
+
+
+def rankings(n: int, special: dict[int, str] | None = None) -> list[Ranking]:
+    out = []
+    for q in range(n):
+        text = f"{(special or {}).get(q, 'topic')} number {q} llama"
+        cands = [Candidate(f"q{q}-d{d}", f"passage {d} about {'llama' if d == 3 else 'coffee'} number {q}")
+                 for d in range(5)]
+        out.append(Ranking(Query(f"q{q}", text), cands))
+    return out
+
+
+@pytest.fixture
+def endpoint(chat_server, monkeypatch):
+    monkeypatch.setenv("DEAR_TEST_KEY", KEY)
+    seen = Counter()
+    chat_server.respond = lambda body: teacher(body, seen)
+    chat_server.seen = seen
+    return OpenAIChatBackend("teacher-model", base_url=chat_server.url, api_key_env="DEAR_TEST_KEY",
+                             max_concurrency=3, max_retries=0)
+
+
+def test_generation_keeps_valid_permutations_retries_and_rejects(endpoint, chat_server, tmp_path):
+    out = tmp_path / "cot.jsonl"
+    chat_server.delay = 0.1  # answers overlap, so the concurrency cap shows
+    summary = CotGenerator(endpoint, load_prompt("dear"), max_attempts=3).run(
+        rankings(6, {1: "flaky", 4: "hopeless"}), out)
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["meta"]["qid"] for r in rows) == ["q0", "q1", "q2", "q3", "q5"]
+    for row in rows:
+        assert list(row)[:6] == list(FIELDS)
+        assert row["system"].startswith("You are RankLLM") and row["input"] == ""
+        assert len(row["history"]) == 6 and row["history"][1] == ["[1] passage 0 about coffee number " +
+                                                                  row["meta"]["qid"][1:], "Received passage [1]."]
+        assert row["output"].startswith("### Final Reranking: [4] > ")  # passage 3 (id [4]) mentions llama
+        assert sorted(re.findall(r"\[(\d)\]", row["output"])) == ["1", "2", "3", "4", "5"]
+        assert row["think"].startswith("Step 1.") and "Final Reranking" not in row["think"]
+        assert row["meta"]["usage"]["completion_tokens"] > 0
+    flaky = next(r for r in rows if r["meta"]["qid"] == "q1")
+    assert flaky["meta"]["attempts"] == 2 and chat_server.seen["flaky number 1 llama"] == 2
+
+    rejected = [json.loads(line) for line in (tmp_path / "cot.rejected.jsonl").read_text().splitlines()]
+    assert [r["qid"] for r in rejected] == ["q4"] and rejected[0]["attempts"] == 3
+    assert summary["kept"] == 5 and summary["rejected"] == 1 and summary["requests"] == 9
+    assert json.loads((tmp_path / "cot.summary.json").read_text()) == summary
+    usages = [r["meta"]["usage"] for r in rows] + [rejected[0]["usage"]]
+    assert summary["prompt_tokens"] == sum(u["prompt_tokens"] for u in usages)
+
+    assert 1 < chat_server.max_in_flight <= 3
+    assert set(chat_server.auth) == {f"Bearer {KEY}"}
+    assert KEY not in out.read_text() and KEY not in (tmp_path / "cot.summary.json").read_text()
+    assert len(load_cot(str(out))) == 5  # what SFT reads back
+
+
+def test_requests_respect_the_rate_limit(chat_server, monkeypatch):
+    monkeypatch.setenv("DEAR_TEST_KEY", KEY)
+    backend = OpenAIChatBackend("m", base_url=chat_server.url, api_key_env="DEAR_TEST_KEY", max_concurrency=8,
+                                requests_per_minute=600)
+    backend.generate([[{"role": "user", "content": f"hi {i}"}] for i in range(6)])
+    starts = sorted(chat_server.starts)
+    assert min(b - a for a, b in pairwise(starts)) >= 0.08  # 600/min = one start every 0.1 s
+
+
+def test_missing_key_names_the_variable_only(monkeypatch):
+    monkeypatch.delenv("DEAR_TEST_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="DEAR_TEST_KEY is not set"):
+        OpenAIChatBackend("m", base_url="http://127.0.0.1:9/v1", api_key_env="DEAR_TEST_KEY")
+
+
+def test_command_resumes_after_a_kill_without_duplicates(chat_server, tmp_path):
+    """Acceptance: `python -m dear.cot` killed mid-run, then re-run, yields every query exactly once."""
+    seen = Counter()
+    chat_server.respond = lambda body: teacher(body, seen)
+    chat_server.delay = 0.3
+    data = tmp_path / "candidates.json"
+    data.write_text(json.dumps([{"query": r.query.text, "hits": [
+        {"qid": r.qid, "docid": c.docid, "content": c.text, "rank": i + 1, "score": 5.0 - i}
+        for i, c in enumerate(r.candidates)]} for r in rankings(12)]))
+    out = tmp_path / "out" / "cot.jsonl"
+    command = [sys.executable, "-m", "dear.cot", f"candidates.path={data}", "endpoint=local",
+               f"endpoint.base_url={chat_server.url}", "endpoint.max_concurrency=2", "endpoint.max_retries=0",
+               f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+    log = tmp_path / "first.log"
+    with log.open("w") as stderr:
+        first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.is_file() or len(out.read_text().splitlines()) < 3):
+        assert first.poll() is None, log.read_text()[-2000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = out.read_text().splitlines()
+    assert 3 <= len(before) < 12
+    with out.open("a") as f:  # a write torn by the kill
+        f.write('{"system": "You are RankLLM", "instruc')
+    requests_before = len(chat_server.requests)
+
+    chat_server.delay = 0.0
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0, second.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    qids = [r["meta"]["qid"] for r in rows]
+    assert sorted(qids) == sorted(f"q{i}" for i in range(12)) and len(set(qids)) == 12
+    assert out.read_text().splitlines()[: len(before)] == before
+    assert len(chat_server.requests) - requests_before == 12 - len(before)  # done queries are not re-asked
+    assert json.loads(second.stdout.strip().splitlines()[-1])["kept"] == 12

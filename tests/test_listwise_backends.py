@@ -1,0 +1,98 @@
+"""Generation back ends: transformers (tiny model), an OpenAI-compatible server on loopback, vLLM."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from dear.data.contract import Candidate, Query, Ranking
+from dear.listwise.backends.hf import TransformersBackend
+from dear.listwise.backends.openai import OpenAIChatBackend
+from dear.listwise.prompts import ListwisePrompt
+from dear.listwise.reranker import ListwiseReranker
+
+CHATS = [[{"role": "user", "content": text}] for text in
+         ["the llama", "passages are ranked by their relevance to the search query using a model", "[1] > [2]"]]
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_llama_causal) -> TransformersBackend:
+    b = TransformersBackend(tiny_llama_causal, max_new_tokens=12, batch_size=8, dtype="float32", device="cpu")
+    b.model.lm_head.weight.data *= 50  # decisive argmaxes: batch and single runs must agree exactly
+    return b
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(backend):
+    together = backend.generate(CHATS)
+    alone = [backend.generate([chat])[0] for chat in CHATS]
+    assert together == alone
+    assert [g.prompt_tokens for g in together] == [backend.count_tokens(c) for c in CHATS]
+    assert len({g.prompt_tokens for g in together}) == 3  # really different lengths, so really padded
+
+
+def test_stop_tokens_and_the_token_limit_are_reported(backend):
+    eot = backend.tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    assert eot in backend.stop and backend.tokenizer.eos_token_id in backend.stop
+    gen = backend._completion([100, 101, eot, 102], prompt_tokens=3)
+    assert gen.finish == "stop" and gen.completion_tokens == 3 and not gen.truncated
+    cut = backend._completion([100, 101, 102, 103], prompt_tokens=3)
+    assert cut.finish == "length" and cut.truncated and cut.completion_tokens == 4
+
+
+def test_chat_template_or_raw_text(backend):
+    chat = backend.renderer.ids(CHATS[0], chat=True)
+    raw = backend.renderer.ids(CHATS[0], chat=False)
+    tok = backend.tokenizer
+    assert tok.decode(chat).startswith("<|begin_of_text|><|start_header_id|>user<|end_header_id|>")
+    assert tok.decode(chat).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert raw == [tok.bos_token_id] + tok("the llama", add_special_tokens=False)["input_ids"]
+
+
+def test_reranker_on_the_tiny_model_runs_and_falls_back(tiny_llama_causal):
+    prompt = ListwisePrompt(name="t", prefix="{num} for {query}\n", passage="[{id}] {text}", suffix="\n{query}",
+                            marker="### Final Reranking:", max_words="auto")
+    backend = TransformersBackend(tiny_llama_causal, max_new_tokens=8, context_size=200, dtype="float32")
+    ranking = Ranking(Query("q", "llama"), [Candidate(f"d{i}", "the llama is a camelid " * 30) for i in range(5)])
+    out = ListwiseReranker(backend, prompt, 4, 2).rerank([ranking])[0]
+    assert [c.docid for c in out.candidates] == [f"d{i}" for i in range(5)]  # random weights: fallback
+    assert out.meta["parse"] == "fallback" and all(w["prompt_tokens"] <= 192 for w in out.meta["windows"])
+
+
+def test_openai_backend_reads_reasoning_and_finish_reason(chat_server, monkeypatch):
+    monkeypatch.setenv("DEAR_TEST_KEY", "k")
+    answers = {"a": ("[2] > [1]", "stop", {"reasoning_content": "thinking hard"}), "b": ("[1] >", "length")}
+    chat_server.respond = lambda body: answers[body["messages"][-1]["content"]]
+    backend = OpenAIChatBackend("m", base_url=chat_server.url, api_key_env="DEAR_TEST_KEY", max_new_tokens=33)
+    first, second = backend.generate([[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]])
+    assert first.text == "<think>\nthinking hard\n</think>\n[2] > [1]" and not first.truncated
+    assert second.truncated and second.completion_tokens == 2
+    assert {r["max_tokens"] for r in chat_server.requests} == {33} and chat_server.requests[0]["temperature"] == 0.0
+
+
+def test_listwise_stage_over_an_openai_endpoint(chat_server, monkeypatch):
+    monkeypatch.setenv("DEAR_TEST_KEY", "k")
+    chat_server.respond = lambda body: "Passage [3] answers it.\n### Final Reranking: [3] > [1] > [2]"
+    backend = OpenAIChatBackend("m", base_url=chat_server.url, api_key_env="DEAR_TEST_KEY", max_concurrency=4)
+    prompt = ListwisePrompt(name="t", system="s", prefix="{num} for {query}", prefix_reply="ok",
+                            passage="[{id}] {text}", passage_reply="got [{id}]", suffix="rank for {query}",
+                            marker="### Final Reranking:")
+    rankings = [Ranking(Query(f"q{i}", "x"), [Candidate(f"d{j}", "t") for j in range(3)]) for i in range(5)]
+    reranker = ListwiseReranker(backend, prompt)
+    out = reranker.rerank(rankings)
+    assert all([c.docid for c in r.candidates] == ["d2", "d0", "d1"] for r in out)
+    assert out[0].meta["justification"] == "Passage [3] answers it."
+    assert reranker.stage_metrics()["parse_clean"] == 1.0 and len(chat_server.requests) == 5
+    assert [m["role"] for m in chat_server.requests[0]["messages"]] == ["system"] + ["user", "assistant"] * 4 + ["user"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (optional, CUDA only)")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="vLLM needs a CUDA device")
+def test_vllm_matches_transformers_greedy(tiny_llama_causal):
+    from dear.listwise.backends.vllm import VLLMBackend
+
+    vllm = VLLMBackend(tiny_llama_causal, max_new_tokens=8, dtype="float32", gpu_memory_utilization=0.2)
+    hf = TransformersBackend(tiny_llama_causal, max_new_tokens=8, dtype="float32")
+    assert [g.text for g in vllm.generate(CHATS)] == [g.text for g in hf.generate(CHATS)]

@@ -1,0 +1,166 @@
+"""Listwise SFT module: LoRA training steps, a second named adapter beside Stage 1, export and reload,
+and (slow) a tiny model trained until its rankings parse cleanly and beat the input order."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from dear.config import CONF_DIR
+from dear.eval.judges import RelevanceJudge
+from dear.listwise.backends.hf import TransformersBackend
+from dear.listwise.reranker import ListwiseReranker
+from dear.listwise.sft_data import ListwiseSFTDataModule, collate, tokenize_example
+from dear.listwise.sft_module import ListwiseSFTModule
+from dear.listwise.synthetic import synthetic_examples, synthetic_rankings
+
+LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj", "o_proj"],
+        "modules_to_save": ["lm_head"]}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is as fast, and immune to a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def compact():
+    return instantiate(OmegaConf.load(CONF_DIR / "prompt" / "compact.yaml"))
+
+
+def trainer(steps: int, **kw) -> L.Trainer:
+    return L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
+
+
+def stage1_adapter(base: str, out) -> str:
+    """A Stage-1 style LoRA (sequence classifier on the same base) with non-zero weights."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    net = get_peft_model(net, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.5)
+    net.save_pretrained(out)
+    return str(out)
+
+
+def test_training_lowers_the_response_loss_and_touches_only_the_adapter(tiny_llama_causal, compact):
+    examples = synthetic_examples(compact, 32, 3, seed=0)
+    module = ListwiseSFTModule(tiny_llama_causal, LORA, lr=1e-2, warmup_ratio=0.0, scheduler="constant")
+    frozen = {n: p.detach().clone() for n, p in module.model.named_parameters() if not p.requires_grad}
+    batch = collate([tokenize_example(module.tokenizer, e) for e in examples[:8]], module.tokenizer.pad_token_id)
+    with torch.no_grad():
+        before = module(batch).item()
+    trainer(40).fit(module, datamodule=ListwiseSFTDataModule(tiny_llama_causal, examples, batch_size=8))
+    with torch.no_grad():
+        after = module(batch).item()
+    assert after < 0.5 * before  # the fixed answer format is learned in a few steps
+    assert all(torch.equal(p, frozen[n]) for n, p in module.model.named_parameters() if not p.requires_grad)
+
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["state_dict"] and all(".listwise." in k for k in checkpoint["state_dict"])
+    fresh = ListwiseSFTModule(tiny_llama_causal, LORA)
+    fresh.load_state_dict(checkpoint["state_dict"], strict=fresh.strict_loading)  # as Lightning resumes
+    with torch.no_grad():
+        assert fresh(batch).item() == pytest.approx(after)
+
+
+def test_second_adapter_shares_the_base_with_stage1_and_only_it_trains(tiny_llama_causal, compact, tmp_path):
+    stage1 = stage1_adapter(tiny_llama_causal, tmp_path / "stage1")
+    module = ListwiseSFTModule(tiny_llama_causal, LORA, pointwise_adapter=stage1, lr=3e-3)
+    assert set(module.model.peft_config) == {"listwise", "pointwise"} and module.model.active_adapter == "listwise"
+    pointwise = {n: p.detach().clone() for n, p in module.model.named_parameters() if ".pointwise." in n}
+    assert pointwise and all(not p.requires_grad for n, p in module.model.named_parameters() if ".pointwise." in n)
+    assert all(torch.all(p == 0.5) for n, p in pointwise.items() if "lora_B" in n)  # Stage-1 weights, loaded
+    data = ListwiseSFTDataModule(tiny_llama_causal, synthetic_examples(compact, 8), batch_size=4)
+    trainer(3).fit(module, datamodule=data)
+    assert all(torch.equal(p, pointwise[n]) for n, p in module.model.named_parameters() if ".pointwise." in n)
+
+    export = module.export(tmp_path / "export")
+    config = json.loads((export / "adapter_config.json").read_text())
+    assert config["task_type"] == "CAUSAL_LM" and config["base_model_name_or_path"] == tiny_llama_causal
+    assert not (export / "pointwise").exists() and not (export / "listwise").exists()
+    from safetensors.torch import load_file
+
+    assert not any("pointwise" in k for k in load_file(export / "adapter_model.safetensors"))
+
+
+def test_stage1_adapter_on_another_base_is_refused(tiny_llama_causal, tiny_llama_cls, tmp_path):
+    stage1 = stage1_adapter(tiny_llama_cls, tmp_path / "other")
+    with pytest.raises(ValueError, match="can only share a base they were both trained on"):
+        ListwiseSFTModule(tiny_llama_causal, LORA, pointwise_adapter=stage1)
+
+
+def test_export_reloads_for_generation_with_the_same_outputs(tiny_llama_causal, compact, tmp_path):
+    module = ListwiseSFTModule(tiny_llama_causal, LORA, lr=3e-3, generation={"max_new_tokens": 16, "dtype": "float32"},
+                               reranker=lambda backend: ListwiseReranker(backend, compact, 3, 2))
+    data = ListwiseSFTDataModule(tiny_llama_causal, synthetic_examples(compact, 40), batch_size=8)
+    trainer(20).fit(module, datamodule=data)
+    export = module.export(tmp_path / "export")
+    assert OmegaConf.load(export / "module.yaml").lora.r == 8
+
+    reranker = module.export_reranker(export)
+    chats = [e.messages() for e in synthetic_examples(compact, 3, seed=5)]
+    reloaded = [g.text for g in reranker.backend.generate(chats)]
+    module.model.eval()
+    in_memory = []
+    for chat in chats:
+        ids = torch.tensor([reranker.backend.renderer.ids(chat)])
+        with torch.no_grad():
+            out = module.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                        generation_config=reranker.backend.generation_config)
+        in_memory.append(reranker.backend._completion(out[0, ids.size(1):].tolist(), ids.size(1)).text)
+    assert reloaded == in_memory
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_order(compact, tmp_path):
+    """Acceptance: train until generations parse cleanly and rank better than the input order."""
+    from dear.rerank.models import resolve_model_path
+
+    model = resolve_model_path("tiny:llama-causal-h64-l4")
+    rankings, qrels = synthetic_rankings(100, 3, seed=12345)
+    judge = RelevanceJudge(qrels, ["nDCG@1", "nDCG@10"])
+    baseline = judge.evaluate({r.qid: r for r in rankings})[0]
+    results = []
+
+    class UntilGood(L.Callback):
+        def on_train_batch_end(self, trainer_, module, outputs, batch, batch_idx):
+            if (trainer_.global_step % 200) or not trainer_.global_step:
+                return
+            reranker = ListwiseReranker(TransformersBackend(str(module.export(tmp_path / "export")), max_new_tokens=96,
+                                                            batch_size=100, dtype="float32"), compact, 20, 10)
+            reranked = reranker.rerank(rankings)
+            scores = judge.evaluate({r.qid: r for r in reranked})[0]
+            results.append((trainer_.global_step, reranker.stage_metrics()["parse_clean"], scores))
+            if results[-1][1] >= 0.95 and scores["nDCG@1"] >= 0.9:
+                trainer_.should_stop = True
+
+    examples = synthetic_examples(compact, 8000, 3, seed=0)
+    data = ListwiseSFTDataModule(model, examples, val=examples[:64], batch_size=16)
+    module = ListwiseSFTModule(model, {**LORA, "r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
+                               lr=3e-3, warmup_ratio=0.05)
+    data.setup("fit")
+    batch = collate(data.val_rows, module.tokenizer.pad_token_id)
+    with torch.no_grad():
+        loss_before = module(batch).item()
+    trainer(3000, callbacks=[UntilGood()]).fit(module, datamodule=data)
+    with torch.no_grad():
+        loss_after = module(batch).item()
+    print(f"\nval loss {loss_before:.3f} -> {loss_after:.4f}; input order {baseline}; checks {results}")
+    _, clean, scores = results[-1]
+    assert clean >= 0.95 and scores["nDCG@1"] >= 0.9 and scores["nDCG@10"] > baseline["nDCG@10"] + 0.2
