@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from dear.config import prepare_environment, register_resolvers
 from dear.eval.pipeline import run_pipeline, stages_from_config
+from dear.utils.repro import write_record
 
 register_resolvers()
 
@@ -20,8 +21,10 @@ register_resolvers()
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     prepare_environment(cfg)
+    out_dir = HydraConfig.get().runtime.output_dir
+    write_record(out_dir, cfg)
     benchmark = instantiate(cfg.benchmark)
-    result = run_pipeline(benchmark, stages_from_config(cfg.pipeline.stages), HydraConfig.get().runtime.output_dir)
+    result = run_pipeline(benchmark, stages_from_config(cfg.pipeline.stages), out_dir)
     print(f"\n## {benchmark.name}\n\n{result['table']}")
     last = list(result["metrics"].values())[-1]
     return last[benchmark.measures[-1]]  # the sweep objective: the last stage's last metric

@@ -6,7 +6,10 @@
 
 Flow: datamodule + module from config → Trainer.fit (resumes from <run dir>/checkpoints/last.ckpt)
 → best checkpoint exported with save_pretrained → evaluation.benchmark reranked by the configured
-stages plus the exported model, metrics.json + table in the run directory.
+stages plus the exported model, metrics.json + table in the run directory (or, with a benchmark
+set in evaluation.benchmarks, e.g. benchmark_set=paper, the same per benchmark in
+benchmarks/<name>/). Every run directory also gets repro.json (dear.utils.repro); loggers get
+the resolved config and W&B the final metrics (dear.utils.tracking).
 """
 
 from __future__ import annotations
@@ -22,47 +25,92 @@ from omegaconf import DictConfig, OmegaConf
 
 from dear.config import prepare_environment, register_resolvers
 from dear.eval.pipeline import Stage, run_pipeline, stages_from_config
+from dear.utils import tracking
 from dear.utils.io import atomic_write_json
 from dear.utils.progress import Timings, log
+from dear.utils.repro import write_record
 
 register_resolvers()
 
 
 def resume_path(run_dir: Path) -> str | None:
+    """The checkpoint a restarted run (e.g. requeued on SLURM) continues from: a file, or the
+    directory DeepSpeed writes."""
     last = run_dir / "checkpoints" / "last.ckpt"
-    return str(last) if last.is_file() else None
+    return str(last) if last.exists() else None
 
 
-def load_best(module: L.LightningModule, trainer: L.Trainer) -> None:
-    """Load the best checkpoint's weights (by the monitored metric) before export."""
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-    if best and Path(best).is_file():
-        log(f"exporting the best checkpoint {best}")
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"], strict=False)
+def checkpoint_state(path: str) -> dict:
+    """A checkpoint's ``state_dict``: a file, or a DeepSpeed checkpoint directory (its partitions
+    gathered into one fp32 state dict with Lightning's converter)."""
+    if Path(path).is_dir():
+        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+        merged = Path(path).with_suffix(".fp32.pt")
+        convert_zero_checkpoint_to_fp32_state_dict(path, str(merged))
+        path = str(merged)
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
 
-def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path) -> dict:
-    """first_stage → configured stages → the exported model, on cfg.evaluation.benchmark."""
+def exportable(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer) -> L.LightningModule:
+    """The best checkpoint's weights in a whole module, ready to export on rank 0.
+
+    Under DDP the in-memory module is whole; FSDP and DeepSpeed ZeRO-3 keep it sharded across
+    ranks, so a fresh module is built and given the checkpoint's weights (checkpoints hold full,
+    unsharded trainable weights: FSDP with ``state_dict_type: full``, DeepSpeed converted)."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    sharded = isinstance(trainer.strategy, FSDPStrategy) or getattr(trainer.strategy, "zero_stage_3", False)
+    callback = trainer.checkpoint_callback
+    path = (callback.best_model_path or callback.last_model_path) if callback else ""
+    if sharded and not path:
+        raise RuntimeError("a sharded strategy needs a checkpoint to export from: keep callbacks.checkpoint")
+    target = instantiate(cfg.module) if sharded else module
+    if path:
+        log(f"exporting the weights of {path}")
+        missing = target.load_state_dict(checkpoint_state(path), strict=False).unexpected_keys
+        if missing:
+            raise RuntimeError(f"{path}: {len(missing)} weights match no parameter of the module, e.g. {missing[:3]}")
+    return target
+
+
+def benchmark_outputs(evaluation: DictConfig, run_dir: Path) -> dict[str, tuple[DictConfig, Path]]:
+    """{name: (benchmark config, output dir)}: evaluation.benchmark writes into the run directory
+    itself; a set (evaluation.benchmarks: {name: benchmark}) into benchmarks/<name>/ each."""
+    if evaluation.get("benchmarks"):
+        return {name: (node, run_dir / "benchmarks" / name) for name, node in evaluation.benchmarks.items()}
+    return {evaluation.benchmark.name: (evaluation.benchmark, run_dir)}
+
+
+def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path) -> dict[str, dict]:
+    """first_stage → configured stages → the exported model, on each benchmark.
+    → {benchmark: {stage: {metric: value}}}"""
     ev = cfg.evaluation
     stages = stages_from_config(ev.get("stages") or {})
     exported = ev.get("exported")
     if exported:
         stages.append(Stage(exported.name, module.export_reranker(export_dir), exported.depth, exported.get("source")))
-    benchmark = instantiate(ev.benchmark)
-    result = run_pipeline(benchmark, stages, run_dir)
-    print(f"\n## {benchmark.name}\n\n{result['table']}")
-    return result
+    results = {}
+    for name, (node, out_dir) in benchmark_outputs(ev, run_dir).items():
+        benchmark = instantiate(node)
+        result = run_pipeline(benchmark, stages, out_dir)
+        print(f"\n## {benchmark.name}\n\n{result['table']}")
+        results[name] = result["metrics"]
+    return results
 
 
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
-    prepare_environment(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def objective(results: dict[str, dict], metric: str) -> float | None:
+    """The sweep objective: the last stage's ``metric``, averaged over the benchmarks (None if
+    any lacks it)."""
+    values = [list(metrics.values())[-1].get(metric) for metrics in results.values()]
+    return None if not values or None in values else sum(values) / len(values)
+
+
+def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float | None:
+    """Train, export the best checkpoint, evaluate it; → the sweep objective (global zero only)."""
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]  # null: switched off
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
     timings = Timings(run_dir / "timings.json")
     with timings("fit"):  # includes the teacher precompute when its cache is missing
@@ -73,16 +121,30 @@ def main(cfg: DictConfig) -> float | None:
     if getattr(datamodule, "cache_record", None) and datamodule.cache_record():
         atomic_write_json(run_dir / "teacher_cache.json", datamodule.cache_record())
     with timings("export"):
-        load_best(module, trainer)
-        export_dir = module.export(run_dir / "export")
+        export_dir = exportable(cfg, module, trainer).export(run_dir / "export")
         OmegaConf.save(cfg, export_dir / "config.yaml", resolve=True)
     log(f"exported to {export_dir}")
     if not cfg.get("evaluation"):
         return None
     with timings("evaluation"):
-        metrics = evaluate_export(cfg, module, export_dir, run_dir)["metrics"]
+        results = evaluate_export(cfg, module, export_dir, run_dir)
+    tracking.log_final(loggers, results)
     print(timings.table())
-    return list(metrics.values())[-1].get(cfg.evaluation.get("objective", "nDCG@10"))  # the sweep objective
+    return objective(results, cfg.evaluation.get("objective", "nDCG@10"))
+
+
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    prepare_environment(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    write_record(run_dir, cfg)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    tracking.start(loggers, cfg)
+    try:
+        return fit_export_evaluate(cfg, run_dir, loggers)
+    finally:
+        tracking.finish(loggers)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,19 @@ def tiny_bert_cls(tmp_path_factory) -> str:
     return build_tiny(tmp_path_factory.mktemp("tiny") / "bert-cls", "bert", "seqcls")
 
 
+@pytest.fixture(scope="session")
+def flag_jsonl(tmp_path_factory) -> Path:
+    """A FlagEmbedding-format training file: 8 queries, each with its topic's passage as positive."""
+    import json
+
+    path = tmp_path_factory.mktemp("flag") / "train.jsonl"
+    topics = ["llama", "edison", "coffee", "volcano", "violin", "glacier", "comet", "tulip"]
+    rows = [{"query": f"tell me about {t}", "pos": [f"a passage about {t}"],
+             "neg": [f"a passage about {o}" for o in topics if o != t][:5]} for t in topics]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 @pytest.fixture
 def toy_files(tmp_path) -> dict[str, Path]:
     """A 2-query benchmark on disk: docs/queries TSV, qrels, a TREC run and a rank_llm JSON."""

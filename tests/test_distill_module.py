@@ -157,3 +157,21 @@ def test_qlora_student_trains_on_cpu(tiny_llama_cls):
     module.loss(scores, torch.tensor([[1.0, 0, 0, 0]]))["loss"].backward()
     grads = [p.grad for n, p in module.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None for g in grads)
+
+
+def test_checkpoints_keep_trainable_weights_whatever_the_wrapper_prefixes():
+    from dear.utils.state import trainable_state
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    net[0].weight.requires_grad_(False)
+    net[0].bias.requires_grad_(False)
+    full = {"0.weight": 1, "0.bias": 2, "1.weight": 3, "1.bias": 4}  # a full (unwrapped) state dict
+    assert trainable_state(net, full) == {"1.weight": 3, "1.bias": 4}
+
+    class Wrapped(torch.nn.Module):  # FSDP (use_orig_params) names parameters through its wrapper
+        def __init__(self):
+            super().__init__()
+            self._fsdp_wrapped_module = net
+
+    assert trainable_state(Wrapped(), {"_fsdp_wrapped_module.1.bias": 4, "1.weight": 3, "0.bias": 2}) == \
+        {"_fsdp_wrapped_module.1.bias": 4, "1.weight": 3}

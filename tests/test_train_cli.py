@@ -9,20 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from conftest import ROOT
 
-
-@pytest.fixture(scope="module")
-def flag_jsonl(tmp_path_factory):
-    path = tmp_path_factory.mktemp("train") / "train.jsonl"
-    topics = ["llama", "edison", "coffee", "volcano", "violin", "glacier", "comet", "tulip"]
-    rows = [{"query": f"tell me about {t}", "pos": [f"a passage about {t}"],
-             "neg": [f"a passage about {o}" for o in topics if o != t][:5]} for t in topics]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):

@@ -18,6 +18,7 @@ from dear.config import to_plain
 from dear.distill.losses import DistillLoss
 from dear.distill.student import build_student
 from dear.rerank.pointwise import EXPORT_META, default_pooling, pooled_scores
+from dear.utils.state import trainable_state
 
 
 class DistillModule(L.LightningModule):
@@ -75,8 +76,7 @@ class DistillModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint):
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"])
 
     def export(self, directory: str | Path) -> Path:
         """``save_pretrained`` the adapter + score head (or the full model without LoRA), the

@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from dear.rerank.models import load_tokenizer, pick_device, pick_dtype, resolve_model_path
+from dear.utils.state import trainable_state
 
 ADAPTER = "listwise"
 STAGE1 = "pointwise"
@@ -89,9 +90,8 @@ class ListwiseSFTModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only trainable tensors (the adapter, plus any modules_to_save): the frozen base is
-        reloaded from its source, and an 8B base would add 16 GB to every checkpoint."""
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        reloaded from the hub, not checkpointed."""
+        checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"])
 
     def configure_optimizers(self):
         from transformers import get_scheduler

@@ -1,0 +1,91 @@
+"""Tables (Markdown, LaTeX) and the figure (PNG) of a sweep, in the layout of the paper.
+
+    python -m dear.report multirun/toy/2026-01-01_00-00-00            # a sweep directory
+    python -m dear.report multirun/alpha/A multirun/alpha/B --out reports/alpha
+    python -m dear.report --wandb my-team/dear/alpha --out reports/alpha    # online: a W&B group
+    python -m dear.report RUNS --rows 'Teacher=teacher.model,Student=student.model' --stage student
+
+Rows, figure and averaged sets come from the runs' ``sweep.report`` config (sweeps/*.yaml) unless
+given here. Writes <out>/table.md, table.tex, cells.json (every number with its run) and
+figure.png (the average vs the figure field) — by default into <sweep dir>/report/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from dear.errors import DataError
+from dear.report.figure import write_figure
+from dear.report.render import cells_json, latex, markdown
+from dear.report.runs import RunResult, load_run_dirs, load_wandb_group
+from dear.report.table import BEIR8, Spec, build_table
+from dear.utils.io import atomic_write_json, atomic_write_text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dear.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="*", help="sweep or run directories")
+    p.add_argument("--wandb", metavar="ENTITY/PROJECT/GROUP", help="read a W&B group instead (online)")
+    p.add_argument("--rows", help="row fields: 'Label=config.path,...' ('a|b': the first set)")
+    p.add_argument("--figure", help="the row field's config path on the figure's x axis ('none': no figure)")
+    p.add_argument("--average", help="benchmarks the average column covers (default: the BEIR-8 sets)")
+    p.add_argument("--metric", help="metric name in metrics.json (default nDCG@10)")
+    p.add_argument("--stage", help="stage to report (default: the last stage of each run's config)")
+    p.add_argument("--name", help="table name (default: sweep.name)")
+    p.add_argument("--out", type=Path, help="output directory (default: <the one sweep dir>/report)")
+    args = p.parse_args(argv)
+    if bool(args.runs) == bool(args.wandb):
+        p.error("give run/sweep directories or --wandb ENTITY/PROJECT/GROUP (one of the two)")
+    if args.out is None and len(args.runs) != 1:
+        p.error("--out is needed unless exactly one sweep directory is given")
+    return args
+
+
+def make_spec(args: argparse.Namespace, runs: list[RunResult]) -> Spec:
+    """Command-line options, else the runs' ``sweep`` config, else defaults."""
+    sweep = next((OmegaConf.to_container(r.config.sweep, resolve=False) for r in runs if "sweep" in r.config), {})
+    report = sweep.get("report") or {}
+    rows = dict(_pairs(args.rows)) if args.rows else dict(report.get("rows") or {})
+    figure = args.figure if args.figure is not None else report.get("figure")
+    average = args.average.split(",") if args.average else list(report.get("average") or BEIR8)
+    return Spec(rows=rows, metric=args.metric or report.get("metric", "nDCG@10"),
+                stage=args.stage or report.get("stage"), average=average, figure=None if figure == "none" else figure,
+                name=args.name or sweep.get("name") or (Path(args.runs[0]).name if args.runs else args.wandb))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        runs = load_wandb_group(args.wandb) if args.wandb else load_run_dirs(args.runs)
+        table = build_table(runs, spec := make_spec(args, runs))
+        out = args.out or Path(args.runs[0]) / "report"
+        atomic_write_text(out / "table.md", markdown(table))
+        atomic_write_text(out / "table.tex", latex(table))
+        atomic_write_json(out / "cells.json", cells_json(table))
+        figure = spec.figure and write_figure(table, out / "figure.png")
+        if not figure:
+            (out / "figure.png").unlink(missing_ok=True)  # an earlier report's figure would mislead
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(markdown(table))
+    written = ["table.md", "table.tex", "cells.json"] + (["figure.png"] if figure else [])
+    print(f"{len(runs)} runs → {out}/{{{','.join(written)}}}", file=sys.stderr)
+    if spec.figure and not figure:
+        print(f"no figure: no row has every averaged set ({', '.join(spec.average)})", file=sys.stderr)
+    return 0
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise SystemExit(f"--rows {text!r}: expected 'Label=config.path,...'")
+    return [(label.strip(), path.strip()) for label, path in pairs]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The PNG of the average column against one row field (paper Figure 5: BEIR-8 average vs α),
+one line per value of the other row fields. Rows whose average is missing are left out, never
+interpolated; the caption says how many."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from dear.errors import DataError
+from dear.report.table import Table
+
+
+def figure_points(table: Table) -> dict[str, list[tuple[float, float]]]:
+    """{series label: [(x, average), ...] sorted by x} for rows with an average."""
+    fields = list(table.spec.rows.values())
+    if table.spec.figure not in fields:
+        raise DataError(f"figure: {table.spec.figure!r} is not one of the row fields {fields}")
+    at = fields.index(table.spec.figure)
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in table.rows:
+        average = table.average(row)
+        if average is None:
+            continue
+        try:
+            x = float(row[at])
+        except ValueError as e:
+            raise DataError(f"figure: {table.spec.figure} = {row[at]!r} is not a number") from e
+        label = ", ".join(f"{name} {v}" for i, (name, v) in enumerate(zip(table.spec.rows, row)) if i != at)
+        label = label or table.spec.name
+        series.setdefault(label, []).append((x, average))
+    return {label: sorted(points) for label, points in series.items()}
+
+
+def write_figure(table: Table, path: str | Path) -> bool:
+    """Plot into ``path`` (PNG); False, and nothing written, when no row has an average."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = figure_points(table)
+    if not series:
+        return False
+    x_label = next(label for label, p in table.spec.rows.items() if p == table.spec.figure)
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=150)
+    for label, points in series.items():
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", label=label)
+        for x, y in points:
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    plotted = sum(len(p) for p in series.values())
+    ticks = sorted(_numbers(row[list(table.spec.rows.values()).index(table.spec.figure)] for row in table.rows))
+    pad = 0.08 * ((ticks[-1] - ticks[0]) or 1)
+    ax.set_xticks(ticks)  # every row's x, drawn or not
+    ax.set_xlim(ticks[0] - pad, ticks[-1] + pad)
+    ax.margins(y=0.15)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(f"{table.average_label} {table.spec.metric} (×100)")
+    missing = len(table.rows) - plotted
+    note = f" (not drawn: {missing} of {len(table.rows)} rows without every averaged set)" if missing else ""
+    ax.set_title(table.spec.name + note, fontsize=8)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    plt.close(fig)
+    _atomic_write_bytes(Path(path), png.getvalue())
+    return True
+
+
+def _numbers(values) -> set[float]:
+    """The values that are numbers."""
+    out = set()
+    for value in values:
+        try:
+            out.add(float(value))
+        except ValueError:
+            continue
+    return out
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write beside ``path`` and rename: a reader never sees half a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,146 @@
+"""The reproducibility record every run directory gets (``repro.json``), and secret scrubbing.
+
+    {"command": "python train.py --config-dir sweeps --config-name toy alpha=a0.1 loss=pointce",
+     "argv": [...], "cwd": "/work/main", "overrides": ["alpha=a0.1", "loss=pointce"], "seed": 0,
+     "git": {"commit": "513975d...", "dirty": true, "changed": ["train.py"]},
+     "python": "3.11.7", "packages": {"torch": "2.13.0+cpu", ...},
+     "hardware": {"host": ..., "cpu": ..., "cpu_count": 2, "memory_gb": 7.7, "gpus": [], "cuda": null},
+     "cluster": {"SLURM_JOB_ID": ...}}
+
+``command`` re-runs this one job alone (in a multirun the process's ``argv`` is the sweep command,
+or submitit's ``-m submitit.core._submit`` in a submitit job).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from dear.config import ROOT
+from dear.utils.io import atomic_write_json
+
+RECORD = "repro.json"
+# Keys whose values are secrets (``api_key``, ``hf_token``, ``password``...); ``*_env`` keys name
+# an environment variable, not its value. ``max_new_tokens`` and ``tokenizer`` are not secrets.
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?|auth)(_|$)",
+                         re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"^(sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}$")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+):[^/\s@]+@")
+_CLUSTER_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
+                "SLURM_NTASKS", "SLURM_JOB_PARTITION", "SUBMITIT_EXECUTOR", "CUDA_VISIBLE_DEVICES")
+REDACTED = "***"
+
+
+def scrub(obj, key: str = ""):
+    """A copy of plain containers with secret values replaced by ``***`` (by key name, by known
+    token prefixes, and passwords inside URLs)."""
+    if isinstance(obj, dict):
+        return {k: scrub(v, str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub(v, key) for v in obj]
+    if isinstance(obj, str):
+        if obj and _SECRET_KEY.search(key) and not key.lower().endswith("_env"):
+            return REDACTED
+        if _SECRET_VALUE.match(obj):
+            return REDACTED
+        return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", obj)
+    return obj
+
+
+def scrub_override(text: str) -> str:
+    """``key.path=value`` with the value scrubbed as ``scrub`` would under the last key segment."""
+    key, sep, value = text.partition("=")
+    return f"{key}{sep}{scrub(value, key.rsplit('.', 1)[-1].lstrip('+~'))}" if sep else scrub(text)
+
+
+def git_state(root: Path = ROOT) -> dict:
+    """Commit, whether the tree has uncommitted changes, and which paths; ``error`` when unknown."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout
+
+    try:
+        changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
+        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(changed), "changed": changed}
+    except subprocess.CalledProcessError as e:  # e.g. "fatal: not a git repository"
+        return {"commit": None, "error": (e.stderr or str(e)).strip()}
+    except (OSError, subprocess.SubprocessError) as e:  # no git, or it hung
+        return {"commit": None, "error": f"{type(e).__name__}: {e}"}
+
+
+def package_versions() -> dict[str, str]:
+    """Every installed distribution → version (what ``pip freeze`` would list), sorted by name."""
+    versions = {d.metadata["Name"].lower(): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    return dict(sorted(versions.items()))
+
+
+def hardware() -> dict:
+    """Host, CPU model and count, memory, GPUs (name and memory) and the CUDA/cuDNN builds."""
+    import torch
+
+    gpus = [{"name": torch.cuda.get_device_name(i),
+             "memory_gb": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
+            for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {"host": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(), "memory_gb": _memory_gb(), "gpus": gpus, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
+
+
+def rerun_command(hydra_cfg, overrides: list[str]) -> str:
+    """The command that runs this job alone: script, extra config dirs, config name, overrides."""
+    parts = ["python", f"{hydra_cfg.job.name}.py"]
+    for source in hydra_cfg.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":  # --config-dir
+            parts += ["--config-dir", os.path.relpath(source.path, hydra_cfg.runtime.cwd)]
+    parts += ["--config-name", hydra_cfg.job.config_name, *overrides]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def build_record(cfg, hydra_cfg) -> dict:
+    """The record for the running Hydra job (``cfg``: its config, ``hydra_cfg``: HydraConfig.get())."""
+    overrides = [scrub_override(o) for o in hydra_cfg.overrides.task]
+    return {"command": rerun_command(hydra_cfg, overrides), "argv": [scrub_override(a) for a in sys.argv],
+            "cwd": hydra_cfg.runtime.cwd, "overrides": overrides, "seed": cfg.get("seed"), "git": git_state(),
+            "python": platform.python_version(), "executable": sys.executable, "packages": package_versions(),
+            "hardware": hardware(), "cluster": {k: os.environ[k] for k in _CLUSTER_ENV if k in os.environ}}
+
+
+def write_record(run_dir: str | Path, cfg) -> Path:
+    """Write ``<run_dir>/repro.json`` from the global-zero process (other ranks write nothing)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    path = Path(run_dir) / RECORD
+    if _global_rank() == 0:
+        atomic_write_json(path, build_record(cfg, HydraConfig.get()))
+    return path
+
+
+def _global_rank() -> int:
+    """This process's rank as launchers set it (torchrun/Lightning: RANK, LOCAL_RANK; SLURM tasks:
+    SLURM_PROCID); 0 when launched alone."""
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _memory_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -1,0 +1,21 @@
+"""Checkpoint state helpers shared by the Lightning modules."""
+
+from __future__ import annotations
+
+import torch
+
+_WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def trainable_state(module: torch.nn.Module, state: dict) -> dict:
+    """The entries of ``state`` that are trainable parameters of ``module`` (adapters + heads).
+
+    Names are compared without the wrapper prefixes FSDP, activation checkpointing and
+    torch.compile insert into ``named_parameters`` but not into full state dicts."""
+    def clean(name: str) -> str:
+        for prefix in _WRAPPERS:
+            name = name.replace(prefix, "")
+        return name
+
+    trainable = {clean(n) for n, p in module.named_parameters() if p.requires_grad}
+    return {k: v for k, v in state.items() if clean(k) in trainable}
