@@ -83,3 +83,43 @@ def test_reranker_sorts_by_score_and_keeps_ties_in_order():
 def test_template_defaults_are_the_released_ones():
     t = PairTemplate()
     assert (t.query_prefix, t.doc_prefix, t.query_max_len, t.doc_max_len) == ("query: ", "document: ", 32, 196)
+
+
+WORDS = ["llama", "camelid", "Andes", "wool", "2,048", "e.g.", "self-report", "naïve", "数据", "'s", "—", "(p<0.05)"]
+SPACES = [" ", "  ", "\n", "\n\n", "\t", " \n "]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_cls", "tiny_bert_cls"])
+def test_word_precut_and_template_join_equal_the_tokenizers_own_pair_encoding(fixture, request):
+    """The fast path (documents cut to a word prefix before tokenising, pairs joined by the
+    template read from the tokenizer) gives exactly the ids and type ids of tokenising the
+    whole texts and joining them with the tokenizer's own post-processor."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    scorer = CrossEncoderScorer(request.getfixturevalue(fixture))
+    assert scorer.encoder.layout is not None and scorer.encoder.can_precut  # the fast path is taken
+    rng = np.random.default_rng(0)
+    docs = [" ".join("".join([rng.choice(WORDS), rng.choice(SPACES)]) for _ in range(n)) for n in (3, 150, 190, 400, 900)]
+    docs.append(" ".join(["x"] * 197) + "\n\n" + "tail " * 50)  # a whitespace run right at the cut
+    ranking = Ranking(Query("q", "how do llamas   live?\n"), [Candidate(f"d{i}", d, "T") for i, d in enumerate(docs)])
+    got_ids, got_types = scorer.encode([ranking])
+
+    backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    q = backend.encode("query: how do llamas   live?\n", add_special_tokens=False)
+    q.truncate(32)
+    for doc, ids, types in zip(docs, got_ids, got_types):
+        d = backend.encode(f"document: T {doc}", add_special_tokens=False)
+        d.truncate(196)
+        full = backend.post_process(q, d, add_special_tokens=True)
+        assert (ids, types) == (full.ids, full.type_ids)
+
+
+def test_unknown_pair_template_falls_back_to_the_tokenizers_post_processor():
+    from dear.rerank.template import pair_layout, words_prefix
+
+    assert pair_layout(None) is None and pair_layout({"type": "SomethingNew"}) is None
+    assert words_prefix("a  b\nc d", 2) == "a  b" and words_prefix("a b", 5) == "a b" and words_prefix("", 3) == ""

@@ -82,7 +82,7 @@ def test_multirun_with_wandb_offline_and_a_benchmark_set(tmp_path, flag_jsonl, t
         assert len(runs) == 1, runs  # one W&B run per job: the previous job's run was closed
         run, config, summary = run_summary(wandb_records(runs[0]))
         assert run.run_group == "wb-test"
-        assert {f"alpha:{alpha}", "loss:pointce", "student:bert-cls", "teacher:bert-cls"} <= set(run.tags)
+        assert {f"alpha:{alpha}", "loss:ranknet", "student:bert-cls", "teacher:bert-cls"} <= set(run.tags)
         assert config["alpha"] == {"value": alpha} and config["secrets"] == {"api_key": "***"}
         assert summary["final/trec/student/nDCG@10"] == pytest.approx(metrics["trec"]["student"]["nDCG@10"])
         assert summary["final/json/first_stage/nDCG@10"] == pytest.approx(metrics["json"]["first_stage"]["nDCG@10"])

@@ -81,3 +81,27 @@ def test_killed_precompute_resumes_to_an_identical_cache(tmp_path):
     assert a == b and len(a) == len(pair_list(QUERIES))
     assert len({(r["qid"], r["docid"]) for r in a}) == len(a)  # no duplicate rows
     assert not list(killed.glob(".*.tmp"))
+
+
+def test_concurrent_precomputes_score_each_pair_once(tmp_path):
+    """Two jobs of a multirun sharing one cache: the second waits for the first, scores nothing."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+        from test_teacher_cache import QUERIES, DOCS, FP, FakeScorer
+        from dear.distill.teacher_cache import TeacherCache
+
+        class Counting(FakeScorer):
+            def score(self, rankings, desc=""):
+                with open(sys.argv[2], "a") as f:
+                    f.write(f"{{sum(len(r.candidates) for r in rankings)}}\\n")
+                return super().score(rankings, desc)
+
+        TeacherCache(sys.argv[1]).precompute(Counting(delay=0.05), FP, QUERIES, DOCS, shard_size=20)
+    """))
+    cache, counts = tmp_path / "shared", tmp_path / "counts.txt"
+    jobs = [subprocess.Popen([sys.executable, str(script), str(cache), str(counts)]) for _ in range(2)]
+    assert [j.wait(timeout=120) for j in jobs] == [0, 0]
+    assert sum(int(x) for x in counts.read_text().split()) == len(pair_list(QUERIES))
+    assert TeacherCache(cache).load(FP, pair_list(QUERIES))

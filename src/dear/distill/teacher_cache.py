@@ -13,8 +13,10 @@ function of the data, a resumed cache is identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,17 +54,27 @@ class TeacherCache:
     @classmethod
     def for_fingerprint(cls, root: str | Path, fp: dict) -> "TeacherCache":
         name = str(fp["teacher"].get("model", "teacher")).rstrip("/").split("/")[-1]
-        return cls(Path(root) / f"{name}-{digest(fp)[:12]}")
+        return cls(Path(root) / f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name)}-{digest(fp)[:12]}")
 
     @property
     def complete(self) -> bool:
         return (self.dir / "complete").is_file()
 
     def precompute(self, scorer, fp: dict, queries: list[TrainQuery], docs: DocStore, shard_size: int = 4096) -> None:
-        """Score every pair with ``scorer`` (a pointwise engine), resuming from existing shards."""
+        """Score every pair with ``scorer`` (a pointwise engine), resuming from existing shards.
+
+        An exclusive lock on the directory makes concurrent jobs (a multirun sharing one cache)
+        wait for the first instead of scoring the same pairs again."""
         pairs = pair_list(queries)
         manifest = {"fingerprint": fp, "pairs_sha256": digest(pairs), "n_pairs": len(pairs), "shard_size": shard_size}
-        self._check_or_write_manifest(manifest)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._check_or_write_manifest(manifest)
+            if not self.complete:
+                self._score_missing_shards(scorer, pairs, queries, docs, shard_size)
+
+    def _score_missing_shards(self, scorer, pairs, queries, docs, shard_size) -> None:
         texts = {q.qid: q.text for q in queries}
         shards = [pairs[i : i + shard_size] for i in range(0, len(pairs), shard_size)]
         todo = [i for i in range(len(shards)) if not self._shard(i).is_file()]

@@ -114,12 +114,14 @@ class BiEncoderScorer:
     """Cosine similarity of mean-pooled embeddings (sentence-transformers style, e.g. MiniLM).
 
     Embeddings are memoised by text (up to ``memo_size`` texts, oldest dropped first), so a
-    document shared by many queries, calls or cache shards is embedded once.
+    document shared by many queries, calls or cache shards is embedded once. Scores are
+    ``logit_scale`` × cosine: order is unaffected, but as a distillation teacher the scale sets
+    how peaked its group distribution is (sentence-transformers trains MiniLM with scale 20).
     """
 
     def __init__(self, model: str, revision: str | None = None, max_len: int = 256, query_prefix: str = "",
                  doc_prefix: str = "", max_batch_items: int = 128, max_batch_tokens: int = 32768,
-                 dtype: str = "float32", device: str = "auto", memo_size: int = 200_000):
+                 dtype: str = "float32", device: str = "auto", memo_size: int = 200_000, logit_scale: float = 1.0):
         from transformers import AutoModel
 
         self.name = model
@@ -131,7 +133,7 @@ class BiEncoderScorer:
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
         self.max_batch_items, self.max_batch_tokens = max_batch_items, max_batch_tokens
         self.memo: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.memo_size = memo_size
+        self.memo_size, self.logit_scale = memo_size, logit_scale
 
     def embed(self, texts: list[str], desc: str) -> torch.Tensor:
         """L2-normalised embeddings, (N, H) float32 on CPU; only texts not memoised are encoded."""
@@ -163,7 +165,7 @@ class BiEncoderScorer:
         q_emb = self.embed(queries, f"{desc} queries")
         d_emb = self.embed(docs, f"{desc} documents")
         pair_q = torch.tensor([q_of[i] for i, r in enumerate(rankings) for _ in r.candidates], dtype=torch.long)
-        flat = (q_emb[pair_q] * d_emb[torch.tensor(d_of, dtype=torch.long)]).sum(-1).numpy()
+        flat = self.logit_scale * (q_emb[pair_q] * d_emb[torch.tensor(d_of, dtype=torch.long)]).sum(-1).numpy()
         return _split(flat, rankings)
 
 

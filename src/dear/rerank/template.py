@@ -9,6 +9,7 @@ Optionally an EOS is appended (RankLLaMA-style ``</s>`` pooling token).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from tokenizers import Encoding, Tokenizer
@@ -35,11 +36,53 @@ class PairTemplate:
         return self.query_max_len + self.doc_max_len + 4
 
 
+def words_prefix(text: str, words: int) -> str:
+    """``text`` cut after its first ``words`` whitespace-separated words (unchanged if shorter).
+
+    Every word yields at least one token and pre-tokenizers never join tokens across
+    whitespace, so the first ``words - 1`` tokens of the cut text are those of the whole text:
+    cutting long documents before tokenising them loses nothing that truncation keeps.
+    """
+    parts = text.split(None, words)
+    return text if len(parts) <= words else text[: len(text) - len(parts[words])].rstrip()
+
+
+def pair_layout(post_processor: dict | None) -> list[tuple[str, object, int]] | None:
+    """The tokenizer's pair template as pieces ``("special", [ids], type_id)`` / ``("seq", "A"|"B",
+    type_id)``, read from its serialised post-processor; None when the kind is not known here."""
+    if post_processor is None:
+        return None
+    kind = post_processor.get("type")
+    if kind == "Sequence":
+        layouts = [pair_layout(p) for p in post_processor["processors"] if p.get("type") != "ByteLevel"]
+        return layouts[0] if len(layouts) == 1 else None
+    if kind == "TemplateProcessing":
+        specials = post_processor["special_tokens"]
+        pieces = []
+        for item in post_processor["pair"]:
+            if "SpecialToken" in item:
+                pieces.append(("special", list(specials[item["SpecialToken"]["id"]]["ids"]), item["SpecialToken"]["type_id"]))
+            else:
+                pieces.append(("seq", item["Sequence"]["id"], item["Sequence"]["type_id"]))
+        return pieces
+    if kind == "BertProcessing":
+        cls, sep = [post_processor["cls"][1]], [post_processor["sep"][1]]
+        return [("special", cls, 0), ("seq", "A", 0), ("special", sep, 0), ("seq", "B", 1), ("special", sep, 1)]
+    if kind == "RobertaProcessing":
+        cls, sep = [post_processor["cls"][1]], [post_processor["sep"][1]]
+        return [("special", cls, 0), ("seq", "A", 0), ("special", sep + sep, 0), ("seq", "B", 0), ("special", sep, 0)]
+    return None
+
+
 class PairEncoder:
     """Tokenises queries and documents once each, then joins pairs with the model's template.
 
-    Works on the tokenizer's Rust backend: ``encode_batch`` without special tokens, in-place
-    ``truncate``, and ``post_process`` to add the pair's special tokens.
+    Works on the tokenizer's Rust backend: ``encode_batch`` without special tokens (documents
+    first cut to a word prefix that keeps every token truncation would keep), in-place
+    ``truncate``, and the pair template read once from the tokenizer's post-processor, so joining
+    a pair is list concatenation. The template is checked against the tokenizer's own
+    ``post_process`` on the first pair; tokenizers whose template cannot be read (or disagrees)
+    join each pair with ``post_process``.
     """
 
     def __init__(self, hf_tokenizer, template: PairTemplate):
@@ -53,6 +96,12 @@ class PairEncoder:
         self.eos_id = hf_tokenizer.eos_token_id
         if template.append_eos and self.eos_id is None:
             raise ValueError("template.append_eos is set but the tokenizer has no EOS token")
+        spec = json.loads(self.backend.to_str())
+        self.layout = pair_layout(spec.get("post_processor"))
+        self.layout_checked = False
+        # Word pre-cut needs a pre-tokenizer that splits on whitespace (all BPE/WordPiece/Unigram
+        # set-ups of BERT, Llama, Qwen); without one a token could span words, so no cut.
+        self.can_precut = spec.get("pre_tokenizer") is not None
 
     def queries(self, texts: list[str]) -> list[Encoding]:
         return self._encode([self.template.query_text(t) for t in texts], self.template.query_max_len)
@@ -62,14 +111,31 @@ class PairEncoder:
 
     def pair(self, query: Encoding, doc: Encoding) -> tuple[list[int], list[int]]:
         """(input_ids, token_type_ids) for one joined pair."""
-        joined = self.backend.post_process(query, doc, add_special_tokens=True)
-        ids, types = list(joined.ids), list(joined.type_ids)
+        if self.layout is not None and not self.layout_checked:
+            self.layout_checked = True
+            if self._join(query, doc) != self._post_process(query, doc):
+                self.layout = None
+        ids, types = self._join(query, doc) if self.layout is not None else self._post_process(query, doc)
         if self.template.append_eos:
             ids.append(self.eos_id)
             types.append(types[-1] if types else 0)
         return ids, types
 
+    def _join(self, query: Encoding, doc: Encoding) -> tuple[list[int], list[int]]:
+        ids, types = [], []
+        for kind, value, type_id in self.layout:
+            part = value if kind == "special" else (query.ids if value == "A" else doc.ids)
+            ids += part
+            types += [type_id] * len(part)
+        return ids, types
+
+    def _post_process(self, query: Encoding, doc: Encoding) -> tuple[list[int], list[int]]:
+        joined = self.backend.post_process(query, doc, add_special_tokens=True)
+        return list(joined.ids), list(joined.type_ids)
+
     def _encode(self, texts: list[str], max_len: int) -> list[Encoding]:
+        if self.can_precut:
+            texts = [words_prefix(t, max_len + 1) for t in texts]
         encodings = self.backend.encode_batch(texts, add_special_tokens=False)
         for e in encodings:
             e.truncate(max_len)
