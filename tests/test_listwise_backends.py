@@ -50,6 +50,25 @@ def test_chat_template_or_raw_text(backend):
     assert raw == [tok.bos_token_id] + tok("the llama", add_special_tokens=False)["input_ids"]
 
 
+def test_rendering_is_memoised_by_content_and_never_shared(tiny_llama_causal):
+    from transformers import AutoTokenizer
+
+    from dear.listwise.backends.base import TokenizerRenderer
+
+    calls = []
+    renderer = TokenizerRenderer(AutoTokenizer.from_pretrained(tiny_llama_causal), memo_size=2)
+    render = renderer._render
+    renderer._render = lambda m, chat: (calls.append(chat), render(m, chat))[1]
+    first = renderer.ids(CHATS[0])
+    first.append(-1)  # a caller's change must not reach the memo
+    assert renderer.ids(CHATS[0]) == render(CHATS[0], True) and len(calls) == 1
+    assert renderer.ids(CHATS[0], chat=False) != renderer.ids(CHATS[0]) and len(calls) == 2  # chat is in the key
+    renderer.ids(CHATS[1])
+    renderer.ids(CHATS[2])  # beyond memo_size: the oldest entries go
+    renderer.ids(CHATS[0])
+    assert len(calls) == 5 and len(renderer.memo) == 2
+
+
 def test_reranker_on_the_tiny_model_runs_and_falls_back(tiny_llama_causal):
     prompt = ListwisePrompt(name="t", prefix="{num} for {query}\n", passage="[{id}] {text}", suffix="\n{query}",
                             marker="### Final Reranking:", max_words="auto")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from dataclasses import dataclass
 
 STOP, LENGTH = "stop", "length"
@@ -37,10 +39,25 @@ class TokenizerRenderer:
     the tokenizer's usual special tokens (BOS), as the model card feeds its prompt.
     """
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, memo_size: int = 256):
         self.tokenizer = tokenizer
+        # The last renders by content: fitting a window to the context counts the very prompt
+        # that generation then needs, so it is tokenised once.
+        self.memo: OrderedDict[str, list[int]] = OrderedDict()
+        self.memo_size = memo_size
 
     def ids(self, messages: list[dict[str, str]], chat: bool = True) -> list[int]:
+        key = json.dumps([chat, messages])
+        if key in self.memo:
+            self.memo.move_to_end(key)
+            return list(self.memo[key])
+        ids = self._render(messages, chat)
+        self.memo[key] = ids
+        if len(self.memo) > self.memo_size:
+            self.memo.popitem(last=False)
+        return list(ids)
+
+    def _render(self, messages: list[dict[str, str]], chat: bool) -> list[int]:
         if chat:
             if not self.tokenizer.chat_template:
                 raise ValueError(f"{self.tokenizer.name_or_path}: the tokenizer has no chat template; "
