@@ -123,3 +123,19 @@ def test_unknown_pair_template_falls_back_to_the_tokenizers_post_processor():
 
     assert pair_layout(None) is None and pair_layout({"type": "SomethingNew"}) is None
     assert words_prefix("a  b\nc d", 2) == "a  b" and words_prefix("a b", 5) == "a b" and words_prefix("", 3) == ""
+
+
+def test_bi_encoder_scores_are_scaled_cosines_and_the_scale_reaches_the_teacher_fingerprint(tiny_bert_cls):
+    from omegaconf import OmegaConf
+
+    from dear.config import CONF_DIR
+    from dear.distill.teacher_cache import fingerprint
+    from dear.rerank.pointwise import BiEncoderScorer
+
+    rankings = [Ranking(Query("q", "llamas of the andes"), [Candidate("a", "the llama"), Candidate("b", LONG_DOC)])]
+    cosine = np.concatenate(BiEncoderScorer(tiny_bert_cls).score(rankings))
+    scaled = np.concatenate(BiEncoderScorer(tiny_bert_cls, logit_scale=20.0).score(rankings))
+    assert np.all(np.abs(cosine) <= 1 + 1e-6) and np.allclose(scaled, 20 * cosine, atol=1e-5)
+    teacher = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "teacher" / "minilm_bi_encoder.yaml"))
+    assert teacher["logit_scale"] == 20.0  # the default teacher's logits are 20 x cosine
+    assert fingerprint({**teacher, "logit_scale": 1.0}, {}) != fingerprint(teacher, {})  # a new scale, a new cache
