@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from functools import lru_cache
@@ -64,3 +65,20 @@ def docs_key(dataset_id: str) -> str:
 
     load(dataset_id)  # unknown ids fail here, with the id named
     return ir_datasets.docs_parent_id(dataset_id) or dataset_id
+
+
+def docs_store(dataset_id: str):
+    """The dataset's docstore, built before first use under a file lock.
+
+    ir_datasets builds a docstore lazily on first lookup and counts it as built as soon as it
+    holds any record, so the jobs of a multirun on a fresh machine would read a store another
+    job is still writing. The first job here builds it whole; the others wait, then read.
+    """
+    store = load(dataset_id).docs_store()
+    path = getattr(store, "path", None)
+    if path and hasattr(store, "build") and hasattr(store, "built"):  # lock first: a half-built store counts as built
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            store.build()
+    return store

@@ -33,7 +33,7 @@ class DocStore:
             self._store = None
         else:
             self._local = None
-            self._store = irds.load(spec).docs_store()
+            self._store = irds.docs_store(spec)
 
     def get_many(self, docids) -> dict[str, tuple[str, str]]:
         docids = list(docids)

@@ -1,0 +1,35 @@
+"""ir_datasets access shared by concurrent jobs (a multirun on a fresh machine)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT, shared
+
+READER = """
+import sys
+sys.path.insert(0, {src!r})
+from dear.data.texts import DocStore
+docs = DocStore("beir/scifact/test").get_many(sys.argv[1:])
+print(repr(sorted(docs.items())))
+"""
+
+
+def test_concurrent_jobs_on_a_fresh_home_read_whole_documents(tmp_path):
+    """Four processes open the same never-built docstore at once: one builds it under the lock,
+    every one reads the same, complete documents (ir_datasets alone lets the others read a
+    half-written store: 'Invalid size' errors in the toy sweep)."""
+    mirror = shared("ir_datasets", "beir", "scifact").parents[1]
+    home = tmp_path / "home"
+    shutil.copytree(mirror, home)
+    assert not list(home.rglob("docs.pklz4*"))  # really never built
+    ids = ["4983", "5836", "7912", "18670", "19238", "198309074"]
+    env = {"IR_DATASETS_HOME": str(home), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    code = READER.format(src=str(ROOT / "src"))
+    procs = [subprocess.Popen([sys.executable, "-c", code, *ids], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    assert len({out for out, _ in outs}) == 1 and all(i in outs[0][0] for i in ids)
