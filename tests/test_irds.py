@@ -11,16 +11,19 @@ from conftest import ROOT, shared
 READER = """
 import sys
 sys.path.insert(0, {src!r})
+from dear.data import irds
 from dear.data.texts import DocStore
+n = sum(1 for _ in irds.docs_iter("beir/scifact/test"))  # BM25 indexing's path: builds the store too
 docs = DocStore("beir/scifact/test").get_many(sys.argv[1:])
-print(repr(sorted(docs.items())))
+print(n, repr(sorted(docs.items())))
 """
 
 
 def test_concurrent_jobs_on_a_fresh_home_read_whole_documents(tmp_path):
-    """Four processes open the same never-built docstore at once: one builds it under the lock,
-    every one reads the same, complete documents (ir_datasets alone lets the others read a
-    half-written store: 'Invalid size' errors in the toy sweep)."""
+    """Four processes iterate and open the same never-built docstore at once: one builds it under
+    the lock, every one reads the same, complete documents (ir_datasets alone lets two jobs both
+    build it, one appending a second copy, and others read a half-written store: 'Invalid size'
+    errors in the toy sweep)."""
     mirror = shared("ir_datasets", "beir", "scifact").parents[1]
     home = tmp_path / "home"
     shutil.copytree(mirror, home)
@@ -33,3 +36,4 @@ def test_concurrent_jobs_on_a_fresh_home_read_whole_documents(tmp_path):
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     assert len({out for out, _ in outs}) == 1 and all(i in outs[0][0] for i in ids)
+    assert outs[0][0].startswith("5183 ")  # every document once: no job appended a second copy

@@ -29,7 +29,7 @@ def dataset_bm25_index(dataset: str, cache_dir: str, params: BM25Params) -> BM25
     """The BM25 index over an ir_datasets corpus (``title text`` per doc), built once and cached."""
 
     def corpus():
-        for doc in irds.load(dataset).docs_iter():
+        for doc in irds.docs_iter(dataset):
             yield doc.doc_id, " ".join(irds.doc_fields(doc)).strip()
 
     return cached_index(cache_dir, irds.docs_key(dataset), params, corpus)

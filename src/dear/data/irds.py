@@ -82,3 +82,10 @@ def docs_store(dataset_id: str):
             fcntl.flock(lock, fcntl.LOCK_EX)
             store.build()
     return store
+
+
+def docs_iter(dataset_id: str):
+    """The dataset's documents in order. Many ir_datasets corpora iterate through their docstore
+    (building it on first use), so it is built first under the same lock as ``docs_store``."""
+    docs_store(dataset_id)
+    return load(dataset_id).docs_iter()
