@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from functools import lru_cache
 from pathlib import Path
 
 from dear.errors import DataError
+from dear.utils.io import exclusive_lock
 
 
 def use_home(home: str | None, mirror: str | None = None) -> None:
@@ -77,9 +77,7 @@ def docs_store(dataset_id: str):
     store = load(dataset_id).docs_store()
     path = getattr(store, "path", None)
     if path and hasattr(store, "build") and hasattr(store, "built"):  # lock first: a half-built store counts as built
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{path}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive_lock(f"{path}.lock"):
             store.build()
     return store
 

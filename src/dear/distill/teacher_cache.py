@@ -13,7 +13,6 @@ function of the data, a resumed cache is identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
@@ -26,7 +25,7 @@ from dear.data.contract import Candidate, Query, Ranking
 from dear.data.texts import DocStore
 from dear.distill.sources import TrainQuery
 from dear.errors import DataError
-from dear.utils.io import atomic_write_json, atomic_write_text
+from dear.utils.io import atomic_write_json, atomic_write_text, exclusive_lock
 from dear.utils.progress import log, progress_bar
 
 FORMAT = 1
@@ -67,9 +66,7 @@ class TeacherCache:
         wait for the first instead of scoring the same pairs again."""
         pairs = pair_list(queries)
         manifest = {"fingerprint": fp, "pairs_sha256": digest(pairs), "n_pairs": len(pairs), "shard_size": shard_size}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive_lock(self.dir / ".lock"):
             self._check_or_write_manifest(manifest)
             if not self.complete:
                 self._score_missing_shards(scorer, pairs, queries, docs, shard_size)

@@ -1,10 +1,13 @@
-"""Atomic file writes: readers never see a half-written file, and a crash loses nothing old."""
+"""Atomic file writes (readers never see a half-written file, and a crash loses nothing old)
+and an inter-process lock for caches that concurrent jobs build once."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 _UMASK = os.umask(0)
@@ -29,3 +32,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextmanager
+def exclusive_lock(path: str | Path):
+    """Hold an exclusive POSIX ``flock`` on ``path`` (created, with its folder) for the block:
+    concurrent jobs building the same cache wait for the first instead of racing it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
