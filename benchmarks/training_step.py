@@ -25,7 +25,6 @@ from dear.distill.data import GroupDataset, PairCollator
 from dear.distill.losses import DistillLoss
 from dear.distill.module import DistillModule
 from dear.distill.sources import IrDatasetsTrainSource
-from dear.rerank.pointwise import pooled_scores
 from dear.rerank.template import PairEncoder, PairTemplate
 
 STUDENTS = {
@@ -67,9 +66,8 @@ def main():
         batch = collators[mode](groups_of_step)  # as in training: collated every step
         if mode == "live":
             with torch.inference_mode():
-                batch = {**batch, "teacher": pooled_scores(teacher_net, batch["input_ids"], batch["attention_mask"],
-                                                           batch["token_type_ids"] if module.pooling == "model" else None,
-                                                           module.pooling).view_as(batch["labels"]).clone()}
+                batch = {**batch, "teacher": module.pool(teacher_net, batch["input_ids"], batch["attention_mask"],
+                                                         batch["token_type_ids"]).view_as(batch["labels"]).clone()}
         loss = DistillLoss("pointce", alpha=0.0 if mode == "student" else 0.1)
         scores = module(batch).view_as(batch["labels"])
         loss(scores, batch["labels"], batch.get("teacher"))["loss"].backward()

@@ -51,4 +51,5 @@ def test_overrides_reach_objects():
     assert cfg["benchmark"]["_target_"].endswith("PooledBM25Benchmark")
     scorer = cfg["pipeline"]["stages"]["pointwise"]["reranker"]["scorer"]
     assert scorer["model"] == "abdoelsayed/dear-8b-reranker-ce-v1"
-    assert scorer["template"]["query_max_len"] == 32 and scorer["template"]["doc_max_len"] == 196
+    assert scorer["template"]["query_max_len"] == 32 and scorer["template"]["doc_max_len"] == 193
+    assert scorer["pooling"] == "reference" and scorer["template"]["join"] == "reference"

@@ -78,8 +78,9 @@ def test_fast_dev_run(tiny_bert_cls, tmp_path):
     assert (tmp_path / "teacher").is_dir() and dm.cache.complete  # the cache was computed on the way
 
 
-def test_training_lowers_loss_and_ranks_positives_first(tiny_bert_cls, tmp_path):
-    dm, module = make(tiny_bert_cls, tmp_path, alpha=0.0, rank="ranknet")
+@pytest.mark.parametrize("rank", ["ranknet_eq5", "ranknet"])
+def test_training_lowers_loss_and_ranks_positives_first(tiny_bert_cls, tmp_path, rank):
+    dm, module = make(tiny_bert_cls, tmp_path, alpha=0.0, rank=rank)
     dm.setup()
     batch = dm.collate([dm.train_set[i] for i in range(N_QUERIES)])
 
@@ -90,8 +91,21 @@ def test_training_lowers_loss_and_ranks_positives_first(tiny_bert_cls, tmp_path)
 
     before = loss()
     fit(dm, module, steps=40)
-    assert loss() < 0.2 * before
+    # eq. 5 can reach 0; the reference's soft targets (0.73 over negatives, 0.5 between them) bottom out
+    # at its targets' entropy: 0.6 for a group of 8 — so it only has to get close to that floor.
+    floor = 0.0 if rank == "ranknet_eq5" else _soft_ranknet_floor(POOL + 1)
+    assert loss() - floor < 0.2 * (before - floor)
     assert (group_scores(dm, module).argmax(1) == 0).all()  # every positive ranked first
+
+
+def _soft_ranknet_floor(m: int) -> float:
+    """The reference RankNet's minimum over a group [1, 0 × (m − 1)]: the mean target entropy."""
+    import math
+
+    t = 1 / (1 + math.exp(-1))
+    pos_pairs, neg_pairs = m - 1, (m - 1) * (m - 2) / 2
+    entropy = -(t * math.log(t) + (1 - t) * math.log(1 - t))
+    return (pos_pairs * entropy + neg_pairs * math.log(2)) / (pos_pairs + neg_pairs)
 
 
 def test_alpha_one_moves_student_toward_teacher(tiny_bert_cls, tmp_path):

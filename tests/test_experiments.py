@@ -41,12 +41,12 @@ def test_experiment_instantiates_with_tiny_models(name, tiny_dirs, tmp_path):
                                 f"teacher.model={tiny_dirs[teacher_family]}", "trainer.accelerator=cpu",
                                 "trainer.precision=32-true", "student.gradient_checkpointing=false"])
     module = instantiate(cfg.module)
-    assert module.loss.alpha == 0.1 and module.pooling == "last"
+    assert module.loss.alpha == 0.1 and module.pooling == "reference"
     assert any("lora_A" in n for n, p in module.named_parameters() if p.requires_grad)
     assert student_family in type(module._net).__name__.lower()  # e.g. Qwen3ForSequenceClassification
     datamodule = instantiate(cfg.data)
     assert datamodule.group_size == 8 and datamodule.needs_teacher
     teacher = instantiate(cfg.teacher)
-    assert teacher.pooling == "last"
+    assert teacher.pooling == "reference"
     trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path))
     assert trainer.max_epochs == 3

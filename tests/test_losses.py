@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dear.distill.losses import DistillLoss, kd_kl, point_ce, ranknet, softmax_ce
+from dear.distill.losses import DistillLoss, kd_kl, point_ce, ranknet, ranknet_eq5, softmax_ce
 
 torch.manual_seed(0)
 S = torch.randn(3, 5, dtype=torch.float64)
@@ -16,23 +16,39 @@ T = torch.randn(3, 5, dtype=torch.float64)
 Y = torch.tensor([[1.0, 0, 0, 0, 0], [2, 1, 0, 1, 0], [1, 0, 0, 0, 0]], dtype=torch.float64)
 
 
-def test_point_ce_matches_explicit_sum():
-    expected = 0.0
-    for b in range(3):
-        for j in range(5):
-            p = 1 / (1 + math.exp(-S[b, j].item()))
-            expected += -math.log(p) if Y[b, j] > 0 else -math.log(1 - p)
-    assert point_ce(S, Y).item() == pytest.approx(expected / 3)
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
 
 
-def test_ranknet_matches_loop_over_pairs():
-    expected = 0.0
+def test_point_ce_is_the_mean_binary_cross_entropy_over_documents():
+    terms = [-math.log(sigmoid(S[b, j].item())) if Y[b, j] > 0 else -math.log(1 - sigmoid(S[b, j].item()))
+             for b in range(3) for j in range(5)]
+    assert point_ce(S, Y).item() == pytest.approx(sum(terms) / len(terms))
+
+
+def test_ranknet_is_the_references_soft_target_bce_over_pairs_i_below_j():
+    terms = []
     for b in range(3):
         for i in range(5):
-            for j in range(5):
-                if Y[b, i] > Y[b, j]:
-                    expected += math.log(1 + math.exp(S[b, j].item() - S[b, i].item()))
-    assert ranknet(S, Y).item() == pytest.approx(expected / 3)
+            for j in range(i + 1, 5):
+                p, target = sigmoid(S[b, i].item() - S[b, j].item()), sigmoid(Y[b, i].item() - Y[b, j].item())
+                terms.append(-(target * math.log(p) + (1 - target) * math.log(1 - p)))
+    assert ranknet(S, Y).item() == pytest.approx(sum(terms) / len(terms))
+
+
+def test_ranknet_eq5_is_the_mean_over_label_ordered_pairs():
+    terms = [math.log(1 + math.exp(S[b, j].item() - S[b, i].item()))
+             for b in range(3) for i in range(5) for j in range(5) if Y[b, i] > Y[b, j]]
+    assert ranknet_eq5(S, Y).item() == pytest.approx(sum(terms) / len(terms))
+
+
+def test_losses_are_means_so_group_size_does_not_scale_them():
+    """At m = 8 with all scores 0 the reference's RankNet is ~0.7 per pair, not a sum of 28."""
+    zeros, labels = torch.zeros(2, 8), torch.zeros(2, 8)
+    labels[:, 0] = 1
+    assert ranknet(zeros, labels).item() == pytest.approx(math.log(2))  # BCE(0.5, t) = log 2 for any t
+    assert point_ce(zeros, labels).item() == pytest.approx(math.log(2))
+    assert ranknet_eq5(zeros, labels).item() == pytest.approx(math.log(2))
 
 
 def test_softmax_ce_matches_log_softmax_of_positive():
@@ -50,7 +66,7 @@ def test_kd_matches_torch_kl_on_explicit_probabilities():
     assert kd_kl(T, T, tau).item() == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("loss", [point_ce, ranknet, softmax_ce])
+@pytest.mark.parametrize("loss", [point_ce, ranknet, ranknet_eq5, softmax_ce])
 def test_rank_losses_push_the_positive_up_and_negatives_down(loss):
     scores = torch.zeros(1, 4, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64)

@@ -25,7 +25,7 @@ def test_template_ids_match_independent_construction(tiny_llama_cls):
     q = tok.encode(f"query: {LONG_QUERY}", add_special_tokens=False)
     d = tok.encode(f"document: Llama {LONG_DOC}", add_special_tokens=False)
     assert len(q) > 32 and len(d) > 196  # both really get cut
-    assert ids[0] == [tok.bos_token_id] + q[:32] + [tok.bos_token_id] + d[:196]
+    assert ids[0] == [tok.bos_token_id] + q[:32] + [tok.bos_token_id] + d[:193]
 
 
 def test_empty_title_keeps_released_spacing(tiny_llama_cls):
@@ -40,7 +40,7 @@ def test_empty_title_keeps_released_spacing(tiny_llama_cls):
 
 def test_pooled_score_equals_hf_forward_on_unpadded_input(tiny_llama_cls):
     """Our explicit last-token pooling on a right-padded batch == HF's own head on one sequence."""
-    scorer = CrossEncoderScorer(tiny_llama_cls, max_batch_pairs=8)
+    scorer = CrossEncoderScorer(tiny_llama_cls, max_batch_pairs=8, pooling="last")
     ranking = Ranking(Query("q", "what is a llama"),
                       [Candidate("long", LONG_DOC), Candidate("short", "a camelid"), Candidate("mid", LONG_DOC[:120])])
     batched = scorer.score([ranking])[0]
@@ -82,7 +82,8 @@ def test_reranker_sorts_by_score_and_keeps_ties_in_order():
 
 def test_template_defaults_are_the_released_ones():
     t = PairTemplate()
-    assert (t.query_prefix, t.doc_prefix, t.query_max_len, t.doc_max_len) == ("query: ", "document: ", 32, 196)
+    assert (t.query_prefix, t.doc_prefix, t.query_max_len, t.doc_max_len) == ("query: ", "document: ", 32, 193)
+    assert (t.join, t.max_length, t.overflow) == ("reference", 228, "only_second")
 
 
 WORDS = ["llama", "camelid", "Andes", "wool", "2,048", "e.g.", "self-report", "naïve", "数据", "'s", "—", "(p<0.05)"]
@@ -98,7 +99,7 @@ def test_word_precut_and_template_join_equal_the_tokenizers_own_pair_encoding(fi
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
-    scorer = CrossEncoderScorer(request.getfixturevalue(fixture))
+    scorer = CrossEncoderScorer(request.getfixturevalue(fixture), template={"join": "tokenizer", "doc_max_len": 196})
     assert scorer.encoder.layout is not None and scorer.encoder.can_precut  # the fast path is taken
     rng = np.random.default_rng(0)
     docs = [" ".join("".join([rng.choice(WORDS), rng.choice(SPACES)]) for _ in range(n)) for n in (3, 150, 190, 400, 900)]

@@ -1,8 +1,17 @@
 """Stage-1 losses over groups of scores: (B, m) student scores, labels and teacher logits.
 
 Labels are graded relevance per document (the usual group is ``[1, 0, ..., 0]``: the positive
-first). Every loss returns the mean over queries in the batch, so α trades off comparable
-magnitudes whatever the group size.
+first). Every loss is a **mean** — over documents, pairs or queries — as in the released DeAR
+code (``pointwise_reranker/rank_loss.py``, ``modeling.py``), so α trades off comparable
+magnitudes whatever the group size (summing over a group of 8 makes RankNet ~9x and BCE ~8x
+larger, and α = 0.1 would weigh KD far less than the paper's).
+
+Rank losses (``DistillLoss.rank``):
+- ``ranknet``: the reference's RankNet (``rank_net`` with binary relevance): BCE-with-logits of
+  s_i − s_j against the soft target σ(y_i − y_j) over every pair i < j, averaged over pairs.
+- ``ranknet_eq5``: paper eq. 5, log(1 + e^(s_j − s_i)) over the pairs with y_i > y_j, averaged.
+- ``softmax_ce``: the reference's default ``loss_type`` (positive at index 0), averaged over queries.
+- ``pointce``: paper eq. 4, binary cross-entropy per document, averaged over documents.
 """
 
 from __future__ import annotations
@@ -15,18 +24,25 @@ import torch.nn.functional as F
 
 def point_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """PointCE (paper eq. 4): binary cross-entropy of σ(s) against relevant (label > 0) or not,
-    summed over the group's documents, averaged over queries."""
-    targets = (labels > 0).to(scores.dtype)
-    return F.binary_cross_entropy_with_logits(scores, targets, reduction="none").sum(-1).mean()
+    averaged over all B·m documents."""
+    return F.binary_cross_entropy_with_logits(scores, (labels > 0).to(scores.dtype))
 
 
 def ranknet(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """RankNet (paper eq. 5): Σ over pairs (i, j) with label_i > label_j of log(1 + e^(s_j − s_i)),
-    averaged over queries."""
+    """The reference's RankNet: BCE(σ(s_i − s_j), σ(y_i − y_j)) over every pair i < j of the
+    group (soft targets: 0.73 for positive-over-negative, 0.5 between equal labels), averaged."""
+    upper = torch.triu(torch.ones(scores.size(-1), scores.size(-1), dtype=torch.bool, device=scores.device), 1)
+    diffs = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[:, upper]  # (B, m(m−1)/2): s_i − s_j, i < j
+    targets = torch.sigmoid((labels.unsqueeze(-1) - labels.unsqueeze(-2))[:, upper].to(scores.dtype))
+    return F.binary_cross_entropy_with_logits(diffs, targets)
+
+
+def ranknet_eq5(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """RankNet as paper eq. 5: log(1 + e^(s_j − s_i)) over the pairs (i, j) with label_i >
+    label_j, averaged over those pairs."""
     better = labels.unsqueeze(-1) > labels.unsqueeze(-2)  # (B, m, m): i above j
     diffs = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # s_i − s_j
-    pair_losses = F.softplus(-diffs) * better  # log(1 + e^(s_j − s_i)) where i should win
-    return pair_losses.sum(dim=(-1, -2)).mean()
+    return F.softplus(-diffs)[better].mean()
 
 
 def softmax_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -53,14 +69,14 @@ def kd_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float, direction: s
     return tau**2 * kl.mean()
 
 
-RANK_LOSSES = {"pointce": point_ce, "ranknet": ranknet, "softmax_ce": softmax_ce}
+RANK_LOSSES = {"pointce": point_ce, "ranknet": ranknet, "ranknet_eq5": ranknet_eq5, "softmax_ce": softmax_ce}
 
 
 @dataclass
 class DistillLoss:
     """Total = (1 − α) · rank_loss + α · KD (paper eq. 8). With α = 0 the teacher is never read."""
 
-    rank: str = "pointce"
+    rank: str = "ranknet"
     alpha: float = 0.1
     tau: float = 2.0
     direction: str = "teacher_student"

@@ -17,7 +17,9 @@ import torch
 from dear.config import to_plain
 from dear.distill.losses import DistillLoss
 from dear.distill.student import build_student
-from dear.rerank.pointwise import EXPORT_META, default_pooling, pooled_scores
+from dear.rerank.pointwise import EXPORT_META
+from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
+from dear.rerank.template import PairTemplate
 from dear.utils.state import trainable_state
 
 
@@ -31,7 +33,9 @@ class DistillModule(L.LightningModule):
         self.tokenizer, self.model = build_student(**self.student_cfg)
         self.model.train()  # from_pretrained leaves eval mode (no dropout); Lightning keeps module modes
         pooling = self.student_cfg.get("pooling", "auto")
-        self.pooling = default_pooling(self._net) if pooling == "auto" else pooling
+        self.pooling = auto_mode(self._net) if pooling == "auto" else pooling
+        max_length = PairTemplate(**(self.student_cfg.get("template") or {})).max_length
+        self.pool = Pooling(self.pooling, self.tokenizer.pad_token_id, pooled_pad_id(self._net.config), max_length)
         self.strict_loading = False  # checkpoints carry trainable weights only
         self._val_scores: list[tuple[int, torch.Tensor]] = []
 
@@ -42,8 +46,7 @@ class DistillModule(L.LightningModule):
 
     def forward(self, batch: dict) -> torch.Tensor:
         """(N,) scores for N tokenised pairs."""
-        types = batch.get("token_type_ids") if self.pooling == "model" else None
-        return pooled_scores(self._net, batch["input_ids"], batch["attention_mask"], types, self.pooling)
+        return self.pool(self._net, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
 
     def training_step(self, batch, batch_idx):
         scores = self(batch).view_as(batch["labels"])  # (B, m)

