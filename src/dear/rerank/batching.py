@@ -25,9 +25,10 @@ def length_batches(lengths: list[int], max_items: int, max_tokens: int) -> list[
     return batches
 
 
-def pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the batch's longest sequence: (ids, attention_mask), both (B, L) int64."""
-    width = max(len(s) for s in sequences)
+def pad(sequences: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the batch's longest sequence (or to ``width``): (ids, attention_mask), both
+    (B, L) int64."""
+    width = max(len(s) for s in sequences) if width is None else width
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
