@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dear.config import to_plain
 from dear.data.contract import Ranking
 from dear.distill.sources import TrainQuery
+from dear.distill.student import student_inputs
 from dear.distill.teacher_cache import TeacherCache, fingerprint, pair_list
-from dear.rerank.batching import pad
+from dear.errors import DataError
 from dear.rerank.models import load_tokenizer
 from dear.rerank.pointwise import sort_flat
 from dear.rerank.template import PairEncoder, PairTemplate
@@ -71,14 +72,15 @@ class GroupDataset(Dataset):
 
 class PairCollator:
     """Builds padded student inputs for (qid, docid) pairs; adds labels and teacher logits.
+    ``encoder``: the student's inputs (``PairEncoder`` for a cross-encoder, ``BiEncoderInputs``
+    for a bi-encoder): ``queries(texts)``, ``docs([(title, text)])`` and ``collate(encoded)``.
 
     Queries and documents are tokenised on first use and memoised (up to ``memo_size`` docs), so
     a corpus never has to be tokenised — or held — in full, yet no text is tokenised twice.
     """
 
-    def __init__(self, encoder: PairEncoder, queries: dict[str, str], docs, pad_id: int, teacher: dict | None,
-                 memo_size: int = 500_000):
-        self.encoder, self.queries, self.docs, self.pad_id, self.teacher = encoder, queries, docs, pad_id, teacher
+    def __init__(self, encoder, queries: dict[str, str], docs, teacher: dict | None, memo_size: int = 500_000):
+        self.encoder, self.queries, self.docs, self.teacher = encoder, queries, docs, teacher
         self.q_enc: dict = {}
         self.d_enc: OrderedDict = OrderedDict()
         self.memo_size = memo_size
@@ -96,9 +98,7 @@ class PairCollator:
         return out
 
     def inputs(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
-        joined = [self.encoder.pair(q, d) for q, d in self._encodings(pairs)]
-        ids, mask = pad([j[0] for j in joined], self.pad_id)
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": pad([j[1] for j in joined], 0)[0]}
+        return self.encoder.collate(self._encodings(pairs))
 
     def __call__(self, groups: list[tuple[str, list[str]]]) -> dict[str, torch.Tensor]:
         pairs = [(qid, d) for qid, docs in groups for d in docs]
@@ -108,6 +108,11 @@ class PairCollator:
         batch["labels"][:, 0] = 1.0  # the positive is drawn first
         if self.teacher is not None:
             batch["teacher"] = torch.tensor([self.teacher[p] for p in pairs], dtype=torch.float32).view(len(groups), m)
+            if not torch.isfinite(batch["teacher"]).all():
+                bad = [p for p, t in zip(pairs, batch["teacher"].flatten().tolist()) if not np.isfinite(t)]
+                raise DataError(f"teacher logits are not finite for {len(bad)} pairs of this batch, e.g. {bad[:3]}: "
+                                "delete the teacher cache and check the teacher")
+        batch["pairs"] = pairs  # (qid, docid) per row: named when a loss is not finite
         return batch
 
 
@@ -180,11 +185,14 @@ class DistillDataModule(L.LightningDataModule):
         self.load_sources()
         teacher = self.cache.load(self.fingerprint(), pair_list(self.queries)) if self.needs_teacher else None
         tokenizer = load_tokenizer(self.student_cfg["model"], self.student_cfg.get("revision"))
-        encoder = PairEncoder(tokenizer, PairTemplate(**(self.student_cfg.get("template") or {})))
+        if self.student_cfg.get("kind", "cross_encoder") == "bi_encoder":
+            encoder = student_inputs(self.student_cfg, tokenizer)
+        else:
+            encoder = PairEncoder(tokenizer, PairTemplate(**(self.student_cfg.get("template") or {})))
         val_rankings = self.val_run or []
         queries = {q.qid: q.text for q in self.queries} | {r.qid: r.query.text for r in val_rankings}
         val_docs = {c.docid: (c.title, c.text) for r in val_rankings for c in r.candidates}
-        self.collate = PairCollator(encoder, queries, _Overlay(val_docs, self.docs), tokenizer.pad_token_id, teacher)
+        self.collate = PairCollator(encoder, queries, _Overlay(val_docs, self.docs), teacher)
         self.train_set = GroupDataset(self.queries, self.group_size, self.seed)
         self.val_pairs = [(r.qid, c.docid) for r in val_rankings for c in r.candidates]
 

@@ -16,7 +16,8 @@ import torch
 
 from dear.config import to_plain
 from dear.distill.losses import DistillLoss
-from dear.distill.student import build_student
+from dear.distill.student import build_student, student_inputs
+from dear.rerank.bi_encoder import mean_embedding
 from dear.rerank.pointwise import EXPORT_META
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairTemplate
@@ -32,10 +33,14 @@ class DistillModule(L.LightningModule):
         self.lr, self.weight_decay, self.warmup_ratio, self.val_metric = lr, weight_decay, warmup_ratio, val_metric
         self.tokenizer, self.model = build_student(**self.student_cfg)
         self.model.train()  # from_pretrained leaves eval mode (no dropout); Lightning keeps module modes
-        pooling = self.student_cfg.get("pooling", "auto")
-        self.pooling = auto_mode(self._net) if pooling == "auto" else pooling
-        max_length = PairTemplate(**(self.student_cfg.get("template") or {})).max_length
-        self.pool = Pooling(self.pooling, self.tokenizer.pad_token_id, pooled_pad_id(self._net.config), max_length)
+        self.kind = self.student_cfg.get("kind", "cross_encoder")
+        if self.kind == "bi_encoder":
+            self.pooling, self.logit_scale = "mean", float(self.student_cfg.get("logit_scale", 20.0))
+        else:
+            pooling = self.student_cfg.get("pooling", "auto")
+            self.pooling = auto_mode(self._net) if pooling == "auto" else pooling
+            max_length = PairTemplate(**(self.student_cfg.get("template") or {})).max_length
+            self.pool = Pooling(self.pooling, self.tokenizer.pad_token_id, pooled_pad_id(self._net.config), max_length)
         self.strict_loading = False  # checkpoints carry trainable weights only
         self._val_scores: list[tuple[int, torch.Tensor]] = []
 
@@ -45,12 +50,21 @@ class DistillModule(L.LightningModule):
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
     def forward(self, batch: dict) -> torch.Tensor:
-        """(N,) scores for N tokenised pairs."""
+        """(N,) scores for N tokenised pairs: joined (cross-encoder) or query and document apart
+        (bi-encoder: ``logit_scale`` × cosine, as ``BiEncoderScorer``)."""
+        if self.kind == "bi_encoder":
+            q = mean_embedding(self.model, batch["query_ids"], batch["query_mask"])  # (N, H)
+            d = mean_embedding(self.model, batch["doc_ids"], batch["doc_mask"])
+            return self.logit_scale * (q * d).sum(-1)
         return self.pool(self._net, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
 
     def training_step(self, batch, batch_idx):
         scores = self(batch).view_as(batch["labels"])  # (B, m)
         parts = self.loss(scores, batch["labels"], batch.get("teacher"))
+        if not torch.isfinite(parts["loss"]):
+            raise FloatingPointError(f"step {self.global_step}: the loss is {parts['loss'].item()} (rank "
+                                     f"{parts['rank'].item()}, kd {parts['kd'].item()}) on the groups of "
+                                     f"{sorted({q for q, _ in batch.get('pairs', [])})}: lower module.lr or check the teacher")
         B = scores.size(0)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True, batch_size=B)
         return parts["loss"]
@@ -88,13 +102,17 @@ class DistillModule(L.LightningModule):
         directory = Path(directory)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        meta = {"template": dict(self.student_cfg.get("template") or {}), "pooling": self.pooling,
-                "base_model": self.student_cfg["model"]}
+        meta = {"kind": self.kind, "base_model": self.student_cfg["model"]}
+        if self.kind == "bi_encoder":  # a plain encoder dir: loadable by transformers / sentence-transformers
+            meta |= {"inputs": student_inputs(self.student_cfg, self.tokenizer).describe(), "logit_scale": self.logit_scale}
+        else:
+            meta |= {"template": dict(self.student_cfg.get("template") or {}), "pooling": self.pooling}
         (directory / EXPORT_META).write_text(json.dumps(meta, indent=2))
         return directory
 
     @staticmethod
     def export_reranker(directory: str | Path, **scorer_kwargs):
-        from dear.rerank.pointwise import CrossEncoderScorer, PointwiseReranker
+        from dear.rerank.pointwise import PointwiseReranker, scorer_from_export
 
-        return PointwiseReranker(CrossEncoderScorer.from_export(directory, **scorer_kwargs))
+        return PointwiseReranker(scorer_from_export(str(directory), **scorer_kwargs))
+

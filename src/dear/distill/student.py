@@ -10,19 +10,32 @@ from __future__ import annotations
 
 import torch
 
+from dear.rerank.bi_encoder import BiEncoderInputs
 from dear.rerank.models import load_tokenizer, pick_device, pick_dtype, resolve_model_path
 
 
 def build_student(model: str, revision: str | None = None, lora: dict | None = None,
-                  quantization: dict | None = None, gradient_checkpointing: bool = False, dtype: str = "auto", **_):
+                  quantization: dict | None = None, gradient_checkpointing: bool = False, dtype: str = "auto",
+                  kind: str = "cross_encoder", **_):
     """→ (tokenizer, model). ``lora``: peft LoraConfig fields (r, lora_alpha, lora_dropout,
     target_modules, ...) or None for full fine-tuning; ``quantization``: BitsAndBytesConfig fields
     (e.g. ``load_in_4bit: true``) for a 4-bit frozen base (QLoRA). Other student keys (template,
-    pooling) are read by the module."""
-    from transformers import AutoModelForSequenceClassification
+    pooling) are read by the module. ``kind``: ``cross_encoder`` (a one-logit classifier over the
+    joined pair) or ``bi_encoder`` (the bare encoder body: queries and documents embedded apart)."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
+    if kind not in ("cross_encoder", "bi_encoder"):
+        raise ValueError(f"student.kind must be cross_encoder or bi_encoder, got {kind!r}")
     path = resolve_model_path(model)
     tokenizer = load_tokenizer(path, revision)
+    if kind == "bi_encoder":
+        net = AutoModel.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, pick_device("auto")))
+        if lora or quantization:
+            raise ValueError("a bi_encoder student is fully fine-tuned (export: a plain encoder directory); "
+                             "set student.lora=null and student.quantization=null")
+        if gradient_checkpointing:
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return tokenizer, net
     kwargs = {"num_labels": 1, "revision": revision, "dtype": pick_dtype(dtype, pick_device("auto"))}
     if quantization:
         from transformers import BitsAndBytesConfig
@@ -45,3 +58,9 @@ def build_student(model: str, revision: str | None = None, lora: dict | None = N
 
         net = get_peft_model(net, LoraConfig(task_type=TaskType.SEQ_CLS, **dict(lora)))
     return tokenizer, net
+
+
+def student_inputs(student: dict, tokenizer) -> BiEncoderInputs:
+    """A bi-encoder student's inputs (``max_len``, ``query_prefix``, ``doc_prefix``)."""
+    return BiEncoderInputs(tokenizer, int(student.get("max_len", 256)), student.get("query_prefix", ""),
+                           student.get("doc_prefix", ""))

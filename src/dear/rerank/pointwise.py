@@ -18,6 +18,7 @@ import torch
 from dear.data.contract import Ranking
 from dear.errors import DataError
 from dear.rerank.batching import length_batches, pad
+from dear.rerank.bi_encoder import BiEncoderInputs, full_text, mean_embedding
 from dear.rerank.models import load_sequence_classifier, load_tokenizer, pick_device, resolve_model_path
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
@@ -60,11 +61,7 @@ class CrossEncoderScorer:
     def from_export(cls, path: str, **kwargs) -> "CrossEncoderScorer":
         """A Stage-1 export (``train.py``'s ``export/`` or its run dir): the model or adapter with
         the template and pooling it was trained with (``dear_scorer.json``)."""
-        path = Path(path)
-        if not (path / EXPORT_META).is_file() and (path / "export" / EXPORT_META).is_file():
-            path = path / "export"
-        if not (path / EXPORT_META).is_file():
-            raise DataError(f"{path}: not a Stage-1 export (no {EXPORT_META}); pass the run's export/ directory")
+        path = export_dir(path)
         meta = json.loads((path / EXPORT_META).read_text())
         return cls(str(path), template=meta["template"], pooling=meta["pooling"], **kwargs)
 
@@ -114,6 +111,7 @@ class BiEncoderScorer:
         self.device, self.max_len = dev, max_len
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
         self.max_batch_items, self.max_batch_tokens = max_batch_items, max_batch_tokens
+        self.inputs = BiEncoderInputs(self.tokenizer, max_len, query_prefix, doc_prefix)
         self.memo: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.memo_size, self.logit_scale = memo_size, logit_scale
 
@@ -129,26 +127,45 @@ class BiEncoderScorer:
 
     @torch.inference_mode()
     def _encode(self, texts: list[str], desc: str) -> torch.Tensor:
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_len, add_special_tokens=True)["input_ids"]
+        enc = self.inputs.encode(texts)
         out = torch.zeros(len(texts), self.model.config.hidden_size)
         with progress_bar(desc, len(texts)) as advance, autocast(self.device):
             for batch in length_batches([len(x) for x in enc], self.max_batch_items, self.max_batch_tokens):
                 ids, mask = pad([enc[i] for i in batch], self.tokenizer.pad_token_id)
-                hidden = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
-                m = mask.to(self.device).unsqueeze(-1).to(hidden.dtype)
-                mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-                out[batch] = torch.nn.functional.normalize(mean.float(), dim=-1).cpu()
+                out[batch] = mean_embedding(self.model, ids.to(self.device), mask.to(self.device)).cpu()
                 advance(len(batch))
         return out
 
     def score(self, rankings: list[Ranking], desc: str = "embedding") -> list[np.ndarray]:
         queries, q_of = _unique([self.query_prefix + r.query.text for r in rankings])
-        docs, d_of = _unique([self.doc_prefix + c.full_text for r in rankings for c in r.candidates])
+        docs, d_of = _unique([self.doc_prefix + full_text(c.title, c.text) for r in rankings for c in r.candidates])
         q_emb = self.embed(queries, f"{desc} queries")
         d_emb = self.embed(docs, f"{desc} documents")
         pair_q = torch.tensor([q_of[i] for i, r in enumerate(rankings) for _ in r.candidates], dtype=torch.long)
         flat = self.logit_scale * (q_emb[pair_q] * d_emb[torch.tensor(d_of, dtype=torch.long)]).sum(-1).numpy()
         return _split(flat, rankings)
+
+
+def scorer_from_export(path: str, **kwargs):
+    """The scorer for a Stage-1 export (``train.py``'s ``export/`` or its run dir), as it was
+    trained: a cross-encoder with its template and pooling, or a bi-encoder with its inputs."""
+    directory = export_dir(path)
+    meta = json.loads((directory / EXPORT_META).read_text())
+    if meta.get("kind", "cross_encoder") == "bi_encoder":
+        names = ("max_batch_items", "max_batch_tokens", "dtype", "device", "memo_size")
+        return BiEncoderScorer(str(directory), **meta["inputs"], logit_scale=meta["logit_scale"],
+                               **{k: v for k, v in kwargs.items() if k in names})
+    return CrossEncoderScorer.from_export(str(directory), **kwargs)
+
+
+def export_dir(path: str) -> Path:
+    """``path`` or its ``export/`` — whichever holds the export's ``dear_scorer.json``."""
+    path = Path(path)
+    if not (path / EXPORT_META).is_file() and (path / "export" / EXPORT_META).is_file():
+        path = path / "export"
+    if not (path / EXPORT_META).is_file():
+        raise DataError(f"{path}: not a Stage-1 export (no {EXPORT_META}); pass the run's export/ directory")
+    return path
 
 
 def _split(flat: np.ndarray, rankings: list[Ranking]) -> list[np.ndarray]:

@@ -108,7 +108,7 @@ class PairEncoder:
         self.backend.no_padding()
         self.backend.no_truncation()
         self.template = template
-        self.eos_id = hf_tokenizer.eos_token_id
+        self.eos_id, self.pad_id = hf_tokenizer.eos_token_id, hf_tokenizer.pad_token_id
         self.bos_id = hf_tokenizer.bos_token_id
         if self.bos_id is None and template.join == "reference":
             self.bos_id = hf_tokenizer.convert_tokens_to_ids(QWEN_BOS) if QWEN_BOS in hf_tokenizer.get_vocab() else None
@@ -141,6 +141,14 @@ class PairEncoder:
             ids.append(self.eos_id)
             types.append(types[-1] if types else 0)
         return ids, types
+
+    def collate(self, encoded: list[tuple[Encoding, Encoding]]) -> dict:
+        """[(query, doc) encodings] → right-padded {input_ids, attention_mask, token_type_ids}, (N, L)."""
+        from dear.rerank.batching import pad
+
+        joined = [self.pair(q, d) for q, d in encoded]
+        ids, mask = pad([j[0] for j in joined], self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": pad([j[1] for j in joined], 0)[0]}
 
     def _reference_join(self, query: list[int], doc: list[int]) -> list[int]:
         """``prepare_for_model([bos] + q, [bos] + d)`` with its overflow truncation."""

@@ -1,0 +1,46 @@
+"""BM25 as a pointwise scorer: the first stage's own score for any (query, document) pair.
+
+The harness's first stage ranks a corpus with bm25s (``dear.data.bm25``); this scorer reads the
+same cached index and returns each pair's BM25 score over the whole corpus, so a document the
+first stage did not retrieve (a training positive outside the BM25 pool) still gets its real
+score. Used as a member of a fused teacher (``dear.rerank.fusion``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dear.data.bm25 import BM25Params
+from dear.data.contract import Ranking
+from dear.errors import DataError
+
+
+class BM25Scorer:
+    """``dataset``: the ir_datasets corpus the first stage indexes (e.g. ``beir/scifact/train``:
+    BEIR's SciFact splits share one corpus); BM25 parameters as the harness's first stage."""
+
+    def __init__(self, dataset: str, cache_dir: str = ".cache/bm25", k1: float = 0.9, b: float = 0.4,
+                 method: str = "lucene", stemmer: str | None = "porter", stopwords: str | None = "en"):
+        from dear.data.candidates import dataset_bm25_index
+
+        self.name = f"bm25:{dataset}"
+        self.index = dataset_bm25_index(dataset, cache_dir, BM25Params(k1, b, method, stemmer, stopwords))
+        self.position = {docid: i for i, docid in enumerate(self.index.docids)}
+
+    def score(self, rankings: list[Ranking], desc: str = "bm25") -> list[np.ndarray]:
+        import bm25s
+
+        from dear.data.bm25 import _stemmer
+
+        params = self.index.params
+        tokens = bm25s.tokenize([r.query.text for r in rankings], stopwords=params.stopwords,
+                                stemmer=_stemmer(params), return_ids=False, show_progress=False)
+        out = []
+        for ranking, query_tokens in zip(rankings, tokens):
+            missing = [c.docid for c in ranking.candidates if c.docid not in self.position]
+            if missing:
+                raise DataError(f"{self.name}: query {ranking.qid}: documents not in the BM25 corpus, e.g. {missing[:3]}")
+            corpus_scores = self.index.retriever.get_scores(query_tokens) if query_tokens else None
+            out.append(np.array([0.0 if corpus_scores is None else float(corpus_scores[self.position[c.docid]])
+                                 for c in ranking.candidates], dtype=np.float32))
+        return out
