@@ -84,7 +84,8 @@ class TeacherCache:
         """Score every pair with ``scorer`` (a pointwise engine) in this process: verifies what is
         there, scores bad or missing shards only, then records checksums and marks it complete."""
         plan = self.start(fp, queries, shard_size)
-        self.build_shards(plan, range(len(plan.shards)), lambda: scorer, docs)
+        scored = self.build_shards(plan, range(len(plan.shards)), lambda: scorer, docs)
+        log(f"teacher cache {self.dir}: scored {scored} of {len(plan.shards)} shards (the others were valid)")
         self.finish(plan)
 
     def start(self, fp: dict, queries: list[TrainQuery], shard_size: int) -> CachePlan:
@@ -113,8 +114,6 @@ class TeacherCache:
                 scorer = scorer or get_scorer()
                 self._score_shard(i, plan, scorer, docs)
                 scored += 1
-        if scored:
-            log(f"teacher cache {self.dir}: scored {scored} shard(s)")
         return scored
 
     def finish(self, plan: CachePlan) -> None:
