@@ -44,6 +44,7 @@ def _poison(path: Path, manifest: Path) -> None:
     manifest.write_text(json.dumps(record))
 
 
+@pytest.mark.slow  # two precompute commands: about 50 s here
 def test_damaged_shards_are_refused_then_rebuilt_by_rerunning_precompute(tmp_path, flag_jsonl, tiny_bert_cls):
     _precompute(tmp_path, flag_jsonl, tiny_bert_cls)
     (cache_dir,) = (tmp_path / "cache").iterdir()
@@ -63,23 +64,12 @@ def test_damaged_shards_are_refused_then_rebuilt_by_rerunning_precompute(tmp_pat
     log = " ".join(_precompute(tmp_path, flag_jsonl, tiny_bert_cls).split())  # the `complete` marker is not trusted
     for i in (1, 4, 9):
         assert f"shard-{i:05d}.parquet" in log and "rescoring it" in log
-    assert "rank 0: scored 4 shard(s)" in log  # 1, 4, 7 and 9; the 8 valid ones are kept
+    assert "rank 0: scored 4 of its 12 shards" in log  # 1, 4, 7 and 9; the 8 valid ones are kept
     after = {p.name: pq.read_table(p).to_pylist() for p in sorted(cache_dir.glob("shard-*.parquet"))}
     assert after.keys() == before.keys()
     for name in before:
         assert [r["logit"] for r in after[name]] == pytest.approx([r["logit"] for r in before[name]], abs=1e-6)
     assert len(cache.load(manifest["fingerprint"], [])) == 48
-
-
-def test_nan_shard_with_a_matching_checksum_is_refused_naming_the_pair(tmp_path, flag_jsonl, tiny_bert_cls):
-    _precompute(tmp_path, flag_jsonl, tiny_bert_cls)
-    (cache_dir,) = (tmp_path / "cache").iterdir()
-    _poison(cache_dir / "shard-00005.parquet", cache_dir / "manifest.json")
-    pair = tuple(pq.read_table(cache_dir / "shard-00005.parquet").slice(2, 1).to_pylist()[0][k] for k in ("qid", "docid"))
-    fp = json.loads((cache_dir / "manifest.json").read_text())["fingerprint"]
-    with pytest.raises(DataError, match=rf"shard-00005\.parquet: non-finite teacher logit nan for pair "
-                                        rf"\('{pair[0]}', '{pair[1]}'\) \(row 2\)"):
-        TeacherCache(cache_dir).load(fp, [])
 
 
 @pytest.mark.slow

@@ -111,7 +111,7 @@ def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_comp
     _run(_precompute_args(flag_jsonl, tiny_bert_cls, single, tmp_path / "r1", 1, delay))
     two = _run(_precompute_args(flag_jsonl, tiny_bert_cls, pair, tmp_path / "r2", 2, delay))
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in two
-    assert "rank 1/2: 6 of 12 shards" in two and "rank 1: scored 6 shard(s)" in two
+    assert "rank 1/2: 6 of 12 shards" in two and "rank 1: scored 6 of its 6 shards" in two
     _assert_same_cache(_rows(pair), _rows(single))
 
     killed = tmp_path / "killed"
@@ -131,5 +131,5 @@ def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_comp
         assert pq.read_table(shard).num_rows == 4  # only whole shards
 
     rerun = _run(_precompute_args(flag_jsonl, tiny_bert_cls, killed, tmp_path / "r3", 1, delay))
-    assert "rank 0/1: 12 of 12 shards" in rerun and f"rank 0: scored {12 - done} shard(s)" in rerun
+    assert "rank 0/1: 12 of 12 shards" in rerun and f"rank 0: scored {12 - done} of its 12 shards" in rerun
     _assert_same_cache(_rows(killed), _rows(single))

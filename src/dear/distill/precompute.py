@@ -35,7 +35,9 @@ register_resolvers()
 
 
 class TeacherScoring(L.LightningModule):
-    """The shards of ``datamodule``'s teacher cache owned by this rank, one predict step each.
+    """The shards of ``datamodule``'s teacher cache owned by this rank, in one predict step (one
+    batch per rank, the list of its shard indices: Lightning refuses a rank with an empty loader,
+    which a cache with fewer shards than processes would give).
 
     The teacher is built on this rank's device (``trainer`` picks it: ``cuda:<local rank>`` under
     DDP) and only when a shard needs scoring, so verifying a whole cache never loads a 13B model.
@@ -43,23 +45,21 @@ class TeacherScoring(L.LightningModule):
 
     def __init__(self, datamodule):
         super().__init__()
-        self.data, self.plan, self.teacher, self.scored = datamodule, None, None, 0
+        self.data, self.plan, self.teacher = datamodule, None, None
 
     def predict_dataloader(self) -> DataLoader:
         self.data.load_sources()
         self.plan = self.data.cache.start(self.data.fingerprint(), self.data.all_queries, self.data.shard_size)
         owned = list(range(self.global_rank, len(self.plan.shards), self.trainer.world_size))
         log(f"rank {self.global_rank}/{self.trainer.world_size}: {len(owned)} of {len(self.plan.shards)} shards")
-        return DataLoader(owned, batch_size=None)
+        return DataLoader([owned], batch_size=None)
 
-    def predict_step(self, shard: int, batch_idx: int) -> None:
+    def predict_step(self, shards: list[int], batch_idx: int) -> None:
         # The teacher's numerics are its own config's (dtype; bf16 autocast on GPU), as in the
         # single-process path: trainer.precision is not part of the cache fingerprint.
         with torch.autocast(self.device.type, enabled=False):
-            self.scored += self.data.cache.build_shards(self.plan, [int(shard)], self._teacher, self.data.docs)
-
-    def on_predict_end(self) -> None:
-        log(f"rank {self.global_rank}: scored {self.scored} shard(s); its others were valid")
+            scored = self.data.cache.build_shards(self.plan, [int(i) for i in shards], self._teacher, self.data.docs)
+        log(f"rank {self.global_rank}: scored {scored} of its {len(shards)} shards (the rest were valid)")
 
     def _teacher(self):
         if self.teacher is None:
