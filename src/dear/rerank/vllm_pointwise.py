@@ -32,7 +32,7 @@ class VLLMPointwiseScorer(CrossEncoderScorer):
 
     Shares ``CrossEncoderScorer``'s input building (``encode``); only the forward pass differs.
     ``device``: vLLM takes its GPUs from ``CUDA_VISIBLE_DEVICES`` (and ``tensor_parallel_size``),
-    so only ``auto``/``cuda`` are accepted: run one process per GPU with its own
+    so only ``auto``/``cuda``/``cuda:0`` are accepted: run one process per GPU with its own
     ``CUDA_VISIBLE_DEVICES`` (e.g. a submitit array), not Lightning DDP ranks sharing one node's GPUs.
     """
 
@@ -74,7 +74,7 @@ def _check_supported(model: str, adapter: str | None, pooling: str, device: str)
         raise DataError(f"pointwise.model={model!r}: the vLLM back end serves full checkpoints only (a LoRA "
                         "adapter's score head is not loaded by vLLM); merge it first (peft merge_and_unload + "
                         "save_pretrained) or use CrossEncoderScorer")
-    if device not in ("auto", "cuda"):
+    if device not in ("auto", "cuda", "cuda:0"):  # cuda:0: a one-GPU precompute passes its root device
         raise DataError(f"pointwise.device={device!r}: vLLM picks its GPUs from CUDA_VISIBLE_DEVICES; "
                         "leave device=auto and set that variable per process")
 
