@@ -1,5 +1,5 @@
-"""Atomic file writes (readers never see a half-written file, and a crash loses nothing old)
-and an inter-process lock for caches that concurrent jobs build once."""
+"""Atomic file writes and copies (readers never see a half-written file, and a crash loses
+nothing old) and an inter-process lock for caches that concurrent jobs build once."""
 
 from __future__ import annotations
 
