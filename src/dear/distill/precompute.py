@@ -21,9 +21,9 @@ re-verifies every shard, so a re-run with any number of processes scores only wh
 from __future__ import annotations
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
