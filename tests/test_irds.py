@@ -37,3 +37,34 @@ def test_concurrent_jobs_on_a_fresh_home_read_whole_documents(tmp_path):
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     assert len({out for out, _ in outs}) == 1 and all(i in outs[0][0] for i in ids)
     assert outs[0][0].startswith("5183 ")  # every document once: no job appended a second copy
+
+
+MIRROR_READER = """
+import hashlib, sys, time
+sys.path.insert(0, {src!r})
+from dear.data import irds
+while time.time() < float(sys.argv[1]):  # start together
+    time.sleep(0.01)
+irds.use_home(sys.argv[2], sys.argv[3])
+print(hashlib.sha256(open(sys.argv[2] + "/beir/big.bin", "rb").read()).hexdigest())
+"""
+
+
+def test_concurrent_jobs_filling_a_home_from_the_mirror_read_whole_files(tmp_path):
+    """Four jobs fill one fresh home from the mirror at once: a job that finds a file already there
+    (another job's copy) reads it whole, never a copy still being written."""
+    import hashlib
+    import os
+    import time
+
+    mirror = tmp_path / "mirror" / "beir"
+    mirror.mkdir(parents=True)
+    (mirror / "big.bin").write_bytes(os.urandom(64 << 20))
+    expected = hashlib.sha256((mirror / "big.bin").read_bytes()).hexdigest()
+    code, start = MIRROR_READER.format(src=str(ROOT / "src")), time.time() + 5
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(start), str(tmp_path / "home"), str(mirror.parent)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    assert [out.strip() for out, _ in outs] == [expected] * 4
+    assert sorted(p.name for p in (tmp_path / "home" / "beir").iterdir()) == ["big.bin"]  # no temp copies left

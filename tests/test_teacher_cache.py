@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import textwrap
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -105,3 +108,95 @@ def test_concurrent_precomputes_score_each_pair_once(tmp_path):
     assert [j.wait(timeout=120) for j in jobs] == [0, 0]
     assert sum(int(x) for x in counts.read_text().split()) == len(pair_list(QUERIES))
     assert TeacherCache(cache).load(FP, pair_list(QUERIES))
+
+
+class Recording(FakeScorer):
+    """Records the shards it scores (from the ``desc`` the cache passes); ``nan_at`` poisons a pair."""
+
+    def __init__(self, nan_at: tuple[str, str] | None = None):
+        super().__init__()
+        self.scored, self.nan_at = [], nan_at
+
+    def score(self, rankings, desc=""):
+        self.scored.append(desc)
+        out = super().score(rankings, desc)
+        return [[float("nan") if (r.qid, c.docid) == self.nan_at else s for c, s in zip(r.candidates, scores)]
+                for r, scores in zip(rankings, out)]
+
+
+def _rows(directory):
+    return pq.read_table(sorted(directory.glob("shard-*.parquet"))).to_pylist()
+
+
+def test_nan_teacher_logit_is_an_error_naming_shard_and_pair(tmp_path):
+    cache = TeacherCache(tmp_path / "c")
+    with pytest.raises(DataError, match=r"non-finite logit \(nan\) for pair \('q3', 'd5'\) of shard-00000\.parquet"):
+        cache.precompute(Recording(nan_at=("q3", "d5")), FP, QUERIES, DOCS, shard_size=50)
+    assert not (cache.dir / "shard-00000.parquet").exists() and not cache.complete
+
+
+def test_manifest_records_rows_and_checksum_of_every_shard(tmp_path):
+    cache = TeacherCache(tmp_path / "c")
+    cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
+    shards = json.loads((cache.dir / "manifest.json").read_text())["shards"]
+    assert list(shards) == [f"shard-{i:05d}.parquet" for i in range(6)]
+    assert [s["rows"] for s in shards.values()] == [50] * 5 + [20]
+    assert shards["shard-00002.parquet"]["sha256"] == hashlib.sha256((cache.dir / "shard-00002.parquet").read_bytes()).hexdigest()
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _nan_with_fresh_checksum(path):
+    """NaN written into a shard and the manifest's checksum updated: the finite check must catch it."""
+    table = pq.read_table(path)
+    logits = table["logit"].to_pylist()
+    logits[7] = float("nan")
+    pq.write_table(table.set_column(2, "logit", pa.array(logits)), path)
+    manifest_path = path.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["shards"][path.name]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_truncate, "checksum differs from the manifest"),
+    (_empty, "checksum differs from the manifest"),
+    (lambda p: p.unlink(), "shard missing"),
+    (_nan_with_fresh_checksum, r"non-finite teacher logit nan for pair \('q\d+', 'd\d+'\) \(row 7\)"),
+])
+def test_damaged_shard_is_refused_on_read_and_rebuilt_alone(tmp_path, damage, message):
+    cache = TeacherCache(tmp_path / "c")
+    cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
+    before = _rows(cache.dir)
+    damage(cache.dir / "shard-00003.parquet")
+    with pytest.raises(DataError, match=rf"shard-00003\.parquet: {message}.*re-run `python -m dear\.distill\.precompute`"):
+        cache.load(FP, pair_list(QUERIES))
+
+    again = Recording()
+    cache.precompute(again, FP, QUERIES, DOCS, shard_size=50)  # despite the `complete` marker
+    assert again.scored == ["shard 3"]  # nothing valid is recomputed
+    assert _rows(cache.dir) == before
+    assert len(cache.load(FP, pair_list(QUERIES))) == 270
+
+
+def test_shard_with_other_pairs_is_rescored(tmp_path):
+    """A shard whose rows are whole and finite but not the plan's pairs (e.g. copied from another cache)."""
+    cache = TeacherCache(tmp_path / "c")
+    cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
+    (cache.dir / "shard-00001.parquet").write_bytes((cache.dir / "shard-00000.parquet").read_bytes())
+    again = Recording()
+    cache.precompute(again, FP, QUERIES, DOCS, shard_size=50)
+    assert again.scored == ["shard 1"]
+
+
+def test_valid_cache_is_verified_without_building_the_teacher(tmp_path):
+    cache = TeacherCache(tmp_path / "c")
+    cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
+    plan = cache.start(FP, QUERIES, 50)
+    assert cache.build_shards(plan, range(len(plan.shards)), lambda: pytest.fail("teacher built"), DOCS) == 0

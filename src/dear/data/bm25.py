@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dear.utils.io import exclusive_lock
+
 INDEX_FORMAT = 1
 
 
@@ -60,7 +62,8 @@ class BM25Index:
         return out
 
     def save(self, directory: Path) -> None:
-        """Write into a temporary sibling, then rename: a crash never leaves a half index."""
+        """Write into a temporary sibling, then rename: a crash never leaves a half index.
+        Not safe against a concurrent ``save`` of the same directory: ``cached_index`` holds a lock."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
@@ -87,24 +90,37 @@ class BM25Index:
 def cached_index(cache_dir: str | Path, key: str, params: BM25Params, corpus_fn) -> BM25Index:
     """Load the index for ``key`` (a corpus identity) and ``params``, or build and save it.
 
-    ``corpus_fn()`` yields ``(docid, text)`` and is only called on a cache miss.
+    ``corpus_fn()`` yields ``(docid, text)`` and is only called on a cache miss. The build runs
+    under a file lock (as the ir_datasets docstore does): concurrent jobs on a fresh cache wait
+    for the first one and load its index instead of racing it to the final rename.
     """
     from dear.utils.progress import log
 
     digest = hashlib.sha1(json.dumps([key, asdict(params), INDEX_FORMAT]).encode()).hexdigest()[:12]
     slug = "".join(ch if ch.isalnum() else "-" for ch in key)[-60:]
     directory = Path(cache_dir) / f"{slug}-{digest}"
-    if (directory / "docids.json").is_file():
-        log(f"BM25: loading cached index {directory}")
-        return BM25Index.load(directory, params)
-    log(f"BM25: indexing {key} (cached afterwards in {directory})")
+    if not _is_saved(directory):
+        with exclusive_lock(directory.with_name(f".{directory.name}.lock")):
+            if not _is_saved(directory):  # not built by the job we waited for
+                log(f"BM25: indexing {key} (cached afterwards in {directory})")
+                index = BM25Index.build(*_columns(corpus_fn()), params, progress=True)
+                index.save(directory)
+                return index
+    log(f"BM25: loading cached index {directory}")
+    return BM25Index.load(directory, params)
+
+
+def _is_saved(directory: Path) -> bool:
+    """``save`` renames a whole index into place, so its docids file means every file is there."""
+    return (directory / "docids.json").is_file()
+
+
+def _columns(pairs) -> tuple[list[str], list[str]]:
     docids, texts = [], []
-    for docid, text in corpus_fn():
+    for docid, text in pairs:
         docids.append(docid)
         texts.append(text)
-    index = BM25Index.build(docids, texts, params, progress=True)
-    index.save(directory)
-    return index
+    return docids, texts
 
 
 def _stemmer(params: BM25Params):

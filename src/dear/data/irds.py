@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from functools import lru_cache
 from pathlib import Path
 
 from dear.errors import DataError
-from dear.utils.io import exclusive_lock
+from dear.utils.io import atomic_copy, exclusive_lock
 
 
 def use_home(home: str | None, mirror: str | None = None) -> None:
@@ -16,6 +15,7 @@ def use_home(home: str | None, mirror: str | None = None) -> None:
 
     The mirror is a ready ir_datasets cache (e.g. copied from a cluster's shared storage);
     files already in ``home`` are never overwritten, so a partially downloaded home is kept.
+    Each file is copied atomically: concurrent jobs filling one home never see a half copy.
     """
     if home:
         os.environ["IR_DATASETS_HOME"] = str(Path(home).expanduser())
@@ -24,8 +24,7 @@ def use_home(home: str | None, mirror: str | None = None) -> None:
         for src in Path(mirror).rglob("*"):
             dst = target / src.relative_to(mirror)
             if src.is_file() and not dst.exists():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst)
+                atomic_copy(src, dst)
 
 
 @lru_cache(maxsize=None)

@@ -1,17 +1,32 @@
-"""Precompute the frozen teacher's logits for a training config, once (resumable).
+"""Precompute the frozen teacher's logits for a training config, once (resumable, on N processes).
 
     python -m dear.distill.precompute                       # the built-in default's teacher
     python -m dear.distill.precompute teacher=rankllama_13b data=msmarco
+    # 8 GPUs of one node (Lightning DDP launches the processes; 2 CPU processes: accelerator=cpu)
+    python -m dear.distill.precompute teacher=rankllama_13b data=msmarco trainer=ddp trainer.devices=8
+    # or started by torchrun / SLURM (Lightning reads their environment and launches nothing)
+    torchrun --nproc_per_node=2 -m dear.distill.precompute trainer=ddp trainer.devices=2 trainer.accelerator=cpu
+    python -m dear.distill.precompute -m launcher=slurm trainer=ddp trainer.num_nodes=2 hydra.launcher.partition=gpu
 
 Takes the same config and overrides as ``train.py`` (so the cache it writes is exactly the one
-training looks up); ``train.py`` runs this step itself when the cache is missing.
+training looks up); ``train.py`` runs the single-process step itself when the cache is missing.
+
+Lightning's predict loop is only the process engine here: ``trainer`` (devices, nodes, strategy)
+says how many processes run; the pair list is split by shard (shard i belongs to rank i mod world
+size), every rank checks its shards and scores the missing or bad ones into the one cache
+directory, and after a barrier rank 0 records the checksums and writes ``complete``. Every run
+re-verifies every shard, so a re-run with any number of processes scores only what is missing.
 """
 
 from __future__ import annotations
 
 import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 
 from dear.config import CONF_DIR, prepare_environment, register_resolvers
 from dear.utils.progress import log
@@ -19,12 +34,55 @@ from dear.utils.progress import log
 register_resolvers()
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+class TeacherScoring(L.LightningModule):
+    """The shards of ``datamodule``'s teacher cache owned by this rank, in one predict step (one
+    batch per rank, the list of its shard indices: Lightning refuses a rank with an empty loader,
+    which a cache with fewer shards than processes would give).
+
+    The teacher is built on this rank's device (``trainer`` picks it: ``cuda:<local rank>`` under
+    DDP) and only when a shard needs scoring, so verifying a whole cache never loads a 13B model.
+    """
+
+    def __init__(self, datamodule):
+        super().__init__()
+        self.data, self.plan, self.teacher = datamodule, None, None
+
+    def predict_dataloader(self) -> DataLoader:
+        self.data.load_sources()
+        self.plan = self.data.cache.start(self.data.fingerprint(), self.data.all_queries, self.data.shard_size)
+        owned = list(range(self.global_rank, len(self.plan.shards), self.trainer.world_size))
+        log(f"rank {self.global_rank}/{self.trainer.world_size}: {len(owned)} of {len(self.plan.shards)} shards")
+        return DataLoader([owned], batch_size=None)
+
+    def predict_step(self, shards: list[int], batch_idx: int) -> None:
+        # The teacher's numerics are its own config's (dtype; bf16 autocast on GPU), as in the
+        # single-process path: trainer.precision is not part of the cache fingerprint.
+        with torch.autocast(self.device.type, enabled=False):
+            scored = self.data.cache.build_shards(self.plan, [int(i) for i in shards], self._teacher, self.data.docs)
+        log(f"rank {self.global_rank}: scored {scored} of its {len(shards)} shards (the rest were valid)")
+
+    def _teacher(self):
+        if self.teacher is None:
+            self.teacher = instantiate(self.data.teacher_cfg, device=str(self.device))
+        return self.teacher
+
+
+def precompute(cfg: DictConfig) -> None:
     prepare_environment(cfg)
     datamodule = instantiate(cfg.data, kd_weight=1.0)  # the cache is wanted whatever alpha is
-    datamodule.prepare_data()
-    log(f"teacher cache complete: {datamodule.cache.dir}")
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, default_root_dir=HydraConfig.get().runtime.output_dir)
+    module = TeacherScoring(datamodule)
+    trainer.predict(module, return_predictions=False)
+    trainer.strategy.barrier("teacher-cache-shards")  # every rank's shards are on disk
+    if trainer.is_global_zero:
+        datamodule.cache.finish(module.plan)
+        log(f"teacher cache complete: {datamodule.cache.dir}")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    precompute(cfg)
 
 
 if __name__ == "__main__":

@@ -2,23 +2,31 @@
 
 Layout of a cache directory::
 
-    manifest.json         fingerprint + the pair list's digest, shard size, pair count
+    manifest.json         fingerprint, the pair list's digest, shard size, pair count; once every
+                          shard exists also ``shards``: {file: {rows, sha256}}
     shard-00000.parquet   columns qid, docid, logit — one per `shard_size` pairs, in pair order
-    complete              written last: every shard is there
+    complete              written last, after the shard records
 
-Each shard is written to a temporary file and renamed, so a killed precompute leaves only
-whole shards; re-running scores the missing shards only. Because the pair order is a pure
-function of the data, a resumed cache is identical to an uninterrupted one.
+Each shard is scored under its own lock, written to a temporary file and renamed, so a killed
+precompute leaves only whole shards and any number of processes (a multirun sharing one cache,
+or the ranks of a distributed precompute) can fill one directory. A precompute re-verifies every
+shard it finds (schema, rows, the exact pairs of the plan, finite logits) and rescores only the
+bad or missing ones; training verifies each shard against the checksum in the manifest. Because
+the pair order is a pure function of the data, a resumed cache is identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dear.data.contract import Candidate, Query, Ranking
@@ -26,9 +34,12 @@ from dear.data.texts import DocStore
 from dear.distill.sources import TrainQuery
 from dear.errors import DataError
 from dear.utils.io import atomic_write_json, atomic_write_text, exclusive_lock
-from dear.utils.progress import log, progress_bar
+from dear.utils.progress import log
 
 FORMAT = 1
+SCHEMA = pa.schema([("qid", pa.string()), ("docid", pa.string()), ("logit", pa.float64())])
+_PLAN_KEYS = ("fingerprint", "pairs_sha256", "n_pairs", "shard_size")
+_REBUILD = "re-run `python -m dear.distill.precompute` with the same overrides: it rebuilds bad shards only"
 
 
 def fingerprint(teacher: dict, source: dict) -> dict:
@@ -46,6 +57,15 @@ def pair_list(queries: list[TrainQuery]) -> list[tuple[str, str]]:
     return [(q.qid, d) for q in queries for d in q.docids]
 
 
+@dataclass
+class CachePlan:
+    """What a precompute must produce: ``shards[i]`` are the pairs of shard file i, in order."""
+
+    manifest: dict
+    shards: list[list[tuple[str, str]]]
+    query_texts: dict[str, str]
+
+
 class TeacherCache:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
@@ -59,46 +79,112 @@ class TeacherCache:
     def complete(self) -> bool:
         return (self.dir / "complete").is_file()
 
+    # --- building ---------------------------------------------------------------------------------
     def precompute(self, scorer, fp: dict, queries: list[TrainQuery], docs: DocStore, shard_size: int = 4096) -> None:
-        """Score every pair with ``scorer`` (a pointwise engine), resuming from existing shards.
+        """Score every pair with ``scorer`` (a pointwise engine) in this process: verifies what is
+        there, scores bad or missing shards only, then records checksums and marks it complete."""
+        plan = self.start(fp, queries, shard_size)
+        scored = self.build_shards(plan, range(len(plan.shards)), lambda: scorer, docs)
+        log(f"teacher cache {self.dir}: scored {scored} of {len(plan.shards)} shards (the others were valid)")
+        self.finish(plan)
 
-        An exclusive lock on the directory makes concurrent jobs (a multirun sharing one cache)
-        wait for the first instead of scoring the same pairs again."""
+    def start(self, fp: dict, queries: list[TrainQuery], shard_size: int) -> CachePlan:
+        """The plan for these settings; writes the manifest, or refuses one made for other settings."""
         pairs = pair_list(queries)
         manifest = {"fingerprint": fp, "pairs_sha256": digest(pairs), "n_pairs": len(pairs), "shard_size": shard_size}
         with exclusive_lock(self.dir / ".lock"):
             self._check_or_write_manifest(manifest)
-            if not self.complete:
-                self._score_missing_shards(scorer, pairs, queries, docs, shard_size)
-
-    def _score_missing_shards(self, scorer, pairs, queries, docs, shard_size) -> None:
-        texts = {q.qid: q.text for q in queries}
         shards = [pairs[i : i + shard_size] for i in range(0, len(pairs), shard_size)]
-        todo = [i for i in range(len(shards)) if not self._shard(i).is_file()]
-        if len(todo) < len(shards):
-            log(f"teacher cache {self.dir}: resuming, {len(shards) - len(todo)}/{len(shards)} shards already done")
-        with progress_bar("teacher logits", sum(len(shards[i]) for i in todo)) as advance:
-            for i in todo:
-                rankings = _rankings(shards[i], texts, docs)
-                logits = [float(x) for scores in scorer.score(rankings, desc=f"shard {i}") for x in scores]
-                table = pa.table({"qid": [q for q, _ in shards[i]], "docid": [d for _, d in shards[i]], "logit": logits})
-                _atomic_parquet(table, self._shard(i))
-                advance(len(shards[i]))
-        atomic_write_text(self.dir / "complete", f"{len(pairs)} pairs\n")
+        return CachePlan(manifest, shards, {q.qid: q.text for q in queries})
 
+    def build_shards(self, plan: CachePlan, indices: Iterable[int], get_scorer: Callable[[], object],
+                     docs: DocStore) -> int:
+        """Make shards ``indices`` valid: each is checked, and rescored only when missing or bad.
+        ``get_scorer`` is called once, when the first shard needs scoring (a 13B teacher is not
+        loaded to find a cache whole). Returns the number of shards scored."""
+        scorer, scored = None, 0
+        for i in indices:
+            with exclusive_lock(self.dir / ".locks" / self._shard(i).name):  # another job may be scoring it
+                problem = self._shard_problem(i, plan.shards[i])
+                if problem is None:
+                    continue
+                if problem != "missing":
+                    log(f"teacher cache: {self._shard(i)} {problem}: rescoring it")
+                (self.dir / "complete").unlink(missing_ok=True)
+                scorer = scorer or get_scorer()
+                self._score_shard(i, plan, scorer, docs)
+                scored += 1
+        return scored
+
+    def finish(self, plan: CachePlan) -> None:
+        """Record every shard's rows and checksum in the manifest, then write ``complete``.
+        Call once all shards were built (by this process or others); a missing one is an error."""
+        with exclusive_lock(self.dir / ".lock"):
+            records = {}
+            for i, pairs in enumerate(plan.shards):
+                path = self._shard(i)
+                if not path.is_file():
+                    raise DataError(f"teacher cache {self.dir}: {path.name} is missing after the precompute; {_REBUILD}")
+                records[path.name] = {"rows": len(pairs), "sha256": _file_sha256(path)}
+            atomic_write_json(self.dir / "manifest.json", {**plan.manifest, "shards": records})
+            atomic_write_text(self.dir / "complete", f"{plan.manifest['n_pairs']} pairs\n")
+
+    def _score_shard(self, i: int, plan: CachePlan, scorer, docs: DocStore) -> None:
+        pairs = plan.shards[i]
+        logits = [float(x) for scores in scorer.score(_rankings(pairs, plan.query_texts, docs), desc=f"shard {i}")
+                  for x in scores]
+        bad = next((k for k, x in enumerate(logits) if not math.isfinite(x)), None)
+        if bad is not None:
+            raise DataError(f"teacher {getattr(scorer, 'name', scorer)!r} gave a non-finite logit ({logits[bad]}) "
+                            f"for pair {pairs[bad]} of {self._shard(i).name}: nothing written for that shard")
+        table = pa.table({"qid": [q for q, _ in pairs], "docid": [d for _, d in pairs], "logit": logits}, schema=SCHEMA)
+        _atomic_parquet(table, self._shard(i))
+
+    def _shard_problem(self, i: int, pairs: list[tuple[str, str]]) -> str | None:
+        """None when shard i holds exactly ``pairs``, in order, with finite logits; else what is wrong."""
+        path = self._shard(i)
+        if not path.is_file():
+            return "missing"
+        try:
+            table = _read_shard(path, len(pairs))
+        except DataError as e:
+            return str(e).removeprefix(f"{path}: ")
+        found = list(zip(table["qid"].to_pylist(), table["docid"].to_pylist()))
+        if found != pairs:
+            k = next(k for k, (a, b) in enumerate(zip(found, pairs)) if a != b)
+            return f"holds other pairs than the plan (row {k}: {found[k]} != {pairs[k]})"
+        return None
+
+    # --- reading ----------------------------------------------------------------------------------
     def load(self, fp: dict, needed: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
-        """{(qid, docid): logit}; refuses a cache made for other settings or missing a needed pair."""
+        """{(qid, docid): logit}; refuses a cache made for other settings, missing a needed pair, or
+        whose shards do not match the manifest (checksum, schema, rows) or hold a non-finite logit."""
         if not self.complete:
             raise DataError(f"teacher cache {self.dir} is incomplete: run the precompute (it resumes)")
-        stored = json.loads((self.dir / "manifest.json").read_text())["fingerprint"]
-        if stored != fp:
-            raise DataError(f"teacher cache {self.dir} was computed for other settings: {_diff(stored, fp)}")
-        table = pq.read_table(sorted(self.dir.glob("shard-*.parquet")))
+        manifest = json.loads((self.dir / "manifest.json").read_text())
+        if manifest["fingerprint"] != fp:
+            raise DataError(f"teacher cache {self.dir} was computed for other settings: {_diff(manifest['fingerprint'], fp)}")
+        if "shards" not in manifest:
+            raise DataError(f"{self.dir / 'manifest.json'} has no shard checksums (an older cache); {_REBUILD}")
+        tables = [self._verified_shard(name, record) for name, record in manifest["shards"].items()]
+        table = pa.concat_tables(tables)
         logits = dict(zip(zip(table["qid"].to_pylist(), table["docid"].to_pylist()), table["logit"].to_pylist()))
         missing = [p for p in needed if p not in logits]
         if missing:
             raise DataError(f"teacher cache {self.dir} lacks {len(missing)} needed (qid, docid) pairs, e.g. {missing[:3]}")
         return logits
+
+    def _verified_shard(self, name: str, record: dict) -> pa.Table:
+        path = self.dir / name
+        if not path.is_file():
+            raise DataError(f"{path}: shard missing (the manifest lists it); {_REBUILD}")
+        if _file_sha256(path) != record["sha256"]:
+            raise DataError(f"{path}: checksum differs from the manifest (changed or cut short since the "
+                            f"precompute); {_REBUILD}")
+        try:
+            return _read_shard(path, record["rows"])
+        except DataError as e:
+            raise DataError(f"{e}; {_REBUILD}") from None
 
     def _shard(self, i: int) -> Path:
         return self.dir / f"shard-{i:05d}.parquet"
@@ -106,12 +192,30 @@ class TeacherCache:
     def _check_or_write_manifest(self, manifest: dict) -> None:
         path = self.dir / "manifest.json"
         if path.is_file():
-            old = json.loads(path.read_text())
+            old = {k: v for k, v in json.loads(path.read_text()).items() if k in _PLAN_KEYS}
             if old != manifest:
                 raise DataError(f"{path}: this cache was started for other settings or another pair list "
                                 f"({_diff(old, manifest)}); delete the directory or use another cache_dir")
             return
         atomic_write_json(path, manifest)
+
+
+def _read_shard(path: Path, rows: int) -> pa.Table:
+    """The shard's table, checked: readable, columns qid/docid/logit, ``rows`` rows, finite logits."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: unreadable Parquet ({e})") from None
+    if table.schema.names != SCHEMA.names or not all(table.schema.field(f.name).type == f.type for f in SCHEMA):
+        raise DataError(f"{path}: columns {table.schema} != expected {SCHEMA}")
+    if table.num_rows != rows:
+        raise DataError(f"{path}: {table.num_rows} rows, the manifest says {rows}")
+    finite = pc.fill_null(pc.is_finite(table["logit"]), False)
+    if not pc.all(finite).as_py():
+        bad = pc.index(finite, False).as_py()
+        pair = (table["qid"][bad].as_py(), table["docid"][bad].as_py())
+        raise DataError(f"{path}: non-finite teacher logit {table['logit'][bad].as_py()} for pair {pair} (row {bad})")
+    return table
 
 
 def _rankings(pairs: list[tuple[str, str]], texts: dict[str, str], docs: DocStore) -> list[Ranking]:
@@ -130,6 +234,14 @@ def _atomic_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
+
+
+def _file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> str:

@@ -1,11 +1,12 @@
-"""Atomic file writes (readers never see a half-written file, and a crash loses nothing old)
-and an inter-process lock for caches that concurrent jobs build once."""
+"""Atomic file writes and copies (readers never see a half-written file, and a crash loses
+nothing old) and an inter-process lock for caches that concurrent jobs build once."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """``shutil.copy2`` through a temporary sibling: ``dst`` appears whole or not at all, so a job
+    that finds it existing never reads a copy another job is still writing."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

@@ -1,0 +1,105 @@
+"""vLLM pointwise scoring for LLM sequence classifiers (GPU; optional: ``pip install vllm``).
+
+Our token ids go in (the DeAR pair template applied by ``CrossEncoderScorer.encode``, one
+``TokensPrompt`` per pair), vLLM's pooling runner schedules all pairs of a call at once, and
+the classifier's raw logit comes back (the activation switched off), in bf16 by default.
+
+Pooling: vLLM pools the hidden state of the **last real token** of each pair (``LAST`` pooling
+over unpadded input): the transformers path's ``pooling: last``. It cannot reproduce the released
+checkpoints' reference pooling (position 227 of a 228-token, EOS-right-padded input, a padding
+EOS that attends to the real tokens but not to the padding or to itself): a prompt carries token
+ids only, with no attention mask and no position ids, so ``pooling: reference`` is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+
+from dear.data.contract import Ranking
+from dear.errors import DataError
+from dear.rerank.models import base_and_adapter, load_tokenizer
+from dear.rerank.pointwise import CrossEncoderScorer
+from dear.rerank.template import PairEncoder, PairTemplate
+
+REPRODUCED_POOLING = "last"
+
+
+class VLLMPointwiseScorer(CrossEncoderScorer):
+    """A one-logit ``*ForSequenceClassification`` checkpoint (full weights) served by vLLM.
+
+    Shares ``CrossEncoderScorer``'s input building (``encode``); only the forward pass differs.
+    ``device``: vLLM takes its GPUs from ``CUDA_VISIBLE_DEVICES`` (and ``tensor_parallel_size``),
+    so only ``auto``/``cuda``/``cuda:0`` are accepted: run one process per GPU with its own
+    ``CUDA_VISIBLE_DEVICES`` (e.g. a submitit array), not Lightning DDP ranks sharing one node's GPUs.
+    """
+
+    def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
+                 template: PairTemplate | dict | None = None, pooling: str = REPRODUCED_POOLING,
+                 dtype: str = "bfloat16", max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
+                 tensor_parallel_size: int = 1, seed: int = 0, device: str = "auto"):
+        _check_supported(model, adapter, pooling, device)
+        LLM, pooling_params = _import_vllm()
+        self.name, self.pooling = model, REPRODUCED_POOLING
+        self.tokenizer = load_tokenizer(model, revision)
+        self.template = template if isinstance(template, PairTemplate) else PairTemplate(**(template or {}))
+        self.encoder = PairEncoder(self.tokenizer, self.template)
+        self.llm = LLM(model=base_and_adapter(model)[0], revision=revision, dtype=dtype, seed=seed,
+                       max_model_len=max_model_len or self.template.max_len,
+                       gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                       **_pooling_engine_args())
+        self.params = pooling_params
+
+    def score(self, rankings: list[Ranking], desc: str = "scoring pairs") -> list[np.ndarray]:
+        """One raw classifier logit per candidate, shape (len(candidates),) per ranking."""
+        from vllm.inputs import TokensPrompt
+
+        ids, _ = self.encode(rankings)  # type ids: decoder classifiers have none
+        outputs = self.llm.classify([TokensPrompt(prompt_token_ids=x) for x in ids], pooling_params=self.params,
+                                    use_tqdm=True)
+        flat = np.array([o.outputs.probs[0] for o in outputs], dtype=np.float32)
+        return np.split(flat, np.cumsum([len(r.candidates) for r in rankings])[:-1])
+
+
+def _check_supported(model: str, adapter: str | None, pooling: str, device: str) -> None:
+    """Refuse, before vLLM is imported, what this path would compute differently."""
+    if pooling not in ("auto", REPRODUCED_POOLING):
+        raise DataError(f"pointwise.pooling={pooling!r}: the vLLM back end reproduces only pooling "
+                        f"'{REPRODUCED_POOLING}' (the last real token); vLLM prompts carry no attention mask or "
+                        "position ids, so the reference pooling (padding EOS at position 227) cannot be expressed. "
+                        "Use dear.rerank.pointwise.CrossEncoderScorer for it")
+    if adapter is not None or base_and_adapter(model)[1] is not None:
+        raise DataError(f"pointwise.model={model!r}: the vLLM back end serves full checkpoints only (a LoRA "
+                        "adapter's score head is not loaded by vLLM); merge it first (peft merge_and_unload + "
+                        "save_pretrained) or use CrossEncoderScorer")
+    if device not in ("auto", "cuda", "cuda:0"):  # cuda:0: a one-GPU precompute passes its root device
+        raise DataError(f"pointwise.device={device!r}: vLLM picks its GPUs from CUDA_VISIBLE_DEVICES; "
+                        "leave device=auto and set that variable per process")
+
+
+def _import_vllm():
+    """(vllm.LLM, PoolingParams returning raw logits), or an ImportError that says what to do."""
+    try:
+        import vllm
+        from vllm import LLM, PoolingParams
+    except ImportError as e:
+        raise ImportError("pointwise back end VLLMPointwiseScorer needs vLLM (pip install vllm, CUDA only); "
+                          "use dear.rerank.pointwise.CrossEncoderScorer otherwise") from e
+    accepted = inspect.signature(PoolingParams).parameters
+    switch = next((name for name in ("use_activation", "activation") if name in accepted), None)
+    if switch is None:  # older releases always apply a sigmoid/softmax to classifier outputs
+        raise ImportError(f"vLLM {vllm.__version__} cannot return raw classifier logits; install vllm>=0.10.2")
+    return LLM, PoolingParams(**{switch: False})
+
+
+def _pooling_engine_args() -> dict:
+    """The pooling runner with explicit LAST pooling, in the argument names of the installed vLLM."""
+    from vllm.config import PoolerConfig
+    from vllm.engine.arg_utils import EngineArgs
+
+    fields = {f.name for f in dataclasses.fields(EngineArgs)}
+    args = {"runner": "pooling"} if "runner" in fields else {"task": "classify"}
+    pooler_arg = "pooler_config" if "pooler_config" in fields else "override_pooler_config"
+    return {**args, pooler_arg: PoolerConfig(pooling_type="LAST")}
