@@ -233,8 +233,10 @@ def train_cli(run_dir, toy_files, flag_jsonl, tiny_bert_cls, *extra, wait=True):
 
 
 def outcome(run: Path) -> tuple[dict, dict]:
-    weights = load_file(run / "export" / "adapter_model.safetensors")
-    return json.loads((run / "metrics.json").read_text()), weights
+    """({stage: {metric: value}} without timings, exported adapter weights)."""
+    metrics = {stage: {k: v for k, v in values.items() if not k.startswith("sec_")}
+               for stage, values in json.loads((run / "metrics.json").read_text()).items()}
+    return metrics, load_file(run / "export" / "adapter_model.safetensors")
 
 
 @pytest.mark.slow
