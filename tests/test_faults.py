@@ -225,8 +225,9 @@ def train_cli(run_dir, toy_files, flag_jsonl, tiny_bert_cls, *extra, wait=True):
             f"hydra.run.dir={run_dir}", *extra]
     env = os.environ | {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}"}  # for test_faults.HangAtStep
     cmd = [sys.executable, "train.py", *args]
-    if not wait:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if not wait:  # output to a file: a full pipe would stall the run before it reaches the step
+        with open(f"{run_dir}.log", "w") as log:
+            return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
@@ -250,12 +251,13 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run_and_a_truncated_checkpoi
         hang = f"+callbacks.hang={{_target_: test_faults.HangAtStep, step: {kill_at}, marker: '{marker}'}}"
         proc = train_cli(run, toy_files, flag_jsonl, tiny_bert_cls, hang, wait=False)
         deadline = time.monotonic() + 300
-        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert marker.exists(), proc.stderr.read()[-3000:] if proc.poll() is not None else "no step reached"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
+        try:
+            while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert marker.exists(), Path(f"{run}.log").read_text()[-3000:]
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)  # mid-step, after the checkpoint of the step before
+            proc.wait()
         if truncate:  # as a full disk left it: the resume point is cut short
             last = run / "checkpoints" / "last.ckpt"
             os.truncate(last, last.stat().st_size // 2)
