@@ -4,7 +4,8 @@
     python train.py experiment=dearp_llama8b_bce      # a paper row (GPU)
     python train.py --config-name train_listwise      # Stage 2 listwise SFT
 
-Flow: datamodule + module from config → Trainer.fit (resumes from <run dir>/checkpoints/last.ckpt)
+Flow: datamodule + module from config → Trainer.fit (resumes from the newest checkpoint of
+<run dir>/checkpoints that loads, normally last.ckpt)
 → best checkpoint exported with save_pretrained → evaluation.benchmark reranked by the configured
 stages plus the exported model, metrics.json + table in the run directory (or, with a benchmark
 set in evaluation.benchmarks, e.g. benchmark_set=paper, the same per benchmark in
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from dear.config import prepare_environment, register_resolvers
 from dear.eval.pipeline import Stage, run_pipeline, stages_from_config
 from dear.utils import tracking
+from dear.utils.checkpoints import load_checkpoint, resume_checkpoint
 from dear.utils.io import atomic_write_json
 from dear.utils.progress import Timings, log
 from dear.utils.repro import write_record
@@ -34,10 +35,10 @@ register_resolvers()
 
 
 def resume_path(run_dir: Path) -> str | None:
-    """The checkpoint a restarted run (e.g. requeued on SLURM) continues from: a file, or the
+    """The checkpoint a restarted run (e.g. requeued on SLURM) continues from: the newest of
+    <run dir>/checkpoints that loads (those that do not are reported and set aside), or the
     directory DeepSpeed writes."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    return str(last) if last.exists() else None
+    return resume_checkpoint(run_dir / "checkpoints")
 
 
 def checkpoint_state(path: str) -> dict:
@@ -49,7 +50,22 @@ def checkpoint_state(path: str) -> dict:
         merged = Path(path).with_suffix(".fp32.pt")
         convert_zero_checkpoint_to_fp32_state_dict(path, str(merged))
         path = str(merged)
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return load_checkpoint(path)["state_dict"]
+
+
+def export_checkpoint(trainer: L.Trainer) -> str:
+    """The checkpoint to export: the monitored callback's best, else the latest "last"; "" if
+    none. Looked up by file name in the callback's own directory: the recorded path comes from
+    a checkpoint's state, and may point anywhere (a moved run directory, a crafted file)."""
+    callbacks = sorted(trainer.checkpoint_callbacks, key=lambda c: c.monitor is None)  # monitored first
+    for callback in callbacks:
+        for recorded in (callback.best_model_path, callback.last_model_path):
+            if recorded:
+                path = Path(callback.dirpath) / Path(recorded).name
+                if not path.exists():
+                    raise FileNotFoundError(f"{path}: the checkpoint to export (recorded as {recorded}) is missing")
+                return str(path)
+    return ""
 
 
 def exportable(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer) -> L.LightningModule:
@@ -61,8 +77,7 @@ def exportable(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer) -
     from lightning.pytorch.strategies import FSDPStrategy
 
     sharded = isinstance(trainer.strategy, FSDPStrategy) or getattr(trainer.strategy, "zero_stage_3", False)
-    callback = trainer.checkpoint_callback
-    path = (callback.best_model_path or callback.last_model_path) if callback else ""
+    path = export_checkpoint(trainer)
     if sharded and not path:
         raise RuntimeError("a sharded strategy needs a checkpoint to export from: keep callbacks.checkpoint")
     target = instantiate(cfg.module) if sharded else module
@@ -114,7 +129,7 @@ def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float 
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
     timings = Timings(run_dir / "timings.json")
     with timings("fit"):  # includes the teacher precompute when its cache is missing
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir), weights_only=True)
     timings.update(getattr(datamodule, "timings", {}))
     if not trainer.is_global_zero:
         return None

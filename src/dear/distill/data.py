@@ -33,23 +33,62 @@ _NOT_FINGERPRINTED = {"device", "memo_size", "max_batch_pairs", "max_batch_token
 class GroupSampler(Sampler[int]):
     """Shuffled query order per epoch, sharded by rank; yields ``epoch * n + i`` so the dataset
     knows the epoch without shared state (works with worker processes and DDP).
-    Lightning calls ``set_epoch`` at every epoch start."""
+    Lightning calls ``set_epoch`` at every epoch start; ``resume`` makes the next pass of that
+    epoch start ``start`` indices in (a checkpoint taken mid-epoch)."""
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self._resume_at: tuple[int, int] | None = None  # (epoch, indices already consumed)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, start: int) -> None:
+        self.epoch, self._resume_at = epoch, (epoch, start)
 
     def __iter__(self):
         order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
         rank, world = _rank_world()
         per_rank = -(-self.n // world)
         order = np.resize(order, per_rank * world)[rank::world]  # pad by wrapping, equal length per rank
-        return iter((self.epoch * self.n + order).tolist())
+        resume, self._resume_at = self._resume_at, None
+        start = resume[1] if resume and resume[0] == self.epoch else 0  # another epoch: a fresh pass
+        return iter((self.epoch * self.n + order[start:]).tolist())
 
     def __len__(self) -> int:
         return -(-self.n // _rank_world()[1])
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a ``GroupSampler`` that Lightning checkpoints mid-epoch.
+
+    Lightning's stateful-loader protocol (``FitLoop.on_save_checkpoint`` stores ``state_dict()``
+    of every loader that has one; on resume ``load_state_dict`` is called before ``iter``): the
+    state is (epoch, batches handed out this epoch), and since groups are a pure function of
+    (seed, epoch, query) the resumed pass yields exactly the batches the uninterrupted one would
+    have. ``len`` stays the whole epoch: Lightning adds the batches already done itself."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, GroupSampler) or not self.drop_last:
+            raise ValueError("ResumableLoader needs a GroupSampler and drop_last=True (whole batches only)")
+        self.batches_done = 0
+        self._resumed_epoch: int | None = None
+
+    def __iter__(self):
+        if self._resumed_epoch != self.sampler.epoch:  # a fresh pass, not the rest of a resumed one
+            self.batches_done = 0
+        self._resumed_epoch = None
+        for batch in super().__iter__():
+            self.batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batches_done, self._resumed_epoch = state["batches_done"], state["epoch"]
+        self.sampler.resume(state["epoch"], state["batches_done"] * self.batch_size)
 
 
 class GroupDataset(Dataset):
@@ -198,9 +237,9 @@ class DistillDataModule(L.LightningDataModule):
 
     # --- loaders ----------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=GroupSampler(len(self.train_set), self.seed),
-                          collate_fn=self.collate, num_workers=self.num_workers, drop_last=True,
-                          persistent_workers=self.num_workers > 0)
+        return ResumableLoader(self.train_set, batch_size=self.batch_size,
+                               sampler=GroupSampler(len(self.train_set), self.seed), collate_fn=self.collate,
+                               num_workers=self.num_workers, drop_last=True, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self):
         if not self.val_pairs:

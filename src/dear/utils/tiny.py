@@ -78,12 +78,14 @@ def build_tiny(out_dir: str | Path, arch: str = "llama", task: str = "seqcls", s
         return str(out_dir)
     tokenizer = tiny_tokenizer()
     config = tiny_config(arch, len(tokenizer), tokenizer, **sizes)
-    torch.manual_seed(seed)
     if task == "seqcls":
         config.num_labels = 1
-        model = AutoModelForSequenceClassification.from_config(config)
-    else:
-        model = AutoModelForCausalLM.from_config(config)
+    auto = AutoModelForSequenceClassification if task == "seqcls" else AutoModelForCausalLM
+    # Seeded on a forked RNG: the caller's global RNG is the same whether this built the model or
+    # found it on disk, so a fresh machine's first run equals its later runs.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = auto.from_config(config)
     # Built beside the target and renamed into place: a killed build never looks finished.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
