@@ -86,7 +86,7 @@ def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path) ->
     """first_stage → configured stages → the exported model, on each benchmark.
     → {benchmark: {stage: {metric: value}}}"""
     ev = cfg.evaluation
-    stages = stages_from_config(ev.get("stages") or {})
+    stages = stages_from_config(ev.get("stages") or {}, "evaluation.stages")
     exported = ev.get("exported")
     if exported:
         stages.append(Stage(exported.name, module.export_reranker(export_dir), exported.depth, exported.get("source")))

@@ -40,7 +40,7 @@ def has_answer(answers: list[str], passage: str) -> bool:
 def read_qas(path: str) -> tuple[dict[str, str], dict[str, list[str]]]:
     """DPR ``*.qa.csv``: ``question<TAB>["answer", ...]`` per line; the qid is the 0-based line index."""
     queries, answers = {}, {}
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         for i, row in enumerate(csv.reader(f, delimiter="\t")):
             if len(row) != 2:
                 raise DataError(f"{at(path, i + 1)}: a QA line needs 'question<TAB>[answers]', found {len(row)} fields")
@@ -55,7 +55,7 @@ def read_qas(path: str) -> tuple[dict[str, str], dict[str, list[str]]]:
 def dpr_retrieval_json(path: str, depth: int) -> tuple[Run, dict[str, list[str]]]:
     """DPR retriever output ``[{question, answers, ctxs: [{id, title, text, score}]}]``; qid = index."""
     try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+        entries = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
     run, answers = {}, {}
