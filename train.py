@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dear.cli import entry_point
 from dear.config import prepare_environment, register_resolvers
 from dear.eval.pipeline import Stage, run_pipeline, stages_from_config
 from dear.utils import tracking
@@ -134,6 +135,7 @@ def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float 
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
+@entry_point
 def main(cfg: DictConfig) -> float | None:
     prepare_environment(cfg)
     L.seed_everything(cfg.seed, workers=True)

@@ -13,6 +13,10 @@ class ConfigError(DataError):
     """A config field holds a value that cannot work; the message names the field (``benchmark.depth``)."""
 
 
+class EndpointError(DataError):
+    """A model endpoint cannot be reached; the message names its URL (credentials masked)."""
+
+
 def positive_depth(value, field: str) -> int:
     """``value`` as a depth ≥ 1, else a ConfigError naming ``field`` (``depth=0`` would rerank
     nothing and ``-1`` all but one: Python slicing accepts both silently)."""

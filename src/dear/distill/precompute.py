@@ -13,6 +13,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from dear.cli import entry_point
 from dear.config import CONF_DIR, prepare_environment, register_resolvers
 from dear.utils.progress import log
 
@@ -20,6 +21,7 @@ register_resolvers()
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+@entry_point
 def main(cfg: DictConfig) -> None:
     prepare_environment(cfg)
     datamodule = instantiate(cfg.data, kd_weight=1.0)  # the cache is wanted whatever alpha is
