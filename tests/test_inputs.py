@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from dear.cot.generate import load_candidates
 from dear.data.benchmarks import FilesBenchmark
 from dear.data.candidates import is_json, rankllm_json
 from dear.data.contract import Candidate, Query, Ranking
@@ -108,6 +109,8 @@ def test_depths_below_one_name_the_config_field(toy_files, depth):
         stages_from_config({"pointwise": _Node(depth=depth)})
     with pytest.raises(ConfigError, match=r"stage 'x' depth"):
         Stage("x", reranker=None, depth=depth)
+    with pytest.raises(ConfigError, match=r"candidates\.depth: expected an integer depth >= 1"):
+        load_candidates(str(toy_files["json"]), depth=depth)
 
 
 class _Node(dict):
