@@ -93,12 +93,17 @@ def test_a_docid_twice_in_one_json_hit_list_is_an_error(tmp_path):
         rankllm_json(_json_hits(tmp_path, hits), depth=2)  # checked beyond the depth too
 
 
-@pytest.mark.parametrize("score", ["high", float("nan"), float("inf"), True, None])
+@pytest.mark.parametrize("score", ["high", "nan", float("nan"), float("inf"), True, None, [1]])
 def test_a_json_score_that_is_not_a_finite_number_names_the_field(tmp_path, score):
     hits = [{"qid": "q2", "docid": "a", "content": "a", "score": 1}, {"qid": "q2", "docid": "b", "content": "b",
                                                                        "score": score}]
     with pytest.raises(DataError, match=r"c\.json: entry \[1\]\.hits\[1\]\.score: expected a finite number"):
         rankllm_json(_json_hits(tmp_path, hits), depth=10)
+
+
+def test_numeric_string_scores_are_numbers(tmp_path):
+    hits = [{"qid": "q2", "docid": "a", "content": "a", "score": "80.5"}]
+    assert rankllm_json(_json_hits(tmp_path, hits), depth=10)["q2"].candidates[0].score == 80.5
 
 
 @pytest.mark.parametrize("depth", [0, -1, 2.5, "10"])
@@ -135,3 +140,15 @@ def test_judged_query_without_any_judged_candidate_is_a_warning():
     assert len(warnings) == 1 and warnings[0].startswith("1 of 2 judged queries have no judged document") \
         and "['q2']" in warnings[0]
     assert judge.warnings({"q1": run["q1"]}) == []
+
+
+def test_dpr_json_scores_may_be_numeric_strings_but_not_words(tmp_path):
+    from dear.data.qa import dpr_retrieval_json
+
+    path = tmp_path / "dpr.json"
+    ctx = {"id": "1", "title": "t", "text": "x"}
+    path.write_text(json.dumps([{"question": "q", "answers": ["x"], "ctxs": [{**ctx, "score": "80.1"}]}]))
+    assert dpr_retrieval_json(str(path), 10)[0]["0"].candidates[0].score == 80.1
+    path.write_text(json.dumps([{"question": "q", "answers": ["x"], "ctxs": [{**ctx, "score": "n/a"}]}]))
+    with pytest.raises(DataError, match=r"dpr\.json: entry \[0\]\.ctxs\[0\]\.score: expected a finite number, found 'n/a'"):
+        dpr_retrieval_json(str(path), 10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -23,6 +24,23 @@ def positive_depth(value, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{field}: expected an integer depth >= 1, found {value!r}")
     return value
+
+
+def finite_number(value, where: str) -> float:
+    """A JSON score as a float, else a DataError naming ``where`` (``file: entry [3].hits[7].score``).
+
+    Numeric strings are numbers (DPR writes its scores as strings); booleans are not, and
+    neither are NaN and infinities (json's literals, or strings).
+    """
+    number = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None or not math.isfinite(number):
+        raise DataError(f"{where}: expected a finite number, found {value!r}")
+    return number
 
 
 def at(path: str | Path, line: int | None = None) -> str:

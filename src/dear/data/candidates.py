@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from dear.data import irds
@@ -11,7 +10,7 @@ from dear.data.bm25 import BM25Index, BM25Params, cached_index
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.texts import DocStore
 from dear.data.trec import read_run
-from dear.errors import DataError, at
+from dear.errors import DataError, at, finite_number
 from dear.utils.progress import log
 
 
@@ -95,11 +94,8 @@ def _hit(hit, where: str) -> Candidate:
     for key in ("qid", "docid", "content"):
         if key not in hit:
             raise DataError(f"{where} is missing field {key!r}")
-    score = hit.get("score", 0.0)
-    # bool is an int in Python; json's NaN/Infinity literals parse to floats.
-    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-        raise DataError(f"{where}.score: expected a finite number, found {score!r}")
-    return Candidate(str(hit["docid"]), text=hit["content"], score=float(score))
+    score = finite_number(hit.get("score", 0.0), f"{where}.score")
+    return Candidate(str(hit["docid"]), text=hit["content"], score=score)
 
 
 def _first_repeat(docids: list[str]) -> tuple[str, int, int] | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import regex
 
 from dear.data.contract import Candidate, Query, Ranking, Run
-from dear.errors import DataError, at
+from dear.errors import DataError, at, finite_number
 
 csv.field_size_limit(sys.maxsize)
 _TOKEN = regex.compile(r"[\p{L}\p{N}\p{M}]+|[^\p{Z}\p{C}]", flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
@@ -66,8 +66,9 @@ def dpr_retrieval_json(path: str, depth: int) -> tuple[Run, dict[str, list[str]]
         if not entry["ctxs"]:
             raise DataError(f"{at(path)}: entry [{i}].ctxs: the question has no candidates")
         qid = str(i)
-        cands = [Candidate(str(c["id"]), c.get("text", ""), c.get("title", ""), float(c.get("score", 0.0)))
-                 for c in entry["ctxs"][:depth]]
+        cands = [Candidate(str(c["id"]), c.get("text", ""), c.get("title", ""),
+                           finite_number(c.get("score", 0.0), f"{at(path)}: entry [{i}].ctxs[{j}].score"))
+                 for j, c in enumerate(entry["ctxs"][:depth])]
         run[qid] = Ranking(Query(qid, entry["question"]), cands)
         answers[qid] = [str(a) for a in entry["answers"]]
     return run, answers
