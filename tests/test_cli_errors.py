@@ -97,3 +97,16 @@ def test_secrets_in_overrides_reach_no_file_and_no_output(toy_files, tmp_path):
     assert URL_PASSWORD not in failing.stderr + failing.stdout
     assert URL_PASSWORD not in "".join(p.read_text(errors="replace") for p in (tmp_path / "f").rglob("*") if p.is_file())
     assert json.loads((out / "metrics.json").read_text())["first_stage"]
+
+
+def test_secrets_are_found_by_key_shape_and_url_and_masked_in_any_text():
+    from dear.utils.masking import mask, override_secrets, secrets_in
+
+    config = {"endpoint": {"api_key_env": SECRET_KEY, "base_url": f"http://u:{URL_PASSWORD}@h/v1",
+                           "api_key": "abc", "max_new_tokens": 64, "tokenizer": "gpt2"}}
+    found = secrets_in(config)
+    assert found == {SECRET_KEY, URL_PASSWORD, "abc"}
+    assert override_secrets([f"endpoint.api_key_env={SECRET_KEY}", "hf_token=hf_short", "seed=1"]) == {SECRET_KEY,
+                                                                                                       "hf_short"}
+    text = f"failed: {SECRET_KEY} at http://u:{URL_PASSWORD}@h/v1 (abc is too short to mask as a literal)"
+    assert mask(text, found) == "failed: *** at http://u:***@h/v1 (abc is too short to mask as a literal)"

@@ -16,6 +16,7 @@ import logging
 import re
 from pathlib import Path
 
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from dear.utils.io import atomic_write_text
@@ -83,7 +84,7 @@ def mask_hydra_job(cfg, hydra_cfg) -> set[str]:
         _rewrite(saved / "config.yaml", OmegaConf.to_yaml(scrub(container)), secrets)
         _rewrite(saved / "overrides.yaml", OmegaConf.to_yaml([scrub_override(o) for o in overrides]), secrets)
         _rewrite(saved / "hydra.yaml", None, secrets)
-    if str(hydra_cfg.mode) == "RunMode.MULTIRUN":
+    if hydra_cfg.mode == RunMode.MULTIRUN:
         _rewrite(Path(hydra_cfg.sweep.dir) / "multirun.yaml", None, secrets)
     log_filter = MaskSecrets(secrets)
     for handler in logging.getLogger().handlers:
