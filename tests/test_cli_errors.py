@@ -95,7 +95,8 @@ def test_secrets_in_overrides_reach_no_file_and_no_output(toy_files, tmp_path):
     failing = run(*files_benchmark(toy_files, tmp_path / "f", f"benchmark.qrels=http://me:{URL_PASSWORD}@host/q"))
     assert_one_line_error(failing, "unknown ir_datasets id 'http://me:***@host/q'")
     assert URL_PASSWORD not in failing.stderr + failing.stdout
-    assert URL_PASSWORD not in "".join(p.read_text(errors="replace") for p in (tmp_path / "f").rglob("*") if p.is_file())
+    failed_files = "".join(p.read_text(errors="replace") for p in (tmp_path / "f").rglob("*") if p.is_file())
+    assert URL_PASSWORD not in failed_files
     assert json.loads((out / "metrics.json").read_text())["first_stage"]
 
 

@@ -129,7 +129,8 @@ def test_connection_error_names_the_url_without_credentials(monkeypatch):
     monkeypatch.setenv("DEAR_TEST_KEY", KEY)
     backend = OpenAIChatBackend("m", base_url="http://user:hunter2pass@127.0.0.1:9/v1", api_key_env="DEAR_TEST_KEY",
                                 max_retries=0, timeout=5)
-    with pytest.raises(EndpointError, match=r"endpoint\.base_url http://user:\*\*\*@127\.0\.0\.1:9/v1: cannot connect") as e:
+    expected = r"endpoint\.base_url http://user:\*\*\*@127\.0\.0\.1:9/v1: cannot connect"
+    with pytest.raises(EndpointError, match=expected) as e:
         backend.generate([[{"role": "user", "content": "hi"}]])
     assert "hunter2pass" not in str(e.value)
 

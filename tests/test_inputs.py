@@ -150,5 +150,6 @@ def test_dpr_json_scores_may_be_numeric_strings_but_not_words(tmp_path):
     path.write_text(json.dumps([{"question": "q", "answers": ["x"], "ctxs": [{**ctx, "score": "80.1"}]}]))
     assert dpr_retrieval_json(str(path), 10)[0]["0"].candidates[0].score == 80.1
     path.write_text(json.dumps([{"question": "q", "answers": ["x"], "ctxs": [{**ctx, "score": "n/a"}]}]))
-    with pytest.raises(DataError, match=r"dpr\.json: entry \[0\]\.ctxs\[0\]\.score: expected a finite number, found 'n/a'"):
+    with pytest.raises(DataError, match=r"dpr\.json: entry \[0\]\.ctxs\[0\]\.score: expected a finite number, "
+                                        r"found 'n/a'"):
         dpr_retrieval_json(str(path), 10)

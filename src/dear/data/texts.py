@@ -61,7 +61,8 @@ def read_docs_tsv(path: str | Path) -> dict[str, tuple[str, str]]:
             rows = _plain_rows(f, path)
         for lineno, docid, title, text in rows:
             if docid in docs:
-                raise DataError(f"{at(path, lineno)}: document {docid!r} is listed twice (first at line {lines[docid]})")
+                raise DataError(f"{at(path, lineno)}: document {docid!r} is listed twice "
+                                f"(first at line {lines[docid]})")
             docs[docid], lines[docid] = (title, text), lineno
     if not docs:
         raise DataError(f"{at(path)}: no documents")
