@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dear.cli import entry_point
 from dear.config import prepare_environment, register_resolvers
-from dear.eval.pipeline import Stage, run_pipeline, stages_from_config
+from dear.errors import positive_depth
+from dear.eval.pipeline import Stage, check_depths, run_pipeline, stages_from_config
 from dear.utils import tracking
 from dear.utils.io import atomic_write_json
 from dear.utils.progress import Timings, log
@@ -141,6 +142,10 @@ def main(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_record(run_dir, cfg)
+    if cfg.get("evaluation"):  # checked now, not after training
+        check_depths(cfg.evaluation.get("stages") or {}, "evaluation.stages")
+        if cfg.evaluation.get("exported"):
+            positive_depth(cfg.evaluation.exported.depth, "evaluation.exported.depth")
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     tracking.start(loggers, cfg)
     try:

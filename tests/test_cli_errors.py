@@ -111,3 +111,14 @@ def test_secrets_are_found_by_key_shape_and_url_and_masked_in_any_text():
                                                                                                        "hf_short"}
     text = f"failed: {SECRET_KEY} at http://u:{URL_PASSWORD}@h/v1 (abc is too short to mask as a literal)"
     assert mask(text, found) == "failed: *** at http://u:***@h/v1 (abc is too short to mask as a literal)"
+
+
+def test_train_and_precompute_report_config_mistakes_in_one_line_before_any_work(tmp_path, flag_jsonl):
+    proc = run("train.py", "evaluation.depth=0", f"hydra.run.dir={tmp_path / 'train'}")
+    assert_one_line_error(proc, "evaluation.stages.teacher.depth: expected an integer depth >= 1, found 0")
+    assert not (tmp_path / "train" / "checkpoints").exists()
+    missing = tmp_path / "no" / "such" / "teacher"
+    proc = run("-m", "dear.distill.precompute", "data=flagembedding", f"data.train.path={flag_jsonl}",
+               "teacher=rankllama_13b", f"teacher.model={missing}", f"data.cache_dir={tmp_path / 'cache'}",
+               f"hydra.run.dir={tmp_path / 'pre'}")
+    assert_one_line_error(proc, f"{missing}: model directory not found")

@@ -52,9 +52,14 @@ def stages_from_config(stages, field: str = "pipeline.stages") -> list[Stage]:
     ``field``: where ``stages`` sits in the config, for error messages."""
     from hydra.utils import instantiate
 
-    for name, s in stages.items():  # before any reranker loads a model
-        positive_depth(s.depth, f"{field}.{name}.depth")
+    check_depths(stages, field)  # before any reranker loads a model
     return [Stage(name, instantiate(s.reranker), s.depth, s.get("source")) for name, s in stages.items()]
+
+
+def check_depths(stages, field: str = "pipeline.stages") -> None:
+    """Every stage's depth ≥ 1, else a ConfigError naming ``<field>.<stage>.depth``."""
+    for name, s in stages.items():
+        positive_depth(s.depth, f"{field}.{name}.depth")
 
 
 def rerank_stage(stage: Stage, run: Run) -> tuple[Run, float]:
