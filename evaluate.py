@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from dear.cli import entry_point
 from dear.config import prepare_environment, register_resolvers
 from dear.eval.pipeline import run_pipeline, stages_from_config
 from dear.utils.repro import write_record
@@ -19,6 +20,7 @@ register_resolvers()
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
+@entry_point
 def main(cfg: DictConfig) -> float:
     prepare_environment(cfg)
     out_dir = HydraConfig.get().runtime.output_dir

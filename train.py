@@ -23,8 +23,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dear.cli import entry_point
 from dear.config import prepare_environment, register_resolvers
-from dear.eval.pipeline import Stage, run_pipeline, stages_from_config
+from dear.errors import positive_depth
+from dear.eval.pipeline import Stage, check_depths, run_pipeline, stages_from_config
 from dear.utils import tracking
 from dear.utils.checkpoints import load_checkpoint, resume_checkpoint
 from dear.utils.io import atomic_write_json
@@ -101,7 +103,7 @@ def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path) ->
     """first_stage → configured stages → the exported model, on each benchmark.
     → {benchmark: {stage: {metric: value}}}"""
     ev = cfg.evaluation
-    stages = stages_from_config(ev.get("stages") or {})
+    stages = stages_from_config(ev.get("stages") or {}, "evaluation.stages")
     exported = ev.get("exported")
     if exported:
         stages.append(Stage(exported.name, module.export_reranker(export_dir), exported.depth, exported.get("source")))
@@ -149,11 +151,16 @@ def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float 
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
+@entry_point
 def main(cfg: DictConfig) -> float | None:
     prepare_environment(cfg)
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_record(run_dir, cfg)
+    if cfg.get("evaluation"):  # checked now, not after training
+        check_depths(cfg.evaluation.get("stages") or {}, "evaluation.stages")
+        if cfg.evaluation.get("exported"):
+            positive_depth(cfg.evaluation.exported.depth, "evaluation.exported.depth")
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     tracking.start(loggers, cfg)
     try:

@@ -20,10 +20,12 @@ from dear.config import CONF_DIR
 from dear.cot.dataset import load_cot
 from dear.cot.generate import CotGenerator
 from dear.data.contract import Candidate, Query, Ranking
+from dear.errors import ConfigError, EndpointError
 from dear.listwise.backends.openai import OpenAIChatBackend
 from dear.listwise.examples import FIELDS
 
 KEY = "sk-test-not-a-real-key"
+SECRET = "sk-proj-" + "a1B2c3D4" * 5  # shaped like a real key
 
 
 def load_prompt(name: str):
@@ -113,8 +115,24 @@ def test_requests_respect_the_rate_limit(chat_server, monkeypatch):
 
 def test_missing_key_names_the_variable_only(monkeypatch):
     monkeypatch.delenv("DEAR_TEST_KEY", raising=False)
-    with pytest.raises(RuntimeError, match="DEAR_TEST_KEY is not set"):
+    with pytest.raises(ConfigError, match="DEAR_TEST_KEY is not set"):
         OpenAIChatBackend("m", base_url="http://127.0.0.1:9/v1", api_key_env="DEAR_TEST_KEY")
+
+
+def test_a_key_given_as_the_variable_name_is_not_echoed():
+    with pytest.raises(ConfigError, match=r"endpoint\.api_key_env: expected the name of an environment variable") as e:
+        OpenAIChatBackend("m", base_url="http://127.0.0.1:9/v1", api_key_env=SECRET)
+    assert SECRET not in str(e.value)
+
+
+def test_connection_error_names_the_url_without_credentials(monkeypatch):
+    monkeypatch.setenv("DEAR_TEST_KEY", KEY)
+    backend = OpenAIChatBackend("m", base_url="http://user:hunter2pass@127.0.0.1:9/v1", api_key_env="DEAR_TEST_KEY",
+                                max_retries=0, timeout=5)
+    expected = r"endpoint\.base_url http://user:\*\*\*@127\.0\.0\.1:9/v1: cannot connect"
+    with pytest.raises(EndpointError, match=expected) as e:
+        backend.generate([[{"role": "user", "content": "hi"}]])
+    assert "hunter2pass" not in str(e.value)
 
 
 def test_command_resumes_after_a_kill_without_duplicates(chat_server, tmp_path):

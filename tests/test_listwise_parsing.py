@@ -86,6 +86,66 @@ def test_nothing_usable_keeps_the_previous_order(text):
     assert sorted(parsed.order) == [0, 1, 2, 3]
 
 
+def test_numbered_list_after_the_marker_is_read_without_its_enumerators():
+    parsed = parse_ranking(f"{MARKER}\n1. [3]\n2. [1]\n3) [2]\n", 3, marker=MARKER)
+    assert parsed.order == [2, 0, 1] and parsed.status == CLEAN
+
+
+def test_final_line_without_a_ranking_falls_back_and_a_later_run_is_not_read():
+    parsed = parse_ranking(f"{MARKER} 2023 was decisive. [2] > [1] > [3]", 3, marker=MARKER)
+    assert parsed.status == FALLBACK and parsed.order == [0, 1, 2]
+    assert "final-ranking line lists no ranking" in parsed.issues
+
+
+def test_a_number_on_the_next_line_is_not_an_id():
+    for marker in (MARKER, None):
+        text = ("" if marker is None else f"{MARKER} ") + "[2] > [1]\n5 of the passages are off topic."
+        parsed = parse_ranking(text, 5, marker=marker)
+        assert parsed.order == [1, 0, 2, 3, 4], marker  # 5 is appended in its previous place, not promoted
+
+
+def test_without_a_marker_an_explanation_after_the_answer_is_not_the_answer():
+    parsed = parse_ranking("[2] > [3] > [1]\nI put [1] > [3] lower because ...", 3)
+    assert parsed.order == [1, 2, 0]
+    preamble = parse_ranking("Comparing [1] > [3] first, the ranking is [3] > [2] > [1].", 3)
+    assert preamble.order == [2, 1, 0]  # the longest run, not the first
+
+
+@pytest.mark.parametrize("marker", [MARKER, None])
+def test_less_than_runs_are_worst_first(marker):
+    text = ("" if marker is None else f"{MARKER} ") + "[3] < [1] < [2]"
+    parsed = parse_ranking(text, 3, marker=marker)
+    assert parsed.order == [1, 0, 2] and parsed.status == REPAIRED
+    assert "ranking written worst first with '<'" in parsed.issues
+
+
+def test_mixed_separators_are_no_ranking():
+    parsed = parse_ranking(f"{MARKER} [3] < [1] > [2]", 3, marker=MARKER)
+    assert parsed.status == FALLBACK and "ranking mixes '>' and '<'" in parsed.issues
+
+
+TEN_MB = 10_000_000
+
+
+# Shapes that take minutes under a backtracking pattern (the old one needed 10.8 s for 32 KB of
+# the first). Asserted: the right answer; the size makes any quadratic regression hang the suite.
+@pytest.mark.parametrize("text, marker, order, status", [
+    (f"{MARKER} [2]" + " " * TEN_MB + "x", MARKER, [1, 0, 2], REPAIRED),
+    (f"{MARKER} [2] >" + "\n" * TEN_MB + "x", MARKER, [1, 0, 2], REPAIRED),
+    (f"{MARKER}" + " " * TEN_MB + "[3] > [1] > [2]", MARKER, [2, 0, 1], CLEAN),
+    ("[" * TEN_MB, None, [0, 1, 2], FALLBACK),
+    ("1 > " * (TEN_MB // 4) + "]", None, [0, 1, 2], REPAIRED),
+    ("[3] > [1] > [2]" + " > [1]" * (TEN_MB // 6), None, [2, 0, 1], REPAIRED),
+    ("final reranking " * (TEN_MB // 16) + f"\n{MARKER} [2] > [3] > [1]", MARKER, [1, 2, 0], CLEAN),
+    ("#" * TEN_MB + " Final Reranking: [2] > [1] > [3]", MARKER, [1, 0, 2], CLEAN),
+    ("<think>" * (TEN_MB // 7) + "</think>[2] > [1] > [3]", None, [1, 0, 2], CLEAN),
+    ("1" * TEN_MB + " > 2", None, [0, 1, 2], FALLBACK),  # a 10-million-digit number is no id
+])
+def test_ten_megabytes_of_degenerate_output_parse_correctly(text, marker, order, status):
+    parsed = parse_ranking(text, 3, marker=marker)
+    assert parsed.order == order and parsed.status == status
+
+
 # Fragments that exercise every branch: markers, think tags, brackets, separators, huge and
 # non-ASCII digits, newlines.
 FRAGMENTS = st.sampled_from([

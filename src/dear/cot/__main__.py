@@ -14,12 +14,14 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from dear.cli import entry_point
 from dear.config import CONF_DIR, prepare_environment, register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="cot", version_base="1.3")
+@entry_point
 def main(cfg: DictConfig) -> None:
     prepare_environment(cfg)
     rankings = instantiate(cfg.candidates)

@@ -20,7 +20,7 @@ from dear.cot.dataset import JsonlAppender
 from dear.data.candidates import is_json, rankllm_json, trec_run
 from dear.data.contract import Ranking
 from dear.data.texts import DocStore, load_queries
-from dear.errors import DataError
+from dear.errors import DataError, positive_depth
 from dear.listwise.examples import CotExample
 from dear.listwise.parsing import CLEAN, parse_ranking
 from dear.listwise.prompts import ListwisePrompt, fit_window
@@ -32,6 +32,7 @@ def load_candidates(path: str, docs: str | None = None, queries: str | None = No
                     limit: int | None = None) -> list[Ranking]:
     """Stage-1 candidates: a rank_llm JSON (carries its texts) or a TREC run + ``docs`` and
     ``queries`` sources (TSV files or ir_datasets ids); the top ``depth`` of the first ``limit`` queries."""
+    positive_depth(depth, "candidates.depth")
     if not Path(path).is_file():
         raise DataError(f"candidates.path: file not found: {path}")
     if is_json(path):

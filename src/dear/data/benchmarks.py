@@ -15,7 +15,7 @@ from dear.data.candidates import bm25_run, dataset_bm25_index, is_json, scoreddo
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.qa import dpr_retrieval_json, read_qas
 from dear.data.texts import DocStore, is_file_spec, load_qrels, load_queries, read_beir_folder, read_docs_tsv
-from dear.errors import DataError
+from dear.errors import ConfigError, DataError, positive_depth
 from dear.eval.judges import AnswerJudge, RelevanceJudge
 from dear.utils.progress import log
 
@@ -28,7 +28,9 @@ class Loaded:
 
 class Benchmark(ABC):
     def __init__(self, name: str, measures: list[str], depth: int = 100):
-        self.name, self.measures, self.depth = name, list(measures), depth
+        if not measures:
+            raise ConfigError("benchmark.measures (the metrics list): expected at least one metric, found none")
+        self.name, self.measures, self.depth = name, list(measures), positive_depth(depth, "benchmark.depth")
 
     @abstractmethod
     def load(self) -> Loaded:

@@ -10,7 +10,7 @@ from dear.data.bm25 import BM25Index, BM25Params, cached_index
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.texts import DocStore
 from dear.data.trec import read_run
-from dear.errors import DataError, at
+from dear.errors import DataError, at, finite_number
 from dear.utils.progress import log
 
 
@@ -75,17 +75,37 @@ def rankllm_json(path: str, depth: int) -> Run:
         hits = entry["hits"]
         if not isinstance(hits, list) or not hits:
             raise DataError(f"{where}.hits: the query has no candidates")
-        cands = []
-        for j, hit in enumerate(hits[:depth]):
-            for key in ("qid", "docid", "content"):
-                if key not in hit:
-                    raise DataError(f"{where}.hits[{j}] is missing field {key!r}")
-            cands.append(Candidate(str(hit["docid"]), text=hit["content"], score=float(hit.get("score", 0.0))))
+        cands = [_hit(hit, f"{where}.hits[{j}]") for j, hit in enumerate(hits)]  # all checked, top depth kept
+        repeated = _first_repeat([c.docid for c in cands])
+        if repeated is not None:
+            raise DataError(f"{where}.hits[{repeated[1]}]: document {repeated[0]!r} appears twice for the query "
+                            f"(first at hits[{repeated[2]}])")
         qid = str(hits[0]["qid"])
         if qid in run:
             raise DataError(f"{where}: query id {qid!r} appears twice")
-        run[qid] = Ranking(Query(qid, entry["query"]), cands)
+        run[qid] = Ranking(Query(qid, entry["query"]), cands[:depth])
     return run
+
+
+def _hit(hit, where: str) -> Candidate:
+    """One rank_llm hit → a candidate; ``where`` names it (``file: entry [i].hits[j]``)."""
+    if not isinstance(hit, dict):
+        raise DataError(f"{where}: expected an object with qid, docid, content, found {type(hit).__name__}")
+    for key in ("qid", "docid", "content"):
+        if key not in hit:
+            raise DataError(f"{where} is missing field {key!r}")
+    score = finite_number(hit.get("score", 0.0), f"{where}.score")
+    return Candidate(str(hit["docid"]), text=hit["content"], score=score)
+
+
+def _first_repeat(docids: list[str]) -> tuple[str, int, int] | None:
+    """→ (docid, its second index, its first index) of the first repeated docid, or None."""
+    first: dict[str, int] = {}
+    for j, docid in enumerate(docids):
+        if docid in first:
+            return docid, j, first[docid]
+        first[docid] = j
+    return None
 
 
 def attach_texts(run: Run, docs: DocStore) -> Run:
@@ -101,14 +121,14 @@ def attach_texts(run: Run, docs: DocStore) -> Run:
 
 def is_json(path: str) -> bool:
     """JSON candidate files start with '[' (rank_llm) — TREC runs start with a query id."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM before the '[' is not content
         head = f.read(64).lstrip()
     return head.startswith("[")
 
 
 def _load_json_list(path: str) -> list:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise DataError(f"{at(path)}: file not found") from None
     except json.JSONDecodeError as e:

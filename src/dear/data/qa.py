@@ -17,7 +17,7 @@ from pathlib import Path
 import regex
 
 from dear.data.contract import Candidate, Query, Ranking, Run
-from dear.errors import DataError, at
+from dear.errors import DataError, at, finite_number
 
 csv.field_size_limit(sys.maxsize)
 _TOKEN = regex.compile(r"[\p{L}\p{N}\p{M}]+|[^\p{Z}\p{C}]", flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
@@ -40,7 +40,7 @@ def has_answer(answers: list[str], passage: str) -> bool:
 def read_qas(path: str) -> tuple[dict[str, str], dict[str, list[str]]]:
     """DPR ``*.qa.csv``: ``question<TAB>["answer", ...]`` per line; the qid is the 0-based line index."""
     queries, answers = {}, {}
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         for i, row in enumerate(csv.reader(f, delimiter="\t")):
             if len(row) != 2:
                 raise DataError(f"{at(path, i + 1)}: a QA line needs 'question<TAB>[answers]', found {len(row)} fields")
@@ -55,7 +55,7 @@ def read_qas(path: str) -> tuple[dict[str, str], dict[str, list[str]]]:
 def dpr_retrieval_json(path: str, depth: int) -> tuple[Run, dict[str, list[str]]]:
     """DPR retriever output ``[{question, answers, ctxs: [{id, title, text, score}]}]``; qid = index."""
     try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+        entries = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
     run, answers = {}, {}
@@ -66,8 +66,9 @@ def dpr_retrieval_json(path: str, depth: int) -> tuple[Run, dict[str, list[str]]
         if not entry["ctxs"]:
             raise DataError(f"{at(path)}: entry [{i}].ctxs: the question has no candidates")
         qid = str(i)
-        cands = [Candidate(str(c["id"]), c.get("text", ""), c.get("title", ""), float(c.get("score", 0.0)))
-                 for c in entry["ctxs"][:depth]]
+        cands = [Candidate(str(c["id"]), c.get("text", ""), c.get("title", ""),
+                           finite_number(c.get("score", 0.0), f"{at(path)}: entry [{i}].ctxs[{j}].score"))
+                 for j, c in enumerate(entry["ctxs"][:depth])]
         run[qid] = Ranking(Query(qid, entry["question"]), cands)
         answers[qid] = [str(a) for a in entry["answers"]]
     return run, answers

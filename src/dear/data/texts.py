@@ -49,39 +49,51 @@ class DocStore:
 
 def read_docs_tsv(path: str | Path) -> dict[str, tuple[str, str]]:
     """``docid<TAB>text`` per line (the text may itself hold tabs, as NovelEval's does), or DPR's
-    ``psgs_w100.tsv`` recognised by its ``id<TAB>text<TAB>title`` header (CSV-quoted fields)."""
-    with open(path, encoding="utf-8", newline="") as f:
+    ``psgs_w100.tsv`` recognised by its ``id<TAB>text<TAB>title`` header (CSV-quoted fields).
+    A docid listed twice is an error (which text would be meant?)."""
+    docs: dict[str, tuple[str, str]] = {}
+    lines: dict[str, int] = {}
+    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a BOM would glue itself to the first id
         header = f.readline()
-        if header.rstrip("\r\n").split("\t") == ["id", "text", "title"]:
-            docs = {row[0]: (row[2], row[1]) for row in _dpr_rows(f, path)}
-        else:
+        rows = _dpr_rows(f, path) if header.rstrip("\r\n").split("\t") == ["id", "text", "title"] else None
+        if rows is None:
             f.seek(0)
-            docs = {}
-            for lineno, line in enumerate(f, start=1):
-                line = line.rstrip("\r\n")
-                if not line:
-                    continue
-                docid, tab, text = line.partition("\t")
-                if not tab:
-                    raise DataError(f"{at(path, lineno)}: a document line needs 'docid<TAB>text', found no tab")
-                docs[docid] = ("", text)
+            rows = _plain_rows(f, path)
+        for lineno, docid, title, text in rows:
+            if docid in docs:
+                raise DataError(f"{at(path, lineno)}: document {docid!r} is listed twice "
+                                f"(first at line {lines[docid]})")
+            docs[docid], lines[docid] = (title, text), lineno
     if not docs:
         raise DataError(f"{at(path)}: no documents")
     return docs
 
 
+def _plain_rows(f, path):
+    """→ (line, docid, title, text) for ``docid<TAB>text`` lines."""
+    for lineno, line in enumerate(f, start=1):
+        line = line.rstrip("\r\n")
+        if not line:
+            continue
+        docid, tab, text = line.partition("\t")
+        if not tab:
+            raise DataError(f"{at(path, lineno)}: a document line needs 'docid<TAB>text', found no tab")
+        yield lineno, docid, "", text
+
+
 def _dpr_rows(f, path):
+    """→ (line, docid, title, text) for DPR's CSV-quoted ``id<TAB>text<TAB>title`` rows."""
     for lineno, row in enumerate(csv.reader(f, delimiter="\t"), start=2):
         if len(row) != 3:
             raise DataError(f"{at(path, lineno)}: DPR passages need 'id<TAB>text<TAB>title', found {len(row)} fields")
-        yield row
+        yield lineno, row[0], row[2], row[1]
 
 
 def load_queries(spec: str, field: str = "text") -> dict[str, str]:
     """qid → query text from a TSV file or an ir_datasets id."""
     if is_file_spec(spec):
         queries = {}
-        with open(spec, encoding="utf-8", newline="") as f:
+        with open(spec, encoding="utf-8-sig", newline="") as f:
             for lineno, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
                 if not row:
                     continue
@@ -123,7 +135,7 @@ def read_beir_folder(folder: str | Path, split: str = "test"):
         path = folder / name
         if not path.is_file():
             raise DataError(f"{at(path)}: file not found")
-        with path.open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8-sig") as f:
             for lineno, line in enumerate(f, start=1):
                 if line.strip():
                     try:
@@ -143,16 +155,21 @@ def read_beir_folder(folder: str | Path, split: str = "test"):
         if len(parts) != 3:
             raise DataError(f"{at(qrels_path, lineno)}: expected 'query-id<TAB>corpus-id<TAB>score'")
         try:
-            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+            grade = int(parts[2])
         except ValueError:
             raise DataError(f"{at(qrels_path, lineno)}: score must be an integer, got {parts[2]!r}") from None
+        judged = qrels.setdefault(parts[0], {})
+        if judged.get(parts[1], grade) != grade:
+            raise DataError(f"{at(qrels_path, lineno)}: query {parts[0]!r} document {parts[1]!r} is graded {grade} "
+                            f"here and {judged[parts[1]]} on an earlier line")
+        judged[parts[1]] = grade
     return docs, queries, qrels
 
 
 def _tsv_lines(path: Path):
     if not path.is_file():
         raise DataError(f"{at(path)}: file not found")
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             if line.strip():
                 yield lineno, line.rstrip("\r\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
             rank_i, score_f = int(rank), float(score)
         except ValueError:
             raise DataError(f"{at(path, lineno)}: rank must be an integer and score a number: {line!r}") from None
+        if not math.isfinite(score_f):
+            raise DataError(f"{at(path, lineno)}: score must be a finite number, found {score!r}")
         if docid in seen[qid]:
             raise DataError(f"{at(path, lineno)}: document {docid!r} appears twice for query {qid!r}")
         seen[qid].add(docid)
@@ -39,8 +42,12 @@ def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
-    """``qid iter docid grade`` lines → ``{qid: {docid: grade}}``; the grade must be an integer."""
+    """``qid iter docid grade`` lines → ``{qid: {docid: grade}}``; the grade must be an integer.
+
+    A pair judged twice with the same grade is accepted; with two grades it is an error.
+    """
     qrels: dict[str, dict[str, int]] = defaultdict(dict)
+    first_line: dict[tuple[str, str], int] = {}
     for lineno, line in _lines(path):
         parts = line.split()
         if len(parts) != 4:
@@ -50,9 +57,14 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
             )
         qid, _, docid, grade = parts
         try:
-            qrels[qid][docid] = int(grade)
+            grade_i = int(grade)
         except ValueError:
             raise DataError(f"{at(path, lineno)}: relevance grade must be an integer, got {grade!r}") from None
+        if qrels[qid].get(docid, grade_i) != grade_i:
+            raise DataError(f"{at(path, lineno)}: query {qid!r} document {docid!r} is graded {grade_i} here "
+                            f"and {qrels[qid][docid]} at line {first_line[qid, docid]}")
+        first_line.setdefault((qid, docid), lineno)
+        qrels[qid][docid] = grade_i
     if not qrels:
         raise DataError(f"{at(path)}: the qrels file is empty")
     return dict(qrels)
@@ -75,7 +87,7 @@ def _lines(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{at(path)}: file not found")
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:  # -sig: a BOM would glue itself to the first query id
         for lineno, line in enumerate(f, start=1):
             if line.strip():
                 yield lineno, line.rstrip("\n")

@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from dear.cli import entry_point
 from dear.config import CONF_DIR, prepare_environment, register_resolvers
 from dear.utils.progress import log
 
@@ -81,6 +82,7 @@ def precompute(cfg: DictConfig) -> None:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+@entry_point
 def main(cfg: DictConfig) -> None:
     precompute(cfg)
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dear.data.contract import Run
 from dear.data.qa import has_answer
+from dear.errors import ConfigError
 
 
 class RelevanceJudge:
     """Graded-qrels metrics through ir_measures (nDCG@k, RR, R@k, ... any ir_measures name)."""
 
     def __init__(self, qrels: dict[str, dict[str, int]], measures: list[str]):
-        import ir_measures
 
         self.qrels = qrels
         self.names = list(measures)
-        self.measures = [ir_measures.parse_measure(m) for m in measures]
+        self.measures = [_parse_measure(m) for m in measures]
 
     @property
     def qids(self) -> set[str]:
@@ -33,6 +33,28 @@ class RelevanceJudge:
             for name in self.names:
                 per_query[qid].setdefault(name, 0.0)
         return _mean(per_query, self.names), per_query
+
+    def warnings(self, run: Run) -> list[str]:
+        """What makes the scores of ``run`` suspect: judged queries none of whose candidates is
+        judged (every metric 0 — usually docids from another collection or a docid format mismatch)."""
+        blind = sorted(q for q, r in run.items() if q in self.qrels and not any(c.docid in self.qrels[q]
+                                                                                for c in r.candidates))
+        if not blind:
+            return []
+        return [f"{len(blind)} of {len(run)} judged queries have no judged document among their candidates "
+                f"(scored 0), e.g. {blind[:5]}: do the run's docids match the qrels'?"]
+
+
+def _parse_measure(name: str):
+    """An ir_measures measure, or a ConfigError that lists the valid names."""
+    import ir_measures
+
+    try:
+        return ir_measures.parse_measure(name)
+    except (NameError, ValueError, TypeError) as e:
+        valid = ", ".join(sorted(ir_measures.measures.registry, key=str.lower))
+        raise ConfigError(f"metrics: unknown or malformed metric {name!r} ({e}); expected an ir_measures name "
+                          f"such as nDCG@10, RR@10, R@100 — valid measures: {valid}") from None
 
 
 class AnswerJudge:
@@ -56,6 +78,10 @@ class AnswerJudge:
             flags = [self._has(qid, c.docid, c.full_text) for c in ranking.candidates]
             per_query[qid] = {name: float(any(flags[:k])) for name, k in zip(self.names, self.ks)}
         return _mean(per_query, self.names), per_query
+
+    def warnings(self, run: Run) -> list[str]:
+        """Answers are matched in the text: no candidate is ever unjudged."""
+        return []
 
     def _has(self, qid: str, docid: str, text: str) -> bool:
         key = (qid, docid)

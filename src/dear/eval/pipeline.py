@@ -2,8 +2,12 @@
 
 Writes into ``out_dir``:
   runs/<stage>.trec        every stage's ranking (scores reproduce the order under trec_eval)
-  metrics.json             {"<stage>": {"nDCG@10": 0.5058, ..., "sec_per_query": 0.12}, ...}
-  per_query.json           {"<stage>": {"<qid>": {"nDCG@10": ...}}}
+  metrics.json             {"<stage>": {"nDCG@10": 0.5058, ..., "sec_per_query": 0.12}, ...,
+                            "warnings": [...] only when the input looks wrong}; written once every
+                           stage is done, so its presence means the run is complete
+  per_query.json           {"<stage>": {"<qid>": {"nDCG@10": ...}}}, also at the end
+  metrics.partial.json,    the same after each stage while the run goes on (nothing computed is
+  per_query.partial.json   lost when it dies); removed when the finals are written
   <stage>.details.jsonl    per-query notes a stage leaves (e.g. listwise justifications)
   results.md               the Markdown table that is also printed
 """
@@ -18,12 +22,14 @@ from pathlib import Path
 from dear.data.benchmarks import Benchmark
 from dear.data.contract import Ranking, Run
 from dear.data.trec import write_run
-from dear.errors import DataError
+from dear.errors import DataError, positive_depth
 from dear.eval.tables import markdown_table
 from dear.utils.io import atomic_write_json, atomic_write_text
 from dear.utils.progress import log
 
 FIRST_STAGE = "first_stage"
+METRICS, PER_QUERY = "metrics", "per_query"
+WARNINGS = "warnings"  # the one key of metrics.json that is not a stage
 
 
 @dataclass
@@ -37,12 +43,23 @@ class Stage:
     depth: int = 100
     source: str | None = None
 
+    def __post_init__(self):
+        positive_depth(self.depth, f"stage {self.name!r} depth")
 
-def stages_from_config(stages) -> list[Stage]:
-    """``{name: {reranker: <_target_ node>, depth: k, source: optional stage}}`` → stages."""
+
+def stages_from_config(stages, field: str = "pipeline.stages") -> list[Stage]:
+    """``{name: {reranker: <_target_ node>, depth: k, source: optional stage}}`` → stages;
+    ``field``: where ``stages`` sits in the config, for error messages."""
     from hydra.utils import instantiate
 
+    check_depths(stages, field)  # before any reranker loads a model
     return [Stage(name, instantiate(s.reranker), s.depth, s.get("source")) for name, s in stages.items()]
+
+
+def check_depths(stages, field: str = "pipeline.stages") -> None:
+    """Every stage's depth ≥ 1, else a ConfigError naming ``<field>.<stage>.depth``."""
+    for name, s in stages.items():
+        positive_depth(s.depth, f"{field}.{name}.depth")
 
 
 def rerank_stage(stage: Stage, run: Run) -> tuple[Run, float]:
@@ -61,13 +78,17 @@ def rerank_stage(stage: Stage, run: Run) -> tuple[Run, float]:
 
 
 def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path) -> dict:
-    """Run and evaluate every stage; returns ``{"metrics": ..., "table": ...}``."""
+    """Run and evaluate every stage; returns ``{"metrics": ..., "table": ..., "per_query": ..., "warnings": ...}``."""
     out_dir = Path(out_dir)
+    _final(out_dir, METRICS).unlink(missing_ok=True)  # a rerun into the same dir is not complete until it ends
     start = time.perf_counter()
     loaded = benchmark.load()
     run, judge = loaded.run, loaded.judge
     n = max(len(run), 1)
     log(f"{benchmark.name}: {len(run)} judged queries, {sum(len(r.candidates) for r in run.values())} candidates")
+    warnings = judge.warnings(run)
+    for warning in warnings:
+        log(f"WARNING {benchmark.name}: {warning}")
     metrics, per_query = {}, {}
 
     def record(name: str, stage_run: Run, seconds: float, extra: dict | None = None) -> None:
@@ -78,8 +99,8 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path)
         details = [{"qid": q, **r.meta} for q, r in stage_run.items() if r.meta]
         if details:
             atomic_write_text(out_dir / f"{name}.details.jsonl", "".join(json.dumps(d) + "\n" for d in details))
-        atomic_write_json(out_dir / "metrics.json", metrics)  # after every stage: nothing computed is lost
-        atomic_write_json(out_dir / "per_query.json", per_query)
+        atomic_write_json(_partial(out_dir, METRICS), _with_warnings(metrics, warnings))  # nothing computed is lost
+        atomic_write_json(_partial(out_dir, PER_QUERY), per_query)
 
     record(FIRST_STAGE, run, time.perf_counter() - start)
     runs = {FIRST_STAGE: run}
@@ -93,7 +114,24 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path)
         record(stage.name, run, seconds, extra)
     table = markdown_table(metrics, judge.names)
     atomic_write_text(out_dir / "results.md", f"## {benchmark.name}\n\n{table}")
-    return {"metrics": metrics, "table": table, "per_query": per_query}
+    atomic_write_json(_final(out_dir, PER_QUERY), per_query)
+    atomic_write_json(_final(out_dir, METRICS), _with_warnings(metrics, warnings))  # last: the completion marker
+    for name in (METRICS, PER_QUERY):
+        _partial(out_dir, name).unlink(missing_ok=True)
+    return {"metrics": metrics, "table": table, "per_query": per_query, "warnings": warnings}
+
+
+def _final(out_dir: Path, name: str) -> Path:
+    return out_dir / f"{name}.json"
+
+
+def _partial(out_dir: Path, name: str) -> Path:
+    return out_dir / f"{name}.partial.json"
+
+
+def _with_warnings(metrics: dict, warnings: list[str]) -> dict:
+    """metrics.json's content: the stages, then ``warnings`` when there are any."""
+    return {**metrics, WARNINGS: warnings} if warnings else metrics
 
 
 def _check_texts(stage: str, run: Run) -> None:

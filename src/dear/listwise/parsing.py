@@ -1,16 +1,23 @@
 """Read a permutation out of a listwise model's free text, whatever the model wrote.
 
-The ranking comes from the final-ranking line (``### Final Reranking: [2] > [1] > ...``) or,
-when the prompt asks for none or the model left it out, from the last run of ``[i] > [j] ...``
-in the answer. Ids mentioned in the reasoning are not ranks: reasoning inside ``<think>`` is
-never read for ids, and an unclosed ``<think>`` or a generation cut at the token limit before
-the final-ranking line falls back to the previous order. Duplicates are dropped, unknown ids
-ignored and missing ids appended in their previous order, so the result is always a
-permutation of ``range(n)``.
+The ranking comes from the final-ranking line (``### Final Reranking: [2] > [1] > ...``, also
+as a numbered list ``1. [2]`` per line) or, when the prompt asks for none, from the longest run
+of ``[i] > [j] ...`` in the answer (the earliest of equally long ones: an explanation after the
+answer is not the answer); when the prompt asks for a final-ranking line and the model left it
+out, from the last run. Ids mentioned in the reasoning are not ranks: reasoning inside
+``<think>`` is never read for ids, and an unclosed ``<think>``, a generation cut at the token
+limit before the final-ranking line, or a final-ranking line that lists no ranking
+(``Final Reranking: 2023 was decisive.``) falls back to the previous order. A run joined by
+``<`` lists the worst first and is reversed. Duplicates are dropped, unknown ids ignored and
+missing ids appended in their previous order, so the result is always a permutation of
+``range(n)``.
 
 Status per output: ``clean`` (exactly what was asked), ``repaired`` (a ranking was found but
 needed fixing or was not where the prompt asked for it) or ``fallback`` (no usable ranking:
 the previous order is kept).
+
+Every pattern is linear: quantifiers are possessive (``*+``) wherever a run of spaces could
+otherwise be split between two of them, so 10 MB of any text parses in well under a second.
 """
 
 from __future__ import annotations
@@ -22,11 +29,16 @@ CLEAN, REPAIRED, FALLBACK = "clean", "repaired", "fallback"
 STATUSES = (CLEAN, REPAIRED, FALLBACK)
 
 # ASCII digits only (``\d`` would accept other scripts' digits), at most 9 so int() stays cheap.
-_BRACKETED = r"\[\s*[0-9]{1,9}\s*\]"
-_BARE = r"[0-9]{1,9}(?![0-9])"
-_BRACKET_RUN = re.compile(rf"{_BRACKETED}(?:\s*>\s*{_BRACKETED})+")
-_BARE_RUN = re.compile(r"(?<![0-9\[])[0-9]{1,9}(?:\s*>\s*[0-9]{1,9})+(?![0-9\]])")
-_ID_LIST = re.compile(rf"\s*(?:{_BRACKETED}|{_BARE})(?:\s*[>,]?\s*(?:{_BRACKETED}|{_BARE}))*")
+_ID = r"\[[ \t]*+[0-9]{1,9}+[ \t]*+\]"
+_SEP = r"(?:\s*+[><,]\s*+|[ \t]++)"  # an explicit separator (across lines), or spaces alone
+_ENUM = r"[0-9]{1,9}+[.)][ \t]*+"  # "1. " / "2) " of a numbered list
+# What may follow the final-ranking marker, tried in this order.
+_NUMBERED_LIST = re.compile(rf"\s*+{_ENUM}{_ID}(?:[ \t]*+\n\s*+{_ENUM}{_ID})++")
+_ID_LIST = re.compile(rf"\s*+{_ID}(?:{_SEP}{_ID})*+")
+_BARE_LIST = re.compile(r"\s*+[0-9]{1,9}+(?:[ \t]*+[><,][ \t]*+[0-9]{1,9}+)++(?![0-9])")
+# Runs anywhere in the answer: two or more ids joined by '>' or '<'.
+_ID_RUN = re.compile(rf"{_ID}(?:\s*+[><]\s*+{_ID})++")
+_BARE_RUN = re.compile(r"(?<![0-9\[])[0-9]{1,9}+(?:\s*+[><]\s*+[0-9]{1,9}+)++(?![0-9\]])")
 _NUMBER = re.compile(r"[0-9]{1,9}")
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
@@ -43,15 +55,17 @@ class Parsed:
 
 
 def marker_pattern(marker: str) -> re.Pattern:
-    """``### Final Reranking:`` → its words with any spacing, case and Markdown emphasis, then an optional colon.
+    """``### Final Reranking:`` → its words with any spacing, case and Markdown emphasis.
 
-    Leading ``#``s are not part of the pattern (a long run of them would make the search
-    quadratic); they are stripped from the reasoning instead.
+    Group ``lead`` is set when the marker starts a line (after ``#``/``*``/spaces), group
+    ``colon`` when a colon follows it: either makes it the final-ranking line; a marker phrase
+    in mid-sentence without a colon is prose ("the final reranking above puts ...").
     """
     words = re.findall(r"[A-Za-z0-9]+", marker)
     if not words:
         raise ValueError(f"marker {marker!r} has no words to match")
-    return re.compile(r"[\s*_-]*".join(map(re.escape, words)) + r"[ \t*_]*:?[ \t*_]*", re.IGNORECASE)
+    body = r"[\s*_-]*+".join(map(re.escape, words))
+    return re.compile(rf"(?P<lead>^[ \t#*_]*+)?+{body}[ \t*_]*+(?P<colon>:)?+[ \t*_]*+", re.IGNORECASE | re.MULTILINE)
 
 
 def parse_ranking(text: str, n: int, first_id: int = 1, marker: str | None = None, truncated: bool = False) -> Parsed:
@@ -66,19 +80,22 @@ def parse_ranking(text: str, n: int, first_id: int = 1, marker: str | None = Non
         issues.append("unclosed <think>")
     if truncated:
         issues.append("cut at the token limit")
-    ids, before = None, ""
+    span, before, final_line = None, "", False
     if marker is not None:
-        ids, before = _after_marker(answer, marker_pattern(marker))
-        if ids is None:
+        final_line, span, before = _after_marker(answer, marker_pattern(marker))
+        if not final_line:
             issues.append("no final-ranking line")
-    if ids is None and not unclosed and not (truncated and marker is not None):
-        ids, before, repaired = _last_run(answer)
-        if repaired:
+        elif span is None:
+            issues.append("final-ranking line lists no ranking")
+    if span is None and not final_line and not unclosed and not (truncated and marker is not None):
+        span, before = _find_run(answer, last=marker is not None)
+        if span is not None and "[" not in span:
             issues.append("ranking without brackets")
     reasoning = "\n\n".join(p for p in (reasoning.strip(), before.strip()) if p)
+    ids = _ids(span, issues) if span is not None else None
     if not ids:
         return Parsed(list(range(n)), FALLBACK, tuple(issues + ["no ranking found"]), reasoning)
-    order, fixes = _normalise([i - first_id for i in ids], n)
+    order, fixes = _normalise(ids, first_id, n)
     issues += fixes
     return Parsed(order, CLEAN if not issues else REPAIRED, tuple(issues), reasoning)
 
@@ -86,9 +103,10 @@ def parse_ranking(text: str, n: int, first_id: int = 1, marker: str | None = Non
 def _split_think(text: str) -> tuple[str, str, bool]:
     """→ (reasoning, answer, unclosed). Text after the last ``</think>`` is the answer. After an
     unclosed ``<think>`` everything is reasoning: only a final-ranking line inside it is read."""
-    closes = list(_THINK_CLOSE.finditer(text))
-    if closes:
-        last = closes[-1]
+    last = None
+    for last in _THINK_CLOSE.finditer(text):
+        pass
+    if last is not None:
         return _THINK_OPEN.sub("", text[: last.start()]), text[last.end():], False
     opened = _THINK_OPEN.search(text)
     if opened:
@@ -96,38 +114,71 @@ def _split_think(text: str) -> tuple[str, str, bool]:
     return "", text, False
 
 
-def _after_marker(answer: str, pattern: re.Pattern) -> tuple[list[int] | None, str]:
-    """Ids listed right after the last final-ranking marker that lists any → (ids or None, text before it).
+def _after_marker(answer: str, pattern: re.Pattern) -> tuple[bool, str | None, str]:
+    """The last final-ranking line → (found, the ids it lists or None, text before it)."""
+    line = None
+    for found in pattern.finditer(answer):
+        if found.group("lead") is not None or found.group("colon"):
+            line = found
+    if line is None:
+        return False, None, answer
+    before = answer[: line.start()].rstrip(" \t#*_")
+    for listed in (_NUMBERED_LIST, _ID_LIST, _BARE_LIST):
+        match = listed.match(answer, line.end())
+        if match:
+            body = match.group(0)
+            if listed is _NUMBERED_LIST:  # the enumerators are not ids
+                body = " ".join(re.findall(_ID, body))
+            return True, body, before
+    return True, None, before
 
-    A marker phrase in prose ("the final reranking should ...") lists no ids and is skipped.
+
+def _find_run(answer: str, last: bool) -> tuple[str | None, str]:
+    """A run of ``[i] > [j] ...`` (or, failing that, ``i > j ...``) → (its text, text before it).
+
+    ``last``: the last run (reasoning came first); otherwise the one with most ids, the earliest
+    of equally long ones (what follows the answer is an explanation).
     """
-    for found in reversed(list(pattern.finditer(answer))):
-        listed = _ID_LIST.match(answer, found.end())
-        if listed:
-            return [int(x) for x in _NUMBER.findall(listed.group(0))], answer[: found.start()].rstrip(" \t#*_")
+    for pattern in (_ID_RUN, _BARE_RUN):
+        best, best_len = None, 0
+        for run in pattern.finditer(answer):
+            length = run.group(0).count(">") + run.group(0).count("<")
+            if last or length > best_len:
+                best, best_len = run, length
+        if best is not None:
+            return best.group(0), answer[: best.start()]
     return None, answer
 
 
-def _last_run(answer: str) -> tuple[list[int] | None, str, bool]:
-    """The last ``[i] > [j] ...`` run (or, failing that, ``i > j ...``) → (ids, text before, bare)."""
-    for pattern, bare in ((_BRACKET_RUN, False), (_BARE_RUN, True)):
-        last = None
-        for last in pattern.finditer(answer):
-            pass
-        if last is not None:
-            return [int(x) for x in _NUMBER.findall(last.group(0))], answer[: last.start()], bare
-    return None, answer, False
+def _ids(span: str, issues: list[str]) -> list[str] | None:
+    """The ids of a matched list as written, best first: a list joined by ``<`` is reversed,
+    one mixing ``>`` and ``<`` is no ranking (None)."""
+    ids = _NUMBER.findall(span)
+    if "<" not in span:
+        return ids
+    if ">" in span:
+        issues.append("ranking mixes '>' and '<'")
+        return None
+    issues.append("ranking written worst first with '<'")
+    return ids[::-1]
 
 
-def _normalise(positions: list[int], n: int) -> tuple[list[int], list[str]]:
-    """Drop out-of-range and repeated positions, append the missing ones in their previous order."""
+def _normalise(ids: list[str], first_id: int, n: int) -> tuple[list[int], list[str]]:
+    """Ids as written → window positions: drop repeated and out-of-range ones, append the missing
+    ones in their previous order.
+
+    Repeats are dropped on the strings first (in C: a degenerate output can list millions of
+    ids), then on the numbers (``01`` and ``1``).
+    """
     issues = []
-    valid = [p for p in positions if 0 <= p < n]
-    if len(valid) < len(positions):
-        issues.append(f"{len(positions) - len(valid)} out-of-range id(s)")
+    distinct = [int(x) - first_id for x in dict.fromkeys(ids)]
+    valid = [p for p in distinct if 0 <= p < n]
+    if len(valid) < len(distinct):
+        issues.append(f"{len(distinct) - len(valid)} out-of-range id(s)")
     order = list(dict.fromkeys(valid))
-    if len(order) < len(valid):
-        issues.append(f"{len(valid) - len(order)} duplicate id(s)")
+    repeats = len(ids) - len(distinct) + len(valid) - len(order)
+    if repeats:
+        issues.append(f"{repeats} duplicate id(s)")
     seen = set(order)
     missing = [p for p in range(n) if p not in seen]
     if missing:

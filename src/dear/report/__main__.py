@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dear.errors import DataError
+from dear.cli import user_errors
 from dear.report.figure import write_figure
 from dear.report.render import cells_json, latex, markdown
 from dear.report.runs import RunResult, load_run_dirs, load_wandb_group
@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stage", help="stage to report (default: the last stage of each run's config)")
     p.add_argument("--name", help="table name (default: sweep.name)")
     p.add_argument("--out", type=Path, help="output directory (default: <the one sweep dir>/report)")
+    p.add_argument("--verbose", action="store_true", help="show the traceback of input errors too")
     args = p.parse_args(argv)
     if bool(args.runs) == bool(args.wandb):
         p.error("give run/sweep directories or --wandb ENTITY/PROJECT/GROUP (one of the two)")
@@ -59,7 +60,7 @@ def make_spec(args: argparse.Namespace, runs: list[RunResult]) -> Spec:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    with user_errors(args.verbose):
         runs = load_wandb_group(args.wandb) if args.wandb else load_run_dirs(args.runs)
         table = build_table(runs, spec := make_spec(args, runs))
         out = args.out or Path(args.runs[0]) / "report"
@@ -69,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         figure = spec.figure and write_figure(table, out / "figure.png")
         if not figure:
             (out / "figure.png").unlink(missing_ok=True)  # an earlier report's figure would mislead
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     print(markdown(table))
     written = ["table.md", "table.tex", "cells.json"] + (["figure.png"] if figure else [])
     print(f"{len(runs)} runs → {out}/{{{','.join(written)}}}", file=sys.stderr)

@@ -128,6 +128,8 @@ def _read_metrics(path: Path) -> dict[str, dict[str, float]]:
         metrics = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e})") from e
+    if isinstance(metrics, dict):
+        metrics.pop("warnings", None)  # the input's warnings, not a stage (dear.eval.pipeline)
     if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
         raise DataError(f"{path}: expected {{stage: {{metric: value}}}}")
     return metrics

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from dear.errors import DataError
+
 
 def resolve_model_path(name: str) -> str:
     """``pypi:<module>`` → the directory a model-carrying package exposes via ``get_model_path()``
@@ -20,7 +22,16 @@ def resolve_model_path(name: str) -> str:
         return str(importlib.import_module(name[len("pypi:"):]).get_model_path())
     if name.startswith("tiny:"):
         return _tiny_model(name[len("tiny:"):])
+    if _looks_local(name) and not Path(name).expanduser().exists():
+        raise DataError(f"{name}: model directory not found (a local path; hub ids look like 'org/name')")
     return name
+
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a hub id: absolute, relative (``./``, ``../``, ``~``), or more than one
+    ``/`` (hub ids are ``name`` or ``org/name``), so a missing one is reported as missing, not as
+    "Repo id must be in the form ..."."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def _tiny_model(spec: str) -> str:

@@ -31,7 +31,7 @@ RECORD = "repro.json"
 _SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?|auth)(_|$)",
                          re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"^(sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}$")
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+):[^/\s@]+@")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+):([^/\s@]+)@")  # group 2: the password
 _CLUSTER_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
                 "SLURM_NTASKS", "SLURM_JOB_PARTITION", "SUBMITIT_EXECUTOR", "CUDA_VISIBLE_DEVICES")
 REDACTED = "***"

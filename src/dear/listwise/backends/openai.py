@@ -10,11 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from contextlib import asynccontextmanager
 
+from dear.errors import ConfigError, EndpointError
 from dear.listwise.backends.base import LENGTH, STOP, Generation, plain_text
+from dear.utils.masking import mask
 from dear.utils.progress import progress_bar
+
+DEFAULT_URL = "https://api.openai.com/v1"  # the client's own default when base_url is None
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class RateLimiter:
@@ -62,11 +68,19 @@ class OpenAIChatBackend:
     def _api_key(self) -> str:
         if self.api_key_env is None:
             return "EMPTY"  # local servers without authentication
+        if not _ENV_NAME.fullmatch(self.api_key_env):  # e.g. the key itself given as endpoint.api_key_env=sk-...
+            raise ConfigError("endpoint.api_key_env: expected the name of an environment variable holding the key, "
+                              f"found a value that is not a variable name ({mask(self.api_key_env)!r} masked)")
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise RuntimeError(f"backend.api_key_env: the environment variable {self.api_key_env} is not set "
-                               "(API keys are read from the environment, never from configs)")
+            raise ConfigError(f"endpoint.api_key_env: the environment variable {self.api_key_env} is not set "
+                              "(API keys are read from the environment, never from configs)")
         return key
+
+    @property
+    def url(self) -> str:
+        """The endpoint's URL as safe to print (credentials masked)."""
+        return mask(self.base_url or DEFAULT_URL)
 
     @property
     def prompt_limit(self) -> int | None:
@@ -109,13 +123,20 @@ class _Session:
 
     async def chat(self, messages, temperature: float | None = None) -> Generation:
         """One completion; reasoning a server returns apart from the content comes back inside ``<think>``."""
+        from openai import APIConnectionError
+
         b = self.backend
         async with self.semaphore:
             await self.limiter.wait()
-            response = await self.client.chat.completions.create(
-                model=b.model, messages=messages, max_tokens=b.max_new_tokens,
-                temperature=b.temperature if temperature is None else temperature, top_p=b.top_p,
-                extra_body=b.extra_body or None)
+            try:
+                response = await self.client.chat.completions.create(
+                    model=b.model, messages=messages, max_tokens=b.max_new_tokens,
+                    temperature=b.temperature if temperature is None else temperature, top_p=b.top_p,
+                    extra_body=b.extra_body or None)
+            except APIConnectionError as e:  # the client's own message is only "Connection error."
+                cause = e.__cause__ or e
+                raise EndpointError(f"endpoint.base_url {b.url}: cannot connect after {b.max_retries} retries "
+                                    f"({mask(str(cause)) or type(cause).__name__})") from e
         choice = response.choices[0]
         text = choice.message.content or ""
         reasoning = getattr(choice.message, "reasoning_content", None) or getattr(choice.message, "reasoning", None)
