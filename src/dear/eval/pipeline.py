@@ -1,7 +1,8 @@
 """Candidates → zero or more reranking stages → a TREC run, metrics and a table per stage.
 
 Writes into ``out_dir``:
-  runs/<stage>.trec        every stage's ranking (scores reproduce the order under trec_eval)
+  runs/<stage>.trec        every stage's ranking with its own scores (made order-reproducing under
+                           trec_eval: see Ranking.eval_scores)
   metrics.json             {"<stage>": {"nDCG@10": 0.5058, ..., "sec_per_query": 0.12}, ...}
   per_query.json           {"<stage>": {"<qid>": {"nDCG@10": ...}}}
   <stage>.details.jsonl    per-query notes a stage leaves (e.g. listwise justifications)
