@@ -3,7 +3,9 @@
 Writes into ``out_dir``:
   runs/<stage>.trec        every stage's ranking with its own scores (made order-reproducing under
                            trec_eval: see Ranking.eval_scores)
-  metrics.json             {"<stage>": {"nDCG@10": 0.5058, ..., "sec_per_query": 0.12}, ...}
+  metrics.json             {"<stage>": {"nDCG@10": 0.5058, ..., "sec_per_query": 0.12}, ...}; at the end
+                           each reranking stage's row also holds "significance": its paired tests
+                           against first_stage per metric (dear.eval.significance)
   per_query.json           {"<stage>": {"<qid>": {"nDCG@10": ...}}}
   <stage>.details.jsonl    per-query notes a stage leaves (e.g. listwise justifications)
   results.md               the Markdown table that is also printed
@@ -20,6 +22,7 @@ from dear.data.benchmarks import Benchmark
 from dear.data.contract import Ranking, Run
 from dear.data.trec import write_run
 from dear.errors import DataError
+from dear.eval.significance import note, significant_cells, stage_significance, with_significance
 from dear.eval.tables import markdown_table
 from dear.utils.io import atomic_write_json, atomic_write_text
 from dear.utils.progress import log
@@ -92,9 +95,13 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path)
         runs[stage.name] = run
         extra = stage.reranker.stage_metrics() if hasattr(stage.reranker, "stage_metrics") else None
         record(stage.name, run, seconds, extra)
-    table = markdown_table(metrics, judge.names)
+    significance = stage_significance(per_query, judge.names, FIRST_STAGE)
+    atomic_write_json(out_dir / "metrics.json", with_significance(metrics, significance))
+    table = markdown_table(metrics, judge.names, significant_cells(significance))
+    if significance:
+        table += f"\n{note(FIRST_STAGE, f'the {len(significance)} reranking stage(s), per metric')}\n"
     atomic_write_text(out_dir / "results.md", f"## {benchmark.name}\n\n{table}")
-    return {"metrics": metrics, "table": table, "per_query": per_query}
+    return {"metrics": metrics, "table": table, "per_query": per_query, "significance": significance}
 
 
 def _check_texts(stage: str, run: Run) -> None:
