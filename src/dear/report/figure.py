@@ -50,7 +50,7 @@ def write_figure(table: Table, path: str | Path) -> bool:
         xs, ys, sds = zip(*points)
         ax.errorbar(xs, ys, yerr=[sd or 0.0 for sd in sds], marker="o", capsize=3, label=label)
         for x, y, _ in points:
-            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(5, 4), ha="left", fontsize=7)
     plotted = sum(len(p) for p in series.values())
     ticks = sorted(_numbers(row[list(table.spec.rows.values()).index(table.spec.figure)] for row in table.rows))
     pad = 0.08 * ((ticks[-1] - ticks[0]) or 1)
@@ -58,11 +58,11 @@ def write_figure(table: Table, path: str | Path) -> bool:
     ax.set_xlim(ticks[0] - pad, ticks[-1] + pad)
     ax.margins(y=0.15)
     ax.set_xlabel(x_label)
-    seeds = f", mean ± sd over {table.seeds} seeds" if table.seeds > 1 else ""
-    ax.set_ylabel(f"{table.average_label} {table.spec.metric} (×100{seeds})")
+    ax.set_ylabel(f"{table.average_label} {table.spec.metric} (×100)")
     missing = len(table.rows) - plotted
     note = f" (not drawn: {missing} of {len(table.rows)} rows without every averaged set)" if missing else ""
-    ax.set_title(table.spec.name + note, fontsize=8)
+    seeds = f"; mean ± sd over {table.seeds} seeds" if table.seeds > 1 else ""
+    ax.set_title(table.spec.name + seeds + note, fontsize=8)
     if len(series) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
