@@ -66,19 +66,26 @@ class Ranking:
           just below, keeping the differences within the tail.
         """
         scores = np.asarray([c.score for c in self.candidates], dtype=np.float64)
-        rounded = scores.astype(np.float32)
-        if not np.isfinite(rounded).all():
-            bad = self.candidates[int(np.flatnonzero(~np.isfinite(rounded))[0])]
+        if not np.isfinite(scores.astype(np.float32)).all():
+            bad = self.candidates[int(np.flatnonzero(~np.isfinite(scores.astype(np.float32)))[0])]
             raise ValueError(f"query {self.qid!r}: document {bad.docid!r} has score {bad.score}; "
                              "a run needs finite (float32) scores")
-        out = rounded.copy()
-        shift = 0.0
-        for i in range(1, len(out)):
-            if scores[i] > scores[i - 1]:
-                shift = float(out[i - 1]) - scores[i]
-            out[i] = np.float32(scores[i] + shift)
-            if out[i] >= out[i - 1]:
-                out[i] = np.nextafter(out[i - 1], np.float32(-np.inf))
-        return {c.docid: float(s) for c, s in zip(self.candidates, out)}
+        return {c.docid: float(x) for c, x in zip(self.candidates, strictly_decreasing_float32(scores))}
+
+
+def strictly_decreasing_float32(scores: np.ndarray) -> np.ndarray:
+    """Scores shape (n,) in rank order → float32 shape (n,), strictly decreasing (see
+    ``Ranking.eval_scores``: ties nudged one step, a higher tail shifted below)."""
+    out = scores.astype(np.float32)
+    if np.all(out[1:] < out[:-1]):  # the usual case: nothing to change
+        return out
+    shift = 0.0
+    for i in range(1, len(out)):
+        if scores[i] > scores[i - 1]:
+            shift = float(out[i - 1]) - scores[i]
+        out[i] = np.float32(scores[i] + shift)
+        if out[i] >= out[i - 1]:
+            out[i] = np.nextafter(out[i - 1], np.float32(-np.inf))
+    return out
 
 Run = dict[str, Ranking]
