@@ -237,7 +237,7 @@ def test_seeds_form_one_cell_with_mean_sd_and_markers_against_the_baseline(seed_
     assert rows["0.1"][-1] == f"**{mean(averages):.2f}** ± {stdev(averages):.2f}"
     notes = "\n".join(lines[7:])
     assert "Mean ± sample sd over the seeds of each cell (up to 2)" in notes
-    assert "†: p < 0.05 against alpha=0, two-sided paired randomisation test" in notes and "Holm–Bonferroni" in notes
+    assert "†: differs from alpha=0 (better or worse) at p < 0.05, two-sided paired randomisation test" in notes and "Holm–Bonferroni" in notes
 
     cells = json.loads((sweep / "report" / "cells.json").read_text())
     by_alpha = {r["row"]["α"]: r for r in cells["rows"]}

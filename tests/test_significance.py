@@ -115,4 +115,4 @@ def test_evaluate_writes_p_values_and_markers(toy_files, tmp_path):
     assert set(test) == {"n", "mean_diff", "t_test_p", "randomisation_p", "t_test_p_holm", "randomisation_p_holm"}
     assert test["randomisation_p"] >= 0.5  # 2 queries: 4 sign flips, the observed one and its mirror at least
     results = (tmp_path / "results.md").read_text()
-    assert "†" not in results.split("\n\n")[1] and "†: p < 0.05 against first_stage" in results
+    assert "†" not in results.split("\n\n")[1] and "†: differs from first_stage (better or worse) at p < 0.05" in results

@@ -109,8 +109,8 @@ def adjust_holm(tests: list[PairedTest]) -> None:
 
 def note(baseline: str, family: str) -> str:
     """The sentence under a table that explains its markers."""
-    return (f"{MARKER}: p < {ALPHA} against {baseline}, two-sided paired randomisation test over queries "
-            f"({RESAMPLES:,} resamples, seed {SEED}), Holm–Bonferroni corrected over {family}; "
+    return (f"{MARKER}: differs from {baseline} (better or worse) at p < {ALPHA}, two-sided paired randomisation "
+            f"test over queries ({RESAMPLES:,} resamples, seed {SEED}), Holm–Bonferroni corrected over {family}; "
             "paired t-test p-values beside it in the JSON.")
 
 
