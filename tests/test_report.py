@@ -283,3 +283,14 @@ def test_runs_of_one_cell_must_differ_only_by_seed(tmp_path):
         build_table(load_run_dirs([tmp_path / "a"]), spec)
     with pytest.raises(DataError, match=r"\(both have seed 3;"):
         build_table(load_run_dirs([tmp_path / "b"]), spec)
+
+
+def test_average_needs_the_same_seeds_in_every_averaged_column(tmp_path):
+    write_run(tmp_path / "0", 0, {"alpha": {"value": 0.1}, "seed": 1},
+              {"scifact": train_metrics(0.5), "noveleval": train_metrics(0.7)})
+    write_run(tmp_path / "1", 1, {"alpha": {"value": 0.1}, "seed": 2}, {"scifact": train_metrics(0.6)})
+    table = build_table(load_run_dirs([tmp_path]), Spec(rows={"α": "alpha.value"}, average=["scifact", "noveleval"]))
+    row = ("0.1",)
+    assert table.value(row, "scifact") == pytest.approx(55.0) and table.sd(row, "scifact") == pytest.approx(0.1 * 100 / 2 ** 0.5)
+    assert table.value(row, "noveleval") == pytest.approx(70.0) and table.sd(row, "noveleval") is None
+    assert table.average(row) is None  # seed 2 lacks NovelEval: no average is made up
