@@ -86,8 +86,9 @@ def test_alpha_sweep_tables_and_figure(alpha_sweep):
     png = (sweep / "report" / "figure.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     cells = json.loads((sweep / "report" / "cells.json").read_text())
-    assert cells["rows"][0]["cells"]["scifact"] == {"value": pytest.approx(100 * values[0.1]["scifact"]),
-                                                    "run": str(sweep / "0"), "stage": "student"}
+    assert cells["rows"][0]["cells"]["scifact"] == {"value": pytest.approx(100 * values[0.1]["scifact"]), "sd": None,
+                                                    "seeds": [None], "values": [pytest.approx(100 * values[0.1]["scifact"])],
+                                                    "runs": [str(sweep / "0")], "stage": "student"}
     assert "news" not in cells["rows"][2]["cells"] and cells["rows"][2]["average"] is None
 
 
@@ -96,7 +97,7 @@ def test_figure_plots_only_rows_with_every_averaged_set(alpha_sweep):
     table = build_table(load_run_dirs([sweep]), Spec(rows={"α": "alpha.value"}, figure="alpha.value", name="alpha"))
     points = figure_points(table)
     assert list(points) == ["alpha"]  # one row field: one line, named after the sweep
-    assert [x for x, _ in points["alpha"]] == [0.1, 0.3]  # α 0.5 lacks News: left out, not interpolated
+    assert [x for x, *_ in points["alpha"]] == [0.1, 0.3]  # α 0.5 lacks News: left out, not interpolated
     assert points["alpha"][0][1] == pytest.approx(sum(100 * values[0.1][b] for b in BEIR8) / 8)
     by_loss = Spec(rows={"Loss": "loss.rank", "α": "alpha.value"}, figure="alpha.value", name="alpha")
     assert list(figure_points(build_table(load_run_dirs([sweep]), by_loss))) == ["Loss –"]  # no loss in these runs
@@ -181,6 +182,115 @@ def test_wandb_group_gives_the_same_table_as_run_directories(alpha_sweep):
     from_dirs = build_table(runs, spec)
     assert from_wandb.rows == from_dirs.rows
     assert [from_wandb.numbers(r) for r in from_wandb.rows] == [from_dirs.numbers(r) for r in from_dirs.rows]
-    assert from_wandb.cells[("0.1",), "scifact"].run == "wandb:team/dear/id0"
+    assert from_wandb.cells[("0.1",), "scifact"].runs == ["wandb:team/dear/id0"]
     with pytest.raises(DataError, match="expected ENTITY/PROJECT/GROUP"):
         load_wandb_group("dear/alpha", api=FakeApi())
+
+
+SEEDS_REPORT = {"name": "seeds", "report": {"rows": {"α": "alpha.value"}, "figure": "alpha.value",
+                                            "average": ["scifact", "noveleval"], "baseline": "alpha=0"}}
+
+
+def write_seed_run(run_dir: Path, num: int, alpha: float, seed: int, per_query: dict[str, dict[str, float]]) -> None:
+    """A train.py run with a benchmark set: metrics.json and per_query.json per benchmark."""
+    metrics = {b: train_metrics(sum(v.values()) / len(v)) for b, v in per_query.items()}
+    write_run(run_dir, num, {"alpha": {"value": alpha}, "seed": seed, "sweep": SEEDS_REPORT, **EXPORTED}, metrics)
+    for bench, values in per_query.items():
+        rows = {"first_stage": {q: {"nDCG@10": 0.4} for q in values}, "student": {q: {"nDCG@10": v} for q, v in values.items()}}
+        (run_dir / "benchmarks" / bench / "per_query.json").write_text(json.dumps(rows))
+
+
+@pytest.fixture
+def seed_sweep(tmp_path) -> tuple[Path, dict]:
+    """α 0 (the baseline), 0.1 (every query +0.15: clearly better), 0.3 (the baseline's values
+    exactly: no difference) × seeds 1, 2 × SciFact (40 queries), NovelEval (20)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sweep = tmp_path / "multirun" / "seeds" / "t"
+    base = {(b, s): {f"q{i}": float(v) for i, v in enumerate(rng.uniform(0.1, 0.7, n))}
+            for b, n in [("scifact", 40), ("noveleval", 20)] for s in (1, 2)}
+    shift = {0: 0.0, 0.1: 0.15, 0.3: 0.0}
+    values = {}
+    for num, (alpha, seed) in enumerate((a, s) for a in (0, 0.1, 0.3) for s in (1, 2)):
+        values[alpha, seed] = {b: {q: v + shift[alpha] + (0.01 * seed if alpha == 0.1 else 0)
+                                   for q, v in base[b, seed].items()} for b in ("scifact", "noveleval")}
+        write_seed_run(sweep / str(num), num, alpha, seed, values[alpha, seed])
+    return sweep, values
+
+
+def test_seeds_form_one_cell_with_mean_sd_and_markers_against_the_baseline(seed_sweep):
+    from statistics import mean, stdev
+
+    sweep, values = seed_sweep
+    proc = report(str(sweep))
+    assert proc.returncode == 0, proc.stderr
+    lines = (sweep / "report" / "table.md").read_text().splitlines()
+    rows = {line.strip("| ").split(" | ")[0]: line.strip("| ").split(" | ") for line in lines[4:7]}
+    assert list(rows) == ["0", "0.1", "0.3"]
+    cell = lambda a, b: [100 * mean(values[a, s][b].values()) for s in (1, 2)]  # per seed, computed here
+    scifact = cell(0.1, "scifact")
+    assert rows["0.1"][7] == f"**{mean(scifact):.2f}** ± {stdev(scifact):.2f}†"  # SciFact column, best, significant
+    assert rows["0.3"][7] == f"{mean(cell(0.3, 'scifact')):.2f} ± {stdev(cell(0.3, 'scifact')):.2f}"  # no †
+    assert "†" not in " ".join(rows["0"]) and not rows["0.1"][-1].endswith("†")  # baseline, average: untested
+    averages = [mean([cell(0.1, "scifact")[i], cell(0.1, "noveleval")[i]]) for i in (0, 1)]
+    assert rows["0.1"][-1] == f"**{mean(averages):.2f}** ± {stdev(averages):.2f}"
+    notes = "\n".join(lines[7:])
+    assert "Mean ± sample sd over the seeds of each cell (up to 2)" in notes
+    assert "†: differs from alpha=0 (better or worse) at p < 0.05, two-sided paired randomisation test" in notes and "Holm–Bonferroni" in notes
+
+    cells = json.loads((sweep / "report" / "cells.json").read_text())
+    by_alpha = {r["row"]["α"]: r for r in cells["rows"]}
+    assert "significance" not in by_alpha["0"]["cells"]["scifact"]
+    better, same = (by_alpha[a]["cells"]["scifact"]["significance"] for a in ("0.1", "0.3"))
+    assert better["baseline"] == {"α": "0"} and better["n"] == 40
+    assert same["randomisation_p"] == 1.0 and same["t_test_p"] == 1.0
+    assert better["randomisation_p"] < 0.001 and better["mean_diff"] == pytest.approx(0.15 + 0.015)
+    # Holm over the two rows tested in the column, by hand: the smaller p × 2, the larger × 1 (monotone, ≤ 1)
+    assert better["randomisation_p_holm"] == pytest.approx(min(1, 2 * better["randomisation_p"]))
+    assert same["randomisation_p_holm"] == 1.0
+    assert by_alpha["0.1"]["cells"]["scifact"]["seeds"] == [1, 2]
+
+    points = figure_points(build_table(load_run_dirs([sweep]), Spec(rows={"α": "alpha.value"}, figure="alpha.value",
+                                                                    average=["scifact", "noveleval"])))
+    assert points["sweep"][1] == (0.1, pytest.approx(mean(averages)), pytest.approx(stdev(averages)))
+    assert (sweep / "report" / "figure.png").read_bytes()[:4] == b"\x89PNG"
+    tex = (sweep / "report" / "table.tex").read_text()
+    assert rf"\textbf{{{mean(scifact):.2f}}} $\pm$ {stdev(scifact):.2f}\textsuperscript{{\dag}}" in tex
+
+
+def test_baseline_none_reports_without_tests(seed_sweep, tmp_path):
+    sweep, _ = seed_sweep
+    proc = report(str(sweep), "--baseline=none", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    assert "†" not in (tmp_path / "r" / "table.md").read_text()
+    assert "significance" not in json.dumps(json.loads((tmp_path / "r" / "cells.json").read_text())["rows"])
+
+
+def test_unknown_baseline_field_is_an_error(seed_sweep, tmp_path):
+    sweep, _ = seed_sweep
+    proc = report(str(sweep), "--baseline=lr=0", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "'lr=0' must be FIELD=VALUE with FIELD one of the row fields ['α']" in proc.stderr
+
+
+def test_runs_of_one_cell_must_differ_only_by_seed(tmp_path):
+    for num, extra in enumerate([{"seed": 1, "module": {"lr": 1}}, {"seed": 2, "module": {"lr": 2}}]):
+        write_run(tmp_path / "a" / str(num), num, {"alpha": {"value": 0.1}, **extra}, {"scifact": train_metrics(0.5)})
+    for num in (0, 1):
+        write_run(tmp_path / "b" / str(num), num, {"alpha": {"value": 0.1}, "seed": 3}, {"scifact": train_metrics(0.5)})
+    spec = Spec(rows={"α": "alpha.value"}, average=["scifact"])
+    with pytest.raises(DataError, match=r"two runs give the cell 0.1 × scifact: .*a/0 and .*a/1 \(they differ in module.lr;"):
+        build_table(load_run_dirs([tmp_path / "a"]), spec)
+    with pytest.raises(DataError, match=r"\(both have seed 3;"):
+        build_table(load_run_dirs([tmp_path / "b"]), spec)
+
+
+def test_average_needs_the_same_seeds_in_every_averaged_column(tmp_path):
+    write_run(tmp_path / "0", 0, {"alpha": {"value": 0.1}, "seed": 1},
+              {"scifact": train_metrics(0.5), "noveleval": train_metrics(0.7)})
+    write_run(tmp_path / "1", 1, {"alpha": {"value": 0.1}, "seed": 2}, {"scifact": train_metrics(0.6)})
+    table = build_table(load_run_dirs([tmp_path]), Spec(rows={"α": "alpha.value"}, average=["scifact", "noveleval"]))
+    row = ("0.1",)
+    assert table.value(row, "scifact") == pytest.approx(55.0) and table.sd(row, "scifact") == pytest.approx(0.1 * 100 / 2 ** 0.5)
+    assert table.value(row, "noveleval") == pytest.approx(70.0) and table.sd(row, "noveleval") is None
+    assert table.average(row) is None  # seed 2 lacks NovelEval: no average is made up

@@ -24,7 +24,70 @@ def test_run_round_trip_preserves_order_even_with_ties(tmp_path):
 
 def test_strictly_decreasing_scores_are_kept():
     ranking = Ranking(Query("q", "t"), [Candidate("a", score=2.5), Candidate("b", score=-1.0)])
-    assert format_run({"q": ranking}, "t").splitlines() == ["q Q0 a 1 2.500000 t", "q Q0 b 2 -1.000000 t"]
+    assert format_run({"q": ranking}, "t").splitlines() == ["q Q0 a 1 2.5 t", "q Q0 b 2 -1.0 t"]
+
+
+def ranked(qid: str, scores: list[float]) -> Ranking:
+    """Candidates d0, d1, ... in this order (docids ascending, so trec_eval's docid-descending
+    tie break would reverse every tie), with these scores."""
+    return Ranking(Query(qid, "t"), [Candidate(f"d{i:04d}", score=s) for i, s in enumerate(scores)])
+
+
+def by_rank_scores(run: dict) -> dict:
+    """An independent order-reproducing scoring: n - position (no ties, no real scores)."""
+    return {q: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)} for q, r in run.items()}
+
+
+def test_written_run_rescores_to_the_in_memory_metrics_with_ties_and_many_candidates(tmp_path):
+    import ir_measures
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    coarse = np.sort(np.round(rng.normal(size=1000), 1))[::-1]  # 1,000 candidates, ~60 distinct values
+    run = {"all_tied": ranked("all_tied", [0.0] * 50), "coarse": ranked("coarse", list(coarse)),
+           # reranked top 3 (logits), then the tail keeps its higher, tied BM25 scores
+           "tail": ranked("tail", [2.0, 2.0, -1.0, 15.0, 15.0, 14.0, 14.0]),
+           "tiny_gaps": ranked("tiny_gaps", [1.0, 1.0 - 1e-9, 1.0 - 2e-9, 1.0 - 2e-9])}
+    qrels = {q: {c.docid: int(rng.integers(0, 3)) for c in r.candidates} for q, r in run.items()}
+    write_run(tmp_path / "r.trec", run, tag="x")
+    measures = [ir_measures.parse_measure(m) for m in ["nDCG@10", "nDCG@3", "RR", "AP"]]
+    from_file = {(m.query_id, str(m.measure)): m.value
+                 for m in ir_measures.iter_calc(measures, qrels, ir_measures.read_trec_run(str(tmp_path / "r.trec")))}
+    expected = {(m.query_id, str(m.measure)): m.value for m in ir_measures.iter_calc(measures, qrels, by_rank_scores(run))}
+    assert from_file == expected  # exactly, per query and measure
+    assert [d for d, _ in read_run(tmp_path / "r.trec")["coarse"]] == [c.docid for c in run["coarse"].candidates]
+
+
+def test_written_scores_are_the_real_ones_up_to_the_tie_nudge(tmp_path):
+    import numpy as np
+
+    scores = [3.25, 1.5, 1.5, 1.5, -0.75]
+    write_run(tmp_path / "r.trec", {"q": ranked("q", scores)}, tag="x")
+    # read as trec_eval reads: text → double → float32
+    written = [np.float32(float(line.split()[4])) for line in (tmp_path / "r.trec").read_text().splitlines()]
+    step_below = lambda x: np.nextafter(np.float32(x), np.float32(-np.inf))
+    assert written == [3.25, 1.5, step_below(1.5), step_below(step_below(1.5)), -0.75]
+    assert (tmp_path / "r.trec").read_text().splitlines()[0] == "q Q0 d0000 1 3.25 x"
+
+
+def test_scores_equal_in_float32_are_tied_for_trec_eval_and_get_nudged():
+    import numpy as np
+
+    values = list(ranked("q", [1.0, 1.0 - 1e-9, 0.3]).eval_scores().values())
+    assert values[0] == 1.0 and values[1] == float(np.nextafter(np.float32(1.0), np.float32(0)))
+    assert values[2] == float(np.float32(0.3))
+
+
+def test_tail_past_the_depth_is_shifted_below_keeping_its_differences():
+    scores = ranked("q", [2.0, -1.0, 15.0, 14.5, 14.5]).eval_scores()
+    values = list(scores.values())
+    assert values[:2] == [2.0, -1.0] and all(a > b for a, b in zip(values, values[1:]))
+    assert values[2] < -1.0 and values[2] - values[3] == pytest.approx(0.5)
+
+
+def test_non_finite_score_is_an_error_naming_query_and_document():
+    with pytest.raises(ValueError, match=r"query 'q': document 'd0001' has score nan"):
+        ranked("q", [1.0, float("nan")]).eval_scores()
 
 
 def test_read_run_sorts_by_score(tmp_path):

@@ -20,7 +20,9 @@ def register_resolvers() -> None:
 def prepare_environment(cfg) -> None:
     """Process-wide settings every entry point applies before touching data or models."""
     from dear.data.irds import use_home
+    from dear.utils.quiet import quiet_known_noise
 
+    quiet_known_noise()
     paths = cfg.paths
     use_home(paths.get("ir_datasets_home"), paths.get("ir_datasets_mirror"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

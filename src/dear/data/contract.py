@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class Query:
@@ -50,18 +52,40 @@ class Ranking:
         return Ranking(self.query, self.candidates[:k], dict(self.meta))
 
     def eval_scores(self) -> dict[str, float]:
-        """Scores that reproduce this exact order under trec_eval's sort.
+        """The candidates' own scores, made strictly decreasing in this order, so trec_eval's
+        sort (score descending, ties by docid descending) reproduces the order exactly.
 
-        trec_eval sorts by score and breaks ties by docid, so a list whose scores are not
-        strictly decreasing (ties, or an order given without scores, e.g. listwise output)
-        is scored by rank instead: ``n - position``. Every run file and every metric this
-        project writes goes through here, so the file and the reported figure always agree.
+        Every run file and every metric this project writes goes through here, so the file and
+        the reported figure always agree. trec_eval (and pytrec_eval, which ir_measures uses)
+        holds scores as 32-bit floats: 1.0 and 1.0 - 1e-9 tie there. So scores are rounded to
+        float32 first, and two cases change a score, never the order:
+        - ties (and equal scores after rounding or the shift below): each is nudged one float32
+          step (``numpy.nextafter``) below the score before it, in rank order;
+        - a score higher than the one above it (the tail past a stage's depth keeps the previous
+          stage's scores): from there on the scores are shifted by one constant so that it falls
+          just below, keeping the differences within the tail.
         """
-        scores = [c.score for c in self.candidates]
-        if all(a > b for a, b in zip(scores, scores[1:])):
-            return {c.docid: float(c.score) for c in self.candidates}
-        n = len(self.candidates)
-        return {c.docid: float(n - i) for i, c in enumerate(self.candidates)}
+        scores = np.asarray([c.score for c in self.candidates], dtype=np.float64)
+        if not np.isfinite(scores.astype(np.float32)).all():
+            bad = self.candidates[int(np.flatnonzero(~np.isfinite(scores.astype(np.float32)))[0])]
+            raise ValueError(f"query {self.qid!r}: document {bad.docid!r} has score {bad.score}; "
+                             "a run needs finite (float32) scores")
+        return {c.docid: float(x) for c, x in zip(self.candidates, strictly_decreasing_float32(scores))}
 
+
+def strictly_decreasing_float32(scores: np.ndarray) -> np.ndarray:
+    """Scores shape (n,) in rank order → float32 shape (n,), strictly decreasing (see
+    ``Ranking.eval_scores``: ties nudged one step, a higher tail shifted below)."""
+    out = scores.astype(np.float32)
+    if np.all(out[1:] < out[:-1]):  # the usual case: nothing to change
+        return out
+    shift = 0.0
+    for i in range(1, len(out)):
+        if scores[i] > scores[i - 1]:
+            shift = float(out[i - 1]) - scores[i]
+        out[i] = np.float32(scores[i] + shift)
+        if out[i] >= out[i - 1]:
+            out[i] = np.nextafter(out[i - 1], np.float32(-np.inf))
+    return out
 
 Run = dict[str, Ranking]

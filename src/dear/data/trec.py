@@ -6,6 +6,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from dear.data.contract import Run
 from dear.errors import DataError, at
 from dear.utils.io import atomic_write_text
@@ -71,12 +73,21 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
 
 
 def format_run(run: Run, tag: str) -> str:
-    """TREC run text whose scores reproduce each ranking's order (see ``Ranking.eval_scores``)."""
+    """TREC run text with each stage's own scores, made order-reproducing by
+    ``Ranking.eval_scores`` (rounded to float32, ties nudged by one float32 step)."""
     out = []
     for qid, ranking in run.items():
         for rank, (docid, score) in enumerate(ranking.eval_scores().items(), start=1):
-            out.append(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+            out.append(f"{qid} Q0 {docid} {rank} {score_text(score)} {tag}\n")
     return "".join(out)
+
+
+def score_text(score: float) -> str:
+    """The shortest text that reads back (as a double, then float32, as trec_eval and
+    pytrec_eval read it) to this float32 score: fixed decimals would round nearby scores into
+    new ties."""
+    short = str(np.float32(score))
+    return short if np.float32(float(short)) == np.float32(score) else repr(float(score))
 
 
 def write_run(path: str | Path, run: Run, tag: str) -> None:

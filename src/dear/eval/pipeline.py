@@ -1,9 +1,12 @@
 """Candidates → zero or more reranking stages → a TREC run, metrics and a table per stage.
 
 Writes into ``out_dir``:
-  runs/<stage>.trec        every stage's ranking (scores reproduce the order under trec_eval)
+  runs/<stage>.trec        every stage's ranking with its own scores (made order-reproducing under
+                           trec_eval: see Ranking.eval_scores)
   metrics.json             {"<stage>": {"nDCG@10": 0.5058, ..., "sec_per_query": 0.12}, ...,
-                            "warnings": [...] only when the input looks wrong}; written once every
+                            "warnings": [...] only when the input looks wrong}; each reranking
+                           stage's row also holds "significance": its paired tests against
+                           first_stage per metric (dear.eval.significance); written once every
                            stage is done, so its presence means the run is complete
   per_query.json           {"<stage>": {"<qid>": {"nDCG@10": ...}}}, also at the end
   metrics.partial.json,    the same after each stage while the run goes on (nothing computed is
@@ -23,6 +26,7 @@ from dear.data.benchmarks import Benchmark
 from dear.data.contract import Ranking, Run
 from dear.data.trec import write_run
 from dear.errors import DataError, positive_depth
+from dear.eval.significance import note, significant_cells, stage_significance, with_significance
 from dear.eval.tables import markdown_table
 from dear.utils.io import atomic_write_json, atomic_write_text
 from dear.utils.progress import log
@@ -112,13 +116,18 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path)
         runs[stage.name] = run
         extra = stage.reranker.stage_metrics() if hasattr(stage.reranker, "stage_metrics") else None
         record(stage.name, run, seconds, extra)
-    table = markdown_table(metrics, judge.names)
+    significance = stage_significance(per_query, judge.names, FIRST_STAGE)
+    table = markdown_table(metrics, judge.names, significant_cells(significance))
+    if significance:
+        table += f"\n{note(FIRST_STAGE, f'the {len(significance)} reranking stage(s), per metric')}\n"
     atomic_write_text(out_dir / "results.md", f"## {benchmark.name}\n\n{table}")
     atomic_write_json(_final(out_dir, PER_QUERY), per_query)
-    atomic_write_json(_final(out_dir, METRICS), _with_warnings(metrics, warnings))  # last: the completion marker
+    final = _with_warnings(with_significance(metrics, significance), warnings)
+    atomic_write_json(_final(out_dir, METRICS), final)  # last: the completion marker
     for name in (METRICS, PER_QUERY):
         _partial(out_dir, name).unlink(missing_ok=True)
-    return {"metrics": metrics, "table": table, "per_query": per_query, "warnings": warnings}
+    return {"metrics": metrics, "table": table, "per_query": per_query, "warnings": warnings,
+            "significance": significance}
 
 
 def _final(out_dir: Path, name: str) -> Path:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dear.eval.significance import MARKER
 
-def markdown_table(metrics: dict[str, dict[str, float]], columns: list[str], time_key: str = "sec_per_query") -> str:
+
+def markdown_table(metrics: dict[str, dict[str, float]], columns: list[str],
+                   marked: set[tuple[str, str]] = frozenset(), time_key: str = "sec_per_query") -> str:
     """Rows = stages (in pipeline order), columns = metrics, then any stage's own rates
     (``stage_metrics()``, e.g. listwise ``parse_clean``; "–" for stages without them), then
-    seconds per query."""
+    seconds per query. ``marked``: (stage, metric) cells that get the significance marker."""
     extra = list(dict.fromkeys(k for row in metrics.values() for k in row if k not in columns and k != time_key))
     columns = [*columns, *extra]
     header = ["stage", *columns, "s/query"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for stage, row in metrics.items():
-        cells = [stage] + [_pct(row.get(c)) for c in columns] + [_secs(row.get(time_key))]
+        cells = [stage] + [_pct(row.get(c)) + (MARKER if (stage, c) in marked else "") for c in columns]
+        cells.append(_secs(row.get(time_key)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -4,10 +4,13 @@
     python -m dear.report multirun/alpha/A multirun/alpha/B --out reports/alpha
     python -m dear.report --wandb my-team/dear/alpha --out reports/alpha    # online: a W&B group
     python -m dear.report RUNS --rows 'Teacher=teacher.model,Student=student.model' --stage student
+    python -m dear.report multirun/toy/T --baseline 'α=0'      # † against the α = 0 row
 
-Rows, figure and averaged sets come from the runs' ``sweep.report`` config (sweeps/*.yaml) unless
-given here. Writes <out>/table.md, table.tex, cells.json (every number with its run) and
-figure.png (the average vs the figure field) — by default into <sweep dir>/report/.
+Rows, figure, averaged sets and baseline come from the runs' ``sweep.report`` config
+(sweeps/*.yaml) unless given here. Runs that differ only by ``seed`` form one cell (mean ± sd).
+Writes <out>/table.md, table.tex, cells.json (every number with its runs, seeds and p-values) and
+figure.png (the average vs the figure field, sd over seeds as error bars) — by default into
+<sweep dir>/report/.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from omegaconf import OmegaConf
 
 from dear.cli import user_errors
 from dear.report.figure import write_figure
+from dear.report.paired import add_significance
 from dear.report.render import cells_json, latex, markdown
 from dear.report.runs import RunResult, load_run_dirs, load_wandb_group
 from dear.report.table import BEIR8, Spec, build_table
@@ -36,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--metric", help="metric name in metrics.json (default nDCG@10)")
     p.add_argument("--stage", help="stage to report (default: the last stage of each run's config)")
     p.add_argument("--name", help="table name (default: sweep.name)")
+    p.add_argument("--baseline", help="row to test the others against: 'FIELD=VALUE,...' (e.g. 'α=0'; 'none': no tests)")
     p.add_argument("--out", type=Path, help="output directory (default: <the one sweep dir>/report)")
     p.add_argument("--verbose", action="store_true", help="show the traceback of input errors too")
     args = p.parse_args(argv)
@@ -53,8 +58,12 @@ def make_spec(args: argparse.Namespace, runs: list[RunResult]) -> Spec:
     rows = dict(_pairs(args.rows)) if args.rows else dict(report.get("rows") or {})
     figure = args.figure if args.figure is not None else report.get("figure")
     average = args.average.split(",") if args.average else list(report.get("average") or BEIR8)
+    baseline = args.baseline if args.baseline is not None else report.get("baseline")
+    if isinstance(baseline, dict):  # sweep.report.baseline: {α: 0}
+        baseline = ",".join(f"{k}={v}" for k, v in baseline.items())
     return Spec(rows=rows, metric=args.metric or report.get("metric", "nDCG@10"),
                 stage=args.stage or report.get("stage"), average=average, figure=None if figure == "none" else figure,
+                baseline=None if baseline in (None, "none") else str(baseline),
                 name=args.name or sweep.get("name") or (Path(args.runs[0]).name if args.runs else args.wandb))
 
 
@@ -63,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     with user_errors(args.verbose):
         runs = load_wandb_group(args.wandb) if args.wandb else load_run_dirs(args.runs)
         table = build_table(runs, spec := make_spec(args, runs))
+        add_significance(table, runs)
         out = args.out or Path(args.runs[0]) / "report"
         atomic_write_text(out / "table.md", markdown(table))
         atomic_write_text(out / "table.tex", latex(table))

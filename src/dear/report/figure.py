@@ -1,6 +1,6 @@
 """The PNG of the average column against one row field (paper Figure 5: BEIR-8 average vs α),
-one line per value of the other row fields. Rows whose average is missing are left out, never
-interpolated; the caption says how many."""
+one line per value of the other row fields, error bars ± the sample sd over seeds where a row has
+several. Rows whose average is missing are left out, never interpolated; the caption says how many."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from dear.errors import DataError
 from dear.report.table import Table
 
 
-def figure_points(table: Table) -> dict[str, list[tuple[float, float]]]:
-    """{series label: [(x, average), ...] sorted by x} for rows with an average."""
+def figure_points(table: Table) -> dict[str, list[tuple[float, float, float | None]]]:
+    """{series label: [(x, average, sd over seeds or None), ...] sorted by x} for rows with an average."""
     fields = list(table.spec.rows.values())
     if table.spec.figure not in fields:
         raise DataError(f"figure: {table.spec.figure!r} is not one of the row fields {fields}")
@@ -30,8 +30,8 @@ def figure_points(table: Table) -> dict[str, list[tuple[float, float]]]:
             raise DataError(f"figure: {table.spec.figure} = {row[at]!r} is not a number") from e
         label = ", ".join(f"{name} {v}" for i, (name, v) in enumerate(zip(table.spec.rows, row)) if i != at)
         label = label or table.spec.name
-        series.setdefault(label, []).append((x, average))
-    return {label: sorted(points) for label, points in series.items()}
+        series.setdefault(label, []).append((x, average, table.average_sd(row)))
+    return {label: sorted(points, key=lambda p: p[0]) for label, points in series.items()}
 
 
 def write_figure(table: Table, path: str | Path) -> bool:
@@ -47,10 +47,10 @@ def write_figure(table: Table, path: str | Path) -> bool:
     x_label = next(label for label, p in table.spec.rows.items() if p == table.spec.figure)
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=150)
     for label, points in series.items():
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o", label=label)
-        for x, y in points:
-            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+        xs, ys, sds = zip(*points)
+        ax.errorbar(xs, ys, yerr=[sd or 0.0 for sd in sds], marker="o", capsize=3, label=label)
+        for x, y, _ in points:
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(5, 4), ha="left", fontsize=7)
     plotted = sum(len(p) for p in series.values())
     ticks = sorted(_numbers(row[list(table.spec.rows.values()).index(table.spec.figure)] for row in table.rows))
     pad = 0.08 * ((ticks[-1] - ticks[0]) or 1)
@@ -61,7 +61,8 @@ def write_figure(table: Table, path: str | Path) -> bool:
     ax.set_ylabel(f"{table.average_label} {table.spec.metric} (×100)")
     missing = len(table.rows) - plotted
     note = f" (not drawn: {missing} of {len(table.rows)} rows without every averaged set)" if missing else ""
-    ax.set_title(table.spec.name + note, fontsize=8)
+    seeds = f"; mean ± sd over {table.seeds} seeds" if table.seeds > 1 else ""
+    ax.set_title(table.spec.name + seeds + note, fontsize=8)
     if len(series) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)

@@ -1,13 +1,20 @@
 """Markdown, LaTeX (booktabs) and JSON renderings of a report table; numbers ×100 with two
-decimals, the best value of each column in bold, missing cells as "–" (LaTeX "--")."""
+decimals (mean ± sd when a cell has several seeds), the best mean of each column in bold, † where
+a row differs significantly from its baseline row, missing cells as "–" (LaTeX "--"); the notes
+saying what ± and † mean go under the table (LaTeX: into the caption)."""
 
 from __future__ import annotations
 
+from dear.eval.significance import MARKER
+from dear.report.paired import significance_note
 from dear.report.table import MISSING, Table
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "α": r"$\alpha$",
-                  "τ": r"$\tau$", "–": "--", "→": r"$\rightarrow$", "×": r"$\times$"}
+                  "τ": r"$\tau$", "–": "--", "→": r"$\rightarrow$", "×": r"$\times$", "±": r"$\pm$",
+                  MARKER: r"\dag{}", "<": r"$<$", ">": r"$>$"}
+MARKDOWN = {"bold": "**{}**", "sd": " ± {:.2f}", "marker": MARKER, "missing": MISSING}
+LATEX = {"bold": r"\textbf{{{}}}", "sd": r" $\pm$ {:.2f}", "marker": r"\textsuperscript{\dag}", "missing": "--"}
 
 
 def caption(table: Table) -> str:
@@ -15,53 +22,79 @@ def caption(table: Table) -> str:
     return f"{table.spec.name}: {table.spec.metric} (×100) of stage {stages}"
 
 
+def notes(table: Table) -> list[str]:
+    """What the numbers are beyond the caption: seeds (±) and significance (†)."""
+    out = []
+    if table.seeds > 1:
+        out.append(f"Mean ± sample sd over the seeds of each cell (up to {table.seeds}); "
+                   f"{table.average_label}: over each seed's average.")
+    return out + ([significance_note(table)] if table.tests else [])
+
+
 def markdown(table: Table) -> str:
-    """A GitHub table with a heading; runs without metrics are listed below it."""
+    """A GitHub table with a heading and its notes; runs without metrics are listed below it."""
     header = table.header()
     n_fields = len(table.spec.rows)
     lines = [f"## {caption(table)}", "", "| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] * n_fields + ["---:"] * (len(header) - n_fields)) + "|"]
-    best = table.best()
     for row in table.rows:
-        cells = [_number(v, v is not None and v == b, "**{}**") for v, b in zip(table.numbers(row), best)]
-        lines.append("| " + " | ".join([*row, *cells]) + " |")
+        lines.append("| " + " | ".join([*row, *numbers(table, row, MARKDOWN)]) + " |")
+    if notes(table):
+        lines += ["", *notes(table)]
     if table.incomplete:
         lines += ["", "Runs without metrics (cells missing): " + ", ".join(table.incomplete)]
     return "\n".join(lines) + "\n"
 
 
 def latex(table: Table) -> str:
-    """A ``table*`` with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
+    """A ``table*`` with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); notes in the caption."""
     header = table.header()
     n_fields = len(table.spec.rows)
     spec = "l" * n_fields + "r" * (len(header) - n_fields)
-    best = table.best()
-    body = [" & ".join([*(escape(v) for v in row),
-                        *(_number(v, v is not None and v == b, r"\textbf{{{}}}", "--") for v, b in
-                          zip(table.numbers(row), best))]) + r" \\" for row in table.rows]
+    body = [" & ".join([*(escape(v) for v in row), *numbers(table, row, LATEX)]) + r" \\" for row in table.rows]
     label = "".join(c if c.isalnum() else "-" for c in table.spec.name)
+    text = escape(" ".join([caption(table) + ".", *notes(table)]))
     return "\n".join([r"\begin{table*}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
                       " & ".join(escape(h) for h in header) + r" \\", r"\midrule", *body, r"\bottomrule",
-                      r"\end{tabular}", rf"\caption{{{escape(caption(table))}}}", rf"\label{{tab:{label}}}",
+                      r"\end{tabular}", rf"\caption{{{text}}}", rf"\label{{tab:{label}}}",
                       r"\end{table*}"]) + "\n"
 
 
 def cells_json(table: Table) -> dict:
-    """Every number with the run and stage it came from (missing cells are absent)."""
+    """Every number with the runs and stage it came from (missing cells are absent), the seeds'
+    values, and the paired tests against the row's baseline (p-values; differences ×1, not ×100)."""
     return {"name": table.spec.name, "metric": table.spec.metric, "row_fields": table.spec.rows,
-            "columns": table.columns, "average": table.spec.average,
+            "columns": table.columns, "average": table.spec.average, "baseline": table.spec.baseline,
+            "notes": notes(table),
             "rows": [{"row": dict(zip(table.spec.rows, row)), "average": table.average(row),
-                      "cells": {c: vars(table.cells[row, c]) for c in table.columns if (row, c) in table.cells}}
+                      "average_sd": table.average_sd(row),
+                      "cells": {c: _cell_json(table, row, c) for c in table.columns if (row, c) in table.cells}}
                      for row in table.rows],
             "incomplete": table.incomplete}
+
+
+def numbers(table: Table, row: tuple[str, ...], style: dict[str, str]) -> list[str]:
+    """The row's cells and average as text: mean (bold if the column's best) ± sd, marker."""
+    out = []
+    for value, sd, best, marked in zip(table.numbers(row), table.sds(row), table.best(), table.marked(row)):
+        if value is None:
+            out.append(style["missing"])
+            continue
+        text = f"{value:.2f}"
+        text = style["bold"].format(text) if value == best else text
+        out.append(text + ("" if sd is None else style["sd"].format(sd)) + (style["marker"] if marked else ""))
+    return out
 
 
 def escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
-def _number(value: float | None, bold: bool, bold_fmt: str, missing: str = MISSING) -> str:
-    if value is None:
-        return missing
-    text = f"{value:.2f}"
-    return bold_fmt.format(text) if bold else text
+def _cell_json(table: Table, row: tuple[str, ...], column: str) -> dict:
+    cell = table.cells[row, column]
+    out = {"value": cell.value, "sd": cell.sd, "seeds": list(cell.values), "values": list(cell.values.values()),
+           "runs": cell.runs, "stage": cell.stage}
+    test = table.tests.get((row, column))
+    if test is not None:
+        out["significance"] = {"baseline": dict(zip(table.spec.rows, table.baselines[row])), **test.to_json()}
+    return out

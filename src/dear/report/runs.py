@@ -5,6 +5,9 @@ From run directories (what train.py and evaluate.py write):
     <run>/.hydra/config.yaml, <run>/.hydra/hydra.yaml   the config; hydra.job.num orders a sweep
     <run>/metrics.json                     one benchmark (evaluation.benchmark, or evaluate.py)
     <run>/benchmarks/<name>/metrics.json   a benchmark set (train.py evaluation.benchmarks)
+    per_query.json beside each metrics.json  per-query values, for the paired tests
+
+Runs of a sweep that differ only by ``seed`` are the seeds of one cell (table.py).
 
 or from a W&B group (runs logged by train.py with logger=wandb: config, and the summary values
 ``final/<benchmark>/<stage>/<metric>``).
@@ -23,6 +26,7 @@ from dear.errors import DataError
 
 Metrics = dict[str, dict[str, dict[str, float]]]  # {benchmark: {stage: {metric: value}}}
 FINAL = "final/"
+SEED = "seed"  # the config key whose values are the repetitions of one cell
 
 
 @dataclass
@@ -33,6 +37,27 @@ class RunResult:
     config: DictConfig
     metrics: Metrics = field(default_factory=dict)
     order: tuple = ()
+    per_query_files: dict[str, Path] = field(default_factory=dict)  # {benchmark: per_query.json}
+
+    @property
+    def seed(self):
+        return self.select(SEED)
+
+    def per_query(self, benchmark: str, stage: str, metric: str) -> dict[str, float] | None:
+        """``{qid: value}`` of one stage and metric (None: the run has no per-query file for it)."""
+        path = self.per_query_files.get(benchmark)
+        if path is None:
+            return None
+        try:
+            rows = json.loads(path.read_text()).get(stage)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from e
+        if rows is None:
+            return None
+        try:
+            return {qid: float(row[metric]) for qid, row in rows.items()}
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: stage {stage!r} lacks a number for {metric!r} on some query ({e})") from e
 
     def select(self, path: str):
         """A config value by dotted path (``alpha.value``); ``a|b``: the first that is set."""
@@ -73,7 +98,9 @@ def load_run_dir(run_dir: Path) -> RunResult:
     hydra_file = run_dir / ".hydra" / "hydra.yaml"
     num = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.job.num", default=None) if hydra_file.is_file() else None
     order = (num if isinstance(num, int) else -1, *_natural(run_dir.name))
-    return RunResult(str(run_dir), config, _dir_metrics(run_dir, config), order)
+    metrics = _dir_metrics(run_dir, config)
+    per_query = {bench: _metrics_file(run_dir, bench).with_name("per_query.json") for bench in metrics}
+    return RunResult(str(run_dir), config, metrics, order, {b: p for b, p in per_query.items() if p.is_file()})
 
 
 def load_run_dirs(roots: list[str | Path]) -> list[RunResult]:
@@ -108,6 +135,28 @@ def summary_metrics(summary: dict) -> Metrics:
             bench, stage, metric = parts
             metrics.setdefault(bench, {}).setdefault(stage, {})[metric] = float(value)
     return metrics
+
+
+def config_differences(a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = (SEED,)) -> list[str]:
+    """Dotted config keys whose values differ between two runs (unresolved), ``ignore`` left out."""
+    flat_a, flat_b = _flatten(OmegaConf.to_container(a)), _flatten(OmegaConf.to_container(b))
+    return sorted(k for k in flat_a.keys() | flat_b.keys()
+                  if flat_a.get(k) != flat_b.get(k) and k.split(".")[0] not in ignore)
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (an empty mapping stays a value)."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    out = {}
+    for key, child in node.items():
+        out.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _metrics_file(run_dir: Path, benchmark: str) -> Path:
+    per_benchmark = run_dir / "benchmarks" / benchmark / "metrics.json"
+    return per_benchmark if per_benchmark.is_file() else run_dir / "metrics.json"
 
 
 def _dir_metrics(run_dir: Path, config: DictConfig) -> Metrics:

@@ -2,16 +2,19 @@
 fields (teacher–student pair, α, loss...), columns DL19, DL20, the BEIR-8 sets in Table 1 order,
 any other benchmark the runs have, then the average.
 
-A cell is one stage's metric on one benchmark in one run, ×100. A cell no run has is missing
-("–"), and so is an average unless every averaged benchmark is present: nothing is filled in.
+A cell is one stage's metric on one benchmark, ×100: the mean over the runs of the row that
+differ only by ``seed``, with the sample sd over them. A cell no run has is missing ("–"), and so
+is an average unless every averaged benchmark is present for the same seeds: nothing is filled in.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 from dear.errors import DataError
-from dear.report.runs import RunResult
+from dear.eval.significance import PairedTest
+from dear.report.runs import RunResult, config_differences
 
 PAPER_COLUMNS = {"dl19": "DL19", "dl20": "DL20", "trec_covid": "Covid", "nfcorpus": "NFCorpus", "touche": "Touche",
                  "dbpedia": "DBPedia", "scifact": "SciFact", "signal": "Signal", "news": "News",
@@ -34,13 +37,30 @@ class Spec:
     average: list[str] = field(default_factory=lambda: list(BEIR8))
     figure: str | None = None
     name: str = "sweep"
+    baseline: str | None = None  # the row the others are tested against, e.g. "α=0" (paired.py)
 
 
 @dataclass
 class Cell:
-    value: float  # ×100
-    run: str
+    """One row × benchmark: a value (×100) per seed, in the order the runs came."""
+
+    values: dict  # {seed: value}; seed None when the runs set none
+    runs: list[str]
     stage: str
+
+    @property
+    def value(self) -> float:
+        return statistics.mean(self.values.values())
+
+    @property
+    def sd(self) -> float | None:
+        """Sample sd over the seeds (None with one)."""
+        return mean_sd(list(self.values.values()))[1]
+
+
+def mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n − 1; None for a single value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 @dataclass
@@ -50,15 +70,37 @@ class Table:
     columns: list[str]  # benchmark names
     cells: dict[tuple[tuple[str, ...], str], Cell]
     incomplete: list[str]  # runs without metrics
+    tests: dict[tuple[tuple[str, ...], str], PairedTest] = field(default_factory=dict)  # against baselines
+    baselines: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)  # row → its baseline row
 
     def value(self, row: tuple[str, ...], column: str) -> float | None:
         cell = self.cells.get((row, column))
         return None if cell is None else cell.value
 
+    def sd(self, row: tuple[str, ...], column: str) -> float | None:
+        cell = self.cells.get((row, column))
+        return None if cell is None else cell.sd
+
+    def average_values(self, row: tuple[str, ...]) -> list[float] | None:
+        """Per seed, the mean over ``spec.average``; None if any is missing or the averaged
+        cells do not have the same seeds."""
+        cells = [self.cells.get((row, c)) for c in self.spec.average]
+        if not cells or None in cells or any(c.values.keys() != cells[0].values.keys() for c in cells):
+            return None
+        return [statistics.mean(c.values[seed] for c in cells) for seed in cells[0].values]
+
     def average(self, row: tuple[str, ...]) -> float | None:
-        """Mean over ``spec.average``; None if any of them is missing."""
-        values = [self.value(row, c) for c in self.spec.average]
-        return None if not values or None in values else sum(values) / len(values)
+        values = self.average_values(row)
+        return None if values is None else statistics.mean(values)
+
+    def average_sd(self, row: tuple[str, ...]) -> float | None:
+        values = self.average_values(row)
+        return None if values is None else mean_sd(values)[1]
+
+    @property
+    def seeds(self) -> int:
+        """The most seeds any cell has (1: no cell averages several runs)."""
+        return max((len(c.values) for c in self.cells.values()), default=1)
 
     @property
     def average_label(self) -> str:
@@ -72,6 +114,14 @@ class Table:
     def numbers(self, row: tuple[str, ...]) -> list[float | None]:
         """The row's cells then its average, in header order."""
         return [*(self.value(row, c) for c in self.columns), self.average(row)]
+
+    def sds(self, row: tuple[str, ...]) -> list[float | None]:
+        """Their sds over seeds, in the same order."""
+        return [*(self.sd(row, c) for c in self.columns), self.average_sd(row)]
+
+    def marked(self, row: tuple[str, ...]) -> list[bool]:
+        """Per number, whether it differs significantly from its baseline row (never the average)."""
+        return [*((row, c) in self.tests and self.tests[row, c].significant for c in self.columns), False]
 
     def best(self) -> list[float | None]:
         """Per numeric column, the highest value present; None unless two rows have one."""
@@ -106,6 +156,7 @@ def build_table(runs: list[RunResult], spec: Spec) -> Table:
     cells: dict[tuple[tuple[str, ...], str], Cell] = {}
     extra: dict[str, None] = {}
     incomplete = []
+    by_name = {run.name: run for run in runs}
     for run in runs:
         row = tuple(display(run.select(path)) for path in spec.rows.values())
         rows.setdefault(row)
@@ -114,21 +165,30 @@ def build_table(runs: list[RunResult], spec: Spec) -> Table:
         for bench, stages in run.metrics.items():
             if bench not in PAPER_COLUMNS:
                 extra.setdefault(bench)
-            _add_cell(cells, row, bench, stages, run.name, run.final_stage, spec)
+            _add_cell(cells, row, bench, stages, run, by_name, spec)
     # Paper columns, then other benchmarks the runs have and averaged ones they lack (shown "–").
     columns = [*PAPER_COLUMNS, *(b for b in dict.fromkeys([*extra, *spec.average]) if b not in PAPER_COLUMNS)]
     return Table(spec, list(rows), columns, cells, incomplete)
 
 
-def _add_cell(cells, row: tuple[str, ...], bench: str, stages: dict, run: str, final_stage: str | None,
+def _add_cell(cells, row: tuple[str, ...], bench: str, stages: dict, run: RunResult, by_name: dict[str, RunResult],
               spec: Spec) -> None:
     if not stages:
         return
-    stage = spec.stage or final_stage or list(stages)[-1]
+    stage = spec.stage or run.final_stage or list(stages)[-1]
     value = stages.get(stage, {}).get(spec.metric)
     if value is None:
         return
-    if (row, bench) in cells:
-        raise DataError(f"two runs give the cell {' / '.join(row)} × {bench}: {cells[row, bench].run} and {run} "
-                        "(report them separately, or add the field that tells them apart to --rows)")
-    cells[row, bench] = Cell(100 * float(value), run, stage)
+    cell = cells.get((row, bench))
+    if cell is None:
+        cells[row, bench] = Cell({run.seed: 100 * float(value)}, [run.name], stage)
+        return
+    first = by_name[cell.runs[0]]
+    differences = config_differences(first.config, run.config)
+    if run.seed in cell.values or differences:
+        why = f"they differ in {', '.join(differences[:5])}" if differences else f"both have seed {run.seed}"
+        raise DataError(f"two runs give the cell {' / '.join(row)} × {bench}: {first.name} and {run.name} ({why}; "
+                        "runs that differ only by seed are averaged: report them separately, or add the field that "
+                        "tells them apart to --rows)")
+    cell.values[run.seed] = 100 * float(value)
+    cell.runs.append(run.name)
