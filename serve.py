@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from dear.config import prepare_environment, register_resolvers, to_plain
 from dear.errors import DataError
+from dear.utils import progress
 
 register_resolvers()
 
@@ -34,6 +35,7 @@ def main(cfg: DictConfig) -> None:
     from dear.serve.app import build_app
 
     prepare_environment(cfg)
+    progress.console.quiet = True  # a progress bar per scorer call is noise in a server log
     serve = cfg.serve
     api_key = api_key_from_env(serve.api_key_env)
     scorer = instantiate(cfg.pointwise)
