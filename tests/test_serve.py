@@ -239,3 +239,43 @@ def test_serve_py_answers_the_cohere_sdk_and_stops_on_sigterm(tmp_path, minilm):
     # uvicorn re-raises the SIGTERM it caught once it has shut down gracefully
     assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output[-3000:]
     assert "k3y" not in output
+
+
+def test_dual_stage_mode_returns_the_listwise_order_and_justification(minilm):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from dear.config import CONF_DIR, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("serve", overrides=["+listwise=tiny", "serve.listwise_depth=3", "listwise.backend.max_new_tokens=8"])
+    assert cfg.pointwise._target_.endswith("BiEncoderScorer") and cfg.serve.host == "127.0.0.1"
+    listwise = instantiate(cfg.listwise)
+    query = "which animal carries loads in the Andes"
+    pointwise = BiEncoderScorer(MINILM, device="cpu").score([ranking_of(query, DOCS)])[0]
+    head = [int(i) for i in np.argsort(-pointwise, kind="stable")]
+    with serving(build_app(minilm, "dual", listwise=listwise, listwise_depth=3)) as (url, _):
+        reply = httpx.post(f"{url}/v2/rerank", json={"query": query, "documents": DOCS}, timeout=120).json()
+        assert [m["stages"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == [["pointwise", "listwise"]]
+    # The tiny listwise model writes noise: every window falls back to the pointwise order.
+    assert reply["meta"]["parse"] == "fallback" and "justification" in reply["meta"]
+    assert [r["index"] for r in reply["results"]] == head
+    assert [r["relevance_score"] for r in reply["results"]] == [float(pointwise[i]) for i in head]
+
+
+class ReversingListwise:
+    """A listwise stage that reverses its window and says so."""
+
+    def rerank(self, rankings):
+        return [Ranking(r.query, r.candidates[::-1], {"justification": "reversed", "parse": "clean"}) for r in rankings]
+
+
+def test_dual_stage_reorders_only_the_pointwise_top_k(minilm):
+    query = "which animal carries loads in the Andes"
+    pointwise = BiEncoderScorer(MINILM, device="cpu").score([ranking_of(query, DOCS)])[0]
+    head = [int(i) for i in np.argsort(-pointwise, kind="stable")]
+    with serving(build_app(minilm, "dual", listwise=ReversingListwise(), listwise_depth=3)) as (url, _):
+        reply = httpx.post(f"{url}/v1/rerank", json={"query": query, "documents": DOCS, "top_n": 4}).json()
+    assert [r["index"] for r in reply["results"]] == head[:3][::-1] + head[3:]
+    assert reply["meta"]["justification"] == "reversed" and reply["meta"]["parse"] == "clean"
