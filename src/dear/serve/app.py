@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from tokenizers import Tokenizer
 
 from dear.data.contract import Candidate, Query, Ranking
 from dear.serve.batcher import MicroBatcher, QueueFull
@@ -49,19 +50,26 @@ def check_limits(body: RerankRequest, docs: list[RerankDocument], limits: Limits
                                 f"serve.limits.max_document_chars = {limits.max_document_chars}")
 
 
-def cut_to_tokens(tokenizer, text: str, max_tokens: int | None) -> str:
-    """``text`` up to the end of its ``max_tokens``-th token (Cohere's ``max_tokens_per_doc``),
-    cut at a character offset so the kept prefix is verbatim text."""
-    if max_tokens is None or not text:
-        return text
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    return text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]]
+class TokenCutter:
+    """Cohere's ``max_tokens_per_doc``: a text up to the end of its N-th token, cut at a character
+    offset so the kept prefix is verbatim text. A private copy of the scorer's Rust tokenizer: the
+    scorer thread may be changing its own tokenizer's truncation settings meanwhile."""
+
+    def __init__(self, hf_tokenizer):
+        self.backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+        self.backend.no_truncation()
+        self.backend.no_padding()
+
+    def __call__(self, text: str, max_tokens: int | None) -> str:
+        if max_tokens is None or not text:
+            return text
+        offsets = self.backend.encode(text, add_special_tokens=False).offsets
+        return text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]]
 
 
-def to_ranking(body: RerankRequest, docs: list[RerankDocument], tokenizer) -> Ranking:
+def to_ranking(body: RerankRequest, docs: list[RerankDocument], cut: TokenCutter) -> Ranking:
     """The request as the project's data contract: candidate ``docid`` = its index in ``documents``."""
-    candidates = [Candidate(str(i), cut_to_tokens(tokenizer, d.text, body.max_tokens_per_doc), d.title)
-                  for i, d in enumerate(docs)]
+    candidates = [Candidate(str(i), cut(d.text, body.max_tokens_per_doc), d.title) for i, d in enumerate(docs)]
     return Ranking(Query("request", body.query), candidates)
 
 
@@ -89,6 +97,10 @@ class Reranking:
         return top + order[len(top):], scores, meta
 
 
+class Unauthorized(Exception):
+    pass
+
+
 def bearer_check(api_key: str | None):
     """A dependency answering 401 unless ``Authorization: Bearer <api_key>`` (constant-time compare)."""
     scheme = HTTPBearer(auto_error=False)
@@ -102,16 +114,13 @@ def bearer_check(api_key: str | None):
     return check
 
 
-class Unauthorized(Exception):
-    pass
-
-
 def build_app(scorer, model_name: str, limits: Limits | dict | None = None, batching: dict | None = None,
               api_key: str | None = None, listwise=None, listwise_depth: int = 20) -> FastAPI:
     """A FastAPI app serving ``scorer`` (anything with ``score(rankings)`` and a ``tokenizer``)."""
     limits = limits if isinstance(limits, Limits) else Limits(**(limits or {}))
     batcher = MicroBatcher(scorer.score, **(batching or {}))
     reranking = Reranking(batcher, listwise, listwise_depth)
+    cut = TokenCutter(scorer.tokenizer)
     stages = ["pointwise"] + (["listwise"] if listwise is not None else [])
 
     @asynccontextmanager
@@ -142,7 +151,7 @@ def build_app(scorer, model_name: str, limits: Limits | dict | None = None, batc
         docs = body.titled()
         try:
             check_limits(body, docs, limits)
-            order, scores, notes = await reranking.rank(to_ranking(body, docs, scorer.tokenizer))
+            order, scores, notes = await reranking.rank(to_ranking(body, docs, cut))
         except LimitExceeded as error:
             return JSONResponse({"message": str(error)}, status_code=413)
         except QueueFull as error:
