@@ -279,3 +279,32 @@ def test_dual_stage_reorders_only_the_pointwise_top_k(minilm):
         reply = httpx.post(f"{url}/v1/rerank", json={"query": query, "documents": DOCS, "top_n": 4}).json()
     assert [r["index"] for r in reply["results"]] == head[:3][::-1] + head[3:]
     assert reply["meta"]["justification"] == "reversed" and reply["meta"]["parse"] == "clean"
+
+
+def test_the_batcher_keeps_to_its_pair_budget_and_survives_a_failing_call():
+    import asyncio
+
+    from dear.serve.batcher import MicroBatcher
+
+    calls = []
+
+    def score(rankings):
+        calls.append([len(r.candidates) for r in rankings])
+        if any(r.query.text == "boom" for r in rankings):
+            raise RuntimeError("scorer failed")
+        return [np.arange(len(r.candidates), dtype=np.float32) for r in rankings]
+
+    async def scenario():
+        batcher = MicroBatcher(score, max_wait_ms=200, max_batch_pairs=8)
+        await batcher.start()
+        four = [ranking_of(f"q{i}", DOCS) for i in range(4)]  # 4 pairs each: two fit a call
+        results = await asyncio.gather(*(batcher.score([r]) for r in four))
+        failed = await asyncio.gather(batcher.score([ranking_of("boom", DOCS)]), return_exceptions=True)
+        after = await batcher.score([ranking_of("fine", DOCS[:2])])
+        await batcher.close()
+        return results, failed, after
+
+    results, failed, after = asyncio.run(scenario())
+    assert calls[:2] == [[4, 4], [4, 4]]  # the third request waited for the next call
+    assert all(list(r[0]) == [0, 1, 2, 3] for r in results)
+    assert isinstance(failed[0], RuntimeError) and list(after[0]) == [0, 1]
