@@ -96,18 +96,23 @@ def test_cohere_sdk_and_httpx_get_the_scorers_scores_and_order(minilm):
         assert "/v2/rerank" in httpx.get(f"{url}/openapi.json").json()["paths"]
 
 
-def test_a_served_export_ranks_like_evaluate(tiny_llama_cls, tmp_path):
+def tiny_export(model: str, run_dir):
+    """A Stage-1 export (``run_dir/export``) of a tiny LoRA student with a non-trivial adapter."""
     from dear.distill.losses import DistillLoss
     from dear.distill.module import DistillModule
 
-    student = {"model": tiny_llama_cls, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    student = {"model": model, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
                "pooling": "last", "dtype": "float32", "template": {"query_max_len": 16, "doc_max_len": 24}}
     module = DistillModule(student, DistillLoss("ranknet", alpha=0.0))
-    with torch.no_grad():  # a non-trivial adapter
+    with torch.no_grad():
         for n, p in module.named_parameters():
             if "lora_B" in n:
                 p.normal_()
-    export = module.export(tmp_path / "export")
+    return module.export(run_dir / "export")
+
+
+def test_a_served_export_ranks_like_evaluate(tiny_llama_cls, tmp_path):
+    export = tiny_export(tiny_llama_cls, tmp_path)
     query = "tell me about llamas"
     evaluated = PointwiseReranker(CrossEncoderScorer.from_export(str(export))).rerank([ranking_of(query, DOCS)])[0]
     with serving(build_app(CrossEncoderScorer.from_export(str(export)), "tiny")) as (url, _):
@@ -213,32 +218,51 @@ def test_shutdown_finishes_in_flight_requests(minilm):
     assert reply.status_code == 200 and len(reply.json()["results"]) == len(DOCS)
 
 
-def test_serve_py_answers_the_cohere_sdk_and_stops_on_sigterm(tmp_path, minilm):
+@contextmanager
+def serve_py(tmp_path, *overrides: str, env: dict | None = None):
+    """``python serve.py`` as a user runs it, on a free port → (url, output); SIGTERM on exit,
+    after which the captured output is in ``output[0]``."""
     port = free_port()
-    env = {**os.environ, "DEAR_TEST_KEY": "k3y"}
-    proc = subprocess.Popen([sys.executable, "serve.py", f"serve.port={port}", "serve.api_key_env=DEAR_TEST_KEY",
-                             "serve.model_name=minilm", f"hydra.run.dir={tmp_path}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "serve.py", f"serve.port={port}", f"hydra.run.dir={tmp_path}", *overrides],
+                            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url, output = f"http://127.0.0.1:{port}", []
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if httpx.get(f"{url}/health").status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.5)
-        query = "pack animals of the Andes"
-        expected = BiEncoderScorer(MINILM, device="cpu").score([ranking_of(query, DOCS)])[0]
-        got = cohere.ClientV2(base_url=url, api_key="k3y").rerank(model="minilm", query=query, documents=DOCS)
-        assert [r.index for r in got.results] == list(np.argsort(-expected, kind="stable"))
-        assert [r.relevance_score for r in got.results] == [float(expected[r.index]) for r in got.results]
+        yield url, output
     finally:
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
+        output.append(proc.communicate(timeout=60)[0])
     # uvicorn re-raises the SIGTERM it caught once it has shut down gracefully
-    assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output[-3000:]
-    assert "k3y" not in output
+    assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output[0], output[0][-3000:]
+
+
+def test_serve_py_answers_the_cohere_sdk_and_stops_on_sigterm(tmp_path):
+    query = "pack animals of the Andes"
+    expected = BiEncoderScorer(MINILM, device="cpu").score([ranking_of(query, DOCS)])[0]
+    with serve_py(tmp_path, "serve.api_key_env=DEAR_TEST_KEY", "serve.model_name=minilm",
+                  env={"DEAR_TEST_KEY": "k3y"}) as (url, output):
+        got = cohere.ClientV2(base_url=url, api_key="k3y").rerank(model="minilm", query=query, documents=DOCS)
+    assert [r.index for r in got.results] == list(np.argsort(-expected, kind="stable"))
+    assert [r.relevance_score for r in got.results] == [float(expected[r.index]) for r in got.results]
+    assert "k3y" not in output[0]
+
+
+def test_serve_py_serves_a_stage1_run_as_evaluate_ranks_it(tmp_path, tiny_llama_cls):
+    run = tmp_path / "run"
+    tiny_export(tiny_llama_cls, run)
+    query = "tell me about llamas"
+    evaluated = PointwiseReranker(CrossEncoderScorer.from_export(str(run))).rerank([ranking_of(query, DOCS)])[0]
+    with serve_py(tmp_path / "serve", "pointwise=export", f"pointwise.path={run}") as (url, _):
+        got = cohere.ClientV2(base_url=url, api_key="k").rerank(model="tiny", query=query, documents=DOCS)
+    assert [str(r.index) for r in got.results] == [c.docid for c in evaluated.candidates]
+    assert [r.relevance_score for r in got.results] == [c.score for c in evaluated.candidates]
 
 
 def test_dual_stage_mode_returns_the_listwise_order_and_justification(minilm):
