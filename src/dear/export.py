@@ -1,0 +1,177 @@
+"""Export a Stage-1 run for serving engines, and prove the export scores like training did.
+
+    python -m dear.export outputs/train/RUN                       # → outputs/train/RUN/merged
+    python -m dear.export outputs/train/RUN --verify benchmark=noveleval
+    python -m dear.export outputs/train/RUN --merged DIR --verify benchmark=noveleval   # check DIR only
+
+The merged directory holds the LoRA merged into the base, the score head, the tokenizer and our
+scoring settings (``dear_scorer.json``: the full pair template and the pooling). Plain
+``AutoModelForSequenceClassification.from_pretrained`` loads it; ``config.pad_token_id`` is set
+so that the library's own pooling picks our pooled position (see ``dear.serve.pairs``).
+
+``--verify`` scores a benchmark's candidates twice — through the merged model with plain
+transformers (and ``dear.serve.pairs`` for the two-part truncation), and through the
+training-time scorer ``CrossEncoderScorer.from_export`` on the unmerged export — and reports
+max |Δscore|, whether each query's ranking is identical, and each side's metrics. It exits
+non-zero when a score differs by more than ``--atol``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dear.errors import DataError
+from dear.rerank.pointwise import EXPORT_META, CrossEncoderScorer, sort_by_scores
+from dear.rerank.template import PairTemplate
+from dear.serve.pairs import PairTokenizer, read_settings
+from dear.utils.io import atomic_write_json
+
+
+def find_export(run: str | Path) -> Path:
+    """A Stage-1 export: ``run`` itself or its ``export/`` (where ``train.py`` writes it)."""
+    run = Path(run)
+    for path in (run, run / "export"):
+        if (path / EXPORT_META).is_file():
+            return path
+    raise DataError(f"{run}: not a Stage-1 run or export (no {EXPORT_META} in it or in its export/)")
+
+
+def serving_pad_id(config_pad_id: int | None, tokenizer_pad_id: int, pooling: str) -> int:
+    """The ``pad_token_id`` that makes transformers' pooling (rightmost token != pad_token_id)
+    pick our position: the last padding position for ``reference`` (0 stands in, as in DeAR's
+    code, unless the config already names a token other than the padding one), the last real
+    token for ``last``; encoders pool [CLS] whatever it is."""
+    if pooling == "reference":
+        if tokenizer_pad_id == 0:
+            raise DataError("pooling 'reference' needs a padding token other than id 0 (the stand-in pad_token_id)")
+        return 0 if config_pad_id in (None, tokenizer_pad_id) else config_pad_id
+    if pooling == "last":
+        return tokenizer_pad_id
+    return tokenizer_pad_id if config_pad_id is None else config_pad_id
+
+
+def merge(export_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
+    """Write the merged model directory (atomically: a crash leaves the old one or none)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from dear.rerank.models import load_pretrained
+
+    meta = json.loads((export_dir / EXPORT_META).read_text())
+    tokenizer, model = load_pretrained(AutoModelForSequenceClassification, str(export_dir), dtype=dtype,
+                                       device="cpu", fill_pad_id=False, num_labels=1)
+    model.config.pad_token_id = serving_pad_id(model.config.pad_token_id, tokenizer.pad_token_id, meta["pooling"])
+    settings = {"template": asdict(PairTemplate(**meta.get("template") or {})), "pooling": meta["pooling"],
+                "base_model": meta.get("base_model"), "merged_from": str(export_dir.resolve())}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    atomic_write_json(tmp / EXPORT_META, settings)
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+@torch.inference_mode()
+def plain_scores(merged_dir: Path, rankings, batch_size: int = 16, device: str = "cpu") -> list[np.ndarray]:
+    """Scores from the merged directory with transformers alone (no scorer of ours)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(merged_dir, dtype=torch.float32).to(device).eval()
+    pairs = PairTokenizer(tokenizer, read_settings(merged_dir))
+    triples = [(r.query.text, c.title, c.text) for r in rankings for c in r.candidates]
+    flat = []
+    for start in range(0, len(triples), batch_size):
+        batch = {k: v.to(device) for k, v in pairs.batch(triples[start : start + batch_size]).items()}
+        flat.append(model(**batch).logits[:, 0].float().cpu().numpy())
+    flat = np.concatenate(flat) if flat else np.zeros(0, dtype=np.float32)
+    bounds = np.cumsum([0] + [len(r.candidates) for r in rankings])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def load_benchmark(overrides: list[str]):
+    """``benchmark=NAME`` plus any further overrides, composed from ``conf/evaluate.yaml``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from dear.config import CONF_DIR, prepare_environment, register_resolvers
+
+    if not any(o.startswith("benchmark=") for o in overrides):
+        raise DataError(f"--verify {' '.join(overrides)}: name the benchmark, e.g. --verify benchmark=noveleval")
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=overrides)
+    prepare_environment(cfg)
+    return instantiate(cfg.benchmark)
+
+
+def verify(export_dir: Path, merged_dir: Path, benchmark, atol: float, depth: int = 100, device: str = "cpu") -> dict:
+    """Both scorings of ``benchmark``'s top-``depth`` candidates → the parity report."""
+    loaded = benchmark.load()
+    rankings = [r.head(depth) for r in loaded.run.values()]
+    ours = CrossEncoderScorer.from_export(str(export_dir), dtype="float32", device=device).score(rankings)
+    plain = plain_scores(merged_dir, rankings, device=device)
+    same = {r.qid: [c.docid for c in sort_by_scores(r, a).candidates] == [c.docid for c in sort_by_scores(r, b).candidates]
+            for r, a, b in zip(rankings, ours, plain)}
+    metrics = {side: loaded.judge.evaluate({r.qid: sort_by_scores(r, s) for r, s in zip(rankings, scores)})[0]
+               for side, scores in [("training_scorer", ours), ("merged_transformers", plain)]}
+    diff = max((float(np.max(np.abs(a - b))) for a, b in zip(ours, plain) if len(a)), default=0.0)
+    return {"benchmark": benchmark.name, "queries": len(rankings), "pairs": sum(len(s) for s in ours),
+            "max_abs_diff": diff, "atol": atol, "passed": diff <= atol,
+            "identical_rankings": sum(same.values()), "identical_ranking_per_query": same, "metrics": metrics}
+
+
+def report_table(report: dict) -> str:
+    names = list(next(iter(report["metrics"].values())))
+    rows = "".join(f"| {side} | " + " | ".join(f"{100 * m[n]:.2f}" for n in names) + " |\n"
+                   for side, m in report["metrics"].items())
+    return (f"{report['benchmark']}: {report['pairs']} pairs, max |Δscore| = {report['max_abs_diff']:.3g} "
+            f"(atol {report['atol']:g}), identical rankings {report['identical_rankings']}/{report['queries']} queries\n\n"
+            f"| scorer | {' | '.join(names)} |\n|---|{'---:|' * len(names)}\n{rows}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dear.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="train.py's run directory or its export/")
+    parser.add_argument("--out", help="merged model directory (default: RUN/merged)")
+    parser.add_argument("--merged", help="verify this existing merged directory instead of writing one")
+    parser.add_argument("--verify", nargs="+", metavar="OVERRIDE", help="benchmark=NAME [hydra overrides]")
+    parser.add_argument("--atol", type=float, default=1e-4, help="largest |Δscore| accepted (fp32 on CPU)")
+    parser.add_argument("--depth", type=int, default=100, help="candidates per query scored by --verify")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", help="dtype of the merged weights")
+    args = parser.parse_args(argv)
+    export_dir = find_export(args.run)
+    if args.merged:
+        merged = Path(args.merged)
+    else:
+        merged = merge(export_dir, Path(args.out) if args.out else export_dir.parent / "merged", args.dtype)
+        print(f"merged model: {merged}")
+    if not args.verify:
+        return 0
+    report = verify(export_dir, merged, load_benchmark(args.verify), args.atol, args.depth, args.device)
+    atomic_write_json(merged / f"verify_{report['benchmark']}.json", report)
+    print(report_table(report))
+    if not report["passed"]:
+        print(f"FAILED: the merged model's scores differ from the training-time scorer's by up to "
+              f"{report['max_abs_diff']:.3g} > atol {args.atol:g}", file=sys.stderr)
+        return 1
+    print("PASSED: the merged model scores like the training-time scorer")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Client-side tokenisation for serving engines: DeAR's pair input with transformers alone.
+
+An engine's rerank endpoint joins query and document as one string and truncates the joined
+pair; DeAR cuts them separately (``query: {q}`` to ``query_max_len`` tokens, ``document:
+{title} {text}`` to ``doc_max_len``), joins them with the tokenizer's pair template and pools
+a fixed position. This module builds exactly those token ids from a merged export directory
+(``python -m dear.export``), with nothing of ours but the settings in its ``dear_scorer.json``,
+so a client can send token ids to an engine that accepts them (vLLM ``TokensPrompt``, plain
+``transformers``). ``dear.export --verify`` scores through it.
+
+Padding per pooling (always right padding, attention mask 0 on padding):
+
+* ``reference`` (DeAR's released checkpoints): every pair padded with the pad token to
+  ``query_max_len + doc_max_len`` (228); the merged config's ``pad_token_id`` is 0, so
+  ``*ForSequenceClassification`` pools the rightmost non-0 token: the last padding position.
+* ``last``: padded to the batch's longest pair; ``pad_token_id`` is the tokenizer's pad, so the
+  rightmost non-pad token (the last real one) is pooled.
+* ``model`` (encoders): [CLS] through the model's own head; token type ids are passed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+SETTINGS = "dear_scorer.json"
+
+
+def read_settings(model_dir: str | Path) -> dict:
+    """``{"template": {...all fields...}, "pooling": ..., "base_model": ...}`` of a merged export."""
+    return json.loads((Path(model_dir) / SETTINGS).read_text())
+
+
+class PairTokenizer:
+    """``tokenizer``: the export's ``AutoTokenizer``; ``settings``: its ``dear_scorer.json``."""
+
+    def __init__(self, tokenizer, settings: dict):
+        self.template, self.pooling = settings["template"], settings["pooling"]
+        self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # no padding/truncation of its own
+        self.backend.no_padding()
+        self.backend.no_truncation()
+        self.pad_id, self.eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+
+    def encode(self, query: str, title: str, text: str) -> tuple[list[int], list[int]]:
+        """(input_ids, token_type_ids) of one pair, unpadded."""
+        t = self.template
+        q = self.backend.encode(f"{t['query_prefix']}{query}", add_special_tokens=False)
+        d = self.backend.encode(f"{t['doc_prefix']}{title} {text}", add_special_tokens=False)
+        q.truncate(t["query_max_len"])
+        d.truncate(t["doc_max_len"])
+        joined = self.backend.post_process(q, d, add_special_tokens=True)
+        ids, types = list(joined.ids), list(joined.type_ids)
+        if t.get("append_eos"):
+            ids, types = ids + [self.eos_id], types + types[-1:]
+        return ids, types
+
+    def batch(self, pairs: list[tuple[str, str, str]]) -> dict[str, torch.Tensor]:
+        """(query, title, text) triples → ``input_ids``, ``attention_mask``, ``token_type_ids``, each (B, L)."""
+        encoded = [self.encode(*p) for p in pairs]
+        longest = max(len(ids) for ids, _ in encoded)
+        length = self.template["query_max_len"] + self.template["doc_max_len"] if self.pooling == "reference" else longest
+        if longest > length:
+            raise ValueError(f"a pair of {longest} tokens exceeds the reference length {length}")
+        ids = torch.full((len(encoded), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        types = torch.zeros_like(ids)
+        for row, (x, y) in enumerate(encoded):
+            ids[row, : len(x)], mask[row, : len(x)], types[row, : len(y)] = torch.tensor(x), 1, torch.tensor(y)
+        out = {"input_ids": ids, "attention_mask": mask}
+        if self.pooling == "model":
+            out["token_type_ids"] = types
+        return out
