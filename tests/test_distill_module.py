@@ -189,3 +189,38 @@ def test_checkpoints_keep_trainable_weights_whatever_the_wrapper_prefixes():
 
     assert trainable_state(Wrapped(), {"_fsdp_wrapped_module.1.bias": 4, "1.weight": 3, "0.bias": 2}) == \
         {"_fsdp_wrapped_module.1.bias": 4, "1.weight": 3}
+
+
+def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_bert_cls, tmp_path):
+    from dear.data.contract import Candidate, Query, Ranking
+    from dear.rerank.pointwise import BiEncoderScorer, scorer_from_export
+
+    student = {"model": tiny_bert_cls, "kind": "bi_encoder", "lora": None, "dtype": "float32", "max_len": 24,
+               "query_prefix": "q: ", "doc_prefix": "d: ", "logit_scale": 20.0}
+    teacher = {"_target_": "test_distill_module.FixtureTeacher", "model": "fixture", "sign": 1.0}
+    dm = DistillDataModule(FixtureSource(), student, teacher, kd_weight=0.0, group_size=POOL + 1, batch_size=3,
+                           cache_dir=str(tmp_path / "teacher"), seed=0)
+    module = DistillModule(student, DistillLoss("ranknet_eq5", alpha=0.0), lr=1e-2, warmup_ratio=0.0)
+    dm.setup()
+    batch = dm.collate([dm.train_set[i] for i in range(N_QUERIES)])
+    assert set(batch) >= {"query_ids", "doc_ids", "labels"} and batch["query_ids"].shape[1] <= 24
+
+    def loss():
+        module.eval()
+        with torch.inference_mode():
+            return module.loss(module(batch).view(N_QUERIES, -1), batch["labels"])["loss"].item()
+
+    before = loss()
+    fit(dm, module, steps=30)
+    assert loss() < 0.5 * before
+    export = module.export(tmp_path / "export")
+    scorer = scorer_from_export(str(tmp_path))
+    assert isinstance(scorer, BiEncoderScorer) and scorer.logit_scale == 20.0 and scorer.max_len == 24
+    q = dm.queries[0]
+    ranking = Ranking(Query(q.qid, dm.collate.queries[q.qid]),
+                      [Candidate(d, *reversed(dm.collate.docs.get_many([d])[d])) for d in q.docids])
+    ours = scorer.score([ranking])[0]
+    np.testing.assert_allclose(ours, group_scores(dm, module)[0], atol=1e-5)  # training forward == export
+    assert not (export / "adapter_config.json").exists()  # a plain encoder directory
+    with pytest.raises(ValueError, match="fully fine-tuned"):
+        DistillModule({**student, "lora": {"r": 4}}, DistillLoss("ranknet", alpha=0.0))

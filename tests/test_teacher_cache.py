@@ -200,3 +200,13 @@ def test_valid_cache_is_verified_without_building_the_teacher(tmp_path):
     cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
     plan = cache.start(FP, QUERIES, 50)
     assert cache.build_shards(plan, range(len(plan.shards)), lambda: pytest.fail("teacher built"), DOCS) == 0
+
+
+def test_shards_never_split_a_query():
+    from dear.distill.teacher_cache import query_aligned_shards
+
+    pairs = [(q, f"{q}-d{j}") for q, n in [("a", 3), ("b", 4), ("c", 1), ("d", 5)] for j in range(n)]
+    shards = query_aligned_shards(pairs, 4)
+    assert [p for s in shards for p in s] == pairs  # every pair once, in order
+    assert [[q for q, _ in s] for s in shards] == [["a"] * 3 + ["b"] * 4, ["c"] + ["d"] * 5]
+    assert query_aligned_shards(pairs, 100) == [pairs] and query_aligned_shards([], 4) == []

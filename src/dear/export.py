@@ -7,11 +7,14 @@
 The merged directory holds the LoRA merged into the base, the score head, the tokenizer and our
 scoring settings (``dear_scorer.json``: the full pair template and the pooling). Plain
 ``AutoModelForSequenceClassification.from_pretrained`` loads it; ``config.pad_token_id`` is set
-so that the library's own pooling picks our pooled position (see ``dear.serve.pairs``).
+so that the library's own pooling picks our pooled position (see ``dear.serve.pairs``). A
+bi-encoder export (the offline default student) is already a plain encoder directory
+(``AutoModel`` / sentence-transformers load it; mean pooling, cosine × ``logit_scale``): it is
+copied as it is.
 
 ``--verify`` scores a benchmark's candidates twice — through the merged model with plain
 transformers (and ``dear.serve.pairs`` for the two-part truncation), and through the
-training-time scorer ``CrossEncoderScorer.from_export`` on the unmerged export — and reports
+training-time scorer (``dear.rerank.pointwise.scorer_from_export``) on the unmerged export — and reports
 max |Δscore|, whether each query's ranking is identical, and each side's metrics. It exits
 non-zero when a score differs by more than ``--atol``.
 """
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 
 from dear.errors import DataError
-from dear.rerank.pointwise import EXPORT_META, CrossEncoderScorer, sort_by_scores
+from dear.rerank.pointwise import EXPORT_META, scorer_from_export, sort_by_scores
 from dear.rerank.template import PairTemplate
 from dear.serve.pairs import PairTokenizer, read_settings
 from dear.utils.io import atomic_write_json
@@ -66,16 +69,27 @@ def merge(export_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
     from dear.rerank.models import load_pretrained
 
     meta = json.loads((export_dir / EXPORT_META).read_text())
+    if meta.get("kind") == "bi_encoder":
+        return _replace_dir(out_dir, lambda tmp: shutil.copytree(export_dir, tmp, dirs_exist_ok=True))
     tokenizer, model = load_pretrained(AutoModelForSequenceClassification, str(export_dir), dtype=dtype,
                                        device="cpu", fill_pad_id=False, num_labels=1)
     model.config.pad_token_id = serving_pad_id(model.config.pad_token_id, tokenizer.pad_token_id, meta["pooling"])
     settings = {"template": asdict(PairTemplate(**meta.get("template") or {})), "pooling": meta["pooling"],
                 "base_model": meta.get("base_model"), "merged_from": str(export_dir.resolve())}
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / EXPORT_META, settings)
+
+    return _replace_dir(out_dir, write)
+
+
+def _replace_dir(out_dir: Path, write) -> Path:
+    """``write(tmp)`` into a temporary sibling, then swap it in for ``out_dir``."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    atomic_write_json(tmp / EXPORT_META, settings)
+    write(tmp)
     old = out_dir.with_name(f".{out_dir.name}.old")
     if out_dir.exists():
         out_dir.rename(old)
@@ -89,6 +103,9 @@ def plain_scores(merged_dir: Path, rankings, batch_size: int = 16, device: str =
     """Scores from the merged directory with transformers alone (no scorer of ours)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    settings = read_settings(merged_dir)
+    if settings.get("kind") == "bi_encoder":
+        return plain_bi_encoder_scores(merged_dir, settings, rankings, batch_size, device)
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
     model = AutoModelForSequenceClassification.from_pretrained(merged_dir, dtype=torch.float32).to(device).eval()
     pairs = PairTokenizer(tokenizer, read_settings(merged_dir))
@@ -100,6 +117,34 @@ def plain_scores(merged_dir: Path, rankings, batch_size: int = 16, device: str =
     flat = np.concatenate(flat) if flat else np.zeros(0, dtype=np.float32)
     bounds = np.cumsum([0] + [len(r.candidates) for r in rankings])
     return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@torch.inference_mode()
+def plain_bi_encoder_scores(model_dir: Path, settings: dict, rankings, batch_size: int, device: str) -> list[np.ndarray]:
+    """sentence-transformers' recipe with transformers alone: masked mean of the last hidden
+    states, L2-normalised, cosine × ``logit_scale``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    inputs = settings["inputs"]
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start : start + batch_size], truncation=True, max_length=inputs["max_len"],
+                            padding=True, return_tensors="pt").to(device)
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).cpu())
+        return torch.cat(out)
+
+    scores = []
+    for r in rankings:
+        q = embed([inputs["query_prefix"] + r.query.text])
+        d = embed([inputs["doc_prefix"] + c.full_text for c in r.candidates])
+        scores.append((settings["logit_scale"] * (d @ q[0])).numpy())
+    return scores
 
 
 def load_benchmark(overrides: list[str]):
@@ -122,7 +167,7 @@ def verify(export_dir: Path, merged_dir: Path, benchmark, atol: float, depth: in
     """Both scorings of ``benchmark``'s top-``depth`` candidates → the parity report."""
     loaded = benchmark.load()
     rankings = [r.head(depth) for r in loaded.run.values()]
-    ours = CrossEncoderScorer.from_export(str(export_dir), dtype="float32", device=device).score(rankings)
+    ours = scorer_from_export(str(export_dir), dtype="float32", device=device).score(rankings)
     plain = plain_scores(merged_dir, rankings, device=device)
     same = {r.qid: [c.docid for c in sort_by_scores(r, a).candidates] == [c.docid for c in sort_by_scores(r, b).candidates]
             for r, a, b in zip(rankings, ours, plain)}

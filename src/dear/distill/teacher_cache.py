@@ -4,7 +4,9 @@ Layout of a cache directory::
 
     manifest.json         fingerprint, the pair list's digest, shard size, pair count; once every
                           shard exists also ``shards``: {file: {rows, sha256}}
-    shard-00000.parquet   columns qid, docid, logit — one per `shard_size` pairs, in pair order
+    shard-00000.parquet   columns qid, docid, logit — about `shard_size` pairs each, in pair order,
+                          never splitting a query (scorers that normalise per query, e.g. a fused
+                          teacher, see all of a query's pairs in one ranking)
     complete              written last, after the shard records
 
 Each shard is scored under its own lock, written to a temporary file and renamed, so a killed
@@ -94,7 +96,7 @@ class TeacherCache:
         manifest = {"fingerprint": fp, "pairs_sha256": digest(pairs), "n_pairs": len(pairs), "shard_size": shard_size}
         with exclusive_lock(self.dir / ".lock"):
             self._check_or_write_manifest(manifest)
-        shards = [pairs[i : i + shard_size] for i in range(0, len(pairs), shard_size)]
+        shards = query_aligned_shards(pairs, shard_size)
         return CachePlan(manifest, shards, {q.qid: q.text for q in queries})
 
     def build_shards(self, plan: CachePlan, indices: Iterable[int], get_scorer: Callable[[], object],
@@ -216,6 +218,17 @@ def _read_shard(path: Path, rows: int) -> pa.Table:
         pair = (table["qid"][bad].as_py(), table["docid"][bad].as_py())
         raise DataError(f"{path}: non-finite teacher logit {table['logit'][bad].as_py()} for pair {pair} (row {bad})")
     return table
+
+
+def query_aligned_shards(pairs: list[tuple[str, str]], shard_size: int) -> list[list[tuple[str, str]]]:
+    """Consecutive pairs cut into shards of at least ``shard_size`` pairs (the last may be
+    smaller), each ending where a query's pairs end."""
+    shards: list[list[tuple[str, str]]] = [[]]
+    for i, pair in enumerate(pairs):
+        shards[-1].append(pair)
+        if len(shards[-1]) >= shard_size and (i + 1 == len(pairs) or pairs[i + 1][0] != pair[0]):
+            shards.append([])
+    return [s for s in shards if s]
 
 
 def _rankings(pairs: list[tuple[str, str]], texts: dict[str, str], docs: DocStore) -> list[Ranking]:

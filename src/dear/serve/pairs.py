@@ -1,17 +1,18 @@
-"""Client-side tokenisation for serving engines: DeAR's pair input with transformers alone.
+"""Client-side tokenisation for serving engines: DeAR's pair input as plain token ids.
 
 An engine's rerank endpoint joins query and document as one string and truncates the joined
 pair; DeAR cuts them separately (``query: {q}`` to ``query_max_len`` tokens, ``document:
-{title} {text}`` to ``doc_max_len``), joins them with the tokenizer's pair template and pools
-a fixed position. This module builds exactly those token ids from a merged export directory
-(``python -m dear.export``), with nothing of ours but the settings in its ``dear_scorer.json``,
-so a client can send token ids to an engine that accepts them (vLLM ``TokensPrompt``, plain
-``transformers``). ``dear.export --verify`` scores through it.
+{title} {text}`` to ``doc_max_len``), joins them as the reference did (``[bos] q [bos] d``) and
+pools a fixed position. This module builds exactly those token ids (through the same
+``PairEncoder`` as training, whose ids are tested against the reference on real tokenizers) and
+pads them so that a plain ``*ForSequenceClassification`` pools the right hidden state, from a
+merged export directory (``python -m dear.export``) and the settings in its
+``dear_scorer.json``. ``dear.export --verify`` scores through it.
 
 Padding per pooling (always right padding, attention mask 0 on padding):
 
-* ``reference`` (DeAR's released checkpoints): every pair padded with the pad token to
-  ``query_max_len + doc_max_len`` (228); the merged config's ``pad_token_id`` is 0, so
+* ``reference`` (DeAR's released checkpoints): every pair padded with the pad token to the
+  template's ``max_length`` (228); the merged config's ``pad_token_id`` is 0, so
   ``*ForSequenceClassification`` pools the rightmost non-0 token: the last padding position.
 * ``last``: padded to the batch's longest pair; ``pad_token_id`` is the tokenizer's pad, so the
   rightmost non-pad token (the last real one) is pooled.
@@ -24,7 +25,9 @@ import json
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer
+from tokenizers import Encoding
+
+from dear.rerank.template import PairEncoder, PairTemplate
 
 SETTINGS = "dear_scorer.json"
 
@@ -38,30 +41,21 @@ class PairTokenizer:
     """``tokenizer``: the export's ``AutoTokenizer``; ``settings``: its ``dear_scorer.json``."""
 
     def __init__(self, tokenizer, settings: dict):
-        self.template, self.pooling = settings["template"], settings["pooling"]
-        self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # no padding/truncation of its own
-        self.backend.no_padding()
-        self.backend.no_truncation()
-        self.pad_id, self.eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+        self.template, self.pooling = PairTemplate(**settings["template"]), settings["pooling"]
+        self.encoder = PairEncoder(tokenizer, self.template)
+        self.pad_id = tokenizer.pad_token_id
 
     def encode(self, query: str, title: str, text: str) -> tuple[list[int], list[int]]:
         """(input_ids, token_type_ids) of one pair, unpadded."""
-        t = self.template
-        q = self.backend.encode(f"{t['query_prefix']}{query}", add_special_tokens=False)
-        d = self.backend.encode(f"{t['doc_prefix']}{title} {text}", add_special_tokens=False)
-        q.truncate(t["query_max_len"])
-        d.truncate(t["doc_max_len"])
-        joined = self.backend.post_process(q, d, add_special_tokens=True)
-        ids, types = list(joined.ids), list(joined.type_ids)
-        if t.get("append_eos"):
-            ids, types = ids + [self.eos_id], types + types[-1:]
-        return ids, types
+        q: Encoding = self.encoder.queries([query])[0]
+        d: Encoding = self.encoder.docs([(title, text)])[0]
+        return self.encoder.pair(q, d)
 
     def batch(self, pairs: list[tuple[str, str, str]]) -> dict[str, torch.Tensor]:
         """(query, title, text) triples → ``input_ids``, ``attention_mask``, ``token_type_ids``, each (B, L)."""
         encoded = [self.encode(*p) for p in pairs]
         longest = max(len(ids) for ids, _ in encoded)
-        length = self.template["query_max_len"] + self.template["doc_max_len"] if self.pooling == "reference" else longest
+        length = self.template.max_length if self.pooling == "reference" else longest
         if longest > length:
             raise ValueError(f"a pair of {longest} tokens exceeds the reference length {length}")
         ids = torch.full((len(encoded), length), self.pad_id, dtype=torch.long)
