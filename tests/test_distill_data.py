@@ -46,7 +46,7 @@ def test_collator_gives_teacher_logits_of_the_very_documents_in_the_batch(tiny_b
     encoder = PairEncoder(load_tokenizer(tiny_bert_cls), PairTemplate())
     docs = DocStore("mem", {d: ("", f"text of {d}") for q in QUERIES for d in q.docids})
     teacher = {(q.qid, d): float(hash((q.qid, d)) % 1000) for q in QUERIES for d in q.docids}
-    collate = PairCollator(encoder, {q.qid: q.text for q in QUERIES}, docs, 0, teacher, memo_size=5)
+    collate = PairCollator(encoder, {q.qid: q.text for q in QUERIES}, docs, teacher, memo_size=5)
     groups = [GroupDataset(QUERIES, 4, seed=3)[i] for i in (0, 2)]
     batch = collate(groups)
     assert batch["input_ids"].shape[0] == 8 and batch["labels"].tolist() == [[1, 0, 0, 0]] * 2

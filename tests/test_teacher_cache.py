@@ -139,8 +139,8 @@ def test_manifest_records_rows_and_checksum_of_every_shard(tmp_path):
     cache = TeacherCache(tmp_path / "c")
     cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
     shards = json.loads((cache.dir / "manifest.json").read_text())["shards"]
-    assert list(shards) == [f"shard-{i:05d}.parquet" for i in range(6)]
-    assert [s["rows"] for s in shards.values()] == [50] * 5 + [20]
+    assert list(shards) == [f"shard-{i:05d}.parquet" for i in range(5)]
+    assert [s["rows"] for s in shards.values()] == [54] * 5  # 9 pairs a query: shards end with a query
     assert shards["shard-00002.parquet"]["sha256"] == hashlib.sha256((cache.dir / "shard-00002.parquet").read_bytes()).hexdigest()
 
 

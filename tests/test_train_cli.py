@@ -22,7 +22,8 @@ def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):
     val = [f"data.val={{_target_: dear.data.benchmarks.FilesBenchmark, name: val, measures: [nDCG@10], "
            f"candidates: '{toy_files['run']}', qrels: '{toy_files['qrels']}', docs: '{toy_files['docs']}', "
            f"queries: '{toy_files['queries']}'}}"]
-    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", *val, f"student.model={tiny_bert_cls}",
+    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", *val, "student=minilm_cross_encoder",
+            f"student.model={tiny_bert_cls}",
             "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
             "teacher.pooling=auto",
             "data.group_size=4", "data.batch_size=2", "trainer.max_steps=4", "trainer.max_epochs=10", "trainer.log_every_n_steps=1",
