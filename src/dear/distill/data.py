@@ -208,15 +208,16 @@ class DistillDataModule(L.LightningDataModule):
         log(f"training: {len(self.queries)} queries, {len(pair_list(self.queries))} (query, doc) pairs in their pools")
 
     def prepare_data(self) -> None:
-        """Compute the teacher cache if it is missing (rank 0 only, as Lightning calls it)."""
-        if not self.needs_teacher or self.cache.complete:
+        """Compute the teacher cache if it is missing or unverified (rank 0 only, as Lightning calls
+        it); the teacher is built only if a shard needs scoring."""
+        if not self.needs_teacher or self.cache.recorded:
             return
         from hydra.utils import instantiate
 
         start = time.perf_counter()
         self.load_sources()
         log(f"teacher cache missing: scoring with {self.teacher_cfg.get('model')} into {self.cache.dir}")
-        self.cache.precompute(instantiate(self.teacher_cfg), self.fingerprint(), self.all_queries, self.docs,
+        self.cache.precompute(lambda: instantiate(self.teacher_cfg), self.fingerprint(), self.all_queries, self.docs,
                               self.shard_size)
         self.timings["teacher_precompute"] = time.perf_counter() - start
 

@@ -81,12 +81,20 @@ class TeacherCache:
     def complete(self) -> bool:
         return (self.dir / "complete").is_file()
 
+    @property
+    def recorded(self) -> bool:
+        """Complete, with every shard's checksum in the manifest (what training reads)."""
+        manifest = self.dir / "manifest.json"
+        return self.complete and manifest.is_file() and "shards" in json.loads(manifest.read_text())
+
     # --- building ---------------------------------------------------------------------------------
     def precompute(self, scorer, fp: dict, queries: list[TrainQuery], docs: DocStore, shard_size: int = 4096) -> None:
-        """Score every pair with ``scorer`` (a pointwise engine) in this process: verifies what is
-        there, scores bad or missing shards only, then records checksums and marks it complete."""
+        """Score every pair with ``scorer`` (a pointwise engine, or a function that builds one —
+        called only if a shard needs scoring) in this process: verifies what is there, scores bad
+        or missing shards only, then records checksums and marks it complete."""
         plan = self.start(fp, queries, shard_size)
-        scored = self.build_shards(plan, range(len(plan.shards)), lambda: scorer, docs)
+        get_scorer = (lambda: scorer) if hasattr(scorer, "score") else scorer
+        scored = self.build_shards(plan, range(len(plan.shards)), get_scorer, docs)
         log(f"teacher cache {self.dir}: scored {scored} of {len(plan.shards)} shards (the others were valid)")
         self.finish(plan)
 
