@@ -8,9 +8,10 @@ Two shapes cover every prompt the project uses:
 * single-turn (the released model card, RankZephyr): one user message holding the
   introduction, the passage list and the instructions.
 
-Passages are cut to a word budget. ``max_words: auto`` picks the largest budget, at most
-``auto_cap``, whose rendered window fits the model's context next to ``max_new_tokens`` — so a
-long window is cut, never silently overflowed; a fixed budget that overflows is an error.
+Passages are cut to a word budget (and/or a character budget, as the model card does).
+``max_words: auto`` picks the largest budget, at most ``auto_cap``, whose rendered window fits
+the model's context next to ``max_new_tokens`` — so a long window is cut, never silently
+overflowed; a fixed budget that overflows is an error.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from dear.errors import DataError
 
 Messages = list[dict[str, str]]
+# texts → per text, the token count of its first w words at index w - 1 (see TokenizerRenderer).
+PassageTokens = Callable[[list[str]], list[list[int]]]
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,12 @@ class ListwisePrompt:
     """Templates take ``{num}`` and ``{query}``; passage templates also ``{id}`` and ``{text}``.
 
     ``first_id`` numbers passages from 1 (DeAR, RankGPT) or 0 (the model card). ``marker`` is the
-    final-ranking line the prompt asks for (``None``: the whole answer is the ranking).
+    final-ranking line the answer carries (``None``: the whole answer is the ranking).
     ``chat_template: false`` renders the user text alone, without the tokenizer's chat template
-    (the model card feeds the raw prompt to the tokenizer).
+    (the model card feeds the raw prompt to the tokenizer). ``drop`` is a literal removed from
+    every passage before it is cut (the DeAR reference removes rank_llm's ``"Title: Content: "``
+    of untitled passages). ``max_chars`` keeps a passage's first characters verbatim (the model
+    card's ``doc[:300]``); ``max_words: null`` then leaves the words alone.
     """
 
     name: str
@@ -43,13 +49,19 @@ class ListwisePrompt:
     passage_separator: str = "\n"
     first_id: int = 1
     marker: str | None = None
-    max_words: int | str = 300
+    max_words: int | str | None = 300
     auto_cap: int = 300
+    max_chars: int | None = None
+    drop: str | None = None
     chat_template: bool = True
 
     def __post_init__(self):
-        if self.max_words != "auto" and not (isinstance(self.max_words, int) and self.max_words > 0):
-            raise DataError(f"prompt.max_words must be a positive integer or 'auto', got {self.max_words!r}")
+        words_ok = self.max_words == "auto" or (isinstance(self.max_words, int) and self.max_words > 0)
+        if not (words_ok or (self.max_words is None and self.max_chars)):
+            raise DataError(f"prompt {self.name!r}: max_words must be a positive integer or 'auto' "
+                            f"(or null with max_chars set), got {self.max_words!r}")
+        if self.max_chars is not None and not (isinstance(self.max_chars, int) and self.max_chars > 0):
+            raise DataError(f"prompt {self.name!r}: max_chars must be a positive integer or null, got {self.max_chars!r}")
         if (self.prefix_reply is None) != (self.passage_reply is None):
             raise DataError("prompt: set both prefix_reply and passage_reply (multi-turn) or neither (single-turn)")
 
@@ -57,10 +69,18 @@ class ListwisePrompt:
     def multi_turn(self) -> bool:
         return self.passage_reply is not None
 
-    def messages(self, query: str, texts: list[str], max_words: int) -> Messages:
+    def passage_text(self, text: str, max_words: int | None) -> str:
+        """One passage as the prompt shows it: ``drop`` removed, then the character and word cuts."""
+        if self.drop:
+            text = text.replace(self.drop, "").strip()
+        if self.max_chars is not None:
+            text = text[: self.max_chars]
+        return text if max_words is None else cut_words(text, max_words)
+
+    def messages(self, query: str, texts: list[str], max_words: int | None) -> Messages:
         """The chat for one window: ``texts`` are the passages in window order (ids from ``first_id``)."""
         fields = {"num": len(texts), "query": query}
-        passages = [(self.first_id + i, cut_words(t, max_words)) for i, t in enumerate(texts)]
+        passages = [(self.first_id + i, self.passage_text(t, max_words)) for i, t in enumerate(texts)]
         msgs: Messages = [{"role": "system", "content": self.system}] if self.system else []
         if self.multi_turn:
             msgs += [{"role": "user", "content": self.prefix.format(**fields)},
@@ -87,12 +107,15 @@ def cut_words(text: str, max_words: int) -> str:
 
 
 def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_tokens: Callable[[Messages], int],
-               limit: int | None) -> tuple[Messages, int]:
+               limit: int | None, passage_tokens: PassageTokens | None = None) -> tuple[Messages, int | None]:
     """Messages for one window that fit in ``limit`` prompt tokens → (messages, words per passage).
 
     ``limit`` is the context size minus the generation budget (``None``: no limit known).
-    With ``max_words: auto`` the budget shrinks in proportion to the overflow until it fits
-    (a few tokenizer calls); a fixed budget that overflows raises, naming the setting.
+    With ``max_words: auto`` the window is rendered once at ``auto_cap``; when it overflows, the
+    budget comes from one pass over per-passage token counts (``passage_tokens``, exact for local
+    tokenizers; without it, tokens are taken as proportional to words) and one render checks it
+    (another only where joining passages into the chat changed a count). A fixed budget that
+    overflows raises, naming the setting.
     """
     words = prompt.auto_cap if prompt.max_words == "auto" else prompt.max_words
     messages = prompt.messages(query, texts, words)
@@ -105,15 +128,40 @@ def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_token
                             f"needs {used} tokens but only {limit} fit next to the generation budget; "
                             f"set prompt.max_words=auto or a smaller budget, or a smaller window")
         return messages, words
-    overhead = count_tokens(prompt.messages(query, [""] * len(texts), 0))
+    if used <= limit:
+        return messages, words
+    cut = [prompt.passage_text(t, words) for t in texts]
+    if passage_tokens is not None:
+        prefix = passage_tokens(cut)
+        overhead = used - sum(p[-1] if p else 0 for p in prefix)
+    else:
+        prefix = [list(range(1, len(t.split()) + 1)) for t in cut]
+        overhead = count_tokens(prompt.messages(query, [""] * len(texts), 0))
     if overhead >= limit:
         raise DataError(f"prompt {prompt.name!r}: the template alone needs {overhead} tokens for a window of "
                         f"{len(texts)} passages but only {limit} fit; use a smaller window or a larger context")
     while used > limit and words > 0:
-        # Passage tokens scale roughly with words: shrink by the overflow ratio, at least one word.
-        ratio = (limit - overhead) / max(used - overhead, 1)
-        words = min(words - 1, int(words * ratio))
-        words = max(words, 0)
+        # Measured passage tokens over predicted ones at this budget: 1 for exact counts, the
+        # tokens-per-word ratio for the estimate; the budget is the largest that then fits.
+        scale = max(used - overhead, 1) / max(_passage_total(prefix, words), 1)
+        words = _largest_fitting(prefix, min(words - 1, prompt.auto_cap), (limit - overhead) / scale)
         messages = prompt.messages(query, texts, words)
         used = count_tokens(messages)
     return messages, words
+
+
+def _passage_total(prefix: list[list[int]], words: int) -> int:
+    """Σ over passages of the tokens of their first ``words`` words."""
+    return sum(p[min(words, len(p)) - 1] for p in prefix if p and words > 0)
+
+
+def _largest_fitting(prefix: list[list[int]], high: int, budget: float) -> int:
+    """The largest w in [0, high] with Σ tokens(first w words) ≤ budget (binary search: the sum grows with w)."""
+    low = 0
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _passage_total(prefix, mid) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low

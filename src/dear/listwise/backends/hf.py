@@ -1,4 +1,5 @@
-"""transformers ``generate``: greedy by default, left padding, KV cache, length-sorted batches."""
+"""transformers ``generate``: greedy or seeded sampling, left padding, KV cache, length-sorted
+batches sized by a token budget."""
 
 from __future__ import annotations
 
@@ -26,16 +27,22 @@ class TransformersBackend:
     Prompts are sorted by length and batched under ``batch_size`` sequences and
     ``max_batch_tokens`` padded tokens (prompt + ``max_new_tokens`` per row), left-padded so
     every row's generation starts at the same position. ``context_size`` defaults to the
-    model's ``max_position_embeddings``.
+    model's ``max_position_embeddings``. ``do_sample``: sampling at ``temperature`` / ``top_p``,
+    the RNG seeded with ``seed`` before every batch (a window's sample depends on its batch only,
+    not on what ran before it).
     """
 
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  max_new_tokens: int = 1024, batch_size: int = 8, max_batch_tokens: int = 131072,
-                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
                  context_size: int | None = None, dtype: str = "auto", device: str = "auto", merge: bool = True):
         from transformers import GenerationConfig
 
         self.name = model
+        self.identity = {"backend": "transformers", "model": model, "adapter": adapter, "revision": revision,
+                         "dtype": dtype, "max_new_tokens": max_new_tokens, "do_sample": do_sample,
+                         **({"temperature": temperature, "top_p": top_p, "seed": seed} if do_sample else {})}
+        self.seed = seed
         self.tokenizer, self.model = load_causal_lm(model, adapter, revision, dtype, device, merge)
         self.tokenizer.padding_side = "left"
         self.renderer = TokenizerRenderer(self.tokenizer)
@@ -56,15 +63,24 @@ class TransformersBackend:
     def count_tokens(self, messages, chat: bool = True) -> int:
         return self.renderer.count(messages, chat)
 
+    @property
+    def passage_tokens(self):
+        return self.renderer.passage_tokens
+
     @torch.inference_mode()
-    def generate(self, conversations, chat: bool = True, desc: str = "generating") -> list[Generation]:
+    def generate(self, conversations, chat: bool = True, desc: str = "generating", on_done=None) -> list[Generation]:
+        """One generation per chat, in order; ``on_done(i, generation)`` as each batch finishes."""
         prompts = [self.renderer.ids(m, chat) for m in conversations]
         out: list[Generation | None] = [None] * len(prompts)
         lengths = [len(p) + self.max_new_tokens for p in prompts]
         with progress_bar(desc, len(prompts)) as advance:
             for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
+                if self.generation_config.do_sample:
+                    torch.manual_seed(self.seed)
                 for i, gen in zip(batch, self._generate_batch([prompts[i] for i in batch])):
                     out[i] = gen
+                    if on_done is not None:
+                        on_done(i, gen)
                 advance(len(batch))
         return out
 
