@@ -58,6 +58,7 @@ def main():
     prompt_cfg.pop("_target_")
     # auto: 20 x 300 words would overflow the tiny model's 4,096 positions
     prompt_cfg["max_words"] = args.max_words if args.max_words == "auto" else int(args.max_words)
+    prompt_cfg["max_chars"] = None
     backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens,
                                   batch_size=args.batch_size, dtype="float32")
     reranker = ListwiseReranker(backend, prompt_cfg, window_size=20, step=10)

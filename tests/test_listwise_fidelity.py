@@ -111,8 +111,9 @@ def test_auto_word_budget_fits_the_real_token_counts(llama31, dl21):
     prompt = dear_prompt(max_words="auto")
     for limit in (full - 1, full // 2, full // 5):
         messages, words = fit_window(prompt, item["query"], texts, renderer.count, limit, renderer.passage_tokens)
-        assert renderer.count(messages) <= limit < renderer.count(prompt.messages(item["query"], texts, words + 1))
-        assert 0 < words < 300
+        assert renderer.count(messages) <= limit
+        largest = max(w for w in range(words, 301) if renderer.count(prompt.messages(item["query"], texts, w)) <= limit)
+        assert 0.95 * largest <= words <= largest < 300  # a few words short at most: extrapolated counts
 
 
 def test_per_passage_counts_are_the_tokens_of_each_word_prefix(llama31, dl21):

@@ -166,7 +166,7 @@ def test_auto_budget_from_per_passage_counts_is_the_largest_that_fits():
     p = prompt("dear", max_words="auto")
     messages, words = fit_window(p, "q", texts, counted, 600, passage_tokens)
     assert count(messages) <= 600 < count(p.messages("q", texts, words + 1))
-    assert len(calls) == 2  # the full window, then the fitted one: no search by re-rendering
+    assert len(calls) == 2  # the template alone, then the fitted window: no search by re-rendering
 
 
 def test_top_k_reranks_the_head_and_keeps_the_tail():

@@ -106,48 +106,59 @@ def cut_words(text: str, max_words: int) -> str:
     return " ".join(text.split()[:max_words])
 
 
+SAMPLE_WORDS = 32  # words per passage whose tokens are counted; the rest extrapolated
+
+
 def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_tokens: Callable[[Messages], int],
                limit: int | None, passage_tokens: PassageTokens | None = None) -> tuple[Messages, int | None]:
     """Messages for one window that fit in ``limit`` prompt tokens → (messages, words per passage).
 
-    ``limit`` is the context size minus the generation budget (``None``: no limit known).
-    With ``max_words: auto`` the window is rendered once at ``auto_cap``; when it overflows, the
-    budget comes from one pass over per-passage token counts (``passage_tokens``, exact for local
-    tokenizers; without it, tokens are taken as proportional to words) and one render checks it
-    (another only where joining passages into the chat changed a count). A fixed budget that
-    overflows raises, naming the setting.
+    ``limit`` is the context size minus the generation budget (``None``: no limit known). A fixed
+    budget that overflows raises, naming the setting. ``max_words: auto``: the template's own
+    tokens (one small render) and one pass counting the tokens of each passage's first
+    ``SAMPLE_WORDS`` words (``passage_tokens``; without it, one token a word), extrapolated at
+    each passage's tokens per word, give the largest budget (at most ``auto_cap``; every word is
+    at least a token) predicted to fit; one render checks it, and only a misprediction costs
+    another (the budget then shrinks by the measured ratio).
     """
     words = prompt.auto_cap if prompt.max_words == "auto" else prompt.max_words
-    messages = prompt.messages(query, texts, words)
-    if limit is None:
-        return messages, words
-    used = count_tokens(messages)
-    if prompt.max_words != "auto":
-        if used > limit:
+    if limit is None or prompt.max_words != "auto":
+        messages = prompt.messages(query, texts, words)
+        used = 0 if limit is None else count_tokens(messages)
+        if limit is not None and used > limit:
             raise DataError(f"prompt.max_words={words}: a window of {len(texts)} passages for query {query[:60]!r} "
                             f"needs {used} tokens but only {limit} fit next to the generation budget; "
                             f"set prompt.max_words=auto or a smaller budget, or a smaller window")
         return messages, words
-    if used <= limit:
-        return messages, words
-    cut = [prompt.passage_text(t, words) for t in texts]
-    if passage_tokens is not None:
-        prefix = passage_tokens(cut)
-        overhead = used - sum(p[-1] if p else 0 for p in prefix)
-    else:
-        prefix = [list(range(1, len(t.split()) + 1)) for t in cut]
-        overhead = count_tokens(prompt.messages(query, [""] * len(texts), 0))
+    overhead = count_tokens(prompt.messages(query, [""] * len(texts), 0))
     if overhead >= limit:
         raise DataError(f"prompt {prompt.name!r}: the template alone needs {overhead} tokens for a window of "
                         f"{len(texts)} passages but only {limit} fit; use a smaller window or a larger context")
+    cut = [prompt.passage_text(t, words).split() for t in texts]
+    bound = _largest_fitting([list(range(1, len(c) + 1)) for c in cut], words, limit - overhead)
+    curves = _token_curves(cut, bound, passage_tokens)
+    words = _largest_fitting(curves, bound, limit - overhead)
+    messages = prompt.messages(query, texts, words)
+    used = count_tokens(messages)
     while used > limit and words > 0:
-        # Measured passage tokens over predicted ones at this budget: 1 for exact counts, the
-        # tokens-per-word ratio for the estimate; the budget is the largest that then fits.
-        scale = max(used - overhead, 1) / max(_passage_total(prefix, words), 1)
-        words = _largest_fitting(prefix, min(words - 1, prompt.auto_cap), (limit - overhead) / scale)
+        scale = (used - overhead) / max(_passage_total(curves, words), 1)  # measured / predicted tokens
+        words = _largest_fitting(curves, words - 1, (limit - overhead) / scale)
         messages = prompt.messages(query, texts, words)
         used = count_tokens(messages)
     return messages, words
+
+
+def _token_curves(cut: list[list[str]], bound: int, passage_tokens: PassageTokens | None) -> list[list[float]]:
+    """Per passage, predicted tokens of its first w words for w = 1 … min(len, bound): counted for
+    the first ``SAMPLE_WORDS`` words, then linear at the passage's sampled tokens per word."""
+    sample = min(SAMPLE_WORDS, bound)
+    counted = passage_tokens([" ".join(c[:sample]) for c in cut]) if passage_tokens else \
+        [list(range(1, min(len(c), sample) + 1)) for c in cut]
+    curves = []
+    for words, row in zip(cut, counted):
+        per_word = row[-1] / len(row) if row else 1.0
+        curves.append(row + [per_word * w for w in range(len(row) + 1, min(len(words), bound) + 1)])
+    return curves
 
 
 def _passage_total(prefix: list[list[int]], words: int) -> int:
