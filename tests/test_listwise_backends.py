@@ -32,6 +32,29 @@ def test_batched_left_padded_generation_equals_one_at_a_time(backend):
     assert len({g.prompt_tokens for g in together}) == 3  # really different lengths, so really padded
 
 
+def test_batched_rows_are_prefilled_alone_without_a_padding_mask(backend, monkeypatch):
+    forwards = []
+    forward = backend.model.forward
+    monkeypatch.setattr(backend.model, "forward", lambda *a, **kw: (forwards.append(kw), forward(*a, **kw))[1])
+    done = {}
+    backend.generate(CHATS, on_done=lambda i, gen: done.setdefault(i, gen))
+    prefills = [kw for kw in forwards if kw["input_ids"].shape[1] > 1]
+    assert [kw["input_ids"].shape[0] for kw in prefills] == [1, 1, 1] and all(
+        kw.get("attention_mask") is None for kw in prefills)
+    assert sorted(done) == [0, 1, 2] and all(isinstance(g.text, str) for g in done.values())
+
+
+def test_sampling_is_reproducible_from_the_seed(tiny_llama_causal):
+    def sampled(seed):
+        b = TransformersBackend(tiny_llama_causal, max_new_tokens=12, do_sample=True, temperature=1.0, seed=seed,
+                                dtype="float32", device="cpu")
+        return b.identity, [g.text for g in b.generate(CHATS)]
+
+    (identity, first), (_, again), (other_identity, other) = sampled(0), sampled(0), sampled(1)
+    assert first == again and other != first
+    assert identity["seed"] == 0 and other_identity["seed"] == 1  # part of the cache key
+
+
 def test_stop_tokens_and_the_token_limit_are_reported(backend):
     eot = backend.tokenizer.convert_tokens_to_ids("<|eot_id|>")
     assert eot in backend.stop and backend.tokenizer.eos_token_id in backend.stop

@@ -125,7 +125,19 @@ def test_dear_prompt_is_the_multi_turn_exchange_with_the_three_steps():
     assert msgs[0]["content"].startswith("You are RankLLM")
     assert msgs[3]["content"] == "[1] one two" and msgs[4]["content"] == "Received passage [1]."
     assert all(f"Step {i}." in msgs[-1]["content"] for i in (1, 2, 3))
-    assert "### Final Reranking: [2] > [1]" in msgs[-1]["content"]
+    assert msgs[-1]["content"].endswith("Output format strictly: [2] > [1] > [3] ... Only output the ranking "
+                                        "using identifiers; no explanations.")
+    assert "### Final Reranking: [2] > [1]" in prompt("dear_cot").messages("who?", ["a"], 2)[-1]["content"]
+
+
+def test_dear_prompt_drops_rank_llm_empty_title_and_the_card_cuts_characters_verbatim():
+    msgs = prompt("dear").messages("q", ["Title: Content:  alpha  beta\ngamma delta"], 3)
+    assert msgs[3]["content"] == "[1] alpha beta gamma"
+    text = "x" * 250 + "  two\nspaces " + "y" * 100
+    card = prompt("model_card").messages("q", [text], None)[0]["content"]
+    assert f"[0] {text[:300]}\n\nSearch Query" in card
+    with pytest.raises(Exception, match="max_words must be a positive integer"):
+        prompt("dear", max_words=None)
 
 
 def test_auto_budget_fits_the_context_and_a_fixed_budget_that_overflows_is_an_error():
@@ -137,6 +149,31 @@ def test_auto_budget_fits_the_context_and_a_fixed_budget_that_overflows_is_an_er
     assert wide_words == 300 and count(wide) <= 10_000
     with pytest.raises(DataError, match="prompt.max_words=300"):
         fit_window(prompt("dear"), "q", texts, count, limit=600)
+
+
+def test_auto_budget_from_per_passage_counts_is_the_largest_that_fits():
+    texts = [" ".join(f"w{i}x" for i in range(400))] * 5
+    count = ScriptedBackend().count_tokens  # one token a word: per-passage counts are exact
+    calls = []
+
+    def counted(messages):
+        calls.append(1)
+        return count(messages)
+
+    def passage_tokens(cut):
+        return [list(range(1, len(t.split()) + 1)) for t in cut]
+
+    p = prompt("dear", max_words="auto")
+    messages, words = fit_window(p, "q", texts, counted, 600, passage_tokens)
+    assert count(messages) <= 600 < count(p.messages("q", texts, words + 1))
+    assert len(calls) == 2  # the template alone, then the fitted window: no search by re-rendering
+
+
+def test_top_k_reranks_the_head_and_keeps_the_tail():
+    ranking = graded_ranking("q", [0, 1, 2, 3, 4, 5])
+    out = ListwiseReranker(ScriptedBackend(), prompt("dear"), 3, 3, top_k=3).rerank([ranking])[0]
+    assert [c.docid for c in out.candidates] == ["q-2", "q-1", "q-0", "q-3", "q-4", "q-5"]
+    assert [c.score for c in out.candidates] == [6, 5, 4, 3, 2, 1]
 
 
 def test_reranker_reports_the_words_it_fitted_per_window():

@@ -8,9 +8,10 @@ Two shapes cover every prompt the project uses:
 * single-turn (the released model card, RankZephyr): one user message holding the
   introduction, the passage list and the instructions.
 
-Passages are cut to a word budget. ``max_words: auto`` picks the largest budget, at most
-``auto_cap``, whose rendered window fits the model's context next to ``max_new_tokens`` — so a
-long window is cut, never silently overflowed; a fixed budget that overflows is an error.
+Passages are cut to a word budget (and/or a character budget, as the model card does).
+``max_words: auto`` picks the largest budget, at most ``auto_cap``, whose rendered window fits
+the model's context next to ``max_new_tokens`` — so a long window is cut, never silently
+overflowed; a fixed budget that overflows is an error.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from dear.errors import DataError
 
 Messages = list[dict[str, str]]
+# texts → per text, the token count of its first w words at index w - 1 (see TokenizerRenderer).
+PassageTokens = Callable[[list[str]], list[list[int]]]
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,12 @@ class ListwisePrompt:
     """Templates take ``{num}`` and ``{query}``; passage templates also ``{id}`` and ``{text}``.
 
     ``first_id`` numbers passages from 1 (DeAR, RankGPT) or 0 (the model card). ``marker`` is the
-    final-ranking line the prompt asks for (``None``: the whole answer is the ranking).
+    final-ranking line the answer carries (``None``: the whole answer is the ranking).
     ``chat_template: false`` renders the user text alone, without the tokenizer's chat template
-    (the model card feeds the raw prompt to the tokenizer).
+    (the model card feeds the raw prompt to the tokenizer). ``drop`` is a literal removed from
+    every passage before it is cut (the DeAR reference removes rank_llm's ``"Title: Content: "``
+    of untitled passages). ``max_chars`` keeps a passage's first characters verbatim (the model
+    card's ``doc[:300]``); ``max_words: null`` then leaves the words alone.
     """
 
     name: str
@@ -43,13 +49,19 @@ class ListwisePrompt:
     passage_separator: str = "\n"
     first_id: int = 1
     marker: str | None = None
-    max_words: int | str = 300
+    max_words: int | str | None = 300
     auto_cap: int = 300
+    max_chars: int | None = None
+    drop: str | None = None
     chat_template: bool = True
 
     def __post_init__(self):
-        if self.max_words != "auto" and not (isinstance(self.max_words, int) and self.max_words > 0):
-            raise DataError(f"prompt.max_words must be a positive integer or 'auto', got {self.max_words!r}")
+        words_ok = self.max_words == "auto" or (isinstance(self.max_words, int) and self.max_words > 0)
+        if not (words_ok or (self.max_words is None and self.max_chars)):
+            raise DataError(f"prompt {self.name!r}: max_words must be a positive integer or 'auto' "
+                            f"(or null with max_chars set), got {self.max_words!r}")
+        if self.max_chars is not None and not (isinstance(self.max_chars, int) and self.max_chars > 0):
+            raise DataError(f"prompt {self.name!r}: max_chars must be a positive integer or null, got {self.max_chars!r}")
         if (self.prefix_reply is None) != (self.passage_reply is None):
             raise DataError("prompt: set both prefix_reply and passage_reply (multi-turn) or neither (single-turn)")
 
@@ -57,10 +69,18 @@ class ListwisePrompt:
     def multi_turn(self) -> bool:
         return self.passage_reply is not None
 
-    def messages(self, query: str, texts: list[str], max_words: int) -> Messages:
+    def passage_text(self, text: str, max_words: int | None) -> str:
+        """One passage as the prompt shows it: ``drop`` removed, then the character and word cuts."""
+        if self.drop:
+            text = text.replace(self.drop, "").strip()
+        if self.max_chars is not None:
+            text = text[: self.max_chars]
+        return text if max_words is None else cut_words(text, max_words)
+
+    def messages(self, query: str, texts: list[str], max_words: int | None) -> Messages:
         """The chat for one window: ``texts`` are the passages in window order (ids from ``first_id``)."""
         fields = {"num": len(texts), "query": query}
-        passages = [(self.first_id + i, cut_words(t, max_words)) for i, t in enumerate(texts)]
+        passages = [(self.first_id + i, self.passage_text(t, max_words)) for i, t in enumerate(texts)]
         msgs: Messages = [{"role": "system", "content": self.system}] if self.system else []
         if self.multi_turn:
             msgs += [{"role": "user", "content": self.prefix.format(**fields)},
@@ -86,21 +106,26 @@ def cut_words(text: str, max_words: int) -> str:
     return " ".join(text.split()[:max_words])
 
 
+SAMPLE_WORDS = 32  # words per passage whose tokens are counted; the rest extrapolated
+
+
 def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_tokens: Callable[[Messages], int],
-               limit: int | None) -> tuple[Messages, int]:
+               limit: int | None, passage_tokens: PassageTokens | None = None) -> tuple[Messages, int | None]:
     """Messages for one window that fit in ``limit`` prompt tokens → (messages, words per passage).
 
-    ``limit`` is the context size minus the generation budget (``None``: no limit known).
-    With ``max_words: auto`` the budget shrinks in proportion to the overflow until it fits
-    (a few tokenizer calls); a fixed budget that overflows raises, naming the setting.
+    ``limit`` is the context size minus the generation budget (``None``: no limit known). A fixed
+    budget that overflows raises, naming the setting. ``max_words: auto``: the template's own
+    tokens (one small render) and one pass counting the tokens of each passage's first
+    ``SAMPLE_WORDS`` words (``passage_tokens``; without it, one token a word), extrapolated at
+    each passage's tokens per word, give the largest budget (at most ``auto_cap``; every word is
+    at least a token) predicted to fit; one render checks it, and only a misprediction costs
+    another (the budget then shrinks by the measured ratio).
     """
     words = prompt.auto_cap if prompt.max_words == "auto" else prompt.max_words
-    messages = prompt.messages(query, texts, words)
-    if limit is None:
-        return messages, words
-    used = count_tokens(messages)
-    if prompt.max_words != "auto":
-        if used > limit:
+    if limit is None or prompt.max_words != "auto":
+        messages = prompt.messages(query, texts, words)
+        used = 0 if limit is None else count_tokens(messages)
+        if limit is not None and used > limit:
             raise DataError(f"prompt.max_words={words}: a window of {len(texts)} passages for query {query[:60]!r} "
                             f"needs {used} tokens but only {limit} fit next to the generation budget; "
                             f"set prompt.max_words=auto or a smaller budget, or a smaller window")
@@ -109,11 +134,45 @@ def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_token
     if overhead >= limit:
         raise DataError(f"prompt {prompt.name!r}: the template alone needs {overhead} tokens for a window of "
                         f"{len(texts)} passages but only {limit} fit; use a smaller window or a larger context")
+    cut = [prompt.passage_text(t, words).split() for t in texts]
+    bound = _largest_fitting([list(range(1, len(c) + 1)) for c in cut], words, limit - overhead)
+    curves = _token_curves(cut, bound, passage_tokens)
+    words = _largest_fitting(curves, bound, limit - overhead)
+    messages = prompt.messages(query, texts, words)
+    used = count_tokens(messages)
     while used > limit and words > 0:
-        # Passage tokens scale roughly with words: shrink by the overflow ratio, at least one word.
-        ratio = (limit - overhead) / max(used - overhead, 1)
-        words = min(words - 1, int(words * ratio))
-        words = max(words, 0)
+        scale = (used - overhead) / max(_passage_total(curves, words), 1)  # measured / predicted tokens
+        words = _largest_fitting(curves, words - 1, (limit - overhead) / scale)
         messages = prompt.messages(query, texts, words)
         used = count_tokens(messages)
     return messages, words
+
+
+def _token_curves(cut: list[list[str]], bound: int, passage_tokens: PassageTokens | None) -> list[list[float]]:
+    """Per passage, predicted tokens of its first w words for w = 1 … min(len, bound): counted for
+    the first ``SAMPLE_WORDS`` words, then linear at the passage's sampled tokens per word."""
+    sample = min(SAMPLE_WORDS, bound)
+    counted = passage_tokens([" ".join(c[:sample]) for c in cut]) if passage_tokens else \
+        [list(range(1, min(len(c), sample) + 1)) for c in cut]
+    curves = []
+    for words, row in zip(cut, counted):
+        per_word = row[-1] / len(row) if row else 1.0
+        curves.append(row + [per_word * w for w in range(len(row) + 1, min(len(words), bound) + 1)])
+    return curves
+
+
+def _passage_total(prefix: list[list[int]], words: int) -> int:
+    """Σ over passages of the tokens of their first ``words`` words."""
+    return sum(p[min(words, len(p)) - 1] for p in prefix if p and words > 0)
+
+
+def _largest_fitting(prefix: list[list[int]], high: int, budget: float) -> int:
+    """The largest w in [0, high] with Σ tokens(first w words) ≤ budget (binary search: the sum grows with w)."""
+    low = 0
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _passage_total(prefix, mid) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low

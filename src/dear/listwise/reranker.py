@@ -1,5 +1,6 @@
-"""The listwise reranking stage: a sliding window over each query's candidates, one window step
-across all queries per back-end call.
+"""The listwise reranking stage: a sliding window over each query's top-k candidates, one window
+step across all queries per back-end call, each window's generation cached on disk when
+``cache_dir`` is set (a killed run re-run with the same directory generates only what is missing).
 
 Per query, ``Ranking.meta`` records the parse status (worst window), the justification (the
 reasoning of the window that set the top ranks) and, per window, its ranks, status, issues,
@@ -10,6 +11,7 @@ fallback queries of the last run.
 from __future__ import annotations
 
 from dear.data.contract import Candidate, Ranking
+from dear.listwise.cache import GenerationCache
 from dear.listwise.parsing import CLEAN, FALLBACK, REPAIRED, STATUSES, Parsed, parse_ranking
 from dear.listwise.prompts import ListwisePrompt, fit_window
 from dear.listwise.window import window_spans
@@ -18,17 +20,30 @@ from dear.utils.progress import log
 
 class ListwiseReranker:
     """``backend``: anything with ``generate`` / ``count_tokens`` / ``prompt_limit`` (see
-    ``dear.listwise.backends``); ``prompt``: a :class:`ListwisePrompt` or its config dict."""
+    ``dear.listwise.backends``; ``cache_dir`` also needs its ``identity``); ``prompt``: a
+    :class:`ListwisePrompt` or its config dict. ``top_k``: windows cover the first ``top_k``
+    candidates a query arrives with (``None``: all); the rest keep their order.
+    """
 
-    def __init__(self, backend, prompt: ListwisePrompt | dict, window_size: int = 20, step: int = 10):
+    def __init__(self, backend, prompt: ListwisePrompt | dict, window_size: int = 20, step: int = 10,
+                 top_k: int | None = None, cache_dir: str | None = None):
         self.backend = backend
         self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
         window_spans(window_size, window_size, step)  # validates size and step now, not mid-run
-        self.window_size, self.step = window_size, step
+        self.window_size, self.step, self.top_k = window_size, step, top_k
+        self.cache = GenerationCache(cache_dir, backend.identity) if cache_dir else None
         self._counts: dict[str, int] = {}
+        self.reused = 0  # windows of the last run read back from the cache
 
     def rerank(self, rankings: list[Ranking]) -> list[Ranking]:
-        orders = [list(r.candidates) for r in rankings]
+        depth = max((len(r.candidates) for r in rankings), default=0)
+        if self.top_k is not None and 0 < depth < self.top_k:
+            log(f"listwise top_k={self.top_k}, but queries arrive with at most {depth} candidates: set "
+                f"pipeline.stages.listwise.depth={self.top_k} to rerank the top {self.top_k}")
+        heads = [r.candidates[: self.top_k] for r in rankings]
+        tails = [r.candidates[len(h):] for r, h in zip(rankings, heads)]
+        orders = [list(h) for h in heads]
+        self.reused = 0
         plans = [window_spans(len(c), self.window_size, self.step) for c in orders]
         windows: list[list[dict]] = [[] for _ in rankings]
         justifications = [""] * len(rankings)  # the last window processed is the top one
@@ -36,18 +51,37 @@ class ListwiseReranker:
         for j in range(steps):
             active = [q for q, plan in enumerate(plans) if j < len(plan)]
             chats, words = self._chats(rankings, orders, plans, active, j)
-            gens = self.backend.generate(chats, chat=self.prompt.chat_template,
-                                         desc=f"listwise window {j + 1}/{steps}")
+            gens = self._generate(chats, f"listwise window {j + 1}/{steps}")
             for q, gen, w in zip(active, gens, words):
                 start, end = plans[q][j]
                 parsed = parse_ranking(gen.text, end - start, self.prompt.first_id, self.prompt.marker, gen.truncated)
                 orders[q][start:end] = [orders[q][start + i] for i in parsed.order]
                 windows[q].append(_window_record(start, end, w, parsed, gen))
                 justifications[q] = parsed.reasoning
-        out = [self._result(*args) for args in zip(rankings, orders, windows, justifications)]
+        out = [self._result(r, order + tail, notes, why)
+               for r, order, tail, notes, why in zip(rankings, orders, tails, windows, justifications)]
         self._counts = {s: sum(1 for r in out if r.meta.get("parse") == s) for s in STATUSES}
         self._log_rates()
+        if self.cache is not None:
+            log(f"listwise cache: {self.reused} of {sum(len(w) for w in windows)} windows reused from {self.cache.dir}")
         return out
+
+    def _generate(self, chats: list, desc: str) -> list:
+        """The back end's generations for ``chats``; with a cache, only for windows not in it, and
+        each one stored as soon as the back end reports it (a kill loses at most a batch)."""
+        chat = self.prompt.chat_template
+        if self.cache is None:
+            return self.backend.generate(chats, chat=chat, desc=desc)
+        keys = [self.cache.key(m, chat) for m in chats]
+        gens = [self.cache.get(k) for k in keys]
+        todo = [i for i, g in enumerate(gens) if g is None]
+        self.reused += len(chats) - len(todo)
+        if todo:
+            fresh = self.backend.generate([chats[i] for i in todo], chat=chat, desc=desc,
+                                          on_done=lambda j, gen: self.cache.put(keys[todo[j]], gen))
+            for i, gen in zip(todo, fresh):
+                gens[i] = gen
+        return gens
 
     def stage_metrics(self) -> dict[str, float]:
         """Fractions of the last run's queries whose worst window parsed clean / repaired / fell back."""
@@ -61,7 +95,7 @@ class ListwiseReranker:
             texts = [c.full_text for c in orders[q][start:end]]
             messages, w = fit_window(self.prompt, rankings[q].query.text, texts,
                                      lambda m: self.backend.count_tokens(m, self.prompt.chat_template),
-                                     self.backend.prompt_limit)
+                                     self.backend.prompt_limit, getattr(self.backend, "passage_tokens", None))
             chats.append(messages)
             words.append(w)
         return chats, words

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import json
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -68,6 +70,21 @@ class TokenizerRenderer:
 
     def count(self, messages: list[dict[str, str]], chat: bool = True) -> int:
         return len(self.ids(messages, chat))
+
+    @property
+    def passage_tokens(self):
+        """``texts → counts`` for the ``auto`` word budget (``None`` for a tokenizer without offsets):
+        ``counts[p][w - 1]`` is the number of tokens of text p's first w words, from one batched
+        call. Each text is read after a space, as it follows ``[i]`` in the prompt."""
+        return self._passage_tokens if self.tokenizer.is_fast else None
+
+    def _passage_tokens(self, texts: list[str]) -> list[list[int]]:
+        enc = self.tokenizer([" " + t for t in texts], add_special_tokens=False, return_offsets_mapping=True)
+        counts = []
+        for text, offsets in zip(texts, enc["offset_mapping"]):
+            starts = [start for start, _ in offsets]  # ascending: tokens in text order
+            counts.append([bisect.bisect_left(starts, 1 + w.end()) for w in re.finditer(r"\S+", text)])
+        return counts
 
     def stop_ids(self, extra: list[int] | int | None = None) -> list[int]:
         """EOS, the model's configured end ids (``extra``) and any end-of-turn token the vocabulary has."""

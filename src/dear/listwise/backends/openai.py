@@ -63,6 +63,9 @@ class OpenAIChatBackend:
         self.timeout, self.max_retries = timeout, max_retries
         self.context_size, self.chars_per_token = context_size, chars_per_token
         self.extra_body = dict(extra_body or {})
+        # The endpoint's own seed is not set, so sampled answers are cached, not reproduced.
+        self.identity = {"backend": "openai", "model": model, "base_url": base_url, "max_new_tokens": max_new_tokens,
+                         "temperature": temperature, "top_p": top_p, "extra_body": self.extra_body}
         self._api_key()  # fail at start-up, not after the first batch
 
     def _api_key(self) -> str:
@@ -103,16 +106,19 @@ class OpenAIChatBackend:
         finally:
             await client.close()
 
-    def generate(self, conversations, chat: bool = True, desc: str = "requesting") -> list[Generation]:
+    def generate(self, conversations, chat: bool = True, desc: str = "requesting", on_done=None) -> list[Generation]:
+        """One completion per chat, in order; ``on_done(i, generation)`` as each request completes."""
         async def run() -> list[Generation]:
             async with self.session() as session:
                 with progress_bar(desc, len(conversations)) as advance:
-                    async def one(messages):
+                    async def one(i, messages):
                         gen = await session.chat(messages)
+                        if on_done is not None:
+                            on_done(i, gen)
                         advance()
                         return gen
 
-                    return await asyncio.gather(*(one(m) for m in conversations))
+                    return await asyncio.gather(*(one(i, m) for i, m in enumerate(conversations)))
 
         return asyncio.run(run())
 

@@ -23,6 +23,8 @@ class VLLMBackend:
                               "use dear.listwise.backends.hf.TransformersBackend otherwise") from e
         path, adapter = base_and_adapter(model, adapter)
         self.name = model
+        self.identity = {"backend": "vllm", "model": model, "adapter": adapter, "dtype": dtype,
+                         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
         self.llm = LLM(model=path, dtype=dtype, max_model_len=context_size, seed=seed,
                        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                        enable_lora=adapter is not None, max_lora_rank=max_lora_rank)
@@ -40,8 +42,16 @@ class VLLMBackend:
     def count_tokens(self, messages, chat: bool = True) -> int:
         return self.renderer.count(messages, chat)
 
-    def generate(self, conversations, chat: bool = True, desc: str = "generating") -> list[Generation]:
+    @property
+    def passage_tokens(self):
+        return self.renderer.passage_tokens
+
+    def generate(self, conversations, chat: bool = True, desc: str = "generating", on_done=None) -> list[Generation]:
+        """One generation per chat, in order; ``on_done(i, generation)`` once the engine returns them."""
         prompts = [{"prompt_token_ids": self.renderer.ids(m, chat)} for m in conversations]
         outputs = self.llm.generate(prompts, self.params, use_tqdm=True, lora_request=self.lora)
-        return [Generation(o.outputs[0].text, LENGTH if o.outputs[0].finish_reason == "length" else STOP,
+        gens = [Generation(o.outputs[0].text, LENGTH if o.outputs[0].finish_reason == "length" else STOP,
                            len(o.prompt_token_ids), len(o.outputs[0].token_ids)) for o in outputs]
+        for i, gen in enumerate(gens if on_done is not None else ()):
+            on_done(i, gen)
+        return gens

@@ -1,0 +1,45 @@
+"""Generations cached on disk by content, so a killed listwise run resumes where it stopped.
+
+One JSON file per window under ``<dir>/<key[:2]>/<key>.json``, written atomically as soon as
+the window is generated. The key is the sha256 of everything that decides the output: the back
+end's identity (model, adapter, decoding settings with the seed) and the exact prompt (the
+messages and whether the chat template renders them). A run pointed at the same directory
+(``cache_dir: ${paths.output_dir}/listwise_cache``, i.e. the same ``hydra.run.dir``) reads
+back every window it finished and generates only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from dear.errors import DataError
+from dear.listwise.backends.base import Generation
+from dear.utils.io import atomic_write_json
+
+
+class GenerationCache:
+    def __init__(self, directory: str | Path, identity: dict):
+        self.dir = Path(directory)
+        self.identity = json.dumps(identity, sort_keys=True)
+
+    def key(self, messages: list[dict[str, str]], chat: bool) -> str:
+        text = json.dumps({"backend": self.identity, "chat": chat, "messages": messages}, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Generation | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            return Generation(**json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{path}: not a cached generation ({e}); delete the file to generate the window again") from e
+
+    def put(self, key: str, gen: Generation) -> None:
+        atomic_write_json(self.path(key), asdict(gen))
