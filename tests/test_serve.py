@@ -273,7 +273,8 @@ def test_dual_stage_mode_returns_the_listwise_order_and_justification(minilm):
 
     register_resolvers()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("serve", overrides=["+listwise=tiny", "serve.listwise_depth=3", "listwise.backend.max_new_tokens=8"])
+        cfg = compose("serve", overrides=["+listwise=tiny", "serve.listwise_depth=3", "listwise.backend.max_new_tokens=8",
+                                          "listwise.cache_dir=null"])
     assert cfg.pointwise._target_.endswith("BiEncoderScorer") and cfg.serve.host == "127.0.0.1"
     listwise = instantiate(cfg.listwise)
     query = "which animal carries loads in the Andes"
