@@ -157,8 +157,5 @@ def _docid(title: str, text: str) -> str:
 
 
 def _file_sha1(path: str) -> str:
-    digest = hashlib.sha1()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()

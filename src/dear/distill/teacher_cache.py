@@ -258,11 +258,8 @@ def _atomic_parquet(table: pa.Table, path: Path) -> None:
 
 
 def _file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> str:
