@@ -214,7 +214,7 @@ def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_
     fit(dm, module, steps=30)
     assert loss() < 0.5 * before
     export = module.export(tmp_path / "export")
-    scorer = scorer_from_export(str(tmp_path))
+    scorer = scorer_from_export(str(tmp_path), dtype="auto", max_batch_pairs=64)  # as conf/pointwise/export.yaml passes
     assert isinstance(scorer, BiEncoderScorer) and scorer.logit_scale == 20.0 and scorer.max_len == 24
     q = dm.queries[0]
     ranking = Ranking(Query(q.qid, dm.collate.queries[q.qid]),

@@ -19,7 +19,7 @@ from dear.data.contract import Ranking
 from dear.errors import DataError
 from dear.rerank.batching import length_batches, pad
 from dear.rerank.bi_encoder import BiEncoderInputs, full_text, mean_embedding
-from dear.rerank.models import load_sequence_classifier, load_tokenizer, pick_device, resolve_model_path
+from dear.rerank.models import load_sequence_classifier, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
 from dear.utils.progress import progress_bar
@@ -107,7 +107,7 @@ class BiEncoderScorer:
         dev = pick_device(device)
         self.tokenizer = load_tokenizer(model, revision)
         self.model = AutoModel.from_pretrained(resolve_model_path(model), revision=revision,
-                                               dtype=getattr(torch, dtype)).to(dev).eval()
+                                               dtype=pick_dtype(dtype, dev)).to(dev).eval()
         self.device, self.max_len = dev, max_len
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
         self.max_batch_items, self.max_batch_tokens = max_batch_items, max_batch_tokens
