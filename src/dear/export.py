@@ -34,18 +34,10 @@ import torch
 
 from dear.errors import DataError
 from dear.rerank.pointwise import EXPORT_META, scorer_from_export, sort_by_scores
+from dear.rerank.pointwise import export_dir as locate_export
 from dear.rerank.template import PairTemplate
 from dear.serve.pairs import PairTokenizer, read_settings
 from dear.utils.io import atomic_write_json
-
-
-def find_export(run: str | Path) -> Path:
-    """A Stage-1 export: ``run`` itself or its ``export/`` (where ``train.py`` writes it)."""
-    run = Path(run)
-    for path in (run, run / "export"):
-        if (path / EXPORT_META).is_file():
-            return path
-    raise DataError(f"{run}: not a Stage-1 run or export (no {EXPORT_META} in it or in its export/)")
 
 
 def serving_pad_id(config_pad_id: int | None, tokenizer_pad_id: int, pooling: str) -> int:
@@ -199,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", help="dtype of the merged weights")
     args = parser.parse_args(argv)
-    export_dir = find_export(args.run)
+    export_dir = locate_export(args.run)
     if args.merged:
         merged = Path(args.merged)
     else:

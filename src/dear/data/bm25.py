@@ -47,19 +47,20 @@ class BM25Index:
 
     def search(self, queries: list[str], k: int, progress=False) -> list[list[tuple[str, float]]]:
         """Top-k (docid, score) per query, best first; queries with no indexed term get []."""
-        import bm25s
-
         k = min(k, len(self.docids))
-        tokens = bm25s.tokenize(
-            queries, stopwords=self.params.stopwords, stemmer=_stemmer(self.params),
-            return_ids=False, show_progress=False,
-        )
-        idx, scores = self.retriever.retrieve(tokens, k=k, show_progress=progress)
+        idx, scores = self.retriever.retrieve(self.query_tokens(queries), k=k, show_progress=progress)
         out = []
         for row_idx, row_scores in zip(idx, scores):
             hits = [(self.docids[i], float(s)) for i, s in zip(row_idx, row_scores) if s > 0]
             out.append(hits)
         return out
+
+    def query_tokens(self, queries: list[str]) -> list[list[str]]:
+        """Queries analysed as the corpus was (stopwords, stemmer): a list of terms each."""
+        import bm25s
+
+        return bm25s.tokenize(queries, stopwords=self.params.stopwords, stemmer=_stemmer(self.params),
+                              return_ids=False, show_progress=False)
 
     def save(self, directory: Path) -> None:
         """Write into a temporary sibling, then rename: a crash never leaves a half index.

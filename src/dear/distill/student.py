@@ -29,10 +29,10 @@ def build_student(model: str, revision: str | None = None, lora: dict | None = N
     path = resolve_model_path(model)
     tokenizer = load_tokenizer(path, revision)
     if kind == "bi_encoder":
-        net = AutoModel.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, pick_device("auto")))
         if lora or quantization:
             raise ValueError("a bi_encoder student is fully fine-tuned (export: a plain encoder directory); "
                              "set student.lora=null and student.quantization=null")
+        net = AutoModel.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, pick_device("auto")))
         if gradient_checkpointing:
             net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return tokenizer, net

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from dear.data.contract import Candidate
 from dear.rerank.batching import pad
-
-
-def full_text(title: str, text: str) -> str:
-    """As ``dear.data.contract.Candidate.full_text``."""
-    return f"{title} {text}".strip() if title else text
 
 
 def mean_embedding(body, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -43,7 +39,7 @@ class BiEncoderInputs:
         return self.encode([self.query_prefix + t for t in texts])
 
     def docs(self, titled: list[tuple[str, str]]) -> list[list[int]]:
-        return self.encode([self.doc_prefix + full_text(title, text) for title, text in titled])
+        return self.encode([self.doc_prefix + Candidate("", text, title).full_text for title, text in titled])
 
     def collate(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
         """[(query ids, doc ids)] → {query_ids, query_mask, doc_ids, doc_mask}, each (N, L)."""

@@ -28,13 +28,7 @@ class BM25Scorer:
         self.position = {docid: i for i, docid in enumerate(self.index.docids)}
 
     def score(self, rankings: list[Ranking], desc: str = "bm25") -> list[np.ndarray]:
-        import bm25s
-
-        from dear.data.bm25 import _stemmer
-
-        params = self.index.params
-        tokens = bm25s.tokenize([r.query.text for r in rankings], stopwords=params.stopwords,
-                                stemmer=_stemmer(params), return_ids=False, show_progress=False)
+        tokens = self.index.query_tokens([r.query.text for r in rankings])
         out = []
         for ranking, query_tokens in zip(rankings, tokens):
             missing = [c.docid for c in ranking.candidates if c.docid not in self.position]

@@ -18,7 +18,7 @@ import torch
 from dear.data.contract import Ranking
 from dear.errors import DataError
 from dear.rerank.batching import length_batches, pad
-from dear.rerank.bi_encoder import BiEncoderInputs, full_text, mean_embedding
+from dear.rerank.bi_encoder import BiEncoderInputs, mean_embedding
 from dear.rerank.models import load_sequence_classifier, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
@@ -138,7 +138,7 @@ class BiEncoderScorer:
 
     def score(self, rankings: list[Ranking], desc: str = "embedding") -> list[np.ndarray]:
         queries, q_of = _unique([self.query_prefix + r.query.text for r in rankings])
-        docs, d_of = _unique([self.doc_prefix + full_text(c.title, c.text) for r in rankings for c in r.candidates])
+        docs, d_of = _unique([self.doc_prefix + c.full_text for r in rankings for c in r.candidates])
         q_emb = self.embed(queries, f"{desc} queries")
         d_emb = self.embed(docs, f"{desc} documents")
         pair_q = torch.tensor([q_of[i] for i, r in enumerate(rankings) for _ in r.candidates], dtype=torch.long)
@@ -164,7 +164,7 @@ def export_dir(path: str) -> Path:
     if not (path / EXPORT_META).is_file() and (path / "export" / EXPORT_META).is_file():
         path = path / "export"
     if not (path / EXPORT_META).is_file():
-        raise DataError(f"{path}: not a Stage-1 export (no {EXPORT_META}); pass the run's export/ directory")
+        raise DataError(f"{path}: not a Stage-1 run or export (no {EXPORT_META} in it or in its export/)")
     return path
 
 
