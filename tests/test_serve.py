@@ -69,8 +69,10 @@ class FakeScorer:
 
     def __init__(self, tokenizer, delay: float = 0.0):
         self.tokenizer, self.delay, self.calls = tokenizer, delay, []
+        self.started = threading.Event()
 
     def score(self, rankings):
+        self.started.set()
         time.sleep(self.delay)
         self.calls.append(sum(len(r.candidates) for r in rankings))
         return [np.array([len(c.text) for c in r.candidates], dtype=np.float32) for r in rankings]
@@ -212,7 +214,7 @@ def test_shutdown_finishes_in_flight_requests(minilm):
     with serving(build_app(scorer, "fake")) as (url, server):
         with _pool(1) as pool:
             pending = pool.submit(httpx.post, f"{url}/v2/rerank", json={"query": "q", "documents": DOCS}, timeout=30)
-            time.sleep(0.3)
+            assert scorer.started.wait(60)  # the request is in flight (not merely sent)
             server.should_exit = True  # what SIGTERM does
             reply = pending.result()
     assert reply.status_code == 200 and len(reply.json()["results"]) == len(DOCS)
