@@ -12,9 +12,10 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dear.config import prepare_environment, register_resolvers, to_plain
+from dear.config import prepare_environment, register_resolvers
 from dear.errors import DataError
 from dear.utils import progress
+from dear.utils.plain import to_plain
 
 register_resolvers()
 

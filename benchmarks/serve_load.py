@@ -98,7 +98,7 @@ def main() -> None:
     bodies = request_bodies(args.docs)
     ports = {"on": args.port, "off": args.port + 1}
     if any(o.endswith("tiny:bert-seqcls") for o in args.serve):
-        from dear.rerank.models import resolve_model_path
+        from dear.models.loading import resolve_model_path
 
         resolve_model_path("tiny:bert-seqcls")  # built once here, not raced by the two servers
     servers = {mode: start_server(port, mode == "on", args.serve) for mode, port in ports.items()}

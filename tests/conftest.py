@@ -42,14 +42,14 @@ def shared(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama_cls(tmp_path_factory) -> str:
-    from dear.utils.tiny import build_tiny
+    from dear.models.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "llama-cls", "llama", "seqcls")
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_cls(tmp_path_factory) -> str:
-    from dear.utils.tiny import build_tiny
+    from dear.models.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "bert-cls", "bert", "seqcls")
 
@@ -97,7 +97,7 @@ def toy_files(tmp_path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_llama_causal(tmp_path_factory) -> str:
-    from dear.utils.tiny import build_tiny
+    from dear.models.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "llama-causal", "llama", "causal")
 

@@ -40,7 +40,7 @@ def test_sampler_shuffles_per_epoch_and_encodes_the_epoch():
 
 
 def test_collator_gives_teacher_logits_of_the_very_documents_in_the_batch(tiny_bert_cls):
-    from dear.rerank.models import load_tokenizer
+    from dear.models.loading import load_tokenizer
     from dear.rerank.template import PairEncoder, PairTemplate
 
     encoder = PairEncoder(load_tokenizer(tiny_bert_cls), PairTemplate())

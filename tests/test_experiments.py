@@ -19,7 +19,7 @@ def family(hub_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    from dear.utils.tiny import build_tiny
+    from dear.models.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("tiny-families")
     return {arch: build_tiny(root / arch, arch, "seqcls") for arch in ("llama", "qwen2", "qwen3")}

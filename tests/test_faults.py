@@ -182,7 +182,7 @@ def test_csv_metrics_are_appended_on_resume(tmp_path):
 
 
 def test_building_a_tiny_model_leaves_the_global_rng_alone(tmp_path):
-    from dear.utils.tiny import build_tiny
+    from dear.models.tiny import build_tiny
 
     torch.manual_seed(123)
     state = torch.get_rng_state()

@@ -20,7 +20,7 @@ import torch
 from conftest import ROOT, shared
 from dear.data.contract import Candidate, Query, Ranking
 from dear.rerank.pointwise import CrossEncoderScorer
-from dear.utils.tiny import build_tiny_on_tokenizer
+from dear.models.tiny import build_tiny_on_tokenizer
 
 # name → (tokenizer dir, architecture, template overrides, BOS per segment added by prepare_for_model)
 TOKENIZERS = {

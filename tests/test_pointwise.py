@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dear.data.contract import Candidate, Query, Ranking
-from dear.rerank.batching import length_batches
+from dear.models.batching import length_batches
 from dear.rerank.pointwise import CrossEncoderScorer, PointwiseReranker
 from dear.rerank.template import PairTemplate
 

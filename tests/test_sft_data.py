@@ -16,7 +16,7 @@ from dear.listwise.backends.base import TokenizerRenderer
 from dear.listwise.examples import CotExample
 from dear.listwise.sft_data import IGNORE, ListwiseSFTDataModule, collate, tokenize_example
 from dear.listwise.synthetic import synthetic_examples
-from dear.rerank.models import load_tokenizer
+from dear.models.loading import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,7 @@ def test_export_reloads_for_generation_with_the_same_outputs(tiny_llama_causal, 
 @pytest.mark.slow
 def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_order(compact, tmp_path):
     """Acceptance: train until generations parse cleanly and rank better than the input order."""
-    from dear.rerank.models import resolve_model_path
+    from dear.models.loading import resolve_model_path
 
     model = resolve_model_path("tiny:llama-causal-h64-l4")
     rankings, qrels = synthetic_rankings(100, 3, seed=12345)

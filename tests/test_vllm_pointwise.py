@@ -58,7 +58,7 @@ def test_vllm_scores_match_the_transformers_path(tmp_path):
 
     if not torch.cuda.is_available() or not HAS_VLLM:
         pytest.skip("needs a CUDA device and vLLM (pip install vllm)")
-    from dear.utils.tiny import build_tiny
+    from dear.models.tiny import build_tiny
 
     model = build_tiny(tmp_path / "llama-cls", "llama", "seqcls", hidden=256, layers=2, heads=4)
     rankings = [Ranking(Query(f"q{i}", f"what is topic {i}"),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: src/dear/config.py → ../../
+from dear.utils.paths import ROOT
+
 CONF_DIR = ROOT / "conf"
 
 
@@ -27,9 +27,3 @@ def prepare_environment(cfg) -> None:
     use_home(paths.get("ir_datasets_home"), paths.get("ir_datasets_mirror"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-def to_plain(cfg) -> dict:
-    """A DictConfig (or mapping) as plain, resolved Python containers (JSON-serialisable)."""
-    from omegaconf import DictConfig
-
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)

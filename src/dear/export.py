@@ -58,7 +58,7 @@ def merge(export_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
     """Write the merged model directory (atomically: a crash leaves the old one or none)."""
     from transformers import AutoModelForSequenceClassification
 
-    from dear.rerank.models import load_pretrained
+    from dear.models.loading import load_pretrained
 
     meta = json.loads((export_dir / EXPORT_META).read_text())
     if meta.get("kind") == "bi_encoder":

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dear.config import to_plain
+from dear.utils.plain import to_plain
 from dear.data.contract import Ranking
 from dear.distill.sources import TrainQuery
 from dear.distill.student import student_inputs
 from dear.distill.teacher_cache import TeacherCache, fingerprint, pair_list
 from dear.errors import DataError
-from dear.rerank.models import load_tokenizer
+from dear.models.loading import load_tokenizer
 from dear.rerank.pointwise import sort_flat
 from dear.rerank.template import PairEncoder, PairTemplate
 from dear.utils.progress import log

@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from dear.config import to_plain
+from dear.utils.plain import to_plain
 from dear.distill.losses import DistillLoss
 from dear.distill.student import build_student, student_inputs
 from dear.rerank.bi_encoder import mean_embedding

@@ -8,10 +8,9 @@ the adapters (PEFT's ``modules_to_save`` for sequence classification).
 
 from __future__ import annotations
 
-import torch
-
+from dear.models.adapters import add_lora
+from dear.models.loading import load_tokenizer, load_trainable, resolve_model_path
 from dear.rerank.bi_encoder import BiEncoderInputs
-from dear.rerank.models import load_tokenizer, pick_device, pick_dtype, resolve_model_path
 
 
 def build_student(model: str, revision: str | None = None, lora: dict | None = None,
@@ -32,31 +31,11 @@ def build_student(model: str, revision: str | None = None, lora: dict | None = N
         if lora or quantization:
             raise ValueError("a bi_encoder student is fully fine-tuned (export: a plain encoder directory); "
                              "set student.lora=null and student.quantization=null")
-        net = AutoModel.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, pick_device("auto")))
-        if gradient_checkpointing:
-            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return tokenizer, net
-    kwargs = {"num_labels": 1, "revision": revision, "dtype": pick_dtype(dtype, pick_device("auto"))}
-    if quantization:
-        from transformers import BitsAndBytesConfig
-
-        q = dict(quantization)
-        if isinstance(q.get("bnb_4bit_compute_dtype"), str):
-            q["bnb_4bit_compute_dtype"] = getattr(torch, q["bnb_4bit_compute_dtype"])
-        kwargs["quantization_config"] = BitsAndBytesConfig(**q)
-    net = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-    if net.config.pad_token_id is None:
-        net.config.pad_token_id = 0  # as the reference (pooling skips id 0; rerank.pooling)
-    if quantization:
-        from peft import prepare_model_for_kbit_training
-
-        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=gradient_checkpointing)
-    elif gradient_checkpointing:
-        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return tokenizer, load_trainable(AutoModel, path, revision, dtype, gradient_checkpointing=gradient_checkpointing)
+    net = load_trainable(AutoModelForSequenceClassification, path, revision, dtype, quantization,
+                         gradient_checkpointing, fill_pad_id=True, num_labels=1)
     if lora:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        net = get_peft_model(net, LoraConfig(task_type=TaskType.SEQ_CLS, **dict(lora)))
+        net = add_lora(net, lora, "SEQ_CLS")
     return tokenizer, net
 
 

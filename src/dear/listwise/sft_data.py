@@ -19,7 +19,7 @@ from dear.cot.dataset import load_cot
 from dear.errors import DataError
 from dear.listwise.backends.base import TokenizerRenderer
 from dear.listwise.examples import THINK_TEMPLATE, CotExample
-from dear.rerank.models import load_tokenizer
+from dear.models.loading import load_tokenizer
 from dear.utils.progress import log
 
 IGNORE = -100

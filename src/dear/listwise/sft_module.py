@@ -9,14 +9,15 @@ are not loaded.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
 import torch
 from omegaconf import OmegaConf
 
-from dear.rerank.models import load_tokenizer, pick_device, pick_dtype, resolve_model_path
+from dear.models.adapters import adapter_base, add_lora, is_adapter_dir
+from dear.models.loading import load_tokenizer, load_trainable, resolve_model_path
+from dear.utils.plain import to_plain
 from dear.utils.state import trainable_state
 
 ADAPTER = "listwise"
@@ -26,15 +27,12 @@ STAGE1 = "pointwise"
 def load_student(model: str, lora: dict, pointwise_adapter: str | None = None, dtype: str = "auto",
                  gradient_checkpointing: bool = False):
     """A ``PeftModelForCausalLM`` with a trainable ``listwise`` LoRA (+ a frozen ``pointwise`` one)."""
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(model)
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, pick_device("auto")))
-    if gradient_checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        base.enable_input_require_grads()
-    net = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora), adapter_name=ADAPTER)
+    base = load_trainable(AutoModelForCausalLM, path, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
+                          input_require_grads=True)
+    net = add_lora(base, lora, "CAUSAL_LM", adapter_name=ADAPTER)
     if pointwise_adapter:
         _check_shared_base(path, pointwise_adapter)
         net.load_adapter(resolve_model_path(pointwise_adapter), adapter_name=STAGE1, is_trainable=False)
@@ -43,12 +41,13 @@ def load_student(model: str, lora: dict, pointwise_adapter: str | None = None, d
 
 
 def _check_shared_base(base_path: str, adapter: str) -> None:
-    config = Path(resolve_model_path(adapter)) / "adapter_config.json"
-    if not config.is_file():
+    adapter_dir = resolve_model_path(adapter)
+    if not is_adapter_dir(adapter_dir):
+        config = Path(adapter_dir) / "adapter_config.json"
         raise FileNotFoundError(f"module.pointwise_adapter: {config} not found (a PEFT adapter dir is expected)")
-    adapter_base = json.loads(config.read_text())["base_model_name_or_path"]
-    if resolve_model_path(adapter_base) != base_path:
-        raise ValueError(f"module.pointwise_adapter was trained on {adapter_base!r}, not on module.model "
+    base = adapter_base(adapter_dir)
+    if resolve_model_path(base) != base_path:
+        raise ValueError(f"module.pointwise_adapter was trained on {base!r}, not on module.model "
                          f"{base_path!r}: the two adapters can only share a base they were both trained on")
 
 
@@ -63,7 +62,7 @@ class ListwiseSFTModule(L.LightningModule):
                  dtype: str = "auto", gradient_checkpointing: bool = False, reranker=None,
                  generation: dict | None = None):
         super().__init__()
-        lora, generation = _plain(lora), _plain(generation or {})
+        lora, generation = to_plain(lora), to_plain(generation or {})
         # Plain containers only: checkpoints must load with torch.load(weights_only=True) on resume.
         self.save_hyperparameters({"model": model, "lora": lora, "pointwise_adapter": pointwise_adapter, "lr": lr,
                                    "weight_decay": weight_decay, "warmup_ratio": warmup_ratio, "scheduler": scheduler,
@@ -112,7 +111,7 @@ class ListwiseSFTModule(L.LightningModule):
             f.replace(directory / f.name)
         (directory / ADAPTER).rmdir()
         self.tokenizer.save_pretrained(directory)
-        OmegaConf.save(OmegaConf.create(_plain(dict(self.hparams))), directory / "module.yaml")
+        OmegaConf.save(OmegaConf.create(to_plain(dict(self.hparams))), directory / "module.yaml")
         return directory
 
     def export_reranker(self, directory: str | Path):
@@ -123,15 +122,3 @@ class ListwiseSFTModule(L.LightningModule):
             raise ValueError("module.reranker is not set: configure the listwise reranker used to evaluate the export")
         return self.reranker(backend=TransformersBackend(str(directory), **self.generation))
 
-
-def _plain(value):
-    """Config containers → plain Python values (resolved)."""
-    from omegaconf import DictConfig, ListConfig
-
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -14,7 +14,7 @@ from dear.data.contract import Candidate, Query, Ranking
 from dear.listwise.examples import CotExample
 from dear.listwise.prompts import ListwisePrompt
 
-# Words the tiny tokenizer (dear.utils.tiny) keeps whole after a space: one token per topic.
+# Words the tiny tokenizer (dear.models.tiny) keeps whole after a space: one token per topic.
 TOPICS = ["llama", "fox", "dog", "cat", "bulb", "camelid", "mat", "lazy"]
 FILLER = ["the", "quick", "brown", "warm", "south", "american", "sleeps"]
 

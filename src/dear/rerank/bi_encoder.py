@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from dear.data.contract import Candidate
-from dear.rerank.batching import pad
+from dear.models.batching import pad
 
 
 def mean_embedding(body, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

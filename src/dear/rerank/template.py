@@ -144,7 +144,7 @@ class PairEncoder:
 
     def collate(self, encoded: list[tuple[Encoding, Encoding]]) -> dict:
         """[(query, doc) encodings] → right-padded {input_ids, attention_mask, token_type_ids}, (N, L)."""
-        from dear.rerank.batching import pad
+        from dear.models.batching import pad
 
         joined = [self.pair(q, d) for q, d in encoded]
         ids, mask = pad([j[0] for j in joined], self.pad_id)

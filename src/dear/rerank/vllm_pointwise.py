@@ -20,7 +20,7 @@ import numpy as np
 
 from dear.data.contract import Ranking
 from dear.errors import DataError
-from dear.rerank.models import base_and_adapter, load_tokenizer
+from dear.models.loading import base_and_adapter, load_tokenizer
 from dear.rerank.pointwise import CrossEncoderScorer
 from dear.rerank.template import PairEncoder, PairTemplate
 

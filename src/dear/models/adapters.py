@@ -1,0 +1,31 @@
+"""PEFT adapters: recognising an adapter dir and its base, attaching one for inference, adding a
+trainable LoRA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def is_adapter_dir(path: str) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def adapter_base(path: str) -> str:
+    """The ``base_model_name_or_path`` an adapter dir was trained on (as written, unresolved)."""
+    return json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def attach_adapter(net, adapter: str, merge: bool = True):
+    """``net`` with the PEFT ``adapter`` dir loaded on top, merged into the weights unless ``merge=False``."""
+    from peft import PeftModel
+
+    net = PeftModel.from_pretrained(net, adapter)
+    return net.merge_and_unload() if merge else net
+
+
+def add_lora(net, lora: dict, task_type: str, adapter_name: str = "default"):
+    """``net`` wrapped with a trainable LoRA (``lora``: peft ``LoraConfig`` fields)."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(net, LoraConfig(task_type=task_type, **dict(lora)), adapter_name=adapter_name)
