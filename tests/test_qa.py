@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from dear.data.contract import Candidate, Query, Ranking
-from dear.data.qa import dpr_retrieval_json, has_answer, read_qas
+from dear.data.qa import dpr_retrieval_json, read_qas
+from dear.eval.answers import has_answer
 from dear.eval.judges import AnswerJudge
 
 

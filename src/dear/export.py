@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dear.errors import DataError
+from dear.eval.judges import build_judge
 from dear.rerank.pointwise import EXPORT_META, scorer_from_export, sort_by_scores
 from dear.rerank.pointwise import export_dir as locate_export
 from dear.rerank.template import PairTemplate
@@ -163,7 +164,8 @@ def verify(export_dir: Path, merged_dir: Path, benchmark, atol: float, depth: in
     plain = plain_scores(merged_dir, rankings, device=device)
     same = {r.qid: [c.docid for c in sort_by_scores(r, a).candidates] == [c.docid for c in sort_by_scores(r, b).candidates]
             for r, a, b in zip(rankings, ours, plain)}
-    metrics = {side: loaded.judge.evaluate({r.qid: sort_by_scores(r, s) for r, s in zip(rankings, scores)})[0]
+    judge = build_judge(loaded.judgments)
+    metrics = {side: judge.evaluate({r.qid: sort_by_scores(r, s) for r, s in zip(rankings, scores)})[0]
                for side, scores in [("training_scorer", ours), ("merged_transformers", plain)]}
     diff = max((float(np.max(np.abs(a - b))) for a, b in zip(ours, plain) if len(a)), default=0.0)
     return {"benchmark": benchmark.name, "queries": len(rankings), "pairs": sum(len(s) for s in ours),

@@ -1,4 +1,4 @@
-"""Benchmarks: each yields the first-stage run (with texts) and the judge that scores runs.
+"""Benchmarks: each yields the first-stage run (with texts) and its judgments (qrels or answers).
 
 Config groups under ``conf/benchmark/`` instantiate these classes; ``load()`` does the I/O.
 """
@@ -16,14 +16,40 @@ from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.qa import dpr_retrieval_json, read_qas
 from dear.data.texts import DocStore, is_file_spec, load_qrels, load_queries, read_beir_folder, read_docs_tsv
 from dear.errors import ConfigError, DataError, positive_depth
-from dear.eval.judges import AnswerJudge, RelevanceJudge
 from dear.utils.progress import log
+
+
+@dataclass(frozen=True)
+class Qrels:
+    """Graded relevance judgments, scored with ``measures`` (ir_measures names)."""
+
+    qrels: dict[str, dict[str, int]]
+    measures: list[str]
+
+    @property
+    def qids(self) -> set[str]:
+        return set(self.qrels)
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Open-domain QA answers, scored as top-``ks`` answer accuracy."""
+
+    answers: dict[str, list[str]]
+    ks: list[int]
+
+    @property
+    def qids(self) -> set[str]:
+        return set(self.answers)
 
 
 @dataclass
 class Loaded:
+    """The judged first-stage run and its judgments (``dear.eval.judges.build_judge`` scores runs
+    against them)."""
+
     run: Run
-    judge: RelevanceJudge | AnswerJudge
+    judgments: Qrels | Answers
 
 
 class Benchmark(ABC):
@@ -36,17 +62,17 @@ class Benchmark(ABC):
     def load(self) -> Loaded:
         """Read the sources and return the judged first-stage run."""
 
-    def _judged(self, run: Run, judge, source: str) -> Loaded:
+    def _judged(self, run: Run, judgments: Qrels | Answers, source: str) -> Loaded:
         """Keep judged queries; every judged query must have candidates."""
-        missing = sorted(judge.qids - set(run))
+        missing = sorted(judgments.qids - set(run))
         if missing:
             raise DataError(
                 f"{source}: {len(missing)} judged queries have no candidates, e.g. {missing[:5]}"
             )
-        dropped = len(run) - len(judge.qids & set(run))
+        dropped = len(run) - len(judgments.qids & set(run))
         if dropped:
             log(f"{self.name}: {dropped} queries without judgments are not evaluated")
-        return Loaded({q: r for q, r in run.items() if q in judge.qids}, judge)
+        return Loaded({q: r for q, r in run.items() if q in judgments.qids}, judgments)
 
 
 class IrDatasetsBenchmark(Benchmark):
@@ -76,7 +102,7 @@ class IrDatasetsBenchmark(Benchmark):
         else:
             index = dataset_bm25_index(self.dataset, self.cache_dir, self.bm25)
             run = bm25_run(index, queries, self.depth, docs)
-        return self._judged(run, RelevanceJudge(qrels, self.measures), self.dataset)
+        return self._judged(run, Qrels(qrels, self.measures), self.dataset)
 
 
 class FilesBenchmark(Benchmark):
@@ -98,7 +124,7 @@ class FilesBenchmark(Benchmark):
             queries = load_queries(self.queries) if self.queries else None
             docs = DocStore(self.docs) if self.docs else None
             run = trec_run(self.candidates, queries, docs, self.depth)
-        return self._judged(run, RelevanceJudge(load_qrels(self.qrels), self.measures), self.candidates)
+        return self._judged(run, Qrels(load_qrels(self.qrels), self.measures), self.candidates)
 
 
 class BeirFolderBenchmark(Benchmark):
@@ -118,7 +144,7 @@ class BeirFolderBenchmark(Benchmark):
                              lambda: ((d, f"{t} {x}".strip()) for d, (t, x) in docs.items()))
         queries = {q: t for q, t in queries.items() if q in qrels}
         run = bm25_run(index, queries, self.depth, DocStore(self.folder, docs))
-        return self._judged(run, RelevanceJudge(qrels, self.measures), self.folder)
+        return self._judged(run, Qrels(qrels, self.measures), self.folder)
 
 
 class PooledBM25Benchmark(Benchmark):
@@ -144,7 +170,7 @@ class PooledBM25Benchmark(Benchmark):
             ranked = hits + [(d, 0.0) for d in ids if d not in {h for h, _ in hits}]  # unmatched keep pool order
             run[qid] = Ranking(Query(qid, queries[qid]),
                                [Candidate(d, docs[d][1], docs[d][0], s) for d, s in ranked[: self.depth]])
-        return self._judged(run, RelevanceJudge(qrels, self.measures), self.qrels)
+        return self._judged(run, Qrels(qrels, self.measures), self.qrels)
 
 
 class QABenchmark(Benchmark):
@@ -176,6 +202,6 @@ class QABenchmark(Benchmark):
             run = bm25_run(index, queries, self.depth, DocStore(self.dataset))
         else:
             raise DataError(f"benchmark {self.name}: set benchmark.candidates (file) or benchmark.dataset (ir_datasets id)")
-        return self._judged(run, AnswerJudge(answers, self.ks), self.candidates or self.dataset)
+        return self._judged(run, Answers(answers, self.ks), self.candidates or self.dataset)
 
 

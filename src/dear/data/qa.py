@@ -1,9 +1,4 @@
-"""Open-domain QA inputs (DPR formats) and DPR's answer matching.
-
-``has_answer`` follows DPR's ``string`` match: Unicode NFD normalisation, DPR's SimpleTokenizer
-(runs of letters/digits/marks, or single other non-space characters), lower-cased; a passage
-has the answer when the answer's token sequence occurs contiguously in the passage's tokens.
-"""
+"""Open-domain QA inputs (DPR formats); answer matching is evaluation's (``dear.eval.answers``)."""
 
 from __future__ import annotations
 
@@ -11,30 +6,12 @@ import ast
 import csv
 import json
 import sys
-import unicodedata
 from pathlib import Path
-
-import regex
 
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.errors import DataError, at, finite_number
 
 csv.field_size_limit(sys.maxsize)
-_TOKEN = regex.compile(r"[\p{L}\p{N}\p{M}]+|[^\p{Z}\p{C}]", flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
-
-
-def tokens(text: str) -> list[str]:
-    return [m.group().lower() for m in _TOKEN.finditer(unicodedata.normalize("NFD", text))]
-
-
-def has_answer(answers: list[str], passage: str) -> bool:
-    words = tokens(passage)
-    for answer in answers:
-        target = tokens(answer)
-        n = len(target)
-        if n and any(words[i : i + n] == target for i in range(len(words) - n + 1)):
-            return True
-    return False
 
 
 def read_qas(path: str) -> tuple[dict[str, str], dict[str, list[str]]]:

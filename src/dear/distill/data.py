@@ -15,15 +15,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dear.utils.plain import to_plain
 from dear.data.contract import Ranking
 from dear.distill.sources import TrainQuery
 from dear.distill.student import student_inputs
 from dear.distill.teacher_cache import TeacherCache, fingerprint, pair_list
 from dear.errors import DataError
+from dear.eval.judges import build_judge
 from dear.models.loading import load_tokenizer
 from dear.rerank.pointwise import sort_flat
 from dear.rerank.template import PairEncoder, PairTemplate
+from dear.utils.plain import to_plain
 from dear.utils.progress import log
 
 
@@ -200,8 +201,8 @@ class DistillDataModule(L.LightningDataModule):
         held_out = set()
         if self.val_benchmark is not None:
             loaded = self.val_benchmark.load()
-            self.val_run, self.val_judge = list(loaded.run.values()), loaded.judge
-            held_out = set(loaded.judge.qids)
+            self.val_run, self.val_judge = list(loaded.run.values()), build_judge(loaded.judgments)
+            held_out = set(loaded.judgments.qids)
         self.queries = [q for q in self.all_queries if q.qid not in held_out]
         if len(self.queries) < len(self.all_queries):
             log(f"{len(self.all_queries) - len(self.queries)} validation queries held out of the training queries")

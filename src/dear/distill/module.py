@@ -14,13 +14,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from dear.utils.plain import to_plain
 from dear.distill.losses import DistillLoss
 from dear.distill.student import build_student, student_inputs
 from dear.rerank.bi_encoder import mean_embedding
 from dear.rerank.pointwise import EXPORT_META
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairTemplate
+from dear.utils.plain import to_plain
 from dear.utils.state import trainable_state
 
 

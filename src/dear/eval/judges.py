@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dear.data.benchmarks import Answers, Qrels
 from dear.data.contract import Run
-from dear.data.qa import has_answer
 from dear.errors import ConfigError
+from dear.eval.answers import has_answer
+
+
+def build_judge(judgments: Qrels | Answers) -> RelevanceJudge | AnswerJudge:
+    """The judge that scores runs against a benchmark's ``judgments``."""
+    if isinstance(judgments, Qrels):
+        return RelevanceJudge(judgments.qrels, judgments.measures)
+    if isinstance(judgments, Answers):
+        return AnswerJudge(judgments.answers, judgments.ks)
+    raise TypeError(f"no judge for {type(judgments).__name__}")
 
 
 class RelevanceJudge:

@@ -26,6 +26,7 @@ from dear.data.benchmarks import Benchmark
 from dear.data.contract import Ranking, Run
 from dear.data.trec import write_run
 from dear.errors import DataError, positive_depth
+from dear.eval.judges import build_judge
 from dear.eval.significance import note, significant_cells, stage_significance, with_significance
 from dear.eval.tables import markdown_table
 from dear.utils.io import atomic_write_json, atomic_write_text
@@ -87,7 +88,7 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path)
     _final(out_dir, METRICS).unlink(missing_ok=True)  # a rerun into the same dir is not complete until it ends
     start = time.perf_counter()
     loaded = benchmark.load()
-    run, judge = loaded.run, loaded.judge
+    run, judge = loaded.run, build_judge(loaded.judgments)
     n = max(len(run), 1)
     log(f"{benchmark.name}: {len(run)} judged queries, {sum(len(r.candidates) for r in run.values())} candidates")
     warnings = judge.warnings(run)

@@ -18,8 +18,8 @@ import torch
 from dear.data.contract import Ranking
 from dear.errors import DataError
 from dear.models.batching import length_batches, pad
-from dear.rerank.bi_encoder import BiEncoderInputs, mean_embedding
 from dear.models.loading import load_sequence_classifier, load_tokenizer, pick_device, pick_dtype, resolve_model_path
+from dear.rerank.bi_encoder import BiEncoderInputs, mean_embedding
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
 from dear.utils.progress import progress_bar

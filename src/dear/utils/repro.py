@@ -22,8 +22,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from dear.utils.paths import ROOT
 from dear.utils.io import atomic_write_json
+from dear.utils.paths import ROOT
 
 RECORD = "repro.json"
 # Keys whose values are secrets (``api_key``, ``hf_token``, ``password``...); ``*_env`` keys name
