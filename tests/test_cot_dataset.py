@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from dear.cot.dataset import RELEASED, JsonlAppender, load_cot
+from dear.data.cot import RELEASED, CotExample, load_cot
 from dear.errors import DataError
-from dear.listwise.examples import CotExample
 
 ROW = {"system": "You are RankLLM.", "instruction": "Search Query: q. Rank.", "input": "",
        "output": "### Final Reranking: [2] > [1]", "history": [["I will provide 2 passages.", "Okay."],

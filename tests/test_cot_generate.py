@@ -17,12 +17,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from dear.config import CONF_DIR
-from dear.cot.dataset import load_cot
 from dear.cot.generate import CotGenerator
 from dear.data.contract import Candidate, Query, Ranking
+from dear.data.cot import FIELDS, load_cot
 from dear.errors import ConfigError, EndpointError
 from dear.listwise.backends.openai import OpenAIChatBackend, RateLimiter
-from dear.listwise.examples import FIELDS
 
 KEY = "sk-test-not-a-real-key"
 SECRET = "sk-proj-" + "a1B2c3D4" * 5  # shaped like a real key

@@ -19,8 +19,8 @@ import torch
 
 from conftest import ROOT, shared
 from dear.data.contract import Candidate, Query, Ranking
-from dear.rerank.pointwise import CrossEncoderScorer
 from dear.models.tiny import build_tiny_on_tokenizer
+from dear.rerank.pointwise import CrossEncoderScorer
 
 # name → (tokenizer dir, architecture, template overrides, BOS per segment added by prepare_for_model)
 TOKENIZERS = {

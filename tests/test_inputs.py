@@ -8,10 +8,11 @@ import json
 import pytest
 
 from dear.cot.generate import load_candidates
+from dear.data.beir import read_beir_folder
 from dear.data.benchmarks import FilesBenchmark
 from dear.data.candidates import is_json, rankllm_json
 from dear.data.contract import Candidate, Query, Ranking
-from dear.data.texts import load_queries, read_beir_folder, read_docs_tsv
+from dear.data.texts import load_queries, read_docs_tsv
 from dear.data.trec import read_qrels, read_run
 from dear.errors import ConfigError, DataError
 from dear.eval.judges import RelevanceJudge

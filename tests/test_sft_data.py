@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from dear.config import CONF_DIR
+from dear.data.cot import CotExample
 from dear.errors import DataError
 from dear.listwise.backends.base import TokenizerRenderer
-from dear.listwise.examples import CotExample
 from dear.listwise.sft_data import IGNORE, ListwiseSFTDataModule, collate, tokenize_example
 from dear.listwise.synthetic import synthetic_examples
 from dear.models.loading import load_tokenizer

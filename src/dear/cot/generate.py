@@ -16,15 +16,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from dear.cot.dataset import JsonlAppender
 from dear.data.candidates import is_json, rankllm_json, trec_run
 from dear.data.contract import Ranking
+from dear.data.cot import CotExample
 from dear.data.texts import DocStore, load_queries
 from dear.errors import DataError, positive_depth
-from dear.listwise.examples import CotExample
 from dear.listwise.parsing import CLEAN, parse_ranking
 from dear.listwise.prompts import ListwisePrompt, fit_window
-from dear.utils.io import atomic_write_json
+from dear.utils.io import JsonlAppender, atomic_write_json
 from dear.utils.progress import log, progress_bar
 
 

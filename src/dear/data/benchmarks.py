@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dear.data import irds
+from dear.data.beir import read_beir_folder
 from dear.data.bm25 import BM25Index, BM25Params, cached_index
 from dear.data.candidates import bm25_run, dataset_bm25_index, is_json, scoreddocs_run, rankllm_json, trec_run
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.qa import dpr_retrieval_json, read_qas
-from dear.data.texts import DocStore, is_file_spec, load_qrels, load_queries, read_beir_folder, read_docs_tsv
+from dear.data.qrels import load_qrels
+from dear.data.texts import DocStore, is_file_spec, load_queries, read_docs_tsv
 from dear.errors import ConfigError, DataError, positive_depth
 from dear.utils.progress import log
 

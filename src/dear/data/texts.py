@@ -1,4 +1,4 @@
-"""Document and query sources: an ir_datasets id or a local TSV file, behind one lookup API.
+"""Document and query texts: an ir_datasets id or a local TSV file, behind one lookup API.
 
 A *spec* is a string: an existing file path is read as TSV, anything else must be an
 ir_datasets id. Documents: ``docid<TAB>text`` or DPR's ``psgs_w100.tsv``; queries: ``qid<TAB>text``.
@@ -104,72 +104,3 @@ def load_queries(spec: str, field: str = "text") -> dict[str, str]:
             raise DataError(f"{at(spec)}: no queries")
         return queries
     return {q.query_id: irds.query_text(q, field) for q in irds.load(spec).queries_iter()}
-
-
-def load_qrels(spec: str) -> dict[str, dict[str, int]]:
-    """qid → {docid: grade} from a TREC qrels file or an ir_datasets id."""
-    from dear.data.trec import read_qrels
-
-    if is_file_spec(spec):
-        return read_qrels(spec)
-    qrels: dict[str, dict[str, int]] = {}
-    for q in irds.load(spec).qrels_iter():
-        qrels.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
-    if not qrels:
-        raise DataError(f"ir_datasets {spec!r} has no qrels")
-    return qrels
-
-
-def read_beir_folder(folder: str | Path, split: str = "test"):
-    """A BEIR-format folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``.
-
-    → (docs {docid: (title, text)}, queries {qid: text}, qrels {qid: {docid: grade}}).
-    """
-    import json
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: BEIR folder not found (needs corpus.jsonl, queries.jsonl, qrels/{split}.tsv)")
-
-    def jsonl(name):
-        path = folder / name
-        if not path.is_file():
-            raise DataError(f"{at(path)}: file not found")
-        with path.open(encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                        yield row["_id"], row
-                    except (json.JSONDecodeError, KeyError) as e:
-                        raise DataError(f"{at(path, lineno)}: expected a JSON object with '_id' ({e})") from None
-
-    docs = {d: (row.get("title", ""), row.get("text", "")) for d, row in jsonl("corpus.jsonl")}
-    queries = {q: row["text"] for q, row in jsonl("queries.jsonl")}
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    qrels: dict[str, dict[str, int]] = {}
-    for lineno, line in _tsv_lines(qrels_path):
-        parts = line.split("\t")
-        if lineno == 1 and parts[0] == "query-id":
-            continue
-        if len(parts) != 3:
-            raise DataError(f"{at(qrels_path, lineno)}: expected 'query-id<TAB>corpus-id<TAB>score'")
-        try:
-            grade = int(parts[2])
-        except ValueError:
-            raise DataError(f"{at(qrels_path, lineno)}: score must be an integer, got {parts[2]!r}") from None
-        judged = qrels.setdefault(parts[0], {})
-        if judged.get(parts[1], grade) != grade:
-            raise DataError(f"{at(qrels_path, lineno)}: query {parts[0]!r} document {parts[1]!r} is graded {grade} "
-                            f"here and {judged[parts[1]]} on an earlier line")
-        judged[parts[1]] = grade
-    return docs, queries, qrels
-
-
-def _tsv_lines(path: Path):
-    if not path.is_file():
-        raise DataError(f"{at(path)}: file not found")
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                yield lineno, line.rstrip("\r\n")

@@ -11,16 +11,17 @@ Inline passages get a content-hash docid, so the teacher cache keys (qid, docid)
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from dear.data import irds
 from dear.data.bm25 import BM25Params
 from dear.data.candidates import dataset_bm25_index
-from dear.data.texts import DocStore, load_qrels, load_queries
+from dear.data.qrels import load_qrels
+from dear.data.texts import DocStore, load_queries
 from dear.data.trec import read_run
 from dear.errors import DataError, at
+from dear.utils.io import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class _JsonlSource:
     def load(self) -> tuple[list[TrainQuery], DocStore]:
         docs: dict[str, tuple[str, str]] = {}
         queries = []
-        for lineno, row in _jsonl(self.path):
+        for lineno, row in read_jsonl(self.path):
             try:
                 qid, text, pos, neg = self.parse(row)
             except (KeyError, TypeError) as e:
@@ -134,18 +135,6 @@ class FlagEmbeddingSource(_JsonlSource):
 
     def parse(self, row):
         return _hash(row["query"]), row["query"], [("", t) for t in row["pos"]], [("", t) for t in row["neg"]]
-
-
-def _jsonl(path: str):
-    if not Path(path).is_file():
-        raise DataError(f"{at(path)}: file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{at(path, lineno)}: invalid JSON ({e.msg})") from None
 
 
 def _hash(text: str) -> str:

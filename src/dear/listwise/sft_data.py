@@ -15,10 +15,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from dear.cot.dataset import load_cot
+from dear.data.cot import THINK_TEMPLATE, CotExample, load_cot
 from dear.errors import DataError
 from dear.listwise.backends.base import TokenizerRenderer
-from dear.listwise.examples import THINK_TEMPLATE, CotExample
 from dear.models.loading import load_tokenizer
 from dear.utils.progress import log
 
@@ -52,7 +51,7 @@ def collate(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Te
 
 
 class ListwiseSFTDataModule(L.LightningDataModule):
-    """``train`` / ``val``: a DeAR-COT source (file, folder or HF id; see ``dear.cot.dataset``) or a
+    """``train`` / ``val``: a DeAR-COT source (file, folder or HF id; see ``dear.data.cot``) or a
     list of examples. Without ``val``, ``val_fraction`` of train is held out (seeded).
     Examples longer than ``max_length`` tokens are dropped (counted in the log), never cut: a cut
     prompt loses passages and a cut response loses the ranking."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from dear.data.contract import Candidate, Query, Ranking
-from dear.listwise.examples import CotExample
+from dear.data.cot import CotExample
 from dear.listwise.prompts import ListwisePrompt
 
 # Words the tiny tokenizer (dear.models.tiny) keeps whole after a space: one token per topic.

@@ -1,5 +1,5 @@
 """Atomic file writes and copies (readers never see a half-written file, and a crash loses
-nothing old) and an inter-process lock for caches that concurrent jobs build once."""
+nothing old), the JSONL reader, and an inter-process lock for caches that concurrent jobs build once."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from dear.errors import DataError, at
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -56,6 +58,26 @@ def atomic_copy(src: str | Path, dst: str | Path) -> None:
         raise
 
 
+def read_jsonl(path: str | Path):
+    """``(line number, value)`` for every non-blank line of a JSONL file (a BOM is skipped); a
+    missing file or a line that is not JSON is a DataError naming ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{at(path)}: file not found")
+    with path.open(encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                yield lineno, json_line(line, path, lineno)
+
+
+def json_line(line: str, path: str | Path, lineno: int):
+    """One JSONL line parsed, or a DataError naming ``file:line``."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{at(path, lineno)}: invalid JSON ({e.msg})") from None
+
+
 @contextmanager
 def exclusive_lock(path: str | Path):
     """Hold an exclusive POSIX ``flock`` on ``path`` (created, with its folder) for the block:
@@ -65,3 +87,34 @@ def exclusive_lock(path: str | Path):
     with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+class JsonlAppender:
+    """Append-only JSONL that survives being killed: one ``write`` + ``fsync`` per line, and on
+    open a torn last line (a kill mid-write) is cut off, so every line read back is whole."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows = self._recover()
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _recover(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        data = self.path.read_bytes()
+        keep = data[: data.rfind(b"\n") + 1]  # everything up to the last complete line
+        if len(keep) < len(data):
+            with self.path.open("r+b") as f:
+                f.truncate(len(keep))
+        return [json_line(line, self.path, i) for i, line in enumerate(keep.decode("utf-8").splitlines(), start=1)
+                if line.strip()]
+
+    def append(self, row: dict) -> None:
+        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.rows.append(row)
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,16 +1,24 @@
-"""DeAR-COT examples: the LLaMA-Factory alpaca record the released set uses, and its chat.
+"""DeAR-COT: the record format and reading the sets (the released one or ours).
+
+DeAR-COT examples: the LLaMA-Factory alpaca record the released set uses, and its chat.
 
 A record has ``system``, ``instruction``, ``input``, ``output``, ``history`` (``[[user,
 assistant], ...]`` turns before the instruction) and ``think`` (the reasoning). The multi-turn
 DeAR prompt maps onto it exactly: the passage exchange is the history, the final user turn the
 instruction, the final-ranking line the output. The SFT target is ``<think>…</think>`` + output.
+
+Sources: a local ``.jsonl``/``.json`` or ``.parquet`` file, a local dataset folder, or a Hugging
+Face dataset id (``abdoelsayed/DeAR-COT``, through ``datasets``; cached, offline once cached).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from dear.errors import DataError
+from dear.errors import DataError, at
+from dear.utils.io import read_jsonl
 
 FIELDS = ("system", "instruction", "input", "output", "history", "think")
 THINK_TEMPLATE = "<think>\n{think}\n</think>\n\n"
@@ -73,3 +81,53 @@ class CotExample:
             raise DataError(f"{where}: field 'history' must be a list of [user, assistant] string pairs")
         return cls(instruction=row["instruction"], output=row["output"], system=row.get("system") or "",
                    input=row.get("input") or "", history=[tuple(t) for t in history], think=row.get("think") or "")
+
+
+RELEASED = "abdoelsayed/DeAR-COT"
+
+
+def load_cot(source: str, split: str = "train", limit: int | None = None) -> list[CotExample]:
+    """Examples from ``source`` (see module doc), validated, at most ``limit``."""
+    path = Path(source)
+    if path.is_file() and path.suffix in (".jsonl", ".json"):
+        rows = _jsonl_rows(path)
+    elif path.is_file() and path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = ((f"{at(path)}: row {i}", r) for i, r in enumerate(pq.read_table(path).to_pylist()))
+    elif path.is_file():
+        raise DataError(f"{at(path)}: a DeAR-COT file must be .jsonl, .json or .parquet")
+    else:
+        rows = _hub_rows(source, split)
+    examples = []
+    for where, row in rows:
+        examples.append(CotExample.from_record(row, where))
+        if limit is not None and len(examples) >= limit:
+            break
+    if not examples:
+        raise DataError(f"{source}: no DeAR-COT examples")
+    return examples
+
+
+def _jsonl_rows(path: Path):
+    with path.open(encoding="utf-8") as f:
+        head = f.read(1)
+    if head == "[":  # one JSON list instead of lines
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
+        yield from ((f"{at(path)}: entry [{i}]", r) for i, r in enumerate(entries))
+        return
+    yield from ((at(path, lineno), row) for lineno, row in read_jsonl(path))
+
+
+def _hub_rows(source: str, split: str):
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(source, split=split)
+    except Exception as e:  # noqa: BLE001 - re-raised with the source and what was tried
+        raise DataError(f"{source}: not a local file, and loading it as a Hugging Face dataset (split {split!r}) "
+                        f"failed: {type(e).__name__}: {e}") from e
+    return ((f"{source}[{split}] row {i}", row) for i, row in enumerate(ds))
