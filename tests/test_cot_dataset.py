@@ -8,6 +8,7 @@ import pytest
 
 from dear.data.cot import RELEASED, CotExample, load_cot
 from dear.errors import DataError
+from dear.utils.io import JsonlAppender
 
 ROW = {"system": "You are RankLLM.", "instruction": "Search Query: q. Rank.", "input": "",
        "output": "### Final Reranking: [2] > [1]", "history": [["I will provide 2 passages.", "Okay."],
