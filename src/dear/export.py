@@ -25,7 +25,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from dear.rerank.pointwise import EXPORT_META, scorer_from_export, sort_by_score
 from dear.rerank.pointwise import export_dir as locate_export
 from dear.rerank.template import PairTemplate
 from dear.serve.pairs import PairTokenizer, read_settings
-from dear.utils.io import atomic_write_json
+from dear.utils.io import atomic_dir, atomic_write_json
 
 
 def serving_pad_id(config_pad_id: int | None, tokenizer_pad_id: int, pooling: str) -> int:
@@ -63,7 +62,7 @@ def merge(export_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
 
     meta = json.loads((export_dir / EXPORT_META).read_text())
     if meta.get("kind") == "bi_encoder":
-        return _replace_dir(out_dir, lambda tmp: shutil.copytree(export_dir, tmp, dirs_exist_ok=True))
+        return atomic_dir(out_dir, lambda tmp: shutil.copytree(export_dir, tmp, dirs_exist_ok=True))
     tokenizer, model = load_pretrained(AutoModelForSequenceClassification, str(export_dir), dtype=dtype,
                                        device="cpu", fill_pad_id=False, num_labels=1)
     model.config.pad_token_id = serving_pad_id(model.config.pad_token_id, tokenizer.pad_token_id, meta["pooling"])
@@ -75,20 +74,7 @@ def merge(export_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / EXPORT_META, settings)
 
-    return _replace_dir(out_dir, write)
-
-
-def _replace_dir(out_dir: Path, write) -> Path:
-    """``write(tmp)`` into a temporary sibling, then swap it in for ``out_dir``."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    write(tmp)
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    return out_dir
+    return atomic_dir(out_dir, write)
 
 
 @torch.inference_mode()

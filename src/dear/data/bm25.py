@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dear.utils.io import exclusive_lock
+from dear.utils.io import atomic_dir, exclusive_lock
 
 INDEX_FORMAT = 1
 
@@ -65,19 +63,13 @@ class BM25Index:
     def save(self, directory: Path) -> None:
         """Write into a temporary sibling, then rename: a crash never leaves a half index.
         Not safe against a concurrent ``save`` of the same directory: ``cached_index`` holds a lock."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-        try:
+
+        def write(tmp: Path) -> None:
             self.retriever.save(str(tmp / "bm25s"))
             (tmp / "docids.json").write_text(json.dumps(self.docids))
             (tmp / "params.json").write_text(json.dumps({**asdict(self.params), "format": INDEX_FORMAT}))
-            if directory.exists():
-                shutil.rmtree(directory)
-            tmp.rename(directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        atomic_dir(directory, write)
 
     @classmethod
     def load(cls, directory: Path, params: BM25Params) -> "BM25Index":

@@ -8,7 +8,6 @@ for exactly the drawn documents — student and teacher always see the same grou
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 
 import lightning as L
 import numpy as np
@@ -24,6 +23,7 @@ from dear.eval.judges import build_judge
 from dear.models.loading import load_tokenizer
 from dear.rerank.pointwise import sort_flat
 from dear.rerank.template import PairEncoder, PairTemplate
+from dear.utils.memo import LRUMemo
 from dear.utils.plain import to_plain
 from dear.utils.progress import log
 
@@ -122,20 +122,17 @@ class PairCollator:
     def __init__(self, encoder, queries: dict[str, str], docs, teacher: dict | None, memo_size: int = 500_000):
         self.encoder, self.queries, self.docs, self.teacher = encoder, queries, docs, teacher
         self.q_enc: dict = {}
-        self.d_enc: OrderedDict = OrderedDict()
-        self.memo_size = memo_size
+        self.d_enc = LRUMemo(memo_size)
 
     def _encodings(self, pairs: list[tuple[str, str]]):
         new_q = [q for q in dict.fromkeys(q for q, _ in pairs) if q not in self.q_enc]
         self.q_enc.update(zip(new_q, self.encoder.queries([self.queries[q] for q in new_q])))
-        new_d = [d for d in dict.fromkeys(d for _, d in pairs) if d not in self.d_enc]
-        if new_d:
-            texts = self.docs.get_many(new_d)
-            self.d_enc.update(zip(new_d, self.encoder.docs([texts[d] for d in new_d])))
-        out = [(self.q_enc[q], self.d_enc[d]) for q, d in pairs]
-        while len(self.d_enc) > self.memo_size:  # oldest first, after this batch has its encodings
-            self.d_enc.popitem(last=False)
-        return out
+        d_enc = self.d_enc.get_many([d for _, d in pairs], self._encode_docs)
+        return [(self.q_enc[q], d) for (q, _), d in zip(pairs, d_enc)]
+
+    def _encode_docs(self, docids: list[str]) -> list:
+        texts = self.docs.get_many(docids)
+        return self.encoder.docs([texts[d] for d in docids])
 
     def inputs(self, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
         return self.encoder.collate(self._encodings(pairs))

@@ -35,7 +35,7 @@ from dear.data.contract import Candidate, Query, Ranking
 from dear.data.texts import DocStore
 from dear.distill.sources import TrainQuery
 from dear.errors import DataError
-from dear.utils.io import atomic_write_json, atomic_write_text, exclusive_lock
+from dear.utils.io import atomic_write, atomic_write_json, atomic_write_text, exclusive_lock
 from dear.utils.progress import log
 
 FORMAT = 1
@@ -148,7 +148,7 @@ class TeacherCache:
             raise DataError(f"teacher {getattr(scorer, 'name', scorer)!r} gave a non-finite logit ({logits[bad]}) "
                             f"for pair {pairs[bad]} of {self._shard(i).name}: nothing written for that shard")
         table = pa.table({"qid": [q for q, _ in pairs], "docid": [d for _, d in pairs], "logit": logits}, schema=SCHEMA)
-        _atomic_parquet(table, self._shard(i))
+        atomic_write(self._shard(i), lambda f: pq.write_table(table, f), binary=True)
 
     def _shard_problem(self, i: int, pairs: list[tuple[str, str]]) -> str | None:
         """None when shard i holds exactly ``pairs``, in order, with finite logits; else what is wrong."""
@@ -249,12 +249,6 @@ def _rankings(pairs: list[tuple[str, str]], texts: dict[str, str], docs: DocStor
         title, text = found[docid]
         rankings[-1].candidates.append(Candidate(docid, text, title))
     return rankings
-
-
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
 
 
 def _file_sha256(path: Path) -> str:

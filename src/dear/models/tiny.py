@@ -8,9 +8,9 @@ the real ones (same HF classes as Llama-3.x / Qwen2.5 / Qwen3 / BERT checkpoints
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
+
+from dear.utils.io import atomic_dir
 
 CORPUS = [
     "query: what is a llama document: the llama is a domesticated south american camelid",
@@ -86,16 +86,13 @@ def build_tiny(out_dir: str | Path, arch: str = "llama", task: str = "seqcls", s
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = auto.from_config(config)
-    # Built beside the target and renamed into place: a killed build never looks finished.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(out_dir)
-    except OSError:  # another process finished the same model first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(out_dir)
+    # Built beside the target and renamed into place: a killed build never looks finished; a model
+    # another process finished first is kept.
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return str(atomic_dir(out_dir, write, replace=False))
 
 
 def build_tiny_on_tokenizer(out_dir: str | Path, tokenizer_dir: str | Path, arch: str = "llama", hidden: int = 64,

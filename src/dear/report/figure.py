@@ -5,12 +5,11 @@ several. Rows whose average is missing are left out, never interpolated; the cap
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from dear.errors import DataError
 from dear.report.table import Table
+from dear.utils.io import atomic_write
 
 
 def figure_points(table: Table) -> dict[str, list[tuple[float, float, float | None]]]:
@@ -70,7 +69,7 @@ def write_figure(table: Table, path: str | Path) -> bool:
     png = io.BytesIO()
     fig.savefig(png, format="png")
     plt.close(fig)
-    _atomic_write_bytes(Path(path), png.getvalue())
+    atomic_write(path, lambda f: f.write(png.getvalue()), binary=True)
     return True
 
 
@@ -83,16 +82,3 @@ def _numbers(values) -> set[float]:
         except ValueError:
             continue
     return out
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write beside ``path`` and rename: a reader never sees half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,7 +8,6 @@ tokenised once; pairs are scored in length-sorted, dynamically padded batches un
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from dear.models.loading import load_sequence_classifier, load_tokenizer, pick_d
 from dear.rerank.bi_encoder import BiEncoderInputs, mean_embedding
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
+from dear.utils.memo import LRUMemo
 from dear.utils.progress import progress_bar
 
 EXPORT_META = "dear_scorer.json"  # written next to a Stage-1 export: template + pooling
@@ -92,7 +92,7 @@ class CrossEncoderScorer:
 class BiEncoderScorer:
     """Cosine similarity of mean-pooled embeddings (sentence-transformers style, e.g. MiniLM).
 
-    Embeddings are memoised by text (up to ``memo_size`` texts, oldest dropped first), so a
+    Embeddings are memoised by text (up to ``memo_size`` texts, least recently used dropped first), so a
     document shared by many queries, calls or cache shards is embedded once. Scores are
     ``logit_scale`` × cosine: order is unaffected, but as a distillation teacher the scale sets
     how peaked its group distribution is (sentence-transformers trains MiniLM with scale 20).
@@ -112,18 +112,13 @@ class BiEncoderScorer:
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
         self.max_batch_items, self.max_batch_tokens = max_batch_items, max_batch_tokens
         self.inputs = BiEncoderInputs(self.tokenizer, max_len, query_prefix, doc_prefix)
-        self.memo: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.memo_size, self.logit_scale = memo_size, logit_scale
+        self.memo, self.logit_scale = LRUMemo(memo_size), logit_scale
 
     def embed(self, texts: list[str], desc: str) -> torch.Tensor:
         """L2-normalised embeddings, (N, H) float32 on CPU; only texts not memoised are encoded."""
-        new = [t for t in dict.fromkeys(texts) if t not in self.memo]
-        if new:
-            for text, vector in zip(new, self._encode(new, desc)):
-                self.memo[text] = vector
-            while len(self.memo) > self.memo_size:
-                self.memo.popitem(last=False)
-        return torch.stack([self.memo[t] for t in texts]) if texts else torch.zeros(0, self.model.config.hidden_size)
+        if not texts:
+            return torch.zeros(0, self.model.config.hidden_size)
+        return torch.stack(self.memo.get_many(texts, lambda new: list(self._encode(new, desc))))
 
     @torch.inference_mode()
     def _encode(self, texts: list[str], desc: str) -> torch.Tensor:

@@ -44,18 +44,43 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """``shutil.copy2`` through a temporary sibling: ``dst`` appears whole or not at all, so a job
+    """``shutil.copy2`` through ``atomic_write``: ``dst`` appears whole or not at all, so a job
     that finds it existing never reads a copy another job is still writing."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
+
+    def copy(f):
+        with open(src, "rb") as source:
+            shutil.copyfileobj(source, f)
+
+    atomic_write(dst, copy, binary=True)
+    shutil.copystat(src, dst)
+
+
+def atomic_dir(directory: str | Path, write, replace: bool = True) -> Path:
+    """``write(tmp)`` fills a temporary sibling folder, which is then renamed to ``directory``: a
+    crash never leaves a half-written folder. ``replace``: an existing ``directory`` is swapped
+    out (set aside, then deleted); otherwise one that another process finished first is kept and
+    this copy dropped."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
+        write(tmp)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = directory.with_name(f".{directory.name}.old") if replace and directory.exists() else None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
+    try:
+        tmp.rename(directory)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if replace:
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return directory
 
 
 def read_jsonl(path: str | Path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
+
+from dear.utils.memo import LRUMemo
 
 STOP, LENGTH = "stop", "length"
 
@@ -45,19 +46,11 @@ class TokenizerRenderer:
         self.tokenizer = tokenizer
         # The last renders by content: fitting a window to the context counts the very prompt
         # that generation then needs, so it is tokenised once.
-        self.memo: OrderedDict[str, list[int]] = OrderedDict()
-        self.memo_size = memo_size
+        self.memo = LRUMemo(memo_size)
 
     def ids(self, messages: list[dict[str, str]], chat: bool = True) -> list[int]:
         key = json.dumps([chat, messages])
-        if key in self.memo:
-            self.memo.move_to_end(key)
-            return list(self.memo[key])
-        ids = self._render(messages, chat)
-        self.memo[key] = ids
-        if len(self.memo) > self.memo_size:
-            self.memo.popitem(last=False)
-        return list(ids)
+        return list(self.memo.get_many([key], lambda _: [self._render(messages, chat)])[0])
 
     def _render(self, messages: list[dict[str, str]], chat: bool) -> list[int]:
         if chat:
