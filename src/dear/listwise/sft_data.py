@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from dear.data.cot import THINK_TEMPLATE, CotExample, load_cot
 from dear.errors import DataError
 from dear.listwise.backends.base import TokenizerRenderer
+from dear.models.batching import pad
 from dear.models.loading import load_tokenizer
 from dear.utils.progress import log
 
@@ -40,14 +41,8 @@ def tokenize_example(tokenizer, example: CotExample, think_template: str = THINK
 
 def collate(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad to the longest row: input_ids, attention_mask, labels, each (B, L) int64."""
-    width = max(len(r["input_ids"]) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(r["input_ids"])
-        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    ids, mask = pad([r["input_ids"] for r in rows], pad_id)
+    return {"input_ids": ids, "attention_mask": mask, "labels": pad([r["labels"] for r in rows], IGNORE)[0]}
 
 
 class ListwiseSFTDataModule(L.LightningDataModule):

@@ -25,13 +25,15 @@ def length_batches(lengths: list[int], max_items: int, max_tokens: int) -> list[
     return batches
 
 
-def pad(sequences: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the batch's longest sequence (or to ``width``): (ids, attention_mask), both
-    (B, L) int64."""
+def pad(sequences: list[list[int]], pad_id: int, width: int | None = None,
+        left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to the batch's longest sequence (or to ``width``), on the right, or on the left with
+    ``left`` (real tokens flush right, as generation wants): (ids, attention_mask), both (B, L) int64."""
     width = max(len(s) for s in sequences) if width is None else width
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
     return ids, mask

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from tokenizers import Encoding
 
+from dear.models.batching import pad
 from dear.rerank.template import PairEncoder, PairTemplate
 
 SETTINGS = "dear_scorer.json"
@@ -58,12 +59,8 @@ class PairTokenizer:
         length = self.template.max_length if self.pooling == "reference" else longest
         if longest > length:
             raise ValueError(f"a pair of {longest} tokens exceeds the reference length {length}")
-        ids = torch.full((len(encoded), length), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        types = torch.zeros_like(ids)
-        for row, (x, y) in enumerate(encoded):
-            ids[row, : len(x)], mask[row, : len(x)], types[row, : len(y)] = torch.tensor(x), 1, torch.tensor(y)
+        ids, mask = pad([x for x, _ in encoded], self.pad_id, length)
         out = {"input_ids": ids, "attention_mask": mask}
         if self.pooling == "model":
-            out["token_type_ids"] = types
+            out["token_type_ids"] = pad([y for _, y in encoded], 0, length)[0]
         return out

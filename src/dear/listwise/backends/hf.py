@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from dear.listwise.backends.base import LENGTH, STOP, Generation, TokenizerRenderer
-from dear.models.batching import length_batches
+from dear.models.batching import length_batches, pad
 from dear.models.loading import load_causal_lm
 from dear.utils.progress import progress_bar
 
@@ -76,11 +76,7 @@ class TransformersBackend:
 
     def _generate_batch(self, prompts: list[list[int]]) -> list[Generation]:
         width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, p in enumerate(prompts):  # left padding: (B, L), real tokens flush right
-            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[row, width - len(p):] = 1
+        ids, mask = pad(prompts, self.tokenizer.pad_token_id, left=True)  # (B, L), real tokens flush right
         cache = self._prefill(prompts, width) if len(prompts) > 1 and min(map(len, prompts)) > 1 else None
         tokens = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                      past_key_values=cache,
