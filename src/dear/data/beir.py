@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dear.errors import DataError, at
-from dear.utils.io import read_jsonl
+from dear.utils.io import read_jsonl, read_lines
 
 
 def read_beir_folder(folder: str | Path, split: str = "test"):
@@ -28,7 +28,7 @@ def read_beir_folder(folder: str | Path, split: str = "test"):
     queries = {q: row["text"] for q, row in jsonl("queries.jsonl")}
     qrels_path = folder / "qrels" / f"{split}.tsv"
     qrels: dict[str, dict[str, int]] = {}
-    for lineno, line in _tsv_lines(qrels_path):
+    for lineno, line in read_lines(qrels_path):
         parts = line.split("\t")
         if lineno == 1 and parts[0] == "query-id":
             continue
@@ -45,11 +45,3 @@ def read_beir_folder(folder: str | Path, split: str = "test"):
         judged[parts[1]] = grade
     return docs, queries, qrels
 
-
-def _tsv_lines(path: Path):
-    if not path.is_file():
-        raise DataError(f"{at(path)}: file not found")
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                yield lineno, line.rstrip("\r\n")

@@ -10,7 +10,7 @@ import numpy as np
 
 from dear.data.contract import Run
 from dear.errors import DataError, at
-from dear.utils.io import atomic_write_text
+from dear.utils.io import atomic_write_text, read_lines
 
 
 def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
@@ -20,14 +20,8 @@ def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
     """
     rows: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
     seen: dict[str, set[str]] = defaultdict(set)
-    for lineno, line in _lines(path):
-        parts = line.split()
-        if len(parts) != 6:
-            raise DataError(
-                f"{at(path, lineno)}: a TREC run line needs 6 fields "
-                f"'qid Q0 docid rank score tag', found {len(parts)}: {line!r}"
-            )
-        qid, _, docid, rank, score, _tag = parts
+    for lineno, line in read_lines(path):
+        qid, _, docid, rank, score, _tag = _fields(path, lineno, line, "a TREC run", "qid Q0 docid rank score tag")
         try:
             rank_i, score_f = int(rank), float(score)
         except ValueError:
@@ -50,14 +44,8 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """
     qrels: dict[str, dict[str, int]] = defaultdict(dict)
     first_line: dict[tuple[str, str], int] = {}
-    for lineno, line in _lines(path):
-        parts = line.split()
-        if len(parts) != 4:
-            raise DataError(
-                f"{at(path, lineno)}: a qrels line needs 4 fields 'qid iter docid grade', "
-                f"found {len(parts)}: {line!r}"
-            )
-        qid, _, docid, grade = parts
+    for lineno, line in read_lines(path):
+        qid, _, docid, grade = _fields(path, lineno, line, "a qrels", "qid iter docid grade")
         try:
             grade_i = int(grade)
         except ValueError:
@@ -70,6 +58,14 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     if not qrels:
         raise DataError(f"{at(path)}: the qrels file is empty")
     return dict(qrels)
+
+
+def _fields(path, lineno: int, line: str, kind: str, columns: str) -> list[str]:
+    """The whitespace-separated fields of ``line``, as many as ``columns`` names, or a DataError."""
+    parts, n = line.split(), len(columns.split())
+    if len(parts) != n:
+        raise DataError(f"{at(path, lineno)}: {kind} line needs {n} fields '{columns}', found {len(parts)}: {line!r}")
+    return parts
 
 
 def format_run(run: Run, tag: str) -> str:
@@ -92,13 +88,3 @@ def score_text(score: float) -> str:
 
 def write_run(path: str | Path, run: Run, tag: str) -> None:
     atomic_write_text(path, format_run(run, tag))
-
-
-def _lines(path: str | Path):
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{at(path)}: file not found")
-    with path.open(encoding="utf-8-sig") as f:  # -sig: a BOM would glue itself to the first query id
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                yield lineno, line.rstrip("\n")

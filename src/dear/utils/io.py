@@ -86,13 +86,20 @@ def atomic_dir(directory: str | Path, write, replace: bool = True) -> Path:
 def read_jsonl(path: str | Path):
     """``(line number, value)`` for every non-blank line of a JSONL file (a BOM is skipped); a
     missing file or a line that is not JSON is a DataError naming ``file:line``."""
+    for lineno, line in read_lines(path):
+        yield lineno, json_line(line, path, lineno)
+
+
+def read_lines(path: str | Path):
+    """``(line number, line without its newline)`` for every non-blank line of a text file; a BOM
+    is skipped (it would glue itself to the first id), a missing file is a DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{at(path)}: file not found")
     with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             if line.strip():
-                yield lineno, json_line(line, path, lineno)
+                yield lineno, line.rstrip("\r\n")
 
 
 def json_line(line: str, path: str | Path, lineno: int):
