@@ -26,11 +26,11 @@ from dear.utils.state import trainable_state
 
 class DistillModule(L.LightningModule):
     def __init__(self, student: dict, loss: DistillLoss, lr: float = 1e-4, weight_decay: float = 0.1,
-                 warmup_ratio: float = 0.1, val_metric: str = "nDCG@10"):
+                 warmup_ratio: float = 0.1):
         super().__init__()
         self.student_cfg = to_plain(student)
         self.loss = loss
-        self.lr, self.weight_decay, self.warmup_ratio, self.val_metric = lr, weight_decay, warmup_ratio, val_metric
+        self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
         self.tokenizer, self.model = build_student(**self.student_cfg)
         self.model.train()  # from_pretrained leaves eval mode (no dropout); Lightning keeps module modes
         self.kind = self.student_cfg.get("kind", "cross_encoder")

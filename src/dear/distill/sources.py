@@ -62,21 +62,31 @@ class IrDatasetsTrainSource:
         positives = {q: p for q, p in positives.items() if p}
         texts = load_queries(self.dataset)
         qids = [q for q in texts if q in positives][: self.max_queries]
-        pools = getattr(self, f"_{self.negatives}")(qids, {q: texts[q] for q in qids})
+        pools = self._pools(qids, {q: texts[q] for q in qids})
         queries = [TrainQuery(q, texts[q], positives[q], tuple(d for d in pools.get(q, ()) if d not in positives[q]))
                    for q in qids]
         return [tq for tq in queries if tq.negatives], DocStore(self.dataset)
+
+    def _pools(self, qids, texts) -> dict[str, list[str]]:
+        """qid → candidate docids, from the ``negatives`` source."""
+        if self.negatives == "bm25":
+            return self._bm25(qids, texts)
+        if self.negatives == "run":
+            return self._run(qids)
+        if self.negatives == "docpairs":
+            return self._docpairs(qids)
+        return self._scoreddocs(qids, texts)
 
     def _bm25(self, qids, texts):
         index = dataset_bm25_index(self.dataset, self.cache_dir, self.bm25)  # the harness's own index
         hits = index.search([texts[q] for q in qids], k=self.depth, progress=True)
         return {q: [d for d, _ in h] for q, h in zip(qids, hits)}
 
-    def _run(self, qids, texts):
+    def _run(self, qids):
         run = read_run(self.run)
         return {q: [d for d, _ in run.get(q, [])[: self.depth]] for q in qids}
 
-    def _docpairs(self, qids, texts):
+    def _docpairs(self, qids):
         wanted, pools = set(qids), {}
         for pair in irds.load(self.dataset).docpairs_iter():
             if pair.query_id in wanted:

@@ -1,1 +1,3 @@
-"""Rerankers: the pointwise scoring engine (and, later, listwise generation)."""
+"""The pointwise stage: the DeAR pair template and reference pooling, the scorers (cross-encoder,
+bi-encoder, BM25, fusion, vLLM) and the reranker that sorts a ranking by their scores. Loading
+the models behind them is ``dear.models``'; listwise generation is ``dear.listwise``'."""
