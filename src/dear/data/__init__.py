@@ -1,4 +1,4 @@
-"""Data contract, TREC IO, text sources, BM25 and benchmarks."""
+"""Data contract, TREC IO, texts, qrels, BEIR folders, QA and DeAR-COT records, BM25 and benchmarks."""
 
 from dear.data.contract import Candidate, Query, Ranking
 

@@ -1,1 +1,2 @@
-"""Judges (relevance and QA), the stage pipeline, and result tables."""
+"""Measuring runs: judges (ir_measures relevance, DPR answer matching), significance tests, the
+stage pipeline and result tables."""

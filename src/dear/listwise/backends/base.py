@@ -87,3 +87,23 @@ class TokenizerRenderer:
         vocab = self.tokenizer.get_vocab()
         ids += [vocab[t] for t in END_OF_TURN if t in vocab]
         return sorted(set(ids))
+
+
+class LocalBackend:
+    """What the back ends that render prompts themselves share: the prompt budget (``context_size``
+    less ``max_new_tokens``) and token counts through their ``renderer`` (a ``TokenizerRenderer``)."""
+
+    renderer: TokenizerRenderer
+    context_size: int | None
+    max_new_tokens: int
+
+    @property
+    def prompt_limit(self) -> int | None:
+        return None if self.context_size is None else self.context_size - self.max_new_tokens
+
+    def count_tokens(self, messages, chat: bool = True) -> int:
+        return self.renderer.count(messages, chat)
+
+    @property
+    def passage_tokens(self):
+        return self.renderer.passage_tokens

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from dear.listwise.backends.base import LENGTH, STOP, Generation, TokenizerRenderer
+from dear.listwise.backends.base import LENGTH, STOP, Generation, LocalBackend, TokenizerRenderer
 from dear.models.batching import length_batches, pad
 from dear.models.loading import load_causal_lm
 from dear.utils.progress import progress_bar
 
 
-class TransformersBackend:
+class TransformersBackend(LocalBackend):
     """Local generation with ``model.generate``.
 
     Prompts are sorted by length and batched under ``batch_size`` sequences and
@@ -45,17 +45,6 @@ class TransformersBackend:
         self.generation_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
                                                   eos_token_id=self.stop, pad_token_id=self.tokenizer.pad_token_id,
                                                   **sampling)
-
-    @property
-    def prompt_limit(self) -> int | None:
-        return None if self.context_size is None else self.context_size - self.max_new_tokens
-
-    def count_tokens(self, messages, chat: bool = True) -> int:
-        return self.renderer.count(messages, chat)
-
-    @property
-    def passage_tokens(self):
-        return self.renderer.passage_tokens
 
     @torch.inference_mode()
     def generate(self, conversations, chat: bool = True, desc: str = "generating", on_done=None) -> list[Generation]:

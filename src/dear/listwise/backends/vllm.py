@@ -6,11 +6,11 @@ adapters are served through a ``LoRARequest`` on the unmerged base.
 
 from __future__ import annotations
 
-from dear.listwise.backends.base import LENGTH, STOP, Generation, TokenizerRenderer
+from dear.listwise.backends.base import LENGTH, STOP, Generation, LocalBackend, TokenizerRenderer
 from dear.models.loading import base_and_adapter
 
 
-class VLLMBackend:
+class VLLMBackend(LocalBackend):
     def __init__(self, model: str, adapter: str | None = None, max_new_tokens: int = 1024, temperature: float = 0.0,
                  top_p: float = 1.0, context_size: int | None = None, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1, max_lora_rank: int = 64,
@@ -34,17 +34,6 @@ class VLLMBackend:
         self.context_size = context_size or self.llm.llm_engine.model_config.max_model_len
         self.params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                      stop_token_ids=self.renderer.stop_ids())
-
-    @property
-    def prompt_limit(self) -> int | None:
-        return self.context_size - self.max_new_tokens
-
-    def count_tokens(self, messages, chat: bool = True) -> int:
-        return self.renderer.count(messages, chat)
-
-    @property
-    def passage_tokens(self):
-        return self.renderer.passage_tokens
 
     def generate(self, conversations, chat: bool = True, desc: str = "generating", on_done=None) -> list[Generation]:
         """One generation per chat, in order; ``on_done(i, generation)`` once the engine returns them."""
