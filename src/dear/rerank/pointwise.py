@@ -17,7 +17,7 @@ import torch
 from dear.data.contract import Ranking
 from dear.errors import DataError
 from dear.models.batching import length_batches, pad
-from dear.models.loading import load_sequence_classifier, load_tokenizer, pick_device, pick_dtype, resolve_model_path
+from dear.models.loading import load_pretrained, load_sequence_classifier
 from dear.rerank.bi_encoder import BiEncoderInputs, mean_embedding
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
@@ -104,11 +104,8 @@ class BiEncoderScorer:
         from transformers import AutoModel
 
         self.name = model
-        dev = pick_device(device)
-        self.tokenizer = load_tokenizer(model, revision)
-        self.model = AutoModel.from_pretrained(resolve_model_path(model), revision=revision,
-                                               dtype=pick_dtype(dtype, dev)).to(dev).eval()
-        self.device, self.max_len = dev, max_len
+        self.tokenizer, self.model = load_pretrained(AutoModel, model, revision=revision, dtype=dtype, device=device)
+        self.device, self.max_len = next(self.model.parameters()).device, max_len
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
         self.max_batch_items, self.max_batch_tokens = max_batch_items, max_batch_tokens
         self.inputs = BiEncoderInputs(self.tokenizer, max_len, query_prefix, doc_prefix)
