@@ -67,6 +67,11 @@ class ListwiseSFTDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.think_template = batch_size, num_workers, think_template
         self.train_rows: list[dict] | None = None
         self.val_rows: list[dict] = []
+        self.timings: dict[str, float] = {}  # as Stage 1's data module (read by train.py): no timed steps here
+
+    def records(self) -> dict[str, dict]:
+        """Files for the run directory (as Stage 1's data module): none."""
+        return {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_rows is not None:
