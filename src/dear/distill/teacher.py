@@ -9,7 +9,6 @@ over one training source: its fingerprint, directory, precompute and lookup.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from dear.data.texts import DocStore
@@ -35,14 +34,16 @@ def scoring_settings(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in skip}
 
 
-@dataclass(frozen=True)
 class Teacher:
     """``config``: the teacher scorer's plain config (``_target_`` and settings); ``build``:
     ``build(**overrides) -> scorer`` (e.g. ``functools.partial(hydra.utils.instantiate, node)``),
-    called with ``device=...`` by the distributed precompute."""
+    called with ``device=...`` by the distributed precompute.
 
-    config: dict
-    build: Callable[..., object]
+    A plain class, not a dataclass: Hydra would turn a dataclass passed to ``instantiate`` into a
+    config, and build the scorer its ``_target_`` names."""
+
+    def __init__(self, config: dict, build: Callable[..., object]):
+        self.config, self.build = config, build
 
     @property
     def name(self) -> str:
