@@ -131,8 +131,8 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     only if its cache must be computed."""
     if "teacher" not in cfg:
         return instantiate(cfg.data)
-    wanted = instantiate(cfg.module.loss).needs_teacher
-    return instantiate(cfg.data, teacher=Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher)) if wanted else None)
+    teacher = Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher))
+    return instantiate(cfg.data, teacher=teacher if instantiate(cfg.module.loss).needs_teacher else None)
 
 
 def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float | None:
