@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float:
     out_dir = HydraConfig.get().runtime.output_dir
     write_record(out_dir, cfg)
     benchmark = instantiate(cfg.benchmark)
-    result = run_pipeline(benchmark, stages_from_config(cfg.pipeline.stages), out_dir)
+    result = run_pipeline(benchmark, stages_from_config(cfg.pipeline.stages, instantiate), out_dir)
     print(f"\n## {benchmark.name}\n\n{result['table']}")
     last = list(result["metrics"].values())[-1]
     return last[benchmark.measures[-1]]  # the sweep objective: the last stage's last metric

@@ -15,6 +15,7 @@ the resolved config and W&B the final metrics (dear.utils.tracking).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -25,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dear.cli import entry_point
 from dear.config import prepare_environment, register_resolvers
+from dear.utils.plain import to_plain
+from dear.distill.teacher import Teacher
 from dear.errors import positive_depth
 from dear.eval.pipeline import Stage, check_depths, run_pipeline, stages_from_config
 from dear.utils import tracking
@@ -103,7 +106,7 @@ def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path) ->
     """first_stage → configured stages → the exported model, on each benchmark.
     → {benchmark: {stage: {metric: value}}}"""
     ev = cfg.evaluation
-    stages = stages_from_config(ev.get("stages") or {}, "evaluation.stages")
+    stages = stages_from_config(ev.get("stages") or {}, instantiate, "evaluation.stages")
     exported = ev.get("exported")
     if exported:
         stages.append(Stage(exported.name, module.export_reranker(export_dir), exported.depth, exported.get("source")))
@@ -123,20 +126,32 @@ def objective(results: dict[str, dict], metric: str) -> float | None:
     return None if not values or None in values else sum(values) / len(values)
 
 
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """The stage's data module. Stage 1 (a config with a teacher) hands it the teacher when the
+    loss distils one (the loss owns α: ``DistillLoss.needs_teacher``); the teacher itself is built
+    only if its cache must be computed."""
+    if "teacher" not in cfg:
+        return instantiate(cfg.data)
+    teacher = Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher))
+    return instantiate(cfg.data, teacher=teacher if instantiate(cfg.module.loss).needs_teacher else None)
+
+
 def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float | None:
-    """Train, export the best checkpoint, evaluate it; → the sweep objective (global zero only)."""
-    datamodule = instantiate(cfg.data)
+    """Train, export the best checkpoint, evaluate it; → the sweep objective (global zero only).
+    Both stages' modules export with ``export(dir)`` and run the export with ``export_reranker(dir)``;
+    both data modules report ``timings`` and ``records()`` (files for the run directory)."""
+    datamodule = build_datamodule(cfg)
     module = instantiate(cfg.module)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]  # null: switched off
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
     timings = Timings(run_dir / "timings.json")
     with timings("fit"):  # includes the teacher precompute when its cache is missing
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir), weights_only=True)
-    timings.update(getattr(datamodule, "timings", {}))
+    timings.update(datamodule.timings)
     if not trainer.is_global_zero:
         return None
-    if getattr(datamodule, "cache_record", None) and datamodule.cache_record():
-        atomic_write_json(run_dir / "teacher_cache.json", datamodule.cache_record())
+    for name, record in datamodule.records().items():
+        atomic_write_json(run_dir / name, record)
     with timings("export"):
         export_dir = exportable(cfg, module, trainer).export(run_dir / "export")
         OmegaConf.save(cfg, export_dir / "config.yaml", resolve=True)

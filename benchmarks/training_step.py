@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from _common import DATA, ROOT, table
 
-from dear.distill.data import GroupDataset, PairCollator
+from dear.distill.groups import GroupDataset, PairCollator
 
 
 def compose(overrides: list[str]):

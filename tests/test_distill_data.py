@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dear.data.texts import DocStore
-from dear.distill.data import GroupDataset, GroupSampler, PairCollator
+from dear.distill.groups import GroupDataset, GroupSampler, PairCollator
 from dear.distill.sources import FlagEmbeddingSource, TevatronSource, TrainQuery
 from dear.errors import DataError
 

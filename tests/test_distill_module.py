@@ -12,6 +12,7 @@ from dear.distill.data import DistillDataModule
 from dear.distill.losses import DistillLoss
 from dear.distill.module import DistillModule
 from dear.distill.sources import TrainQuery
+from dear.distill.teacher import Teacher
 
 N_QUERIES, POOL = 6, 7
 TEACHER_PREFERS = 3  # the teacher's favourite document in every pool (a negative)
@@ -46,9 +47,10 @@ class FixtureTeacher:
 def make(student_dir, tmp_path, alpha, sign=1.0, lr=1e-2, rank="pointce"):
     student = {"model": student_dir, "lora": None, "pooling": "auto", "dtype": "float32",
                "template": {"query_max_len": 16, "doc_max_len": 24}}
-    teacher = {"_target_": "test_distill_module.FixtureTeacher", "model": "fixture", "sign": sign}
-    dm = DistillDataModule(FixtureSource(), student, teacher, kd_weight=alpha, group_size=POOL + 1, batch_size=3,
-                           cache_dir=str(tmp_path / "teacher"), seed=0)
+    teacher = Teacher({"_target_": "test_distill_module.FixtureTeacher", "model": "fixture", "sign": sign},
+                      lambda **kw: FixtureTeacher(sign, **kw))
+    dm = DistillDataModule(FixtureSource(), student, teacher if alpha > 0 else None, group_size=POOL + 1,
+                           batch_size=3, cache_dir=str(tmp_path / "teacher"), seed=0)
     module = DistillModule(student, DistillLoss(rank, alpha=alpha, tau=1.0), lr=lr, warmup_ratio=0.0)
     return dm, module
 
@@ -75,7 +77,7 @@ def test_fast_dev_run(tiny_bert_cls, tmp_path):
     trainer = L.Trainer(accelerator="cpu", fast_dev_run=True, logger=False, enable_progress_bar=False,
                         use_distributed_sampler=False)
     trainer.fit(module, datamodule=dm)
-    assert (tmp_path / "teacher").is_dir() and dm.cache.complete  # the cache was computed on the way
+    assert (tmp_path / "teacher").is_dir() and dm.teacher.cache.complete  # the cache was computed on the way
 
 
 @pytest.mark.parametrize("rank", ["ranknet_eq5", "ranknet"])
@@ -197,9 +199,8 @@ def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_
 
     student = {"model": tiny_bert_cls, "kind": "bi_encoder", "lora": None, "dtype": "float32", "max_len": 24,
                "query_prefix": "q: ", "doc_prefix": "d: ", "logit_scale": 20.0}
-    teacher = {"_target_": "test_distill_module.FixtureTeacher", "model": "fixture", "sign": 1.0}
-    dm = DistillDataModule(FixtureSource(), student, teacher, kd_weight=0.0, group_size=POOL + 1, batch_size=3,
-                           cache_dir=str(tmp_path / "teacher"), seed=0)
+    dm = DistillDataModule(FixtureSource(), student, None, group_size=POOL + 1, batch_size=3,
+                           cache_dir=str(tmp_path / "teacher"), seed=0)  # alpha = 0: no teacher
     module = DistillModule(student, DistillLoss("ranknet_eq5", alpha=0.0), lr=1e-2, warmup_ratio=0.0)
     dm.setup()
     batch = dm.collate([dm.train_set[i] for i in range(N_QUERIES)])

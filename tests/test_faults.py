@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from dear.distill.data import GroupDataset, GroupSampler, ResumableLoader
+from dear.distill.groups import GroupDataset, GroupSampler, ResumableLoader
 from dear.distill.sources import TrainQuery
 from dear.utils.checkpoints import AtomicCheckpointIO, LastCheckpoint, load_checkpoint, resume_checkpoint
 from dear.utils.resume import AppendingCSVLogger, SeedEveryStep

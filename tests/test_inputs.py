@@ -112,7 +112,7 @@ def test_depths_below_one_name_the_config_field(toy_files, depth):
     with pytest.raises(ConfigError, match=r"benchmark\.depth: expected an integer depth >= 1"):
         FilesBenchmark("files", str(toy_files["run"]), str(toy_files["qrels"]), ["nDCG@10"], depth=depth)
     with pytest.raises(ConfigError, match=r"pipeline\.stages\.pointwise\.depth: expected an integer depth >= 1"):
-        stages_from_config({"pointwise": _Node(depth=depth)})
+        stages_from_config({"pointwise": _Node(depth=depth)}, build=lambda node: None)
     with pytest.raises(ConfigError, match=r"stage 'x' depth"):
         Stage("x", reranker=None, depth=depth)
     with pytest.raises(ConfigError, match=r"candidates\.depth: expected an integer depth >= 1"):

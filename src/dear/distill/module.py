@@ -80,7 +80,7 @@ class DistillModule(L.LightningModule):
         for start, scores in self._val_scores:
             flat[start : start + len(scores)] = scores.numpy()
         self._val_scores.clear()
-        aggregate, _ = dm.val_judge.evaluate(dm.val_rankings(flat))
+        aggregate = dm.validation.evaluate(flat)
         self.log_dict({f"val/{k}": v for k, v in aggregate.items()}, prog_bar=True, sync_dist=False)
 
     def configure_optimizers(self):
@@ -110,9 +110,9 @@ class DistillModule(L.LightningModule):
         (directory / EXPORT_META).write_text(json.dumps(meta, indent=2))
         return directory
 
-    @staticmethod
-    def export_reranker(directory: str | Path, **scorer_kwargs):
+    def export_reranker(self, directory: str | Path):
+        """The pointwise stage scoring with the student exported to ``directory``."""
         from dear.rerank.pointwise import PointwiseReranker, scorer_from_export
 
-        return PointwiseReranker(scorer_from_export(str(directory), **scorer_kwargs))
+        return PointwiseReranker(scorer_from_export(str(directory)))
 

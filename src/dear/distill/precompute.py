@@ -20,6 +20,8 @@ re-verifies every shard, so a re-run with any number of processes scores only wh
 
 from __future__ import annotations
 
+from functools import partial
+
 import hydra
 import lightning as L
 import torch
@@ -30,6 +32,8 @@ from torch.utils.data import DataLoader
 
 from dear.cli import entry_point
 from dear.config import CONF_DIR, prepare_environment, register_resolvers
+from dear.utils.plain import to_plain
+from dear.distill.teacher import Teacher
 from dear.utils.progress import log
 
 register_resolvers()
@@ -50,7 +54,8 @@ class TeacherScoring(L.LightningModule):
 
     def predict_dataloader(self) -> DataLoader:
         self.data.load_sources()
-        self.plan = self.data.cache.start(self.data.fingerprint(), self.data.all_queries, self.data.shard_size)
+        logits = self.data.teacher
+        self.plan = logits.cache.start(logits.fingerprint(), self.data.all_queries, logits.shard_size)
         owned = list(range(self.global_rank, len(self.plan.shards), self.trainer.world_size))
         log(f"rank {self.global_rank}/{self.trainer.world_size}: {len(owned)} of {len(self.plan.shards)} shards")
         return DataLoader([owned], batch_size=None)
@@ -59,26 +64,27 @@ class TeacherScoring(L.LightningModule):
         # The teacher's numerics are its own config's (dtype; bf16 autocast on GPU), as in the
         # single-process path: trainer.precision is not part of the cache fingerprint.
         with torch.autocast(self.device.type, enabled=False):
-            scored = self.data.cache.build_shards(self.plan, [int(i) for i in shards], self._teacher, self.data.docs)
+            scored = self.data.teacher.cache.build_shards(self.plan, [int(i) for i in shards], self._teacher, self.data.docs)
         log(f"rank {self.global_rank}: scored {scored} of its {len(shards)} shards (the rest were valid)")
 
     def _teacher(self):
         if self.teacher is None:
-            self.teacher = instantiate(self.data.teacher_cfg, device=str(self.device))
+            self.teacher = self.data.teacher.teacher.build(device=str(self.device))
         return self.teacher
 
 
 def precompute(cfg: DictConfig) -> None:
     prepare_environment(cfg)
-    datamodule = instantiate(cfg.data, kd_weight=1.0)  # the cache is wanted whatever alpha is
+    teacher = Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher))  # wanted whatever alpha is
+    datamodule = instantiate(cfg.data, teacher=teacher)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                           enable_model_summary=False, default_root_dir=HydraConfig.get().runtime.output_dir)
     module = TeacherScoring(datamodule)
     trainer.predict(module, return_predictions=False)
     trainer.strategy.barrier("teacher-cache-shards")  # every rank's shards are on disk
     if trainer.is_global_zero:
-        datamodule.cache.finish(module.plan)
-        log(f"teacher cache complete: {datamodule.cache.dir}")
+        datamodule.teacher.cache.finish(module.plan)
+        log(f"teacher cache complete: {datamodule.teacher.cache.dir}")
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")

@@ -52,13 +52,12 @@ class Stage:
         positive_depth(self.depth, f"stage {self.name!r} depth")
 
 
-def stages_from_config(stages, field: str = "pipeline.stages") -> list[Stage]:
-    """``{name: {reranker: <_target_ node>, depth: k, source: optional stage}}`` → stages;
-    ``field``: where ``stages`` sits in the config, for error messages."""
-    from hydra.utils import instantiate
-
+def stages_from_config(stages, build, field: str = "pipeline.stages") -> list[Stage]:
+    """``{name: {reranker: <_target_ node>, depth: k, source: optional stage}}`` → stages, each
+    reranker made by ``build(node)`` (the entry point's ``hydra.utils.instantiate``) once every
+    depth is checked; ``field``: where ``stages`` sits in the config, for error messages."""
     check_depths(stages, field)  # before any reranker loads a model
-    return [Stage(name, instantiate(s.reranker), s.depth, s.get("source")) for name, s in stages.items()]
+    return [Stage(name, build(s.reranker), s.depth, s.get("source")) for name, s in stages.items()]
 
 
 def check_depths(stages, field: str = "pipeline.stages") -> None:

@@ -49,18 +49,26 @@ class ListwiseSFTDataModule(L.LightningDataModule):
     """``train`` / ``val``: a DeAR-COT source (file, folder or HF id; see ``dear.data.cot``) or a
     list of examples. Without ``val``, ``val_fraction`` of train is held out (seeded).
     Examples longer than ``max_length`` tokens are dropped (counted in the log), never cut: a cut
-    prompt loses passages and a cut response loses the ranking."""
+    prompt loses passages and a cut response loses the ranking.
+    ``prompt``: the prompt the examples were rendered with, kept with the data it describes (the
+    data config names it; the exported adapter is evaluated with it)."""
 
     def __init__(self, tokenizer: str, train, val=None, val_fraction: float = 0.0, split: str = "train",
                  limit: int | None = None, max_length: int = 4096, batch_size: int = 1, num_workers: int = 0,
-                 think_template: str = THINK_TEMPLATE, seed: int = 0):
+                 think_template: str = THINK_TEMPLATE, seed: int = 0, prompt=None):
         super().__init__()
+        self.prompt = prompt
         self.tokenizer = load_tokenizer(tokenizer)
         self.sources, self.split, self.limit = (train, val), split, limit
         self.val_fraction, self.max_length, self.seed = val_fraction, max_length, seed
         self.batch_size, self.num_workers, self.think_template = batch_size, num_workers, think_template
         self.train_rows: list[dict] | None = None
         self.val_rows: list[dict] = []
+        self.timings: dict[str, float] = {}  # as Stage 1's data module (read by train.py): no timed steps here
+
+    def records(self) -> dict[str, dict]:
+        """Files for the run directory (as Stage 1's data module): none."""
+        return {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_rows is not None:

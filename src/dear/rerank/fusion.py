@@ -42,6 +42,10 @@ class FusionScorer:
     """``members``: {name: {"scorer": a pointwise scorer, "weight": float}} (Hydra builds the
     member scorers from their ``_target_`` nodes)."""
 
+    # Every setting shapes the fused scores; members' configs are fingerprinted whole (nested
+    # runtime knobs included, as the caches made so far were).
+    runtime_only = frozenset()
+
     def __init__(self, members: dict, normalisation: str = "rrf", rrf_k: float = 60.0, scale: float = 1.0):
         if normalisation not in NORMALISATIONS:
             raise ValueError(f"teacher.normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")

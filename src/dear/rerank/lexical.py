@@ -19,6 +19,9 @@ class BM25Scorer:
     """``dataset``: the ir_datasets corpus the first stage indexes (e.g. ``beir/scifact/train``:
     BEIR's SciFact splits share one corpus); BM25 parameters as the harness's first stage."""
 
+    # Fingerprinted whole: ``cache_dir`` holds the index the scores come from.
+    runtime_only = frozenset()
+
     def __init__(self, dataset: str, cache_dir: str = ".cache/bm25", k1: float = 0.9, b: float = 0.4,
                  method: str = "lucene", stemmer: str | None = "porter", stopwords: str | None = "en"):
         from dear.data.candidates import dataset_bm25_index

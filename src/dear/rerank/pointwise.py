@@ -44,6 +44,9 @@ class CrossEncoderScorer:
     ``pooling``: a mode of ``dear.rerank.pooling`` (``auto``: ``reference`` for decoders, the
     model's own head for encoders)."""
 
+    # Settings that change how fast it scores, not what (left out of a teacher cache's fingerprint).
+    runtime_only = frozenset({"max_batch_pairs", "max_batch_tokens", "device"})
+
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  template: PairTemplate | dict | None = None, pooling: str = "auto",
                  max_batch_pairs: int = 64, max_batch_tokens: int = 16384, dtype: str = "auto", device: str = "auto"):
@@ -98,6 +101,8 @@ class BiEncoderScorer:
     how peaked its group distribution is (sentence-transformers trains MiniLM with scale 20).
     """
 
+    runtime_only = frozenset({"max_batch_items", "max_batch_tokens", "device", "memo_size"})
+
     def __init__(self, model: str, revision: str | None = None, max_len: int = 256, query_prefix: str = "",
                  doc_prefix: str = "", max_batch_items: int = 128, max_batch_tokens: int = 32768,
                  dtype: str = "float32", device: str = "auto", memo_size: int = 200_000, logit_scale: float = 1.0):
@@ -148,6 +153,10 @@ def scorer_from_export(path: str, **kwargs):
         return BiEncoderScorer(str(directory), **meta["inputs"], logit_scale=meta["logit_scale"],
                                **{k: v for k, v in kwargs.items() if k in names})
     return CrossEncoderScorer.from_export(str(directory), **kwargs)
+
+
+# An export scored by either class: what neither lets change its scores.
+scorer_from_export.runtime_only = CrossEncoderScorer.runtime_only | BiEncoderScorer.runtime_only
 
 
 def export_dir(path: str) -> Path:

@@ -36,6 +36,9 @@ class VLLMPointwiseScorer(CrossEncoderScorer):
     ``CUDA_VISIBLE_DEVICES`` (e.g. a submitit array), not Lightning DDP ranks sharing one node's GPUs.
     """
 
+    # vLLM schedules its own batches; its memory and parallelism settings stay fingerprinted.
+    runtime_only = frozenset({"device"})
+
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  template: PairTemplate | dict | None = None, pooling: str = REPRODUCED_POOLING,
                  dtype: str = "bfloat16", max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
