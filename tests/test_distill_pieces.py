@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from dear.utils.plain import to_plain
 from dear.data.benchmarks import Loaded, Qrels
 from dear.data.contract import Candidate, Query, Ranking
 from dear.data.texts import DocStore
@@ -16,6 +15,7 @@ from dear.distill.sources import TrainQuery
 from dear.distill.teacher import Teacher, TeacherLogits, runtime_only, scoring_settings
 from dear.distill.teacher_cache import digest
 from dear.distill.validation import ValidationSet
+from dear.utils.plain import to_plain
 
 from test_configs import compose_cfg
 from train import build_datamodule
