@@ -26,13 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from dear.cli import entry_point
 from dear.config import prepare_environment, register_resolvers
-from dear.utils.plain import to_plain
 from dear.distill.teacher import Teacher
 from dear.errors import positive_depth
 from dear.eval.pipeline import Stage, check_depths, run_pipeline, stages_from_config
 from dear.utils import tracking
 from dear.utils.checkpoints import load_checkpoint, resume_checkpoint
 from dear.utils.io import atomic_write_json
+from dear.utils.plain import to_plain
 from dear.utils.progress import Timings, log
 from dear.utils.repro import write_record
 
