@@ -164,3 +164,14 @@ def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_or
     print(f"\nval loss {loss_before:.3f} -> {loss_after:.4f}; input order {baseline}; checks {results}")
     _, clean, scores = results[-1]
     assert clean >= 0.95 and scores["nDCG@1"] >= 0.9 and scores["nDCG@10"] > baseline["nDCG@10"] + 0.2
+
+
+def test_from_student_takes_a_student_option_whole(tiny_llama_causal):
+    student = {"model": tiny_llama_causal, "lora": LORA, "pointwise_adapter": None, "dtype": "float32", "lr": 3e-3,
+               "weight_decay": 0.0, "warmup_ratio": 0.05, "gradient_checkpointing": False}
+    module = ListwiseSFTModule.from_student(student, scheduler="constant", generation={"max_new_tokens": 16})
+    assert {k: module.hparams[k] for k in ("model", "lr", "warmup_ratio", "dtype", "scheduler")} == {
+        "model": tiny_llama_causal, "lr": 3e-3, "warmup_ratio": 0.05, "dtype": "float32", "scheduler": "constant"}
+    assert module.generation == {"dtype": "float32", "max_new_tokens": 16}  # the student's dtype unless set
+    with pytest.raises(ValueError, match=r"student: unknown field\(s\) \['lora_r'\]"):
+        ListwiseSFTModule.from_student({**student, "lora_r": 8})

@@ -44,10 +44,10 @@ def _check_shared_base(base_path: str, adapter: str) -> None:
     adapter_dir = resolve_model_path(adapter)
     if not is_adapter_dir(adapter_dir):
         config = Path(adapter_dir) / "adapter_config.json"
-        raise FileNotFoundError(f"module.pointwise_adapter: {config} not found (a PEFT adapter dir is expected)")
+        raise FileNotFoundError(f"student.pointwise_adapter: {config} not found (a PEFT adapter dir is expected)")
     base = adapter_base(adapter_dir)
     if resolve_model_path(base) != base_path:
-        raise ValueError(f"module.pointwise_adapter was trained on {base!r}, not on module.model "
+        raise ValueError(f"student.pointwise_adapter was trained on {base!r}, not on student.model "
                          f"{base_path!r}: the two adapters can only share a base they were both trained on")
 
 
@@ -73,6 +73,21 @@ class ListwiseSFTModule(L.LightningModule):
         self.model = load_student(model, lora, pointwise_adapter, dtype, gradient_checkpointing).train()
         self.reranker, self.generation = reranker, generation
         self.strict_loading = False  # checkpoints hold the trainable tensors only (on_save_checkpoint)
+
+    @classmethod
+    def from_student(cls, student: dict, scheduler: str = "cosine", reranker=None, generation: dict | None = None):
+        """The module for a ``conf/student/*_instruct`` option (model, lora, pointwise_adapter, dtype,
+        gradient_checkpointing and the optimiser's lr / weight_decay / warmup_ratio), as Stage 1's
+        module takes its ``student``; the export is generated with the student's dtype unless
+        ``generation`` sets one."""
+        student = to_plain(student)
+        names = ("lora", "pointwise_adapter", "lr", "weight_decay", "warmup_ratio", "dtype", "gradient_checkpointing")
+        unknown = sorted(set(student) - {"model", *names})
+        if unknown:
+            raise ValueError(f"student: unknown field(s) {unknown} for the listwise SFT module (expected model, {', '.join(names)})")
+        generation = {"dtype": student.get("dtype", "auto"), **to_plain(generation or {})}
+        return cls(student["model"], **{k: student[k] for k in names if k in student}, scheduler=scheduler,
+                   reranker=reranker, generation=generation)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over the batch's response tokens; batch tensors are (B, L)."""
