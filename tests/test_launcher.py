@@ -107,7 +107,7 @@ def test_ddp_config_trains_two_processes_on_cpu(tmp_path, flag_jsonl, toy_files,
     writes repro.json."""
     run_dir = tmp_path / "run"
     args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-            "data=flagembedding", f"data.train.path={flag_jsonl}", f"student.model={tiny_bert_cls}",
+            "data=flagembedding", f"data.train.path={flag_jsonl}", "student=minilm_cross_encoder", f"student.model={tiny_bert_cls}",
             "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
             "teacher.pooling=auto", "data.group_size=4", "data.batch_size=2", "trainer.max_steps=4",
             "trainer.max_epochs=10", "~callbacks.progress", "callbacks.checkpoint.monitor=null",
