@@ -107,15 +107,15 @@ def _run(cmd) -> str:
 @pytest.mark.slow
 def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_completes(tmp_path, flag_jsonl,
                                                                                     tiny_bert_cls):
-    """`trainer=ddp trainer.devices=2 trainer.accelerator=cpu` (Lightning launches rank 1, gloo): 12 shards
-    of 4 pairs, equal to one process's. Then a 2-process run killed part way (SIGKILL) leaves only whole
+    """`trainer=ddp trainer.devices=2 trainer.accelerator=cpu` (Lightning launches rank 1, gloo): 8 shards
+    (one query of 6 pairs each: a shard never splits a query), equal to one process's. Then a 2-process run killed part way (SIGKILL) leaves only whole
     shards, and a 1-process re-run scores exactly the missing ones."""
     delay = 0.4
     single, pair = tmp_path / "single", tmp_path / "pair"
     _run(_precompute_args(flag_jsonl, tiny_bert_cls, single, tmp_path / "r1", 1, delay))
     two = _run(_precompute_args(flag_jsonl, tiny_bert_cls, pair, tmp_path / "r2", 2, delay))
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in two
-    assert "rank 1/2: 6 of 12 shards" in two and "rank 1: scored 6 of its 6 shards" in two
+    assert "rank 1/2: 4 of 8 shards" in two and "rank 1: scored 4 of its 4 shards" in two
     _assert_same_cache(_rows(pair), _rows(single))
 
     killed = tmp_path / "killed"
@@ -130,10 +130,10 @@ def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_comp
     time.sleep(0.5)
     (cache,) = [p for p in killed.iterdir() if p.is_dir()]
     done = len(list(cache.glob("shard-*.parquet")))
-    assert 3 <= done < 12 and not (cache / "complete").exists()
+    assert 3 <= done < 8 and not (cache / "complete").exists()
     for shard in cache.glob("shard-*.parquet"):
-        assert pq.read_table(shard).num_rows == 4  # only whole shards
+        assert pq.read_table(shard).num_rows == 6  # only whole shards (one query of 6 pairs: shards never split a query)
 
     rerun = _run(_precompute_args(flag_jsonl, tiny_bert_cls, killed, tmp_path / "r3", 1, delay))
-    assert "rank 0/1: 12 of 12 shards" in rerun and f"rank 0: scored {12 - done} of its 12 shards" in rerun
+    assert "rank 0/1: 8 of 8 shards" in rerun and f"rank 0: scored {8 - done} of its 8 shards" in rerun
     _assert_same_cache(_rows(killed), _rows(single))
