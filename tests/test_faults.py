@@ -215,7 +215,8 @@ def train_cli(run_dir, toy_files, flag_jsonl, tiny_bert_cls, *extra, wait=True):
     files = {"candidates": toy_files["run"], "qrels": toy_files["qrels"], "docs": toy_files["docs"],
              "queries": toy_files["queries"]}
     val = ", ".join(f"{k}: '{v}'" for k, v in files.items())
-    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", f"student.model={tiny_bert_cls}",
+    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", "student=minilm_cross_encoder",
+            f"student.model={tiny_bert_cls}",
             f"data.val={{_target_: dear.data.benchmarks.FilesBenchmark, name: val, measures: [nDCG@10], {val}}}",
             "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
             "teacher.pooling=auto", "alpha=a0.5", "data.group_size=4", "data.batch_size=2", "trainer.max_steps=8",
