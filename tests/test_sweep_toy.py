@@ -36,7 +36,8 @@ def test_toy_sweep_runs_every_alpha_and_seed(toy_sweep):
         run_dir = toy_sweep / str(job)
         for bench in ("scifact", "noveleval"):
             metrics = json.loads((run_dir / "benchmarks" / bench / "metrics.json").read_text())
-            assert list(metrics) == ["first_stage", "student"] and 0 <= metrics["student"]["nDCG@10"] <= 1
+            stages = [k for k in metrics if k != "warnings"]  # "warnings": input checks on the shrunk sets
+            assert stages == ["first_stage", "student"] and 0 <= metrics["student"]["nDCG@10"] <= 1
         assert json.loads((run_dir / "repro.json").read_text())["command"].startswith(
             "python train.py --config-dir sweeps --config-name toy alpha=")
 
