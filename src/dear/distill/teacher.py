@@ -9,6 +9,7 @@ over one training source: its fingerprint, directory, precompute and lookup.
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from typing import Callable
 
 from dear.data.texts import DocStore
@@ -58,10 +59,15 @@ class TeacherLogits:
         self.teacher, self.source, self.cache_root, self.shard_size = teacher, source, cache_dir, shard_size
 
     def fingerprint(self) -> dict:
-        """What the logits depend on: the teacher's scoring settings and the source's description."""
+        """What the logits depend on: the teacher's scoring settings and the source's description
+        (computed once: the description hashes the source's files, e.g. a training run or JSONL)."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> dict:
         return fingerprint(scoring_settings(self.teacher.config), self.source.describe())
 
-    @property
+    @cached_property
     def cache(self) -> TeacherCache:
         return TeacherCache.for_fingerprint(self.cache_root, self.fingerprint())
 
