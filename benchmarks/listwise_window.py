@@ -3,14 +3,15 @@
     python benchmarks/listwise_window.py                       # the set-up
     python benchmarks/listwise_window.py --batch-size 1
     python benchmarks/listwise_window.py --max-new-tokens 128
-    python benchmarks/listwise_window.py --model tiny:llama-causal-h1024-l8 --max-words 40 --max-new-tokens 128
+    python benchmarks/listwise_window.py --model tiny:llama-causal-h1024-l8 --max-words 20 --max-new-tokens 64
 
 A tiny random Llama (tiny:llama-causal, 4,096 positions) reranks NovelEval's 21 queries x 20
 passages with window 20, step 10, the model card's single-turn prompt (passages cut to a word
 budget: `auto` fits the context), greedy decoding and the same generation budget on both sides:
 ours        ListwiseReranker + TransformersBackend: the auto word budget, then one window step
             of every query per call, length-sorted batches under `--batch-size` rows and the
-            back end's token budget, each row prefilled alone, decoded together, KV cache
+            back end's token budget, each row prefilled alone, decoded together, KV cache, by the
+            back end's own decode loop (generate's choices, without its per-step machinery)
 model card  the released card's loop: per query, tokenise the prompt, one `generate`, decode,
             parse (given the very prompts ours built, so both sides generate from the same ids)
 Rounds are interleaved (`--rounds`): each round times ours, then the card on the same prompts,

@@ -44,6 +44,55 @@ def test_batched_rows_are_prefilled_alone_without_a_padding_mask(backend, monkey
     assert sorted(done) == [0, 1, 2] and all(isinstance(g.text, str) for g in done.values())
 
 
+def hf_generate(backend, prompts, seed=None):
+    """``model.generate`` itself on the left-padded batch, with the back end's generation config."""
+    from dear.models.batching import pad
+
+    ids, mask = pad(prompts, backend.tokenizer.pad_token_id, left=True)
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = backend.model.generate(input_ids=ids, attention_mask=mask, generation_config=backend.generation_config)
+    return out[:, ids.shape[1]:].tolist()
+
+
+def test_the_decode_loop_makes_generates_greedy_choices(backend):
+    prompts = [backend.renderer.ids(c) for c in CHATS]
+    tok = backend.tokenizer
+    same_length = [prompts[0], [tok.bos_token_id] + tok("a dog", add_special_tokens=False)["input_ids"]]
+    same_length[1] = same_length[1] + [same_length[1][-1]] * (len(prompts[0]) - len(same_length[1]))
+    one_token = [[tok.bos_token_id], prompts[1]]  # too short for a per-row prefill: the masked batch pass
+    for batch in [[p] for p in prompts] + [prompts, same_length, one_token, [[tok.bos_token_id]]]:
+        assert backend._decode(batch) == hf_generate(backend, batch), [len(p) for p in batch]
+
+
+def test_the_decode_loop_stops_when_every_row_has_stopped(backend, monkeypatch):
+    prompt = backend.renderer.ids(CHATS[0])
+    first = backend._decode([prompt])[0][0]
+    monkeypatch.setattr(backend, "stop", [first])
+    assert backend._decode([prompt]) == [[first]]  # stopped at once: no further forward passes
+    row = hf_generate(backend, [prompt])[0]
+    monkeypatch.setattr(backend, "stop", [row[3]])
+    assert backend._decode([prompt, prompt])[0] == row[:4]
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 0, 0.9), (0.5, 50, 0.9), (1.0, 5, 1.0)])
+def test_the_decode_loop_samples_as_generate_does(tiny_llama_causal, temperature, top_k, top_p):
+    b = TransformersBackend(tiny_llama_causal, max_new_tokens=12, do_sample=True, temperature=temperature,
+                            top_k=top_k, top_p=top_p, dtype="float32", device="cpu")
+    prompts = [b.renderer.ids(chat) for chat in CHATS]
+    for batch in [[p] for p in prompts] + [prompts]:  # alone, and left-padded rows prefilled alone
+        torch.manual_seed(3)
+        ours = b._decode(batch)
+        assert ours == hf_generate(b, batch, seed=3)
+        assert ours != hf_generate(b, batch, seed=4)  # really sampled: another seed, another text
+
+
+def test_max_new_tokens_must_be_positive(tiny_llama_causal):
+    with pytest.raises(ValueError, match="max_new_tokens must be at least 1"):
+        TransformersBackend(tiny_llama_causal, max_new_tokens=0, dtype="float32", device="cpu")
+
+
 def test_sampling_is_reproducible_from_the_seed(tiny_llama_causal):
     def sampled(seed):
         b = TransformersBackend(tiny_llama_causal, max_new_tokens=12, do_sample=True, temperature=1.0, seed=seed,

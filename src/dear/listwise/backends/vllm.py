@@ -12,7 +12,7 @@ from dear.models.loading import base_and_adapter
 
 class VLLMBackend(LocalBackend):
     def __init__(self, model: str, adapter: str | None = None, max_new_tokens: int = 1024, temperature: float = 0.0,
-                 top_p: float = 1.0, context_size: int | None = None, dtype: str = "auto",
+                 top_k: int = 0, top_p: float = 1.0, context_size: int | None = None, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1, max_lora_rank: int = 64,
                  seed: int = 0):
         try:
@@ -24,7 +24,8 @@ class VLLMBackend(LocalBackend):
         path, adapter = base_and_adapter(model, adapter)
         self.name = model
         self.identity = {"backend": "vllm", "model": model, "adapter": adapter, "dtype": dtype,
-                         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+                         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                         "seed": seed}
         self.llm = LLM(model=path, dtype=dtype, max_model_len=context_size, seed=seed,
                        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                        enable_lora=adapter is not None, max_lora_rank=max_lora_rank)
@@ -33,6 +34,7 @@ class VLLMBackend(LocalBackend):
         self.max_new_tokens = max_new_tokens
         self.context_size = context_size or self.llm.llm_engine.model_config.max_model_len
         self.params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                     top_k=top_k if top_k > 0 else -1,  # -1: off, in every vLLM version
                                      stop_token_ids=self.renderer.stop_ids())
 
     def generate(self, conversations, chat: bool = True, desc: str = "generating", on_done=None) -> list[Generation]:
