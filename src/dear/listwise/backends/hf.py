@@ -18,15 +18,16 @@ class TransformersBackend(LocalBackend):
     ``max_batch_tokens`` padded tokens (prompt + ``max_new_tokens`` per row), left-padded so
     every row's generation starts at the same position. ``context_size`` defaults to the
     model's ``max_position_embeddings``. ``do_sample``: sampling at ``temperature``, ``top_k``
-    (50, ``generate``'s default, which the DeAR reference's sampling ran with; 0 turns it off) and
-    ``top_p``, the RNG seeded with ``seed`` before every batch (a window's sample depends on its batch only,
-    not on what ran before it).
+    (50, ``generate``'s default, which the DeAR reference's sampling ran with; 0 turns it off)
+    and ``top_p``, the RNG seeded with ``seed`` before every batch (a window's sample depends on
+    its batch only, not on what ran before it).
     """
 
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  max_new_tokens: int = 1024, batch_size: int = 8, max_batch_tokens: int = 131072,
-                 do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, seed: int = 0,
-                 context_size: int | None = None, dtype: str = "auto", device: str = "auto", merge: bool = True):
+                 do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
+                 seed: int = 0, context_size: int | None = None, dtype: str = "auto", device: str = "auto",
+                 merge: bool = True):
         from transformers import GenerationConfig
         from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -36,7 +37,8 @@ class TransformersBackend(LocalBackend):
         self.name = model
         self.identity = {"backend": "transformers", "model": model, "adapter": adapter, "revision": revision,
                          "dtype": dtype, "max_new_tokens": max_new_tokens, "do_sample": do_sample,
-                         **({"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed} if do_sample else {})}
+                         **({"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+                            if do_sample else {})}
         self.seed = seed
         self.tokenizer, self.model = load_causal_lm(model, adapter, revision, dtype, device, merge)
         self.tokenizer.padding_side = "left"
@@ -82,17 +84,17 @@ class TransformersBackend(LocalBackend):
     def _decode(self, prompts: list[list[int]]) -> list[list[int]]:
         """New token ids per prompt (``max_new_tokens`` of them, or up to the step where every row
         has stopped; a stopped row continues with padding), chosen as ``model.generate`` with
-        ``generation_config`` chooses them: greedy argmax, or temperature / top-p warpers then
-        ``torch.multinomial`` on the float32 scores, consuming the RNG alike (tests compare the two
-        token for token).
+        ``generation_config`` chooses them: greedy argmax, or temperature / top-k / top-p warpers
+        then ``torch.multinomial`` on the float32 scores, consuming the RNG alike (tests compare
+        the two token for token).
 
         Why not ``generate`` itself: per step it runs its logits-processor, stopping-criteria and
         input-preparation machinery; at batch size 1, with nothing to amortise that over, the
         model card's one-``generate``-per-query loop was faster than ours (ours 0.98x its speed
         with ``generate``, 1.06x with this loop: ``benchmarks/listwise_window.py --batch-size 1``,
-        README). Prompts of
-        unequal length are left-padded; each is prefilled alone (``_prefill``) unless one is a
-        single token, when the padded batch is prefilled under its mask.
+        README). Prompts of unequal length are left-padded; each is prefilled alone
+        (``_prefill``) unless one is a single token, when the padded batch is prefilled under its
+        mask.
         """
         rows, lengths = len(prompts), [len(p) for p in prompts]
         config, device = self.generation_config, self.device
