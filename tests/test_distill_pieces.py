@@ -32,7 +32,7 @@ FINGERPRINTS = {
 def test_teacher_cache_fingerprints_are_unchanged(teacher):
     cfg = compose_cfg("train", ["paths.cache_dir=/cache", f"teacher={teacher}"])
     logits = TeacherLogits(Teacher(to_plain(cfg.teacher), build=None), instantiate(cfg.data.train))
-    assert digest(logits.fingerprint()) == FINGERPRINTS[teacher]
+    assert digest(logits.fingerprint) == FINGERPRINTS[teacher]
 
 
 def test_each_scorer_names_the_settings_that_do_not_change_its_scores():
@@ -75,7 +75,7 @@ def test_the_teacher_is_built_only_while_its_cache_is_missing(tmp_path):
     again = TeacherLogits(teacher, Source(), str(tmp_path), shard_size=2)
     assert again.ready and again.load([("q1", "d3")])[("q1", "d3")] == 3.0
     assert built == [{}]  # read back, never rebuilt
-    assert again.record() == {"dir": str(again.cache.dir), "fingerprint": again.fingerprint()}
+    assert again.record() == {"dir": str(again.cache.dir), "fingerprint": again.fingerprint}
 
 
 class Benchmark:

@@ -55,7 +55,7 @@ class TeacherScoring(L.LightningModule):
     def predict_dataloader(self) -> DataLoader:
         self.data.load_sources()
         logits = self.data.teacher
-        self.plan = logits.cache.start(logits.fingerprint(), self.data.all_queries, logits.shard_size)
+        self.plan = logits.cache.start(logits.fingerprint, self.data.all_queries, logits.shard_size)
         owned = list(range(self.global_rank, len(self.plan.shards), self.trainer.world_size))
         log(f"rank {self.global_rank}/{self.trainer.world_size}: {len(owned)} of {len(self.plan.shards)} shards")
         return DataLoader([owned], batch_size=None)

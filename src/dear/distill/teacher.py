@@ -14,7 +14,7 @@ from typing import Callable
 
 from dear.data.texts import DocStore
 from dear.distill.sources import TrainQuery
-from dear.distill.teacher_cache import TeacherCache, fingerprint
+from dear.distill.teacher_cache import TeacherCache, fingerprint as cache_fingerprint
 from dear.utils.progress import log
 
 
@@ -58,22 +58,19 @@ class TeacherLogits:
     def __init__(self, teacher: Teacher, source, cache_dir: str = ".cache/teacher", shard_size: int = 4096):
         self.teacher, self.source, self.cache_root, self.shard_size = teacher, source, cache_dir, shard_size
 
+    @cached_property
     def fingerprint(self) -> dict:
         """What the logits depend on: the teacher's scoring settings and the source's description
         (computed once: the description hashes the source's files, e.g. a training run or JSONL)."""
-        return self._fingerprint
-
-    @cached_property
-    def _fingerprint(self) -> dict:
-        return fingerprint(scoring_settings(self.teacher.config), self.source.describe())
+        return cache_fingerprint(scoring_settings(self.teacher.config), self.source.describe())
 
     @cached_property
     def cache(self) -> TeacherCache:
-        return TeacherCache.for_fingerprint(self.cache_root, self.fingerprint())
+        return TeacherCache.for_fingerprint(self.cache_root, self.fingerprint)
 
     def record(self) -> dict:
         """Where the logits are and what they were computed for (for the run directory)."""
-        return {"dir": str(self.cache.dir), "fingerprint": self.fingerprint()}
+        return {"dir": str(self.cache.dir), "fingerprint": self.fingerprint}
 
     @property
     def ready(self) -> bool:
@@ -84,9 +81,9 @@ class TeacherLogits:
         it). → seconds taken."""
         start = time.perf_counter()
         log(f"teacher cache missing: scoring with {self.teacher.name} into {self.cache.dir}")
-        self.cache.precompute(self.teacher.build, self.fingerprint(), queries, docs, self.shard_size)
+        self.cache.precompute(self.teacher.build, self.fingerprint, queries, docs, self.shard_size)
         return time.perf_counter() - start
 
     def load(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
         """{(qid, docid): logit} for ``pairs`` (verified against the manifest)."""
-        return self.cache.load(self.fingerprint(), pairs)
+        return self.cache.load(self.fingerprint, pairs)

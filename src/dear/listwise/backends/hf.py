@@ -97,9 +97,8 @@ class TransformersBackend(LocalBackend):
         mask.
         """
         rows, lengths = len(prompts), [len(p) for p in prompts]
-        config, device = self.generation_config, self.device
+        device, pad_id = self.device, self.tokenizer.pad_token_id  # never None: load_tokenizer sets one
         stop = torch.tensor(self.stop, device=device)
-        pad_id = config.pad_token_id if config.pad_token_id is not None else self.stop[0]
         if len(set(lengths)) == 1:  # nothing padded: the causal pass, no mask, positions from the cache
             mask = positions = None
             ids = torch.tensor(prompts, device=device)
