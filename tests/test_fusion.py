@@ -72,3 +72,11 @@ def test_bm25_scorer_gives_the_first_stages_own_scores_and_scores_unretrieved_do
     assert 0.0 <= low < top
     with pytest.raises(Exception, match="not in the BM25 corpus"):
         scorer.score([Ranking(run[0].query, [Candidate("no-such-doc")])])
+
+
+def test_first_stage_scorer_gives_each_candidates_own_score():
+    from dear.data.contract import Candidate, Query, Ranking
+    from dear.rerank.lexical import FirstStageScorer
+
+    ranking = Ranking(Query("q", "text"), [Candidate("a", score=3.5), Candidate("b", score=-1.0)])
+    assert FirstStageScorer().score([ranking])[0].tolist() == [3.5, -1.0]

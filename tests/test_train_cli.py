@@ -47,7 +47,12 @@ def test_train_precomputes_trains_exports_evaluates_and_resumes(tmp_path, flag_j
     assert (Path(record["dir"]) / "manifest.json").is_file() and Path(record["dir"]).parent == Path(os.environ["DEAR_CACHE_DIR"]) / "teacher"
     assert set(json.loads((run / "timings.json").read_text())) >= {"fit", "teacher_precompute", "export", "evaluation"}
     metrics = json.loads((run / "metrics.json").read_text())
-    assert list(metrics) == ["first_stage", "teacher", "student"]
+    assert list(metrics) == ["first_stage", "teacher", "student_init", "student"]
+    # student_init: the same export, of the module before its first step (its starting head and
+    # adapters), scored on the same candidates with the same significance test.
+    initial = run / "export_init"
+    assert (initial / "adapter_config.json").is_file() and "significance" in metrics["student_init"]
+    initial_weights = (initial / "adapter_model.safetensors").stat().st_mtime_ns
     assert "| student |" in proc.stdout
     header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "train/kd", "val/nDCG@10"} <= set(header)
@@ -56,6 +61,7 @@ def test_train_precomputes_trains_exports_evaluates_and_resumes(tmp_path, flag_j
     assert "Restoring states from the checkpoint path" in again.stderr
     assert "teacher cache missing" not in again.stderr  # reused, not recomputed
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+    assert (initial / "adapter_model.safetensors").stat().st_mtime_ns == initial_weights  # kept, not rebuilt
 
     out = tmp_path / "eval"
     ev = subprocess.run([sys.executable, "evaluate.py", "benchmark=files", f"benchmark.candidates={toy_files['run']}",

