@@ -89,3 +89,22 @@ def test_smollm2_cross_encoder_ranks_in_bf16_as_in_fp32(bf16_on, noveleval):
     bf16.model.score.load_state_dict(fp32.model.score.state_dict())
     min_tau, delta = compare(fp32, bf16, rankings, judge)
     assert min_tau >= 0.8 and delta <= 0.05
+
+
+def test_a_teacher_scored_in_cpu_bf16_gets_its_own_cache(monkeypatch):
+    """A fused teacher whose bi-encoder member computes in bf16 here and the same config on an
+    fp32 host must not share a cache: the fingerprint says which."""
+    from dear.distill.teacher import scoring_settings
+
+    config = {"_target_": "dear.rerank.fusion.FusionScorer", "members": {"dense": {"scorer": {
+        "_target_": "dear.rerank.pointwise.BiEncoderScorer", "model": "m", "dtype": "auto", "device": "cpu"}}}}
+    monkeypatch.setenv("DEAR_CPU_BF16", "0")
+    fp32 = scoring_settings(config)
+    assert fp32 == config  # unchanged where auto means fp32: existing caches stay valid
+    monkeypatch.setenv("DEAR_CPU_BF16", "1")
+    if not native_bf16("cpu"):
+        pytest.skip("this CPU has no native bf16")
+    bf16 = scoring_settings(config)
+    assert bf16["members"]["dense"]["scorer"]["dtype"] == "auto (bf16 autocast on CPU)" and bf16 != fp32
+    explicit = {**config["members"]["dense"]["scorer"], "dtype": "float32"}
+    assert scoring_settings(explicit)["dtype"] == "float32"

@@ -30,9 +30,29 @@ def runtime_only(config: dict) -> frozenset[str]:
 
 
 def scoring_settings(config: dict) -> dict:
-    """``config`` less its scorer's runtime-only settings: what the teacher's logits depend on."""
+    """``config`` less its scorer's runtime-only settings: what the teacher's logits depend on,
+    with every ``dtype: auto`` that computes in bf16 autocast on this CPU said so (its logits
+    differ from an fp32 host's, so the two never share a cache)."""
     skip = runtime_only(config)
-    return {k: v for k, v in config.items() if k not in skip}
+    return {k: v for k, v in with_cpu_precision(config).items() if k not in skip}
+
+
+def with_cpu_precision(node):
+    """``node`` with each ``dtype: auto`` (at any depth, e.g. a fusion member) that runs on a CPU
+    with native bf16 rewritten ``auto (bf16 autocast on CPU)``; elsewhere unchanged, so caches
+    made on GPUs or fp32 CPUs keep their fingerprints."""
+    if isinstance(node, dict):
+        out = {k: with_cpu_precision(v) for k, v in node.items()}
+        if out.get("dtype") == "auto":
+            from dear.models.loading import native_bf16, pick_device
+
+            device = pick_device(str(out.get("device") or "auto"))
+            if device.type == "cpu" and native_bf16(device):
+                out["dtype"] = "auto (bf16 autocast on CPU)"
+        return out
+    if isinstance(node, list):
+        return [with_cpu_precision(v) for v in node]
+    return node
 
 
 class Teacher:
