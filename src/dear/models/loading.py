@@ -99,13 +99,19 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return getattr(torch, dtype)
 
 
+def cpu_bf16(device: torch.device, dtype: str = "auto") -> bool:
+    """Whether a scorer with ``dtype`` on ``device`` computes in bf16 autocast on a CPU: ``auto``
+    on a CPU with native bf16 (fp32 weights, bf16 matmuls)."""
+    return device.type == "cpu" and dtype == "auto" and native_bf16(device)
+
+
 def compute_autocast(device: torch.device, dtype: str = "auto"):
     """The inference context of a scorer: bf16 autocast on GPU (any ``dtype``, as before), and on
-    a CPU with native bf16 when ``dtype`` is ``auto`` (fp32 weights, bf16 matmuls: ~2.8x fp32 on
-    AVX512-BF16, rankings checked against fp32 in ``tests/test_bf16.py``); else none."""
+    a CPU where ``cpu_bf16`` (~2.8x fp32 on AVX512-BF16, rankings checked against fp32 in
+    ``tests/test_bf16.py``); else none."""
     from contextlib import nullcontext
 
-    if device.type == "cuda" or (dtype == "auto" and native_bf16(device)):
+    if device.type == "cuda" or cpu_bf16(device, dtype):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
