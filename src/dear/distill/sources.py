@@ -30,6 +30,9 @@ class TrainQuery:
     text: str
     positives: tuple[str, ...]
     negatives: tuple[str, ...]
+    # The first stage's candidate list in its own order, judged positives where it ranked them
+    # (empty when the source has no ranking, e.g. JSONL positives and negatives).
+    ranked: tuple[str, ...] = ()
 
     @property
     def docids(self) -> tuple[str, ...]:
@@ -63,8 +66,8 @@ class IrDatasetsTrainSource:
         texts = load_queries(self.dataset)
         qids = [q for q in texts if q in positives][: self.max_queries]
         pools = self._pools(qids, {q: texts[q] for q in qids})
-        queries = [TrainQuery(q, texts[q], positives[q], tuple(d for d in pools.get(q, ()) if d not in positives[q]))
-                   for q in qids]
+        queries = [TrainQuery(q, texts[q], positives[q], tuple(d for d in pools.get(q, ()) if d not in positives[q]),
+                              tuple(pools.get(q, ()))) for q in qids]
         return [tq for tq in queries if tq.negatives], DocStore(self.dataset)
 
     def _pools(self, qids, texts) -> dict[str, list[str]]:

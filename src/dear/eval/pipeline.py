@@ -53,9 +53,10 @@ class Stage:
 
 
 def stages_from_config(stages, build, field: str = "pipeline.stages") -> list[Stage]:
-    """``{name: {reranker: <_target_ node>, depth: k, source: optional stage}}`` → stages, each
+    """``{name: {reranker: <_target_ node>, depth: k, source: optional stage} | null}`` → stages, each
     reranker made by ``build(node)`` (the entry point's ``hydra.utils.instantiate``) once every
     depth is checked; ``field``: where ``stages`` sits in the config, for error messages."""
+    stages = {name: s for name, s in stages.items() if s is not None}  # null: a stage switched off
     check_depths(stages, field)  # before any reranker loads a model
     return [Stage(name, build(s.reranker), s.depth, s.get("source")) for name, s in stages.items()]
 
@@ -63,7 +64,8 @@ def stages_from_config(stages, build, field: str = "pipeline.stages") -> list[St
 def check_depths(stages, field: str = "pipeline.stages") -> None:
     """Every stage's depth ≥ 1, else a ConfigError naming ``<field>.<stage>.depth``."""
     for name, s in stages.items():
-        positive_depth(s.depth, f"{field}.{name}.depth")
+        if s is not None:
+            positive_depth(s.depth, f"{field}.{name}.depth")
 
 
 def rerank_stage(stage: Stage, run: Run) -> tuple[Run, float]:

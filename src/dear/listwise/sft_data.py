@@ -51,13 +51,15 @@ class ListwiseSFTDataModule(L.LightningDataModule):
     Examples longer than ``max_length`` tokens are dropped (counted in the log), never cut: a cut
     prompt loses passages and a cut response loses the ranking.
     ``prompt``: the prompt the examples were rendered with, kept with the data it describes (the
-    data config names it; the exported adapter is evaluated with it)."""
+    data config names it; the exported adapter is evaluated with it). A source may also be a
+    builder with ``examples(teacher)`` (``dear.listwise.teacher_data.TeacherPermutations``):
+    ``teacher`` (handed over by ``train.py`` from the config's ``teacher`` group) is passed to it."""
 
     def __init__(self, tokenizer: str, train, val=None, val_fraction: float = 0.0, split: str = "train",
                  limit: int | None = None, max_length: int = 4096, batch_size: int = 1, num_workers: int = 0,
-                 think_template: str = THINK_TEMPLATE, seed: int = 0, prompt=None):
+                 think_template: str = THINK_TEMPLATE, seed: int = 0, prompt=None, teacher=None):
         super().__init__()
-        self.prompt = prompt
+        self.prompt, self.teacher = prompt, teacher
         self.tokenizer = load_tokenizer(tokenizer)
         self.sources, self.split, self.limit = (train, val), split, limit
         self.val_fraction, self.max_length, self.seed = val_fraction, max_length, seed
@@ -85,7 +87,12 @@ class ListwiseSFTDataModule(L.LightningDataModule):
             f"{sum(len(r['input_ids']) for r in self.train_rows)} train tokens")
 
     def _tokenized(self, source, name: str) -> list[dict]:
-        examples = source if isinstance(source, list) else load_cot(source, self.split, self.limit)
+        if isinstance(source, list):
+            examples = source
+        elif hasattr(source, "examples"):
+            examples = source.examples(self.teacher)
+        else:
+            examples = load_cot(source, self.split, self.limit)
         rows = [tokenize_example(self.tokenizer, e, self.think_template) for e in examples]
         kept = [r for r in rows if len(r["input_ids"]) <= self.max_length]
         if len(kept) < len(rows):

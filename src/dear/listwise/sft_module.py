@@ -15,8 +15,11 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
+from dear.listwise.exported import EXPORT_META, export_settings
+from dear.listwise.sft_data import IGNORE
 from dear.models.adapters import adapter_base, add_lora, is_adapter_dir
 from dear.models.loading import load_tokenizer, load_trainable, resolve_model_path
+from dear.utils.io import atomic_write_json
 from dear.utils.plain import to_plain
 from dear.utils.state import trainable_state
 
@@ -90,9 +93,22 @@ class ListwiseSFTModule(L.LightningModule):
                    reranker=reranker, generation=generation)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over the batch's response tokens; batch tensors are (B, L)."""
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          labels=batch["labels"]).loss
+        """Mean cross-entropy over the batch's response tokens; batch tensors are (B, L).
+
+        Logits are computed only from the first response position on (``logits_to_keep``): a
+        listwise prompt is thousands of tokens and its answer about a hundred, so the LM head and
+        its (L, vocabulary) logits over the prompt would be most of the step's memory and a
+        sixth of its time, for labels that are all ignored. Same loss as ``labels=`` (tested)."""
+        labels = batch["labels"]
+        answered = labels != IGNORE
+        if not bool(answered.any()):
+            raise ValueError("a batch without response tokens: every label is -100")
+        first = max(int(answered.float().argmax(-1)[answered.any(-1)].min()), 1)
+        keep = labels.size(1) - first + 1  # positions first-1 … L-1 predict tokens first … L-1 and one past
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            logits_to_keep=keep).logits[:, :-1].float()
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, first:].reshape(-1),
+                                                 ignore_index=IGNORE)
 
     def training_step(self, batch, batch_idx):
         loss = self(batch)
@@ -127,6 +143,9 @@ class ListwiseSFTModule(L.LightningModule):
         (directory / ADAPTER).rmdir()
         self.tokenizer.save_pretrained(directory)
         OmegaConf.save(OmegaConf.create(to_plain(dict(self.hparams))), directory / "module.yaml")
+        settings = export_settings(self.reranker, self.generation) if self.reranker is not None else None
+        if settings is not None:  # how to run it: listwise=export reads this
+            atomic_write_json(directory / EXPORT_META, settings)
         return directory
 
     def export_reranker(self, directory: str | Path):

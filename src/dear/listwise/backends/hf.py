@@ -7,8 +7,19 @@ import torch
 
 from dear.listwise.backends.base import LENGTH, STOP, Generation, LocalBackend, TokenizerRenderer
 from dear.models.batching import length_batches, pad
-from dear.models.loading import load_causal_lm
+from dear.models.loading import load_causal_lm, native_bf16, pick_device
 from dear.utils.progress import progress_bar
+
+
+def generation_dtype(dtype: str, device: str = "auto") -> str:
+    """The weights' dtype for generation: ``auto`` is ``bfloat16`` where the device computes it
+    natively (a GPU, or a CPU with AVX512-BF16/AMX: decoding reads every weight once a token, so
+    half-size weights are the speed; ~2.9x fp32 on SmolLM2 here, ``benchmarks/listwise_window.py
+    --precision``), else ``float32``. The cache identity records the result, so windows generated
+    in bf16 and in fp32 never share a cache entry."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if native_bf16(pick_device(device)) else "float32"
 
 
 class TransformersBackend(LocalBackend):
@@ -17,17 +28,20 @@ class TransformersBackend(LocalBackend):
     Prompts are sorted by length and batched under ``batch_size`` sequences and
     ``max_batch_tokens`` padded tokens (prompt + ``max_new_tokens`` per row), left-padded so
     every row's generation starts at the same position. ``context_size`` defaults to the
-    model's ``max_position_embeddings``. ``do_sample``: sampling at ``temperature``, ``top_k``
+    model's ``max_position_embeddings``. ``dtype: auto`` is bf16 on a GPU and on a CPU that
+    computes bf16 natively (``generation_dtype``), else fp32. ``do_sample``: sampling at ``temperature``, ``top_k``
     (50, ``generate``'s default, which the DeAR reference's sampling ran with; 0 turns it off)
     and ``top_p``, the RNG seeded with ``seed`` before every batch (a window's sample depends on
-    its batch only, not on what ran before it).
+    its batch only, not on what ran before it). ``shared``: a ``dear.models.shared.SharedBase`` to
+    load the adapter onto, unmerged (one base in memory with the pointwise stage's adapter;
+    ``pipeline.shared_base``).
     """
 
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  max_new_tokens: int = 1024, batch_size: int = 8, max_batch_tokens: int = 131072,
                  do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
                  seed: int = 0, context_size: int | None = None, dtype: str = "auto", device: str = "auto",
-                 merge: bool = True):
+                 merge: bool = True, shared=None):
         from transformers import GenerationConfig
         from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -35,12 +49,14 @@ class TransformersBackend(LocalBackend):
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
 
         self.name = model
+        dtype = generation_dtype(dtype, device)
         self.identity = {"backend": "transformers", "model": model, "adapter": adapter, "revision": revision,
                          "dtype": dtype, "max_new_tokens": max_new_tokens, "do_sample": do_sample,
                          **({"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
                             if do_sample else {})}
         self.seed = seed
-        self.tokenizer, self.model = load_causal_lm(model, adapter, revision, dtype, device, merge)
+        load = load_causal_lm if shared is None else shared.causal_lm
+        self.tokenizer, self.model = load(model, adapter, revision, dtype, device, merge)
         self.tokenizer.padding_side = "left"
         self.renderer = TokenizerRenderer(self.tokenizer)
         self.device = next(self.model.parameters()).device

@@ -8,6 +8,7 @@ of a config, a log line or an error message.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -57,6 +58,10 @@ class OpenAIChatBackend:
                  max_concurrency: int = 8, requests_per_minute: float | None = None, timeout: float = 600.0,
                  max_retries: int = 5, context_size: int | None = None, chars_per_token: float = 4.0,
                  extra_body: dict | None = None):
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"endpoint.model: expected the name the server serves the model under, found {model!r} "
+                              "(endpoint=transformers_serve: the FORCE_MODEL the server was started with, from "
+                              "$DEAR_SERVE_MODEL or endpoint.model=...)")
         self.name, self.model, self.base_url, self.api_key_env = model, model, base_url, api_key_env
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.max_concurrency, self.requests_per_minute = max_concurrency, requests_per_minute
@@ -123,13 +128,42 @@ class OpenAIChatBackend:
         return asyncio.run(run())
 
 
+def refusal(backend: OpenAIChatBackend, error) -> str:
+    """An HTTP error answer (an ``openai.APIStatusError``) → one line naming the setting to check,
+    with the server's own reason: OpenAI's ``{"error": {"message"}}``, FastAPI's ``{"detail"}``
+    (``transformers serve``, vLLM) or the raw body."""
+    status, body = error.status_code, error.body
+    detail = (body.get("message") or body.get("detail") or body.get("error")) if isinstance(body, dict) else body
+    if detail is None or detail == "":
+        detail = error.response.text or error.message
+    if not isinstance(detail, str):
+        detail = json.dumps(detail, default=str)
+    detail = mask(" ".join(detail.split()))
+    if len(detail) > 300:
+        detail = detail[:300] + "..."
+    why = f"(HTTP {status}: {detail})"
+    if status in (401, 403):
+        return f"endpoint.api_key_env: {backend.url} refused the credentials {why}"
+    if status == 429 or status >= 500:
+        return f"endpoint.base_url {backend.url}: the server failed after {backend.max_retries} retries {why}"
+    if "context" in detail.lower():  # vLLM: "This model's maximum context length is ..."
+        return (f"endpoint.context_size={backend.context_size}: {backend.url} refused a prompt plus "
+                f"endpoint.max_new_tokens={backend.max_new_tokens} {why}")
+    named = any(f"{q}{backend.model}{r}" in detail for q, r in ("''", '""', "``"))  # "requested 'x'"
+    if named or "model" in detail.lower() or status == 404:
+        return f"endpoint.model={backend.model!r}: {backend.url} refused the request {why}"
+    return (f"endpoint {backend.url} rejected the request for model {backend.model!r} {why}; it carries "
+            "endpoint.max_new_tokens (max_tokens), temperature, top_p and the endpoint.extra_body keys "
+            f"{sorted(backend.extra_body)}")
+
+
 class _Session:
     def __init__(self, backend: OpenAIChatBackend, client, semaphore: asyncio.Semaphore, limiter: RateLimiter):
         self.backend, self.client, self.semaphore, self.limiter = backend, client, semaphore, limiter
 
     async def chat(self, messages, temperature: float | None = None) -> Generation:
         """One completion; reasoning a server returns apart from the content comes back inside ``<think>``."""
-        from openai import APIConnectionError
+        from openai import APIConnectionError, APIStatusError, APITimeoutError
 
         b = self.backend
         async with self.semaphore:
@@ -139,10 +173,16 @@ class _Session:
                     model=b.model, messages=messages, max_tokens=b.max_new_tokens,
                     temperature=b.temperature if temperature is None else temperature, top_p=b.top_p,
                     extra_body=b.extra_body or None)
+            except APITimeoutError as e:  # a slow server (a CPU one, a long queue) is not an unreachable one
+                raise EndpointError(f"endpoint.timeout={b.timeout:g}: no answer from {b.url} within {b.timeout:g} s "
+                                    f"after {b.max_retries} retries (raise endpoint.timeout or lower "
+                                    "endpoint.max_concurrency)") from e
             except APIConnectionError as e:  # the client's own message is only "Connection error."
                 cause = e.__cause__ or e
                 raise EndpointError(f"endpoint.base_url {b.url}: cannot connect after {b.max_retries} retries "
                                     f"({mask(str(cause)) or type(cause).__name__})") from e
+            except APIStatusError as e:  # the client's own message is only "Error code: 400" for non-OpenAI bodies
+                raise EndpointError(refusal(b, e)) from e
         choice = response.choices[0]
         text = choice.message.content or ""
         reasoning = getattr(choice.message, "reasoning_content", None) or getattr(choice.message, "reasoning", None)

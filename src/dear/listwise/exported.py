@@ -1,0 +1,68 @@
+"""A listwise SFT export run as it was trained and evaluated (``listwise=export listwise.path=RUN``).
+
+``ListwiseSFTModule.export`` writes ``dear_listwise.json`` beside the adapter: the prompt the
+data was rendered with, the sliding window and the generation settings the run evaluated its
+export with. ``reranker_from_export`` rebuilds that reranker; anything given explicitly (a
+cache directory, ``top_k``, back-end options such as ``dtype`` or ``batch_size``) wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from dear.errors import DataError
+from dear.listwise.prompts import ListwisePrompt
+
+EXPORT_META = "dear_listwise.json"
+
+
+def export_settings(reranker, generation: dict) -> dict | None:
+    """The meta file's content from the module's ``ListwiseReranker`` partial (``module.reranker``,
+    Hydra's ``_partial_``) and generation options; ``None`` for a reranker factory that does not
+    say its prompt (the export then runs only through ``export_reranker``)."""
+    keywords = dict(getattr(reranker, "keywords", {}))
+    prompt = keywords.pop("prompt", None)
+    if isinstance(prompt, ListwisePrompt):
+        prompt = dataclasses.asdict(prompt)
+    if not isinstance(prompt, dict):
+        return None
+    prompt = {k: v for k, v in prompt.items() if k != "_target_"}
+    window = {k: keywords[k] for k in ("window_size", "step") if k in keywords}
+    return {"format": 1, "prompt": prompt, **window, "generation": dict(generation)}
+
+
+def export_dir(path: str | Path) -> Path:
+    """``path`` or its ``export/`` — whichever holds ``dear_listwise.json``."""
+    path = Path(path)
+    for candidate in (path, path / "export"):
+        if (candidate / EXPORT_META).is_file():
+            return candidate
+    raise DataError(f"{path}: not a listwise SFT run or export (no {EXPORT_META} in it or in its export/); "
+                    "train one with `python train.py --config-name train_listwise`")
+
+
+def reranker_from_export(path: str, cache_dir: str | None = None, top_k: int | None = None,
+                         window_size: int | None = None, step: int | None = None, prompt: dict | None = None,
+                         backend: dict | None = None):
+    """The ``ListwiseReranker`` of a listwise export: its prompt, window and generation settings,
+    with ``prompt`` fields, ``window_size``/``step`` and ``backend`` options overriding them."""
+    from dear.listwise.backends.hf import TransformersBackend
+    from dear.listwise.reranker import ListwiseReranker
+
+    directory = export_dir(path)
+    meta_path = directory / EXPORT_META
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{meta_path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    for key, kind in (("prompt", dict), ("generation", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise DataError(f"{meta_path}: field {key!r} must be a JSON object")
+    settings = {**meta["prompt"], **{k: v for k, v in (prompt or {}).items() if k != "_target_"}}
+    generation = {**meta["generation"], **{k: v for k, v in (backend or {}).items() if v is not None}}
+    return ListwiseReranker(backend=TransformersBackend(str(directory), **generation),
+                            prompt=ListwisePrompt(**settings),
+                            window_size=window_size or meta.get("window_size", 20), step=step or meta.get("step", 10),
+                            top_k=top_k, cache_dir=cache_dir)

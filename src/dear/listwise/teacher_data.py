@@ -1,0 +1,103 @@
+"""Listwise SFT data without a GPT-4o: windows of first-stage candidates whose target permutation
+comes from the Stage-1 teacher's cached logits (permutation distillation, as RankZephyr
+distils RankGPT's orders; the DeAR-COT set descends from the same idea with GPT-4o as teacher).
+
+Per training query: the first ``window_size`` candidates in the first stage's own order (a
+source without a ranking, e.g. JSONL positives and negatives, is shuffled with the seed so that
+position says nothing), rendered with the listwise prompt at ``max_words`` words per passage;
+the answer is the prompt's ranking line (``### Final Reranking: [i] > [j] > ...``) with the
+judged positives of the window first, each group in the teacher's order. No reasoning is
+written (``think`` is empty): the answer is the ranking alone, nothing is presented as a
+model's chain of thought. Windows without a judged positive are kept when ``require_positive``
+is false (the teacher alone orders them).
+"""
+
+from __future__ import annotations
+
+import random
+
+from dear.data.cot import CotExample
+from dear.errors import DataError
+from dear.listwise.prompts import ListwisePrompt
+from dear.utils.progress import log
+
+
+class TeacherPermutations:
+    """``sources``: Stage-1 training sources (``dear.distill.sources``), each read with its own
+    teacher cache (``cache_dir``, the directory Stage 1 shares: the same source and teacher reuse
+    Stage 1's logits). ``max_words``: words per passage (``None``: the prompt's fixed budget, or its
+    ``auto_cap`` when it is ``auto``). ``skip_queries``: the first training queries of each source
+    left out (e.g. the ones Stage 1 holds out for validation)."""
+
+    def __init__(self, sources, prompt: ListwisePrompt | dict, window_size: int = 20, max_words: int | None = None,
+                 max_queries: int | None = None, skip_queries: int = 0, require_positive: bool = True,
+                 seed: int = 0, cache_dir: str = ".cache/teacher", shard_size: int = 4096):
+        self.sources = [sources] if hasattr(sources, "load") else list(sources)  # one source, or a list
+        self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
+        if window_size < 2:
+            raise DataError(f"data.train.window_size must be at least 2, got {window_size}")
+        budget = max_words if max_words is not None else (
+            self.prompt.auto_cap if self.prompt.max_words == "auto" else self.prompt.max_words)
+        if budget is not None and (not isinstance(budget, int) or budget < 1):
+            raise DataError(f"data.train.max_words must be a positive integer, got {budget!r}")
+        self.window_size, self.max_words, self.max_queries = window_size, budget, max_queries
+        self.skip_queries, self.require_positive, self.seed = skip_queries, require_positive, seed
+        self.cache_dir, self.shard_size = cache_dir, shard_size
+
+    def examples(self, teacher) -> list[CotExample]:
+        """One example per training query (see the module doc); ``teacher``: a
+        ``dear.distill.teacher.Teacher`` whose logits order each window."""
+        from dear.distill.teacher import TeacherLogits
+
+        if teacher is None:
+            raise DataError("data.train: teacher permutations need a teacher (add `- /teacher: NAME` to the "
+                            "config's defaults, e.g. teacher=fusion_bm25_minilm)")
+        out: list[CotExample] = []
+        for source in self.sources:
+            queries, docs = source.load()
+            logits = TeacherLogits(teacher, source, self.cache_dir, self.shard_size)
+            if not logits.ready:  # the whole source, as Stage 1 caches it
+                logits.precompute(queries, docs)
+            queries = queries[self.skip_queries:]
+            scores = logits.load([(q.qid, d) for q in queries for d in q.docids])
+            made = skipped = 0
+            for q in queries:
+                if self.max_queries is not None and len(out) >= self.max_queries:
+                    break
+                example = self._example(q, docs, scores)
+                if example is None:
+                    skipped += 1
+                    continue
+                out.append(example)
+                made += 1
+            log(f"teacher permutations: {made} windows from {getattr(source, 'dataset', type(source).__name__)}"
+                + (f" ({skipped} without a judged positive in the window skipped)" if skipped else ""))
+        if not out:
+            raise DataError("data.train: no training window (no query has a judged positive among its candidates)")
+        return out
+
+    def window(self, query) -> list[str]:
+        """The docids a query's window shows, in prompt order."""
+        if query.ranked:
+            return list(query.ranked[: self.window_size])
+        pool = list(query.docids)
+        random.Random(f"{self.seed}:{query.qid}").shuffle(pool)
+        return pool[: self.window_size]
+
+    def target(self, query, window: list[str], scores: dict[tuple[str, str], float]) -> list[int]:
+        """Window positions best first: judged positives, then the rest, each by teacher logit."""
+        missing = [d for d in window if (query.qid, d) not in scores]
+        if missing:
+            raise DataError(f"query {query.qid!r}: no teacher logit for {missing[:3]} (its ranked list must hold "
+                            "only the source's positives and negatives)")
+        positives = set(query.positives)
+        return sorted(range(len(window)), key=lambda i: (window[i] not in positives, -scores[(query.qid, window[i])], i))
+
+    def _example(self, query, docs, scores) -> CotExample | None:
+        window = self.window(query)
+        if len(window) < 2 or (self.require_positive and not set(window) & set(query.positives)):
+            return None
+        texts = docs.get_many(window)
+        passages = [f"{texts[d][0]} {texts[d][1]}".strip() for d in window]
+        messages = self.prompt.messages(query.text, passages, self.max_words)
+        return CotExample.from_messages(messages, self.prompt.ranking_line(self.target(query, window, scores)))
