@@ -12,8 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dear.cli import entry_point
-from dear.config import prepare_environment, register_resolvers
-from dear.eval.pipeline import run_pipeline, stages_from_config
+from dear.config import build_stages, prepare_environment, register_resolvers
+from dear.eval.pipeline import run_pipeline
 from dear.utils.repro import write_record
 
 register_resolvers()
@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float:
     out_dir = HydraConfig.get().runtime.output_dir
     write_record(out_dir, cfg)
     benchmark = instantiate(cfg.benchmark)
-    result = run_pipeline(benchmark, stages_from_config(cfg.pipeline.stages, instantiate), out_dir)
+    result = run_pipeline(benchmark, build_stages(cfg.pipeline, instantiate), out_dir)
     print(f"\n## {benchmark.name}\n\n{result['table']}")
     last = list(result["metrics"].values())[-1]
     return last[benchmark.measures[-1]]  # the sweep objective: the last stage's last metric

@@ -48,3 +48,64 @@ def check_renamed(cfg) -> None:
     if renamed:
         said = "; ".join(f"{old} is now {new}" for old, new in renamed.items())
         raise ConfigError(f"renamed option: {said} (see the README)")
+
+
+# Where a stage's reranker config keeps the model a shared base serves: PointwiseReranker's
+# scorer, ListwiseReranker's back end.
+SHARED_PARTS = ("scorer", "backend")
+
+
+def build_stages(pipeline, build=None) -> list:
+    """``pipeline.stages`` → ``dear.eval.pipeline.Stage``s, each reranker made by ``build``
+    (``hydra.utils.instantiate``). With ``pipeline.shared_base: true`` (conf/pipeline/dual_stage.yaml)
+    every stage's model is built with one ``dear.models.shared.SharedBase``, so both stages'
+    adapters ride on one base in memory: handed to the reranker itself when its target takes a
+    ``shared`` argument, else to its ``scorer`` / ``backend`` (a ``_target_`` node that takes one,
+    or a mapping of options its factory passes to the model, as ``listwise=export``'s ``backend``)."""
+    from hydra.utils import instantiate
+
+    from dear.eval.pipeline import stages_from_config
+
+    build = build or instantiate
+    if not pipeline.get("shared_base", False):
+        return stages_from_config(pipeline.stages, build)
+    from dear.errors import ConfigError
+    from dear.models.shared import SharedBase
+    from dear.utils.plain import to_plain
+
+    shared = SharedBase()
+
+    def on_shared_base(node):
+        if _accepts(node, "shared", any_keyword=False):
+            return build(node, shared=shared)
+        for part in SHARED_PARTS:
+            child = node.get(part)
+            if child is None or not hasattr(child, "keys"):
+                continue
+            if "_target_" not in child:  # options for the model the reranker's factory builds
+                return build(node, **{part: {**to_plain(child), "shared": shared}})
+            if _accepts(child, "shared"):
+                return build(node, **{part: build(child, shared=shared)})
+            raise ConfigError(f"pipeline.shared_base=true: {child['_target_']} cannot load onto a shared base "
+                              "(a DeAR-P scorer and a transformers listwise back end on PEFT adapters can)")
+        raise ConfigError(f"pipeline.shared_base=true: {node.get('_target_')} has no model to put on a shared base")
+
+    stages = stages_from_config(pipeline.stages, on_shared_base)
+    if len(shared.attached) != len(stages):
+        raise ConfigError(f"pipeline.shared_base=true: {len(stages)} stages but {len(shared.attached)} adapter(s) "
+                          f"on the shared base ({', '.join(shared.adapters) or 'none'}): every stage's model must "
+                          "be a PEFT adapter loaded through it")
+    return stages
+
+
+def _accepts(node, name: str, any_keyword: bool = True) -> bool:
+    """Whether the ``_target_`` of ``node`` takes a ``name`` argument (or, ``any_keyword``, ``**kwargs``)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    target = node.get("_target_")
+    if target is None:
+        return False
+    params = inspect.signature(get_object(target)).parameters.values()
+    return any(p.name == name or (any_keyword and p.kind is inspect.Parameter.VAR_KEYWORD) for p in params)

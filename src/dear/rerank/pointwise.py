@@ -38,16 +38,19 @@ class CrossEncoderScorer:
     """Any one-logit ``AutoModelForSequenceClassification`` (cross-encoder or LLM), with the DeAR
     pair template. ``model`` may be a hub id, a local dir, a PEFT adapter dir or ``pypi:<pkg>``.
     ``pooling``: a mode of ``dear.rerank.pooling`` (``auto``: ``reference`` for decoders, the
-    model's own head for encoders)."""
+    model's own head for encoders). ``shared``: a ``dear.models.shared.SharedBase`` to load the
+    adapter onto (one base in memory with the listwise stage's adapter; ``pipeline.shared_base``)."""
 
     # Settings that change how fast it scores, not what (left out of a teacher cache's fingerprint).
     runtime_only = frozenset({"max_batch_pairs", "max_batch_tokens", "device"})
 
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  template: PairTemplate | dict | None = None, pooling: str = "auto",
-                 max_batch_pairs: int = 64, max_batch_tokens: int = 16384, dtype: str = "auto", device: str = "auto"):
+                 max_batch_pairs: int = 64, max_batch_tokens: int = 16384, dtype: str = "auto", device: str = "auto",
+                 shared=None):
         self.name, self.dtype = model, dtype
-        self.tokenizer, self.model = load_sequence_classifier(model, adapter, revision, dtype, device)
+        load = load_sequence_classifier if shared is None else shared.sequence_classifier
+        self.tokenizer, self.model = load(model, adapter, revision, dtype, device)
         self.template = template if isinstance(template, PairTemplate) else PairTemplate(**(template or {}))
         self.encoder = PairEncoder(self.tokenizer, self.template)
         self.pooling = auto_mode(self.model) if pooling == "auto" else pooling
