@@ -96,6 +96,18 @@ def test_a_source_without_a_ranking_is_shuffled_by_seed(teacher, dear_prompt, tm
     assert windows[0] != ["d1", "d3", "d5", "d7", "d0", "d9"] or windows[1] != windows[0]
 
 
+def test_shuffle_reorders_a_ranked_window_but_keeps_its_passages_and_the_target_follows(teacher, dear_prompt, tmp_path):
+    query = Source().load()[0][0]
+    plain = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path))
+    mixed = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path),
+                                shuffle=True, seed=3)
+    assert sorted(mixed.window(query)) == sorted(plain.window(query)) and mixed.window(query) == mixed.window(query)
+    example = mixed.examples(teacher)[0]
+    window = mixed.window(query)
+    best = [window[i - 1] for i in ids(example.output)]
+    assert best == ["d3", "d1", "d7", "d5", "d0"]  # positives by teacher logit, then the rest: any input order
+
+
 def test_teacher_logits_are_cached_once_and_reused(teacher, dear_prompt, tmp_path):
     builder = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path))
     first = builder.examples(teacher)

@@ -27,11 +27,13 @@ class TeacherPermutations:
     teacher cache (``cache_dir``, the directory Stage 1 shares: the same source and teacher reuse
     Stage 1's logits). ``max_words``: words per passage (``None``: the prompt's fixed budget, or its
     ``auto_cap`` when it is ``auto``). ``skip_queries``: the first training queries of each source
-    left out (e.g. the ones Stage 1 holds out for validation)."""
+    left out (e.g. the ones Stage 1 holds out for validation). ``shuffle``: the window's passages
+    in a seeded random order even when the source ranks them (RankZephyr's remedy when a student
+    learns to copy the input order: copying then earns nothing)."""
 
     def __init__(self, sources, prompt: ListwisePrompt | dict, window_size: int = 20, max_words: int | None = None,
                  max_queries: int | None = None, skip_queries: int = 0, require_positive: bool = True,
-                 seed: int = 0, cache_dir: str = ".cache/teacher", shard_size: int = 4096):
+                 seed: int = 0, cache_dir: str = ".cache/teacher", shard_size: int = 4096, shuffle: bool = False):
         self.sources = [sources] if hasattr(sources, "load") else list(sources)  # one source, or a list
         self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
         if window_size < 2:
@@ -42,7 +44,7 @@ class TeacherPermutations:
             raise DataError(f"data.train.max_words must be a positive integer, got {budget!r}")
         self.window_size, self.max_words, self.max_queries = window_size, budget, max_queries
         self.skip_queries, self.require_positive, self.seed = skip_queries, require_positive, seed
-        self.cache_dir, self.shard_size = cache_dir, shard_size
+        self.cache_dir, self.shard_size, self.shuffle = cache_dir, shard_size, shuffle
 
     def examples(self, teacher) -> list[CotExample]:
         """One example per training query (see the module doc); ``teacher``: a
@@ -79,10 +81,14 @@ class TeacherPermutations:
     def window(self, query) -> list[str]:
         """The docids a query's window shows, in prompt order."""
         if query.ranked:
-            return list(query.ranked[: self.window_size])
-        pool = list(query.docids)
-        random.Random(f"{self.seed}:{query.qid}").shuffle(pool)
-        return pool[: self.window_size]
+            window = list(query.ranked[: self.window_size])
+        else:
+            window = list(query.docids)
+            random.Random(f"{self.seed}:{query.qid}").shuffle(window)
+            window = window[: self.window_size]
+        if self.shuffle:
+            random.Random(f"{self.seed}:{query.qid}:order").shuffle(window)
+        return window
 
     def target(self, query, window: list[str], scores: dict[tuple[str, str], float]) -> list[int]:
         """Window positions best first: judged positives, then the rest, each by teacher logit."""

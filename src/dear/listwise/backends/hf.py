@@ -49,7 +49,9 @@ class TransformersBackend(LocalBackend):
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
 
         self.name = model
-        dtype = generation_dtype(dtype, device)
+        # On a shared base the weights are the Stage-1 scorer's too: ``auto`` keeps its meaning there
+        # (fp32 weights on a CPU, which the scorer computes under bf16 autocast).
+        dtype = generation_dtype(dtype, device) if shared is None else dtype
         self.identity = {"backend": "transformers", "model": model, "adapter": adapter, "revision": revision,
                          "dtype": dtype, "max_new_tokens": max_new_tokens, "do_sample": do_sample,
                          **({"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
