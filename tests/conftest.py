@@ -98,6 +98,18 @@ def toy_files(tmp_path) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is as fast, and immune to a busy second core (modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_causal(tmp_path_factory) -> str:
     from dear.models.tiny import build_tiny

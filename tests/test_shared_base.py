@@ -27,15 +27,8 @@ from dear.rerank.pointwise import EXPORT_META, scorer_from_export
 register_resolvers()
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CPU = {"dtype": "float32", "device": "cpu"}
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices, one thread
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is as fast, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_lora(net, task_type: str, out, seed: int, **lora) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 
+from dear.data.contract import Candidate
 from dear.data.cot import CotExample
 from dear.errors import DataError
 from dear.listwise.prompts import ListwisePrompt
@@ -104,6 +105,6 @@ class TeacherPermutations:
         if len(window) < 2 or (self.require_positive and not set(window) & set(query.positives)):
             return None
         texts = docs.get_many(window)
-        passages = [f"{texts[d][0]} {texts[d][1]}".strip() for d in window]
+        passages = [Candidate(d, texts[d][1], texts[d][0]).full_text for d in window]
         messages = self.prompt.messages(query.text, passages, self.max_words)
         return CotExample.from_messages(messages, self.prompt.ranking_line(self.target(query, window, scores)))
