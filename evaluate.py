@@ -11,26 +11,28 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dear.cli import entry_point
+from dear.cli import entry_point, run
 from dear.config import build_stages, prepare_environment, register_resolvers
-from dear.eval.pipeline import run_pipeline
+from dear.eval.pipeline import run_pipeline, timed_load
 from dear.utils.repro import write_record
 
 register_resolvers()
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
-@entry_point
+@entry_point(results=True)
 def main(cfg: DictConfig) -> float:
     prepare_environment(cfg)
     out_dir = HydraConfig.get().runtime.output_dir
-    write_record(out_dir, cfg)
     benchmark = instantiate(cfg.benchmark)
-    result = run_pipeline(benchmark, build_stages(cfg.pipeline, instantiate), out_dir)
+    stages = build_stages(cfg.pipeline, instantiate)
+    loaded = timed_load(benchmark)  # the inputs are read (and checked) before anything is written
+    write_record(out_dir, cfg)
+    result = run_pipeline(benchmark, stages, out_dir, loaded)
     print(f"\n## {benchmark.name}\n\n{result['table']}")
     last = list(result["metrics"].values())[-1]
     return last[benchmark.measures[-1]]  # the sweep objective: the last stage's last metric
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dear.cli import entry_point
+from dear.cli import entry_point, run
 from dear.config import prepare_environment, register_resolvers
 from dear.distill.teacher import Teacher
 from dear.errors import positive_depth
@@ -187,7 +187,7 @@ def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float 
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
-@entry_point
+@entry_point(results=True)
 def main(cfg: DictConfig) -> float | None:
     prepare_environment(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -206,4 +206,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

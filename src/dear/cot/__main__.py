@@ -14,7 +14,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dear.cli import entry_point
+from dear.cli import entry_point, run
 from dear.config import CONF_DIR, prepare_environment, register_resolvers
 
 register_resolvers()
@@ -30,4 +30,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

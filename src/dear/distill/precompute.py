@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from dear.cli import entry_point
+from dear.cli import entry_point, run
 from dear.config import CONF_DIR, prepare_environment, register_resolvers
 from dear.utils.plain import to_plain
 from dear.distill.teacher import Teacher
@@ -94,4 +94,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

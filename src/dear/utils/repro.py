@@ -13,15 +13,18 @@ or submitit's ``-m submitit.core._submit`` in a submitit job).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import shlex
 import subprocess
 import sys
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from dear.errors import DataError
 from dear.utils.io import atomic_write_json
 from dear.utils.paths import ROOT
 
@@ -119,6 +122,36 @@ def write_record(run_dir: str | Path, cfg) -> Path:
     if _global_rank() == 0:
         atomic_write_json(path, build_record(cfg, HydraConfig.get()))
     return path
+
+
+FINISHED = "finished"  # the key of repro.json a run that ended well gets: its end time
+
+
+def mark_finished(run_dir: str | Path) -> None:
+    """Record in ``<run_dir>/repro.json`` that the run ended well (global zero only)."""
+    path = Path(run_dir) / RECORD
+    if _global_rank() == 0:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        atomic_write_json(path, {**record, FINISHED: datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def refuse_finished(run_dir: str | Path) -> None:
+    """A DataError if ``run_dir`` holds a finished run (``repro.json`` says so, or the run's
+    ``metrics.json`` is there): a new run never changes a finished one's files."""
+    run_dir = Path(run_dir)
+    found = None
+    try:
+        found = json.loads((run_dir / RECORD).read_text(encoding="utf-8")).get(FINISHED)
+    except (OSError, ValueError, AttributeError):
+        pass  # no record, or one a killed run left half-written: not finished
+    if found:
+        why = f"{RECORD} says it finished at {found}"
+    elif (run_dir / "metrics.json").is_file():
+        why = "it holds metrics.json"
+    else:
+        return
+    raise DataError(f"{run_dir}: this run directory holds a finished run ({why}); a new run never changes it: "
+                    "choose another hydra.run.dir (or delete this one to redo the run)")
 
 
 def _global_rank() -> int:
