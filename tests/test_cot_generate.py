@@ -199,12 +199,13 @@ def test_command_resumes_after_a_kill_without_duplicates(chat_server, tmp_path):
 @pytest.fixture
 def status_server():
     """A loopback server answering every chat request with ``server.status`` and the JSON
-    ``server.body`` after ``server.delay`` seconds (error answers the loopback stub cannot give)."""
+    ``server.body`` (or the bytes ``server.raw``) after ``server.delay`` seconds (error answers
+    the loopback stub cannot give)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from types import SimpleNamespace
 
-    state = SimpleNamespace(status=400, body={}, delay=0.0, requests=0)
+    state = SimpleNamespace(status=400, body={}, raw=None, delay=0.0, requests=0)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -214,7 +215,7 @@ def status_server():
             self.rfile.read(int(self.headers["Content-Length"]))
             state.requests += 1
             time.sleep(state.delay)
-            data = json.dumps(state.body).encode()
+            data = state.raw if state.raw is not None else json.dumps(state.body).encode()
             try:
                 self.send_response(state.status)
                 self.send_header("Content-Type", "application/json")
@@ -268,6 +269,37 @@ def test_a_slow_server_is_a_timeout_naming_the_setting_not_a_connection_error(st
                                 timeout=0.5)
     with pytest.raises(EndpointError, match=r"^endpoint\.timeout=0\.5: no answer from http://.* within 0\.5 s"):
         backend.generate([[{"role": "user", "content": "hi"}]])
+
+
+@pytest.mark.parametrize("raw, body", [
+    (b"<html>502 Bad Gateway</html>", None),
+    (b"", None),
+    (None, {}),
+    (None, {"choices": []}),
+    (None, {"choices": [{"finish_reason": "stop"}]}),
+    (None, {"choices": "text"}),
+])
+def test_an_answer_that_is_no_chat_completion_is_one_line(status_server, monkeypatch, raw, body):
+    monkeypatch.setenv("DEAR_TEST_KEY", KEY)
+    status_server.status, status_server.raw, status_server.body = 200, raw, body
+    backend = OpenAIChatBackend("m", base_url=status_server.url, api_key_env="DEAR_TEST_KEY", max_retries=0)
+    with pytest.raises(EndpointError, match=r"^endpoint\.base_url http://.*: the answer is not a chat completion") as e:
+        backend.generate([[{"role": "user", "content": "hi"}]])
+    assert "\n" not in str(e.value)
+
+
+def test_a_failing_request_cancels_the_others_and_leaves_no_unretrieved_exception(status_server, monkeypatch, caplog):
+    import gc
+
+    monkeypatch.setenv("DEAR_TEST_KEY", KEY)
+    status_server.status, status_server.body, status_server.delay = 500, {"detail": "boom"}, 0.05
+    backend = OpenAIChatBackend("m", base_url=status_server.url, api_key_env="DEAR_TEST_KEY", max_retries=0,
+                                max_concurrency=4)
+    with caplog.at_level("ERROR", logger="asyncio"), pytest.raises(EndpointError, match="HTTP 500: boom"):
+        backend.generate([[{"role": "user", "content": f"hi {i}"}] for i in range(40)])
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert status_server.requests < 40  # the rest were cancelled, not sent
 
 
 @pytest.mark.parametrize("model", [None, "", "  "])

@@ -66,6 +66,15 @@ def test_window_spans_always_end_on_the_top(k, size, step, spans):
     assert window_spans(k, size, step) == spans
 
 
+@pytest.mark.parametrize("field, value", [("step", 1.5), ("step", "10"), ("window_size", 20.0), ("step", True),
+                                          ("top_k", 2.5)])
+def test_window_settings_must_be_integers_checked_at_construction(field, value):
+    from dear.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^listwise\.{field}: expected an integer, found {re.escape(repr(value))}$"):
+        ListwiseReranker(ScriptedBackend(), prompt("dear"), **{field: value})
+
+
 @pytest.mark.parametrize("size, step", [(20, 0), (20, 21), (1, 1)])
 def test_window_settings_that_leave_gaps_are_refused(size, step):
     with pytest.raises(ValueError):

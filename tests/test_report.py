@@ -294,3 +294,20 @@ def test_average_needs_the_same_seeds_in_every_averaged_column(tmp_path):
     assert table.value(row, "scifact") == pytest.approx(55.0) and table.sd(row, "scifact") == pytest.approx(0.1 * 100 / 2 ** 0.5)
     assert table.value(row, "noveleval") == pytest.approx(70.0) and table.sd(row, "noveleval") is None
     assert table.average(row) is None  # seed 2 lacks NovelEval: no average is made up
+
+
+@pytest.mark.parametrize("file, text, expected", [
+    (".hydra/config.yaml", "benchmark: {name: [unclosed\n", r"config\.yaml:\d+: not a readable YAML config"),
+    (".hydra/config.yaml", "- a list\n", r"config\.yaml: expected a YAML mapping"),
+    (".hydra/hydra.yaml", "hydra: {job: {num: 0}\n  x", r"hydra\.yaml:\d+: not a readable YAML config"),
+    ("metrics.json", '{"first_stage": {"nDCG@10": "0.5"}}', r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found '0\.5'"),
+    ("metrics.json", '{"first_stage": {"nDCG@10": true}}', r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found True"),
+    ("metrics.json", '{"first_stage": {"nDCG@10": NaN}}', r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found nan"),
+])
+def test_a_broken_run_file_is_one_line_naming_it(tmp_path, file, text, expected):
+    run_dir = write_run(tmp_path / "0", 0, {"benchmark": {"name": "dl19"}},
+                        {"dl19": {"first_stage": {"nDCG@10": 0.5}}}, single="dl19")
+    (run_dir / file).write_text(text)
+    with pytest.raises(DataError, match=expected) as err:
+        load_run_dirs([tmp_path])
+    assert "\n" not in str(err.value)

@@ -69,3 +69,27 @@ def test_a_bad_job_of_a_multirun_fails_alone(toy_files, tmp_path):
 ])
 def test_hydra_config_errors_are_one_line(override, expected, tmp_path):
     assert_one_line_error(run("evaluate.py", override, f"hydra.run.dir={tmp_path}"), expected)
+
+
+def test_a_filesystem_error_is_one_line_naming_the_file(toy_files, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "runs").write_text("a file where the runs folder goes")
+    proc = run(*files_benchmark(toy_files, out))
+    assert_one_line_error(proc, f"File exists: '{out / 'runs'}'")
+
+
+def test_a_full_disk_is_one_line():
+    import errno
+
+    from dear.cli import one_line, our_error
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.json")
+    try:
+        try:
+            raise full
+        except OSError as e:
+            raise RuntimeError("while writing") from e
+    except RuntimeError as e:
+        assert one_line(our_error(e)) == "[Errno 28] No space left on device: '/runs/x/metrics.json'"
+    assert our_error(OSError("no file named")) is None  # an OSError naming no file is a bug: a traceback

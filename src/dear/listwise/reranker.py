@@ -13,6 +13,7 @@ from __future__ import annotations
 from dear.data.contract import Candidate, Ranking
 from dear.listwise.cache import GenerationCache
 from dear.listwise.parsing import CLEAN, FALLBACK, REPAIRED, STATUSES, Parsed, parse_ranking
+from dear.errors import ConfigError
 from dear.listwise.prompts import ListwisePrompt, fit_window
 from dear.listwise.window import window_spans
 from dear.utils.progress import log
@@ -29,7 +30,13 @@ class ListwiseReranker:
                  top_k: int | None = None, cache_dir: str | None = None):
         self.backend = backend
         self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
-        window_spans(window_size, window_size, step)  # validates size and step now, not mid-run
+        for field, value in (("window_size", window_size), ("step", step), ("top_k", top_k)):
+            if not (value is None and field == "top_k") and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"listwise.{field}: expected an integer, found {value!r}")
+        try:
+            window_spans(window_size, window_size, step)  # validates size and step now, not mid-run
+        except ValueError as e:
+            raise ConfigError(f"listwise.window_size / listwise.step: {e}") from None
         self.window_size, self.step, self.top_k = window_size, step, top_k
         self.cache = GenerationCache(cache_dir, backend.identity) if cache_dir else None
         self._counts: dict[str, int] = {}

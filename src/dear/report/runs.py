@@ -16,6 +16,7 @@ or from a W&B group (runs logged by train.py with logger=wandb: config, and the 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,9 +95,9 @@ def find_run_dirs(root: str | Path) -> list[Path]:
 
 def load_run_dir(run_dir: Path) -> RunResult:
     """A run directory → its config, metrics and its place in the sweep (hydra.job.num)."""
-    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    config = _load_yaml(run_dir / ".hydra" / "config.yaml")
     hydra_file = run_dir / ".hydra" / "hydra.yaml"
-    num = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.job.num", default=None) if hydra_file.is_file() else None
+    num = OmegaConf.select(_load_yaml(hydra_file), "hydra.job.num", default=None) if hydra_file.is_file() else None
     order = (num if isinstance(num, int) else -1, *_natural(run_dir.name))
     metrics = _dir_metrics(run_dir, config)
     per_query = {bench: _metrics_file(run_dir, bench).with_name("per_query.json") for bench in metrics}
@@ -172,15 +173,36 @@ def _dir_metrics(run_dir: Path, config: DictConfig) -> Metrics:
     return {str(name): _read_metrics(single)}
 
 
-def _read_metrics(path: Path) -> dict[str, dict[str, float]]:
+def _load_yaml(path: Path) -> DictConfig:
+    """A run's Hydra YAML file, or a DataError naming it (and the line YAML stopped at)."""
+    import yaml
+
     try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        config = OmegaConf.load(path)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise DataError(f"{where}: not a readable YAML config ({' '.join(str(getattr(e, 'problem', e)).split())})") from None
+    if not isinstance(config, DictConfig):
+        raise DataError(f"{path}: expected a YAML mapping, found a {type(config).__name__}")
+    return config
+
+
+def _read_metrics(path: Path) -> dict[str, dict[str, float]]:
+    """``{stage: {metric: number, "significance": {...}}}``, else a DataError naming the file and field."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from e
     if isinstance(metrics, dict):
         metrics.pop("warnings", None)  # the input's warnings, not a stage (dear.eval.pipeline)
     if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
         raise DataError(f"{path}: expected {{stage: {{metric: value}}}}")
+    for stage, row in metrics.items():
+        for metric, value in row.items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number and not isinstance(value, dict):  # dicts: the stage's significance tests
+                raise DataError(f"{path}: {stage}.{metric}: expected a finite number, found {value!r:.80}")
     return metrics
 
 

@@ -123,7 +123,13 @@ class OpenAIChatBackend:
                         advance()
                         return gen
 
-                    return await asyncio.gather(*(one(i, m) for i, m in enumerate(conversations)))
+                    tasks = [asyncio.ensure_future(one(i, m)) for i, m in enumerate(conversations)]
+                    try:
+                        return await asyncio.gather(*tasks)
+                    finally:  # the first failure ends the run: the others are cancelled and collected
+                        for task in tasks:
+                            task.cancel()
+                        await asyncio.gather(*tasks, return_exceptions=True)
 
         return asyncio.run(run())
 
@@ -183,7 +189,15 @@ class _Session:
                                     f"({mask(str(cause)) or type(cause).__name__})") from e
             except APIStatusError as e:  # the client's own message is only "Error code: 400" for non-OpenAI bodies
                 raise EndpointError(refusal(b, e)) from e
-        choice = response.choices[0]
+            except ValueError as e:  # a body that is not JSON (a proxy's HTML page, nothing at all)
+                raise EndpointError(f"endpoint.base_url {b.url}: the answer is not a chat completion "
+                                    f"(not JSON: {e})") from e
+        choices = getattr(response, "choices", None)
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        if getattr(choice, "message", None) is None:
+            shown = mask(" ".join(str(response).split()))[:200]
+            raise EndpointError(f"endpoint.base_url {b.url}: the answer is not a chat completion (no "
+                                f"choices[0].message in {shown})")
         text = choice.message.content or ""
         reasoning = getattr(choice.message, "reasoning_content", None) or getattr(choice.message, "reasoning", None)
         if reasoning:
