@@ -71,7 +71,7 @@ def test_tevatron_and_flagembedding_sources(tmp_path):
     fq, _ = FlagEmbeddingSource(str(flag)).load()
     assert fq[0].qid == FlagEmbeddingSource(str(flag)).load()[0][0].qid  # stable content-hash ids
     flag.write_text('{"query": "q", "neg": ["b"]}\n')
-    with pytest.raises(DataError, match=r"flag\.jsonl:1: missing or malformed field 'pos'"):
+    with pytest.raises(DataError, match=r"flag\.jsonl:1 is missing field\(s\) \['pos'\]"):
         FlagEmbeddingSource(str(flag)).load()
 
 

@@ -125,3 +125,19 @@ def test_vllm_serves_the_merged_last_pooling_export_with_client_side_token_ids(t
     got = np.array([o.outputs.probs[0] for o in llm.classify(prompts)])
     # One-label classify applies a sigmoid in some vLLM versions: compare in the activation's space.
     assert np.allclose(got, expected, atol=1e-3) or np.allclose(got, 1 / (1 + np.exp(-expected)), atol=1e-3)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{not json", "not a readable export description (JSONDecodeError"),
+    ("[1, 2]", "expected a JSON object, found list"),
+    ('{"template": "dear", "pooling": "last"}', "field 'template': expected dict, found 'dear'"),
+    ('{"kind": "bi_encoder", "inputs": {}, "logit_scale": "20"}', "field 'logit_scale': expected"),
+])
+def test_a_broken_export_description_is_one_line_naming_the_file(tmp_path, text, expected):
+    from dear.errors import DataError
+    from dear.rerank.pointwise import scorer_from_export
+
+    (tmp_path / "dear_scorer.json").write_text(text)
+    with pytest.raises(DataError, match=f"{tmp_path / 'dear_scorer.json'}: ") as err:
+        scorer_from_export(str(tmp_path))
+    assert expected in str(err.value) and "\n" not in str(err.value)

@@ -33,7 +33,7 @@ import torch
 
 from dear.errors import DataError
 from dear.eval.judges import build_judge
-from dear.rerank.pointwise import EXPORT_META, scorer_from_export, sort_by_scores
+from dear.rerank.pointwise import EXPORT_META, export_meta, scorer_from_export, sort_by_scores
 from dear.rerank.pointwise import export_dir as locate_export
 from dear.rerank.template import PairTemplate
 from dear.serve.pairs import PairTokenizer, read_settings
@@ -60,7 +60,7 @@ def merge(export_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
 
     from dear.models.loading import load_pretrained
 
-    meta = json.loads((export_dir / EXPORT_META).read_text())
+    meta = export_meta(export_dir)
     if meta.get("kind") == "bi_encoder":
         return atomic_dir(out_dir, lambda tmp: shutil.copytree(export_dir, tmp, dirs_exist_ok=True))
     tokenizer, model = load_pretrained(AutoModelForSequenceClassification, str(export_dir), dtype=dtype,

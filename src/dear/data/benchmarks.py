@@ -17,7 +17,7 @@ from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.qa import dpr_retrieval_json, read_qas
 from dear.data.qrels import load_qrels
 from dear.data.texts import DocStore, is_file_spec, load_queries, read_docs_tsv
-from dear.errors import ConfigError, DataError, positive_depth
+from dear.errors import ConfigError, DataError, positive_depth, shown
 from dear.utils.progress import log
 
 
@@ -56,6 +56,9 @@ class Loaded:
 
 class Benchmark(ABC):
     def __init__(self, name: str, measures: list[str], depth: int = 100):
+        if isinstance(measures, str) or not all(isinstance(m, str) for m in measures or []):
+            raise ConfigError(f"metrics: expected a list of ir_measures names, found {measures!r} "
+                              f"(write metrics=[nDCG@10] for one)")
         if not measures:
             raise ConfigError("benchmark.measures (the metrics list): expected at least one metric, found none")
         self.name, self.measures, self.depth = name, list(measures), positive_depth(depth, "benchmark.depth")
@@ -163,10 +166,11 @@ class PooledBM25Benchmark(Benchmark):
         run = {}
         for qid, pool in qrels.items():
             if qid not in queries:
-                raise DataError(f"{self.qrels}: query {qid!r} is not in {self.queries}")
+                raise DataError(f"{self.qrels}: query {shown(qid)} is not in {self.queries}")
             missing = [d for d in pool if d not in docs]
             if missing:
-                raise DataError(f"{self.qrels}: query {qid!r} judges documents not in {self.corpus}: {missing[:3]}")
+                raise DataError(f"{self.qrels}: query {shown(qid)} judges documents not in {self.corpus}: "
+                                f"{shown(missing[:3])}")
             ids = list(pool)
             hits = BM25Index.build(ids, [docs[d][1] for d in ids], self.bm25).search([queries[qid]], k=len(ids))[0]
             ranked = hits + [(d, 0.0) for d in ids if d not in {h for h, _ in hits}]  # unmatched keep pool order

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from dear.data import irds
 from dear.data.bm25 import BM25Index, BM25Params, cached_index
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.texts import DocStore
 from dear.data.trec import read_run
-from dear.errors import DataError, at, finite_number
+from dear.errors import DataError, at, finite_number, json_id, json_object, json_text, shown
+from dear.utils.io import first_char, read_json
 from dear.utils.progress import log
 
 
@@ -54,7 +52,7 @@ def trec_run(path: str, queries: dict[str, str] | None, docs: DocStore | None, d
         text = ""
         if queries is not None:
             if qid not in queries:
-                raise DataError(f"{at(path)}: query {qid!r} of the run is not in the queries source")
+                raise DataError(f"{at(path)}: query {shown(qid)} of the run is not in the queries source")
             text = queries[qid]
         run[qid] = Ranking(Query(qid, text), [Candidate(d, score=s) for d, s in hits[:depth]])
     return attach_texts(run, docs) if docs is not None else run
@@ -63,39 +61,38 @@ def trec_run(path: str, queries: dict[str, str] | None, docs: DocStore | None, d
 def rankllm_json(path: str, depth: int) -> Run:
     """RankGPT / rank_llm ``retrieve_results`` JSON: ``[{query, hits: [{content, qid, docid, rank, score}]}]``.
 
-    Hits keep the file's order (the retriever's ranking as given).
+    Hits keep the file's order (the retriever's ranking as given). Texts must be strings; ids
+    strings or integers (rank_llm writes qids as numbers), every hit of an entry with the same qid.
     """
     entries = _load_json_list(path)
     run: Run = {}
     for i, entry in enumerate(entries):
         where = f"{at(path)}: entry [{i}]"
-        if not isinstance(entry, dict) or "query" not in entry or "hits" not in entry:
-            missing = [k for k in ("query", "hits") if not isinstance(entry, dict) or k not in entry]
-            raise DataError(f"{where} is missing field(s) {missing}")
-        hits = entry["hits"]
+        hits = json_object(entry, where, "query", "hits")["hits"]
         if not isinstance(hits, list) or not hits:
             raise DataError(f"{where}.hits: the query has no candidates")
-        cands = [_hit(hit, f"{where}.hits[{j}]") for j, hit in enumerate(hits)]  # all checked, top depth kept
+        query = json_text(entry["query"], f"{where}.query")
+        qids, cands = zip(*(_hit(hit, f"{where}.hits[{j}]") for j, hit in enumerate(hits)))  # all checked
+        other = next((j for j, q in enumerate(qids) if q != qids[0]), None)
+        if other is not None:
+            raise DataError(f"{where}.hits[{other}].qid: {shown(qids[other])} differs from hits[0]'s {shown(qids[0])}")
         repeated = _first_repeat([c.docid for c in cands])
         if repeated is not None:
-            raise DataError(f"{where}.hits[{repeated[1]}]: document {repeated[0]!r} appears twice for the query "
+            raise DataError(f"{where}.hits[{repeated[1]}]: document {shown(repeated[0])} appears twice for the query "
                             f"(first at hits[{repeated[2]}])")
-        qid = str(hits[0]["qid"])
-        if qid in run:
-            raise DataError(f"{where}: query id {qid!r} appears twice")
-        run[qid] = Ranking(Query(qid, entry["query"]), cands[:depth])
+        if qids[0] in run:
+            raise DataError(f"{where}: query id {shown(qids[0])} appears twice")
+        run[qids[0]] = Ranking(Query(qids[0], query), list(cands[:depth]))
     return run
 
 
-def _hit(hit, where: str) -> Candidate:
-    """One rank_llm hit → a candidate; ``where`` names it (``file: entry [i].hits[j]``)."""
-    if not isinstance(hit, dict):
-        raise DataError(f"{where}: expected an object with qid, docid, content, found {type(hit).__name__}")
-    for key in ("qid", "docid", "content"):
-        if key not in hit:
-            raise DataError(f"{where} is missing field {key!r}")
+def _hit(hit, where: str) -> tuple[str, Candidate]:
+    """One rank_llm hit → (its qid, a candidate); ``where`` names it (``file: entry [i].hits[j]``)."""
+    json_object(hit, where, "qid", "docid", "content")
     score = finite_number(hit.get("score", 0.0), f"{where}.score")
-    return Candidate(str(hit["docid"]), text=hit["content"], score=score)
+    return json_id(hit["qid"], f"{where}.qid"), Candidate(json_id(hit["docid"], f"{where}.docid"),
+                                                         text=json_text(hit["content"], f"{where}.content"),
+                                                         score=score)
 
 
 def _first_repeat(docids: list[str]) -> tuple[str, int, int] | None:
@@ -121,18 +118,11 @@ def attach_texts(run: Run, docs: DocStore) -> Run:
 
 def is_json(path: str) -> bool:
     """JSON candidate files start with '[' (rank_llm) — TREC runs start with a query id."""
-    with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM before the '[' is not content
-        head = f.read(64).lstrip()
-    return head.startswith("[")
+    return first_char(path) == "["
 
 
 def _load_json_list(path: str) -> list:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise DataError(f"{at(path)}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise DataError(f"{at(path)}: expected a JSON list of queries")
     return data

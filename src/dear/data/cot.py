@@ -13,12 +13,11 @@ Face dataset id (``abdoelsayed/DeAR-COT``, through ``datasets``; cached, offline
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dear.errors import DataError, at
-from dear.utils.io import read_jsonl
+from dear.errors import DataError, at, json_text, shown
+from dear.utils.io import first_char, read_json, read_jsonl
 
 FIELDS = ("system", "instruction", "input", "output", "history", "think")
 THINK_TEMPLATE = "<think>\n{think}\n</think>\n\n"
@@ -72,15 +71,13 @@ class CotExample:
         for key in ("instruction", "output"):
             if not isinstance(row.get(key), str) or not row[key]:
                 raise DataError(f"{where}: field {key!r} must be a non-empty string")
-        for key in ("system", "input", "think"):
-            if not isinstance(row.get(key) or "", str):
-                raise DataError(f"{where}: field {key!r} must be a string")
-        history = row.get("history") or []
-        if not isinstance(history, list) or any(not isinstance(t, (list, tuple)) or len(t) != 2
-                                                or not all(isinstance(x, str) for x in t) for t in history):
+        texts = {key: json_text("" if row.get(key) is None else row[key], f"{where}: field {key!r}")
+                 for key in ("instruction", "output", "system", "input", "think")}
+        history = [] if row.get("history") is None else row["history"]
+        if not isinstance(history, list) or any(not isinstance(t, (list, tuple)) or len(t) != 2 for t in history):
             raise DataError(f"{where}: field 'history' must be a list of [user, assistant] string pairs")
-        return cls(instruction=row["instruction"], output=row["output"], system=row.get("system") or "",
-                   input=row.get("input") or "", history=[tuple(t) for t in history], think=row.get("think") or "")
+        pairs = [tuple(json_text(x, f"{where}: field 'history'[{i}]") for x in t) for i, t in enumerate(history)]
+        return cls(history=pairs, **texts)
 
 
 RELEASED = "abdoelsayed/DeAR-COT"
@@ -92,9 +89,7 @@ def load_cot(source: str, split: str = "train", limit: int | None = None) -> lis
     if path.is_file() and path.suffix in (".jsonl", ".json"):
         rows = _jsonl_rows(path)
     elif path.is_file() and path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = ((f"{at(path)}: row {i}", r) for i, r in enumerate(pq.read_table(path).to_pylist()))
+        rows = _parquet_rows(path)
     elif path.is_file():
         raise DataError(f"{at(path)}: a DeAR-COT file must be .jsonl, .json or .parquet")
     else:
@@ -110,16 +105,21 @@ def load_cot(source: str, split: str = "train", limit: int | None = None) -> lis
 
 
 def _jsonl_rows(path: Path):
-    with path.open(encoding="utf-8") as f:
-        head = f.read(1)
-    if head == "[":  # one JSON list instead of lines
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
-        yield from ((f"{at(path)}: entry [{i}]", r) for i, r in enumerate(entries))
+    if first_char(path) == "[":  # one JSON list instead of lines
+        yield from ((f"{at(path)}: entry [{i}]", r) for i, r in enumerate(read_json(path)))
         return
     yield from ((at(path, lineno), row) for lineno, row in read_jsonl(path))
+
+
+def _parquet_rows(path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{at(path)}: not a readable Parquet file ({shown(str(e))})") from None
+    return ((f"{at(path)}: row {i}", r) for i, r in enumerate(table.to_pylist()))
 
 
 def _hub_rows(source: str, split: str):

@@ -6,14 +6,12 @@ ir_datasets id. Documents: ``docid<TAB>text`` or DPR's ``psgs_w100.tsv``; querie
 
 from __future__ import annotations
 
-import csv
-import sys
+import itertools
 from pathlib import Path
 
 from dear.data import irds
-from dear.errors import DataError, at
-
-csv.field_size_limit(sys.maxsize)
+from dear.errors import DataError, at, shown
+from dear.utils.io import read_lines, text_lines, tsv_rows
 
 
 def is_file_spec(spec: str) -> bool:
@@ -51,56 +49,62 @@ def read_docs_tsv(path: str | Path) -> dict[str, tuple[str, str]]:
     """``docid<TAB>text`` per line (the text may itself hold tabs, as NovelEval's does), or DPR's
     ``psgs_w100.tsv`` recognised by its ``id<TAB>text<TAB>title`` header (CSV-quoted fields).
     A docid listed twice is an error (which text would be meant?)."""
-    docs: dict[str, tuple[str, str]] = {}
-    lines: dict[str, int] = {}
-    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a BOM would glue itself to the first id
-        header = f.readline()
-        rows = _dpr_rows(f, path) if header.rstrip("\r\n").split("\t") == ["id", "text", "title"] else None
-        if rows is None:
-            f.seek(0)
-            rows = _plain_rows(f, path)
-        for lineno, docid, title, text in rows:
-            if docid in docs:
-                raise DataError(f"{at(path, lineno)}: document {docid!r} is listed twice "
-                                f"(first at line {lines[docid]})")
-            docs[docid], lines[docid] = (title, text), lineno
+    lines = text_lines(path)
+    head = next(lines, None)
+    if head is not None and head[1].split("\t") == ["id", "text", "title"]:
+        rows = _dpr_rows(lines, path)
+    else:
+        rows = _plain_rows(itertools.chain([head] if head else [], lines), path)
+    docs = unique_ids(rows, path, "document")
     if not docs:
         raise DataError(f"{at(path)}: no documents")
     return docs
 
 
-def _plain_rows(f, path):
-    """→ (line, docid, title, text) for ``docid<TAB>text`` lines."""
-    for lineno, line in enumerate(f, start=1):
-        line = line.rstrip("\r\n")
+def unique_ids(rows, path, kind: str) -> dict:
+    """``(line, id, value)`` rows → ``{id: value}``; an id listed twice is a DataError naming both lines."""
+    found, lines = {}, {}
+    for lineno, key, value in rows:
+        if key in found:
+            raise DataError(f"{at(path, lineno)}: {kind} {shown(key)} is listed twice (first at line {lines[key]})")
+        found[key], lines[key] = value, lineno
+    return found
+
+
+def _plain_rows(lines, path):
+    """→ (line, docid, (title, text)) for ``docid<TAB>text`` lines."""
+    for lineno, line in lines:
         if not line:
             continue
         docid, tab, text = line.partition("\t")
         if not tab:
             raise DataError(f"{at(path, lineno)}: a document line needs 'docid<TAB>text', found no tab")
-        yield lineno, docid, "", text
+        yield lineno, docid, ("", text)
 
 
-def _dpr_rows(f, path):
-    """→ (line, docid, title, text) for DPR's CSV-quoted ``id<TAB>text<TAB>title`` rows."""
-    for lineno, row in enumerate(csv.reader(f, delimiter="\t"), start=2):
+def _dpr_rows(lines, path):
+    """→ (line, docid, (title, text)) for DPR's CSV-quoted ``id<TAB>text<TAB>title`` rows."""
+    for lineno, row in tsv_rows(lines, path):
         if len(row) != 3:
             raise DataError(f"{at(path, lineno)}: DPR passages need 'id<TAB>text<TAB>title', found {len(row)} fields")
-        yield lineno, row[0], row[2], row[1]
+        yield lineno, row[0], (row[2], row[1])
 
 
 def load_queries(spec: str, field: str = "text") -> dict[str, str]:
-    """qid → query text from a TSV file or an ir_datasets id."""
+    """qid → query text from a ``qid<TAB>text`` TSV file or an ir_datasets id; a qid listed twice
+    in a file is an error, as in a docs TSV."""
     if is_file_spec(spec):
-        queries = {}
-        with open(spec, encoding="utf-8-sig", newline="") as f:
-            for lineno, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-                if not row:
-                    continue
-                if len(row) < 2:
-                    raise DataError(f"{at(spec, lineno)}: a query line needs 'qid<TAB>text'")
-                queries[row[0]] = row[1]
+        queries = unique_ids(_query_rows(spec), spec, "query")
         if not queries:
             raise DataError(f"{at(spec)}: no queries")
         return queries
     return {q.query_id: irds.query_text(q, field) for q in irds.load(spec).queries_iter()}
+
+
+def _query_rows(path):
+    """→ (line, qid, text) for ``qid<TAB>text`` lines (quotes are text)."""
+    for lineno, line in read_lines(path):
+        row = line.split("\t")
+        if len(row) != 2:
+            raise DataError(f"{at(path, lineno)}: a query line needs 'qid<TAB>text', found {len(row)} field(s)")
+        yield lineno, row[0], row[1]

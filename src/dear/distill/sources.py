@@ -20,7 +20,7 @@ from dear.data.candidates import dataset_bm25_index
 from dear.data.qrels import load_qrels
 from dear.data.texts import DocStore, load_queries
 from dear.data.trec import read_run
-from dear.errors import DataError, at
+from dear.errors import DataError, at, json_id, json_list, json_object, json_text, json_texts
 from dear.utils.io import read_jsonl
 
 
@@ -116,10 +116,7 @@ class _JsonlSource:
         docs: dict[str, tuple[str, str]] = {}
         queries = []
         for lineno, row in read_jsonl(self.path):
-            try:
-                qid, text, pos, neg = self.parse(row)
-            except (KeyError, TypeError) as e:
-                raise DataError(f"{at(self.path, lineno)}: missing or malformed field {e}") from None
+            qid, text, pos, neg = self.parse(row, at(self.path, lineno))
             ids = []
             for passages in (pos, neg):
                 ids.append(tuple(_docid(t, x) for t, x in passages))
@@ -134,20 +131,37 @@ class _JsonlSource:
 
 
 class TevatronSource(_JsonlSource):
-    """``{"query_id", "query", "positive_passages": [{"docid"?, "title", "text"}], "negative_passages": [...]}``."""
+    """``{"query_id"?, "query", "positive_passages": [{"docid"?, "title"?, "text"}], "negative_passages": [...]}``;
+    without a ``query_id`` (or with null) the qid is a hash of the query."""
 
-    def parse(self, row):
-        passages = lambda key: [(p.get("title", ""), p["text"]) for p in row[key]]  # noqa: E731
-        qid = str(row.get("query_id") or _hash(row["query"]))
-        return qid, row["query"], passages("positive_passages"), passages("negative_passages")
+    def parse(self, row, where: str):
+        json_object(row, where, "query", "positive_passages", "negative_passages")
+        query = json_text(row["query"], f"{where}: query")
+        qid = _hash(query) if row.get("query_id") is None else json_id(row["query_id"], f"{where}: query_id")
+        return qid, query, *(self._passages(row[key], f"{where}: {key}")
+                             for key in ("positive_passages", "negative_passages"))
+
+    @staticmethod
+    def _passages(value, where: str) -> list[tuple[str, str]]:
+        passages = []
+        for i, p in enumerate(json_list(value, where, "passages")):
+            each = f"{where}[{i}]"
+            json_object(p, each, "text")
+            if "docid" in p:  # checked, unused: the docid is the content hash
+                json_id(p["docid"], f"{each}.docid")
+            passages.append((json_text(p.get("title", ""), f"{each}.title"), json_text(p["text"], f"{each}.text")))
+        return passages
 
 
 class FlagEmbeddingSource(_JsonlSource):
     """``{"query", "pos": [text], "neg": [text], "pos_scores"?, "neg_scores"?}`` (scores unused: the
     teacher cache scores every pair with the configured teacher)."""
 
-    def parse(self, row):
-        return _hash(row["query"]), row["query"], [("", t) for t in row["pos"]], [("", t) for t in row["neg"]]
+    def parse(self, row, where: str):
+        json_object(row, where, "query", "pos", "neg")
+        query = json_text(row["query"], f"{where}: query")
+        pos, neg = ([("", t) for t in json_texts(row[key], f"{where}: {key}")] for key in ("pos", "neg"))
+        return _hash(query), query, pos, neg
 
 
 def _hash(text: str) -> str:

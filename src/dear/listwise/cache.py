@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dear.errors import DataError
 from dear.listwise.backends.base import Generation
-from dear.utils.io import atomic_write_json
+from dear.utils.io import atomic_write_json, read_json
 
 
 class GenerationCache:
@@ -36,10 +36,17 @@ class GenerationCache:
         path = self.path(key)
         if not path.exists():
             return None
+        again = "delete the file to generate the window again"
         try:
-            return Generation(**json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as e:
-            raise DataError(f"{path}: not a cached generation ({e}); delete the file to generate the window again") from e
+            row = read_json(path)
+        except DataError as e:
+            raise DataError(f"{e}; {again}") from None
+        kinds = {"text": str, "finish": str, "prompt_tokens": int, "completion_tokens": int}
+        if not isinstance(row, dict) or "text" not in row or set(row) - set(kinds) \
+                or any(type(v) is not kinds[k] for k, v in row.items()):  # type(): True is no token count
+            raise DataError(f"{path}: not a cached generation (expected {{text, finish, prompt_tokens, "
+                            f"completion_tokens}} as string, string, integer, integer); {again}")
+        return Generation(**row)
 
     def put(self, key: str, gen: Generation) -> None:
         atomic_write_json(self.path(key), asdict(gen))

@@ -57,6 +57,10 @@ def reranker_from_export(path: str, cache_dir: str | None = None, top_k: int | N
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{meta_path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as e:
+        raise DataError(f"{meta_path}: not readable ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
     for key, kind in (("prompt", dict), ("generation", dict)):
         if not isinstance(meta.get(key), kind):
             raise DataError(f"{meta_path}: field {key!r} must be a JSON object")

@@ -64,7 +64,7 @@ class CrossEncoderScorer:
         """A Stage-1 export (``train.py``'s ``export/`` or its run dir): the model or adapter with
         the template and pooling it was trained with (``dear_scorer.json``)."""
         path = export_dir(path)
-        meta = json.loads((path / EXPORT_META).read_text())
+        meta = export_meta(path, template=dict, pooling=str)
         return cls(str(path), template=meta["template"], pooling=meta["pooling"], **kwargs)
 
     def encode(self, rankings: list[Ranking]) -> tuple[list[list[int]], list[list[int]]]:
@@ -146,8 +146,9 @@ def scorer_from_export(path: str, **kwargs):
     """The scorer for a Stage-1 export (``train.py``'s ``export/`` or its run dir), as it was
     trained: a cross-encoder with its template and pooling, or a bi-encoder with its inputs."""
     directory = export_dir(path)
-    meta = json.loads((directory / EXPORT_META).read_text())
+    meta = export_meta(directory)
     if meta.get("kind", "cross_encoder") == "bi_encoder":
+        meta = export_meta(directory, inputs=dict, logit_scale=(int, float))
         names = ("max_batch_items", "max_batch_tokens", "dtype", "device", "memo_size")
         return BiEncoderScorer(str(directory), **meta["inputs"], logit_scale=meta["logit_scale"],
                                **{k: v for k, v in kwargs.items() if k in names})
@@ -166,6 +167,22 @@ def export_dir(path: str) -> Path:
     if not (path / EXPORT_META).is_file():
         raise DataError(f"{path}: not a Stage-1 run or export (no {EXPORT_META} in it or in its export/)")
     return path
+
+
+def export_meta(directory: Path, **fields) -> dict:
+    """``<directory>/dear_scorer.json`` as a dict whose ``fields`` have their types (``name=type``),
+    else a DataError naming the file (and the field)."""
+    path = directory / EXPORT_META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise DataError(f"{path}: not a readable export description ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    for name, kind in fields.items():
+        if not isinstance(meta.get(name), kind) or isinstance(meta.get(name), bool):
+            raise DataError(f"{path}: field {name!r}: expected {getattr(kind, '__name__', kind)}, found {meta.get(name)!r:.80}")
+    return meta
 
 
 def _split(flat: np.ndarray, rankings: list[Ranking]) -> list[np.ndarray]:

@@ -1,18 +1,23 @@
 """Atomic file writes and copies (readers never see a half-written file, and a crash loses
-nothing old), the JSONL reader, and an inter-process lock for caches that concurrent jobs build once."""
+nothing old), readers of text, JSON and JSONL input with one-line errors (``DataError``), and an
+inter-process lock for caches that concurrent jobs build once."""
 
 from __future__ import annotations
 
+import codecs
+import csv
 import fcntl
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from dear.errors import DataError, at
 
+csv.field_size_limit(sys.maxsize)  # a passage may be long
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -92,23 +97,100 @@ def read_jsonl(path: str | Path):
 
 
 def read_lines(path: str | Path):
-    """``(line number, line without its newline)`` for every non-blank line of a text file; a BOM
-    is skipped (it would glue itself to the first id), a missing file is a DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{at(path)}: file not found")
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                yield lineno, line.rstrip("\r\n")
+    """``(line number, line)`` for every line of a text file (as ``text_lines``) that holds more
+    than ASCII whitespace."""
+    for lineno, line in text_lines(path):
+        if line.strip(ASCII_SPACE):
+            yield lineno, line
 
 
-def json_line(line: str, path: str | Path, lineno: int):
-    """One JSONL line parsed, or a DataError naming ``file:line``."""
+ASCII_SPACE = " \t\n\r\f\v"  # C's isspace(), what trec_eval splits on (str.split() also splits on U+00A0 …)
+
+
+def text_lines(path: str | Path):
+    """``(line number, line without its line end)`` for every line of a UTF-8 text file.
+
+    Lines end at a newline only (as for trec_eval: a lone carriage return stays), a BOM is skipped
+    (it would glue itself to the first id); a missing or unreadable file, or a line that is not
+    UTF-8, is a one-line DataError naming the file (and line)."""
+    with open_input(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            yield lineno, decoded(raw[3:] if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else raw,
+                                  path, lineno).rstrip("\r\n")
+
+
+def tsv_rows(lines, path: str | Path):
+    """``(line number, line)`` pairs read as tab-separated CSV (quoted fields) → ``(line number of
+    the row's end, row)``; a malformed row is a DataError naming ``file:line``."""
+    last = [0]
+
+    def feed():
+        for last[0], line in lines:
+            yield line + "\n"
+
+    reader = csv.reader(feed(), delimiter="\t")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(f"{at(path, last[0])}: malformed tab-separated line ({str(e).split(' - ')[0]})") from None
+        yield last[0], row
+
+
+def decoded(raw: bytes, path: str | Path, lineno: int = 1) -> str:
+    """``raw`` (starting at line ``lineno``) as UTF-8 text, or a DataError naming ``file:line``."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = lineno + raw.count(b"\n", 0, e.start)
+        raise DataError(f"{at(path, line)}: not UTF-8 text (byte {raw[e.start]:#04x})") from None
+
+
+def open_input(path: str | Path):
+    """``path`` opened for binary reading, or a one-line DataError naming it (missing, a folder,
+    no permission)."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{at(path)}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{at(path)}: cannot read the file ({e.strerror or type(e).__name__})") from None
+
+
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 file as text (a BOM skipped), with one-line DataErrors as ``text_lines``."""
+    with open_input(path) as f:
+        data = f.read()
+    return decoded(data[3:] if data.startswith(codecs.BOM_UTF8) else data, path)
+
+
+def read_json(path: str | Path):
+    """A JSON file's value, or a one-line DataError naming the file (and line)."""
+    return json_line(read_text(path), path)
+
+
+def first_char(path: str | Path) -> str:
+    """The first character of a file that is not a BOM or whitespace ('' for none): '[' or '{'
+    tell JSON from a line format."""
+    with open_input(path) as f:
+        head = f.read(4096)
+    head = head[3:] if head.startswith(codecs.BOM_UTF8) else head
+    return chr(head.lstrip()[0]) if head.strip() else ""
+
+
+def json_line(line: str, path: str | Path, lineno: int | None = None):
+    """JSON text parsed (one JSONL line at ``lineno``, or a whole file), or a DataError naming
+    ``file:line``."""
     try:
         return json.loads(line)
     except json.JSONDecodeError as e:
-        raise DataError(f"{at(path, lineno)}: invalid JSON ({e.msg})") from None
+        raise DataError(f"{at(path, lineno or e.lineno)}: invalid JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{at(path, lineno)}: JSON nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts (4300)
+        raise DataError(f"{at(path, lineno)}: invalid JSON ({str(e).split(':')[0]})") from None
 
 
 @contextmanager
@@ -140,8 +222,8 @@ class JsonlAppender:
         if len(keep) < len(data):
             with self.path.open("r+b") as f:
                 f.truncate(len(keep))
-        return [json_line(line, self.path, i) for i, line in enumerate(keep.decode("utf-8").splitlines(), start=1)
-                if line.strip()]
+        lines = decoded(keep, self.path).split("\n")
+        return [json_line(line, self.path, i) for i, line in enumerate(lines, start=1) if line.strip()]
 
     def append(self, row: dict) -> None:
         self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
