@@ -400,3 +400,12 @@ def test_the_batcher_keeps_to_its_pair_budget_and_survives_a_failing_call():
     assert calls[:2] == [[4, 4], [4, 4]]  # the third request waited for the next call
     assert all(list(r) == [0, 1, 2, 3] for r in results)
     assert isinstance(failed[0], RuntimeError) and list(after) == [0, 1]
+
+
+@pytest.mark.parametrize("limits, batching, field", [({"max_docs": 5}, None, "serve.limits"),
+                                                     (None, {"chunk": 8}, "serve.batching")])
+def test_an_unknown_limit_or_batching_setting_is_a_config_error(limits, batching, field):
+    from dear.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^{field}: unknown setting\(s\)"):
+        build_app(FakeScorer(None), "fake", limits, batching)

@@ -29,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from tokenizers import Tokenizer
 
 from dear.data.contract import Candidate, Query, Ranking
-from dear.errors import DataError, EndpointError
+from dear.errors import ConfigError, DataError, EndpointError
 from dear.rerank.fusion import FusionScorer
 from dear.rerank.pointwise import BiEncoderScorer
 from dear.rerank.template import words_prefix
@@ -179,13 +179,24 @@ def bearer_check(api_key: str | None):
     return check
 
 
+def known_keys(settings: dict, target, field: str) -> dict:
+    """``settings`` if ``target`` (a class) takes every key, else a ConfigError naming the unknown ones."""
+    import inspect
+
+    known = set(inspect.signature(target).parameters) - {"self", "score_fn"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"{field}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return settings
+
+
 def build_app(scorer, model_name: str | None = None, limits: Limits | dict | None = None, batching: dict | None = None,
               api_key: str | None = None, listwise=None, listwise_depth: int = 20) -> FastAPI:
     """A FastAPI app serving ``scorer`` (anything with ``score(rankings)``; its ``tokenizer``, when
     it has one, counts tokens). ``model_name``: None for ``served_name(scorer)``."""
     model_name = model_name or served_name(scorer)
-    limits = limits if isinstance(limits, Limits) else Limits(**(limits or {}))
-    batching = dict(batching or {})
+    limits = limits if isinstance(limits, Limits) else Limits(**known_keys(limits or {}, Limits, "serve.limits"))
+    batching = known_keys(dict(batching or {}), MicroBatcher, "serve.batching")
     if isinstance(scorer, FusionScorer):  # it normalises over a query's candidates: a request is scored whole
         batching["chunk_pairs"] = None
     batcher = MicroBatcher(scorer.score, **batching)
