@@ -66,6 +66,7 @@ def test_a_bad_job_of_a_multirun_fails_alone(toy_files, tmp_path):
 @pytest.mark.parametrize("override, expected", [
     ("no_such_option=1", "Could not override 'no_such_option'"),
     ("benchmark=no_such_benchmark", "Could not find 'benchmark/no_such_benchmark'"),
+    ("metrics=nDCG@10", "metrics: expected a list of ir_measures names, found 'nDCG@10' (write metrics=[nDCG@10]"),
 ])
 def test_hydra_config_errors_are_one_line(override, expected, tmp_path):
     assert_one_line_error(run("evaluate.py", override, f"hydra.run.dir={tmp_path}"), expected)
