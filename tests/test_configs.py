@@ -55,13 +55,3 @@ def test_overrides_reach_objects():
     assert scorer["pooling"] == "reference" and scorer["template"]["join"] == "reference"
 
 
-@pytest.mark.parametrize("old, new", [("sft_student=llama31_8b_instruct", "student=llama31_8b_instruct"),
-                                      ("sft_student=tiny", "student=tiny_instruct"),
-                                      ("sft_data=local", "data=cot_local"), ("sft_trainer=gpu", "trainer=listwise_gpu")])
-def test_renamed_listwise_options_fail_naming_the_new_one(old, new):
-    from dear.config import prepare_environment
-    from dear.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=f"{old} is now {new}"):
-        prepare_environment(compose_cfg("train_listwise", [old]))
-    prepare_environment(compose_cfg("train_listwise", [new]))  # the new spelling composes and passes

@@ -33,21 +33,9 @@ def prepare_environment(cfg) -> None:
     from dear.utils.quiet import quiet_known_noise
 
     quiet_known_noise()
-    check_renamed(cfg)
     paths = cfg.paths
     use_home(paths.get("ir_datasets_home"), paths.get("ir_datasets_mirror"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def check_renamed(cfg) -> None:
-    """A ConfigError naming the new spelling of a renamed option the command line chose (the
-    options left in a renamed group set ``renamed: {old: new}``, e.g. conf/sft_student/)."""
-    from dear.errors import ConfigError
-
-    renamed = cfg.get("renamed")
-    if renamed:
-        said = "; ".join(f"{old} is now {new}" for old, new in renamed.items())
-        raise ConfigError(f"renamed option: {said} (see the README)")
 
 
 # Where a stage's reranker config keeps the model a shared base serves: PointwiseReranker's
