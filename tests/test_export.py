@@ -105,7 +105,7 @@ def test_reference_pooling_plain_transformers_pools_the_last_padding_position(ti
 
 @pytest.mark.gpu
 def test_vllm_serves_the_merged_last_pooling_export_with_client_side_token_ids(tiny_llama_cls, tmp_path):
-    """vLLM (see README "Serving" for the version and flags) scores our token ids like transformers."""
+    """vLLM (docs/serving.md: the version and flags) scores our token ids like transformers."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device (vLLM)")
     vllm = pytest.importorskip("vllm", reason="vLLM is not installed (not installable on the CPU-only machine)")

@@ -108,9 +108,8 @@ class TransformersBackend(LocalBackend):
 
         Why not ``generate`` itself: per step it runs its logits-processor, stopping-criteria and
         input-preparation machinery; at batch size 1, with nothing to amortise that over, the
-        model card's one-``generate``-per-query loop was faster than ours (ours 0.98x its speed
-        with ``generate``, 1.06x with this loop: ``benchmarks/listwise_window.py --batch-size 1``,
-        README). Prompts of unequal length are left-padded; each is prefilled alone
+        model card's one-``generate``-per-query loop was faster than a batched ``generate``
+        (``benchmarks/listwise_window.py --batch-size 1`` measures both; docs/speed.md). Prompts of unequal length are left-padded; each is prefilled alone
         (``_prefill``) unless one is a single token, when the padded batch is prefilled under its
         mask.
         """
