@@ -21,6 +21,7 @@ from dear.rerank.pointwise import EXPORT_META
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairTemplate
 from dear.utils.plain import to_plain
+from dear.utils.resume import restore_loader_states
 from dear.utils.state import trainable_state
 
 
@@ -91,6 +92,11 @@ class DistillModule(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         schedule = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_start(self):
+        # configure_optimizers' estimated_stepping_batches builds the train loader before the
+        # checkpoint is restored: give it the checkpoint's position in the epoch now.
+        restore_loader_states(self.trainer)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"])

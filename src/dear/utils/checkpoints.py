@@ -6,7 +6,8 @@
   a cut-short ``last.ckpt``). Loading is always ``weights_only=True``.
 - ``LastCheckpoint``: a ``ModelCheckpoint`` that writes ``last.ckpt`` every N steps whatever the
   monitor, after the validation of that step when there is one.
-- ``resume_checkpoint``: the newest checkpoint of a run that loads; the others are set aside.
+- ``resume_checkpoint``: the newest checkpoint of a run that loads; the others are set aside, and
+  the temporary files of writes a kill cut short are deleted.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class LastCheckpoint(ModelCheckpoint):
 
     A step that validation follows is saved at the end of that validation instead: a checkpoint
     taken before it would resume past it (Lightning does not re-run it), and the resumed run would
-    miss a validation — perhaps a best checkpoint — that the uninterrupted run had."""
+    miss a validation — perhaps a best checkpoint — that the uninterrupted run had. Nothing is saved
+    in the middle of a gradient accumulation (the accumulated gradients are in no checkpoint)."""
 
     def __init__(self, dirpath: str, every_n_train_steps: int | None = None, train_time_interval=None):
         super().__init__(dirpath=dirpath, monitor=None, save_top_k=0, save_last=True,
@@ -66,9 +68,14 @@ class LastCheckpoint(ModelCheckpoint):
                          save_on_train_epoch_end=False, enable_version_counter=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        epoch_loop = trainer.fit_loop.epoch_loop
+        # Never between the batches of one optimizer step (gradient accumulation; a time interval or
+        # a validation can fall there): the gradients accumulated so far are not in a checkpoint,
+        # and the resumed run would step on the last batches' alone. The step's last batch saves.
+        if epoch_loop._should_accumulate():
+            return
         # The very check the epoch loop makes right after this hook (private API of Lightning 2.6);
         # with no validation batches the loop skips validation and its end hook: save now.
-        epoch_loop = trainer.fit_loop.epoch_loop
         if sum(trainer.num_val_batches) > 0 and epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
             self._defer_save_until_validation = True  # ModelCheckpoint.on_validation_end saves then
             return
@@ -90,11 +97,26 @@ def set_aside(path: Path, reason: BaseException) -> Path | None:
     return target
 
 
+def remove_cut_short_writes(directory: Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that never finished (the run was killed
+    between ``AtomicCheckpointIO``'s temp file and its rename): never a checkpoint, each as large
+    as one. Called when a run starts, before it writes any; → the files deleted."""
+    removed = []
+    for path in sorted(directory.glob(".*.ckpt.*.tmp")):
+        if path.is_file():
+            path.unlink(missing_ok=True)  # another rank of the same run may have removed it first
+            log(f"removed a checkpoint write that was cut short: {path}")
+            removed.append(path)
+    return removed
+
+
 def resume_checkpoint(directory: str | Path) -> str | None:
     """The checkpoint a restarted run continues from: of the ``*.ckpt`` files in ``directory``,
     the one with the highest global step that loads (``last.ckpt`` on a tie). Files that do not
-    load are set aside; a DeepSpeed checkpoint directory ``last.ckpt`` is taken as it is."""
+    load are set aside; temporary files of writes that were cut short are deleted; a DeepSpeed
+    checkpoint directory ``last.ckpt`` is taken as it is."""
     directory = Path(directory)
+    remove_cut_short_writes(directory)
     if (directory / "last.ckpt").is_dir():
         return str(directory / "last.ckpt")
     best: tuple[int, bool, Path] | None = None

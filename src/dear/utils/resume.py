@@ -6,12 +6,17 @@
   (seed, rank, epoch, batch index) makes dropout a function of the step alone.
 - ``AppendingCSVLogger``: Lightning's CSV writer deletes an existing ``metrics.csv`` when it
   starts; this one keeps the rows already there and appends (a resumed run loses no history).
+- ``restore_loader_states``: the checkpoint's training-loader position, applied even when
+  ``configure_optimizers`` asked for ``trainer.estimated_stepping_batches`` (Lightning then builds
+  the loader before it restores the checkpoint, and drops the position: the resumed run would
+  restart the epoch's batches).
 """
 
 from __future__ import annotations
 
 import csv
 
+import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -31,6 +36,33 @@ class SeedEveryStep(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         torch.manual_seed(self.step_seed(trainer.global_rank, trainer.current_epoch, batch_idx))
+
+
+def restore_loader_states(trainer) -> bool:
+    """Give the training loaders the positions of the checkpoint being resumed, if Lightning left
+    them pending, and restart the fetcher's iterator; → whether it did. Call from ``on_train_start``.
+
+    ``trainer.estimated_stepping_batches`` (in ``configure_optimizers``, for the LR schedule) makes
+    Lightning build the train loader — and prefetch its first batch — during ``strategy.setup``,
+    before ``restore_training_state`` reads the checkpoint; the fit loop then never calls
+    ``setup_data`` again, so the loaders' ``load_state_dict`` is never called and a run resumed
+    mid-epoch trains on the epoch's first batches again (Lightning issue #20550; private API of
+    Lightning 2.6: ``_FitLoop._combined_loader_states_to_load``). This does what ``setup_data``
+    does after a restore: load the states, then ``iter`` the fetcher (dropping the batch it
+    prefetched from the stale iterator). A no-op on a fresh run and where Lightning loaded them."""
+    fit_loop = trainer.fit_loop
+    if not hasattr(fit_loop, "_combined_loader_states_to_load"):  # another Lightning version
+        if trainer.ckpt_path:  # resuming: its batches may not be the uninterrupted run's; say so
+            raise RuntimeError(f"Lightning {L.__version__} keeps no pending loader states in its fit loop: "
+                               "dear.utils.resume.restore_loader_states needs updating (requirements.txt pins it)")
+        return False
+    if not fit_loop._combined_loader_states_to_load or fit_loop._combined_loader is None:
+        return False
+    fit_loop._load_combined_loader_states()
+    if fit_loop._combined_loader_states_to_load:  # not restarting: Lightning would not load them either
+        return False
+    iter(fit_loop._data_fetcher)
+    return True
 
 
 class _AppendingWriter(ExperimentWriter):
