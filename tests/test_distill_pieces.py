@@ -18,7 +18,7 @@ from dear.distill.validation import ValidationSet
 from dear.utils.plain import to_plain
 
 from test_configs import compose_cfg
-from train import build_datamodule
+from dear.training import build_datamodule
 
 # The fingerprints the caches made before the scorers named their runtime-only settings (computed
 # with the exclusion list distill/data.py used to hold): an existing cache must stay valid.

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from dear.config import CONF_DIR
 from test_configs import compose_cfg
-from train import build_datamodule
+from dear.training import build_datamodule
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("dearp_*.yaml"))  # the paper rows
 

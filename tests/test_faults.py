@@ -157,8 +157,9 @@ def test_a_crafted_checkpoint_does_not_run_code(tmp_path):
 
 
 def test_export_reads_the_recorded_checkpoint_from_the_run_only(tmp_path, monkeypatch):
-    import train
     from types import SimpleNamespace
+
+    from dear.training import export_checkpoint
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -167,9 +168,9 @@ def test_export_reads_the_recorded_checkpoint_from_the_run_only(tmp_path, monkey
                                last_model_path="")
     trainer = SimpleNamespace(checkpoint_callbacks=[callback])
     with pytest.raises(FileNotFoundError, match="run/best.ckpt"):
-        train.export_checkpoint(trainer)
+        export_checkpoint(trainer)
     save(tmp_path / "run" / "best.ckpt", 2)
-    assert train.export_checkpoint(trainer) == str(tmp_path / "run" / "best.ckpt")
+    assert export_checkpoint(trainer) == str(tmp_path / "run" / "best.ckpt")
 
 
 def test_csv_metrics_are_appended_on_resume(tmp_path):
