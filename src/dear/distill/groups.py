@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dear.distill.sources import TrainQuery
 from dear.errors import DataError
 from dear.utils.memo import LRUMemo
+from dear.utils.ranks import rank_world
 
 
 class GroupSampler(Sampler[int]):
@@ -35,7 +36,7 @@ class GroupSampler(Sampler[int]):
 
     def __iter__(self):
         order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
-        rank, world = _rank_world()
+        rank, world = rank_world(launcher_env=False)
         per_rank = -(-self.n // world)
         order = np.resize(order, per_rank * world)[rank::world]  # pad by wrapping, equal length per rank
         resume, self._resume_at = self._resume_at, None
@@ -43,7 +44,7 @@ class GroupSampler(Sampler[int]):
         return iter((self.epoch * self.n + order[start:]).tolist())
 
     def __len__(self) -> int:
-        return -(-self.n // _rank_world()[1])
+        return -(-self.n // rank_world(launcher_env=False)[1])
 
 
 class ResumableLoader(DataLoader):
@@ -149,9 +150,3 @@ class DocOverlay:
         docids = list(docids)
         rest = [d for d in docids if d not in self.first]
         return {d: self.first[d] for d in docids if d in self.first} | (self.store.get_many(rest) if rest else {})
-
-
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1

@@ -20,12 +20,13 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from dear.utils.io import atomic_write_text
-from dear.utils.repro import _URL_PASSWORD, REDACTED, _global_rank, scrub, scrub_override
+from dear.utils.ranks import rank_world
+from dear.utils.repro import _URL_PASSWORD, REDACTED, SECRET_SHAPE, scrub, scrub_override
 
 HYDRA_DIR = ".hydra"  # where Hydra keeps a job's config (its default ``hydra.output_subdir``)
 
 MIN_LITERAL = 6
-_TOKEN_ANYWHERE = re.compile(r"(?<![A-Za-z0-9])(?:sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}")
+_TOKEN_ANYWHERE = re.compile(rf"(?<![A-Za-z0-9]){SECRET_SHAPE}")
 
 
 def secrets_in(obj, key: str = "") -> set[str]:
@@ -86,7 +87,7 @@ def save_hydra_job(cfg, hydra_cfg, secrets: set[str]) -> None:
     overrides = [scrub_override(o) for o in hydra_cfg.overrides.task]
     config = OmegaConf.to_yaml(scrub(OmegaConf.to_container(cfg, resolve=False)))
     if hydra_cfg.output_subdir is None:
-        if _global_rank() == 0:
+        if rank_world()[0] == 0:
             saved = Path(hydra_cfg.runtime.output_dir) / HYDRA_DIR
             hydra_yaml = OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg}))
             for name, text in (("config.yaml", config), ("hydra.yaml", hydra_yaml),

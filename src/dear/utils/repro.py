@@ -26,6 +26,7 @@ from pathlib import Path
 
 from dear.errors import DataError
 from dear.utils.io import atomic_write_json
+from dear.utils.ranks import rank_world
 from dear.utils.paths import ROOT
 
 RECORD = "repro.json"
@@ -33,7 +34,8 @@ RECORD = "repro.json"
 # an environment variable, not its value. ``max_new_tokens`` and ``tokenizer`` are not secrets.
 _SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?|auth)(_|$)",
                          re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"^(sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}$")
+SECRET_SHAPE = r"(?:sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}"  # an API key or token, by its look
+_SECRET_VALUE = re.compile(f"^{SECRET_SHAPE}$")
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+):([^/\s@]+)@")  # group 2: the password
 _CLUSTER_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
                 "SLURM_NTASKS", "SLURM_JOB_PARTITION", "SUBMITIT_EXECUTOR", "CUDA_VISIBLE_DEVICES")
@@ -119,7 +121,7 @@ def write_record(run_dir: str | Path, cfg) -> Path:
     from hydra.core.hydra_config import HydraConfig
 
     path = Path(run_dir) / RECORD
-    if _global_rank() == 0:
+    if rank_world()[0] == 0:
         atomic_write_json(path, build_record(cfg, HydraConfig.get()))
     return path
 
@@ -130,7 +132,7 @@ FINISHED = "finished"  # the key of repro.json a run that ended well gets: its e
 def mark_finished(run_dir: str | Path) -> None:
     """Record in ``<run_dir>/repro.json`` that the run ended well (global zero only)."""
     path = Path(run_dir) / RECORD
-    if _global_rank() == 0:
+    if rank_world()[0] == 0:
         record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         atomic_write_json(path, {**record, FINISHED: datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
@@ -152,15 +154,6 @@ def refuse_finished(run_dir: str | Path) -> None:
         return
     raise DataError(f"{run_dir}: this run directory holds a finished run ({why}); a new run never changes it: "
                     "choose another hydra.run.dir (or delete this one to redo the run)")
-
-
-def _global_rank() -> int:
-    """This process's rank as launchers set it (torchrun/Lightning: RANK, LOCAL_RANK; SLURM tasks:
-    SLURM_PROCID); 0 when launched alone."""
-    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
 
 
 def _cpu_model() -> str:
