@@ -1,11 +1,17 @@
-"""Generation back ends: transformers (tiny model), an OpenAI-compatible server on loopback, vLLM."""
+"""Generation back ends: transformers (tiny model), an OpenAI-compatible server on loopback, vLLM, and
+the engine as a config choice (conf/engine/listwise/)."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
+from types import SimpleNamespace
 
 import pytest
 import torch
+from hydra.utils import instantiate
+from test_configs import compose_resolved
 
 from dear.data.contract import Candidate, Query, Ranking
 from dear.listwise.backends.hf import TransformersBackend
@@ -187,3 +193,93 @@ def test_vllm_matches_transformers_greedy(tiny_llama_causal):
     vllm = VLLMBackend(tiny_llama_causal, max_new_tokens=8, dtype="float32", gpu_memory_utilization=0.2)
     hf = TransformersBackend(tiny_llama_causal, max_new_tokens=8, dtype="float32")
     assert [g.text for g in vllm.generate(CHATS)] == [g.text for g in hf.generate(CHATS)]
+
+
+# The engine, a choice of its own (conf/engine/listwise/): what the configs resolved to before it
+# was (captured at 9a095d0, when listwise=dear_8b_v1 had a dear_8b_v1_vllm twin). The transformers
+# engine must resolve to exactly this (the figures and the generation caches depend on it).
+LISTWISE_VLLM = "engine/listwise@listwise=vllm"
+WAS_DEAR_8B_V1 = {"_target_": "dear.listwise.backends.hf.TransformersBackend",
+                  "model": "abdoelsayed/dear-8b-reranker-listwise-v1", "adapter": None, "revision": None,
+                  "max_new_tokens": 1024, "batch_size": 8, "max_batch_tokens": 131072, "do_sample": True,
+                  "temperature": 0.5, "top_k": 50, "top_p": 0.9, "seed": 0, "context_size": 16384, "dtype": "auto",
+                  "device": "auto"}
+WAS_DEAR_8B_V1_VLLM = {"_target_": "dear.listwise.backends.vllm.VLLMBackend",
+                       "model": "abdoelsayed/dear-8b-reranker-listwise-v1", "adapter": None, "max_new_tokens": 1024,
+                       "temperature": 0.5, "top_k": 50, "top_p": 0.9, "context_size": 16384, "dtype": "auto",
+                       "gpu_memory_utilization": 0.9, "tensor_parallel_size": 1, "max_lora_rank": 64, "seed": 0}
+# The configs built on dear_8b_v1, as they differ from it.
+BUILT_ON_DEAR_8B_V1 = {"dear_8b_v1": {}, "dear_8b_v1_greedy": {"do_sample": False},
+                       "dear_8b_v1_card": {"max_new_tokens": 50, "do_sample": False},
+                       "dear_8b_v1_lora": {"model": "abdoelsayed/dear-8b-reranker-listwise-lora-v1"},
+                       "llama31_8b_instruct": {"model": "meta-llama/Llama-3.1-8B-Instruct"}}
+
+
+def _listwise_cfg(name: str, *overrides: str) -> dict:
+    cfg = compose_resolved("evaluate", ["benchmark=noveleval", "pipeline=listwise", f"listwise={name}", *overrides])
+    return cfg["pipeline"]["stages"]["listwise"]["reranker"]
+
+
+@pytest.mark.parametrize("name", BUILT_ON_DEAR_8B_V1)
+def test_transformers_engine_resolves_exactly_as_before(name):
+    assert _listwise_cfg(name)["backend"] == {**WAS_DEAR_8B_V1, **BUILT_ON_DEAR_8B_V1[name]}
+    assert _listwise_cfg(name, "engine/listwise@listwise=transformers") == _listwise_cfg(name)
+
+
+def test_vllm_engine_resolves_as_the_removed_vllm_file():
+    """The removed file's back end, plus the two settings VLLMBackend now takes so that a model's
+    decoding is written once (``revision: null``, and ``do_sample: true``, which samples at the
+    temperature as before); the prompt and the window are the transformers engine's, as they were."""
+    vllm, hf = _listwise_cfg("dear_8b_v1", LISTWISE_VLLM), _listwise_cfg("dear_8b_v1")
+    assert vllm["backend"] == {**WAS_DEAR_8B_V1_VLLM, "revision": None, "do_sample": True}
+    assert {k: v for k, v in vllm.items() if k != "backend"} == {k: v for k, v in hf.items() if k != "backend"}
+    assert (vllm["top_k"], vllm["window_size"], vllm["step"]) == (30, 20, 10)
+    assert (vllm["prompt"]["name"], vllm["prompt"]["max_words"], vllm["prompt"]["auto_cap"]) == ("dear", "auto", 300)
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch, tiny_llama_causal):
+    """A stand-in ``vllm`` module (the real one needs CUDA) recording what VLLMBackend asks of it."""
+    from transformers import AutoTokenizer
+
+    asked = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            asked["llm"] = kwargs
+            self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=4096))
+
+        def get_tokenizer(self):
+            return AutoTokenizer.from_pretrained(tiny_llama_causal)
+
+    modules = {name: types.ModuleType(name) for name in ("vllm", "vllm.lora", "vllm.lora.request")}
+    modules["vllm"].LLM = LLM
+    modules["vllm"].SamplingParams = lambda **kwargs: asked.setdefault("sampling", kwargs)
+    modules["vllm.lora.request"].LoRARequest = lambda *args: args
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return asked
+
+
+@pytest.mark.parametrize("name, temperature", [("dear_8b_v1", 0.5), ("dear_8b_v1_greedy", 0.0)])
+def test_vllm_engine_builds_with_the_model_files_decoding(fake_vllm, tiny_llama_causal, name, temperature):
+    """dear_8b_v1 on vLLM: the cache identity the removed dear_8b_v1_vllm built (its windows stay
+    cached); the greedy config on vLLM: temperature 0."""
+    backend = instantiate({**_listwise_cfg(name, LISTWISE_VLLM)["backend"], "model": tiny_llama_causal})
+    assert backend.identity == {"backend": "vllm", "model": tiny_llama_causal, "adapter": None, "dtype": "auto",
+                                "max_new_tokens": 1024, "temperature": temperature, "top_k": 50, "top_p": 0.9,
+                                "seed": 0}
+    assert {k: fake_vllm["sampling"][k] for k in ("max_tokens", "temperature", "top_k", "top_p")} == \
+        {"max_tokens": 1024, "temperature": temperature, "top_k": 50, "top_p": 0.9}
+    assert fake_vllm["llm"] == {"model": tiny_llama_causal, "revision": None, "dtype": "auto", "max_model_len": 16384,
+                                "seed": 0, "gpu_memory_utilization": 0.9, "tensor_parallel_size": 1,
+                                "enable_lora": False, "max_lora_rank": 64}
+    assert backend.context_size == 16384
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_vllm_engine_without_vllm_says_what_to_install(tiny_llama_causal):
+    with pytest.raises(Exception) as caught:
+        instantiate({**_listwise_cfg("dear_8b_v1", LISTWISE_VLLM)["backend"], "model": tiny_llama_causal})
+    assert isinstance(caught.value.__cause__, ImportError)
+    assert "needs vLLM (pip install vllm, CUDA only)" in str(caught.value.__cause__)

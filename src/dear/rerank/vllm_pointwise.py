@@ -8,7 +8,12 @@ Pooling: vLLM pools the hidden state of the **last real token** of each pair (``
 over unpadded input): the transformers path's ``pooling: last``. It cannot reproduce the released
 checkpoints' reference pooling (position 227 of a 228-token, EOS-right-padded input, a padding
 EOS that attends to the real tokens but not to the padding or to itself): a prompt carries token
-ids only, with no attention mask and no position ids, so ``pooling: reference`` is refused.
+ids only, with no attention mask and no position ids, so ``pooling: reference`` is refused (a
+one-line ConfigError saying to set ``pooling=last``).
+
+Chosen in a config as the pointwise engine ``vllm`` (conf/engine/pointwise/vllm.yaml, over any
+DeAR-P model file: ``pointwise=dear_8b_ce engine/pointwise@pointwise=vllm``), which sets
+``pooling: last`` over the model's ``reference``; the scorer logs the pooling it uses when built.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import inspect
 import numpy as np
 
 from dear.data.contract import Ranking
-from dear.errors import DataError
+from dear.errors import ConfigError, DataError
 from dear.models.loading import base_and_adapter, load_tokenizer
 from dear.rerank.pointwise import CrossEncoderScorer
 from dear.rerank.template import PairEncoder, PairTemplate
+from dear.utils.progress import log
 
 REPRODUCED_POOLING = "last"
 
@@ -45,6 +51,8 @@ class VLLMPointwiseScorer(CrossEncoderScorer):
                  tensor_parallel_size: int = 1, seed: int = 0, device: str = "auto"):
         _check_supported(model, adapter, pooling, device)
         LLM, pooling_params = _import_vllm()
+        log(f"vLLM pointwise engine: {model} pooled at the last real token (pooling 'last'); the released "
+            "DeAR-P weights' 'reference' pooling needs the transformers engine (vLLM cannot express it)")
         self.name, self.pooling = model, REPRODUCED_POOLING
         self.tokenizer = load_tokenizer(model, revision)
         self.template = template if isinstance(template, PairTemplate) else PairTemplate(**(template or {}))
@@ -69,14 +77,14 @@ class VLLMPointwiseScorer(CrossEncoderScorer):
 def _check_supported(model: str, adapter: str | None, pooling: str, device: str) -> None:
     """Refuse, before vLLM is imported, what this path would compute differently."""
     if pooling not in ("auto", REPRODUCED_POOLING):
-        raise DataError(f"pointwise.pooling={pooling!r}: the vLLM back end reproduces only pooling "
-                        f"'{REPRODUCED_POOLING}' (the last real token); vLLM prompts carry no attention mask or "
-                        "position ids, so the reference pooling (padding EOS at position 227) cannot be expressed. "
-                        "Use dear.rerank.pointwise.CrossEncoderScorer for it")
+        raise ConfigError(f"pointwise.pooling={pooling!r}: the vLLM engine computes only pooling "
+                          f"'{REPRODUCED_POOLING}' (the last real token; vLLM prompts carry no attention mask or "
+                          f"position ids): set pointwise.pooling={REPRODUCED_POOLING}, or use the transformers engine "
+                          "(engine/pointwise@pointwise=transformers) for the reference pooling")
     if adapter is not None or base_and_adapter(model)[1] is not None:
         raise DataError(f"pointwise.model={model!r}: the vLLM back end serves full checkpoints only (a LoRA "
                         "adapter's score head is not loaded by vLLM); merge it first (peft merge_and_unload + "
-                        "save_pretrained) or use CrossEncoderScorer")
+                        "save_pretrained) or use the transformers engine (CrossEncoderScorer)")
     if device not in ("auto", "cuda", "cuda:0"):  # cuda:0: a one-GPU precompute passes its root device
         raise DataError(f"pointwise.device={device!r}: vLLM picks its GPUs from CUDA_VISIBLE_DEVICES; "
                         "leave device=auto and set that variable per process")
@@ -89,7 +97,8 @@ def _import_vllm():
         from vllm import LLM, PoolingParams
     except ImportError as e:
         raise ImportError("pointwise back end VLLMPointwiseScorer needs vLLM (pip install vllm, CUDA only); "
-                          "use dear.rerank.pointwise.CrossEncoderScorer otherwise") from e
+                          "otherwise use the transformers engine (dear.rerank.pointwise.CrossEncoderScorer, "
+                          "engine/pointwise@pointwise=transformers)") from e
     accepted = inspect.signature(PoolingParams).parameters
     switch = next((name for name in ("use_activation", "activation") if name in accepted), None)
     if switch is None:  # older releases always apply a sigmoid/softmax to classifier outputs

@@ -1,7 +1,9 @@
 """vLLM offline generation (GPU; optional: ``pip install vllm``), imported only when built.
 
 All prompts of a call go to the engine at once (it schedules them with paged attention);
-adapters are served through a ``LoRARequest`` on the unmerged base.
+adapters are served through a ``LoRARequest`` on the unmerged base. Chosen in a config as the
+listwise engine ``vllm`` (conf/engine/listwise/vllm.yaml: ``engine/listwise@listwise=vllm``), over
+the same model file as the transformers engine.
 """
 
 from __future__ import annotations
@@ -10,8 +12,29 @@ from dear.listwise.backends.base import LENGTH, STOP, Generation, LocalBackend, 
 from dear.models.loading import base_and_adapter
 
 
+def vllm_identity(model: str, adapter: str | None, revision: str | None, dtype: str, max_new_tokens: int,
+                  temperature: float, top_k: int, top_p: float, seed: int) -> dict:
+    """The generation cache's identity of a vLLM back end (``revision`` only when one is pinned, so
+    windows cached before the back end took one keep their entries)."""
+    return {"backend": "vllm", "model": model, "adapter": adapter, **({"revision": revision} if revision else {}),
+            "dtype": dtype, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
+            "top_p": top_p, "seed": seed}
+
+
+def sampling_temperature(do_sample: bool | None, temperature: float) -> float:
+    """vLLM's temperature for transformers-style settings: ``do_sample: false`` is greedy
+    (temperature 0); ``true`` or ``None`` samples at ``temperature`` (0 is greedy there too)."""
+    return 0.0 if do_sample is False else temperature
+
+
 class VLLMBackend(LocalBackend):
-    def __init__(self, model: str, adapter: str | None = None, max_new_tokens: int = 1024, temperature: float = 0.0,
+    """``do_sample``, ``temperature``, ``top_k``, ``top_p`` and ``seed`` mean what they mean to
+    ``TransformersBackend`` (a model's decoding is written once, for either engine), except that
+    ``do_sample: None`` leaves it to ``temperature`` (0: greedy). ``revision``: of the weights vLLM
+    loads (the base, for an adapter)."""
+
+    def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
+                 max_new_tokens: int = 1024, do_sample: bool | None = None, temperature: float = 0.0,
                  top_k: int = 0, top_p: float = 1.0, context_size: int | None = None, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1, max_lora_rank: int = 64,
                  seed: int = 0):
@@ -20,13 +43,13 @@ class VLLMBackend(LocalBackend):
             from vllm.lora.request import LoRARequest
         except ImportError as e:
             raise ImportError("listwise backend VLLMBackend needs vLLM (pip install vllm, CUDA only); "
-                              "use dear.listwise.backends.hf.TransformersBackend otherwise") from e
+                              "otherwise use the transformers engine (dear.listwise.backends.hf.TransformersBackend, "
+                              "engine/listwise@listwise=transformers)") from e
         path, adapter = base_and_adapter(model, adapter)
+        temperature = sampling_temperature(do_sample, temperature)
         self.name = model
-        self.identity = {"backend": "vllm", "model": model, "adapter": adapter, "dtype": dtype,
-                         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-                         "seed": seed}
-        self.llm = LLM(model=path, dtype=dtype, max_model_len=context_size, seed=seed,
+        self.identity = vllm_identity(model, adapter, revision, dtype, max_new_tokens, temperature, top_k, top_p, seed)
+        self.llm = LLM(model=path, revision=revision, dtype=dtype, max_model_len=context_size, seed=seed,
                        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                        enable_lora=adapter is not None, max_lora_rank=max_lora_rank)
         self.lora = LoRARequest("listwise", 1, adapter) if adapter else None
