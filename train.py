@@ -28,8 +28,7 @@ from dear.cli import entry_point, run
 from dear.config import prepare_environment, register_resolvers
 from dear.errors import positive_depth
 from dear.eval.pipeline import check_depths
-from dear.training import (build_datamodule, evaluate_export, export_initial, exportable, objective,
-                           resume_path)
+from dear.training import build_datamodule, evaluate_export, export_initial, exportable, objective, resume_path
 from dear.utils import tracking
 from dear.utils.io import atomic_write_json
 from dear.utils.progress import Timings, log

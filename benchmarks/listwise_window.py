@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import argparse
 import os
-
-import torch
 import statistics
 import time
 
+import torch
 from _common import DATA, ROOT, table
 from omegaconf import OmegaConf
 

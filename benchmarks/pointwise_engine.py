@@ -30,7 +30,7 @@ import argparse
 
 import numpy as np
 import torch
-from _common import DATA, ROOT, interleaved, dl21_candidates, scifact_candidates, table
+from _common import DATA, ROOT, dl21_candidates, interleaved, scifact_candidates, table
 
 from dear.models.batching import length_batches, pad
 from dear.rerank.pointwise import CrossEncoderScorer

@@ -30,7 +30,8 @@ from dear.distill.groups import GroupDataset, PairCollator
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     from dear.config import CONF_DIR, register_resolvers
 

@@ -8,9 +8,9 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from conftest import shared
 from scipy.stats import kendalltau
 
-from conftest import shared
 from dear.models.loading import compute_autocast, native_bf16
 
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 SECRET_KEY = "sk-proj-" + "Zq7Xw2Vb" * 5  # shaped like an OpenAI key

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hydra.utils import instantiate
+from test_configs import compose_cfg
 
 from dear.data.benchmarks import Loaded, Qrels
 from dear.data.contract import Candidate, Query, Ranking
@@ -15,10 +16,8 @@ from dear.distill.sources import TrainQuery
 from dear.distill.teacher import Teacher, TeacherLogits, runtime_only, scoring_settings
 from dear.distill.teacher_cache import digest
 from dear.distill.validation import ValidationSet
-from dear.utils.plain import to_plain
-
-from test_configs import compose_cfg
 from dear.training import build_datamodule
+from dear.utils.plain import to_plain
 
 # The fingerprints the caches made before the scorers named their runtime-only settings (computed
 # with the exclusion list distill/data.py used to hold): an existing cache must stay valid.

@@ -7,9 +7,9 @@ import importlib.util
 
 import pytest
 from hydra.utils import instantiate
+from test_configs import compose_cfg
 
 from dear.config import CONF_DIR
-from test_configs import compose_cfg
 from dear.training import build_datamodule
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("dearp_*.yaml"))  # the paper rows

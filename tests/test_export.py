@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, shared
+
 from dear.distill.losses import DistillLoss
 from dear.distill.module import DistillModule
 from dear.export import main, serving_pad_id
@@ -111,8 +111,8 @@ def test_vllm_serves_the_merged_last_pooling_export_with_client_side_token_ids(t
     vllm = pytest.importorskip("vllm", reason="vLLM is not installed (not installable on the CPU-only machine)")
     from transformers import AutoTokenizer
 
-    from dear.export import merge, plain_scores
     from dear.data.contract import Candidate, Query, Ranking
+    from dear.export import merge, plain_scores
     from dear.serve.pairs import read_settings
 
     merged = merge(tiny_export(tiny_llama_cls, ["q_proj", "v_proj"], "last", tmp_path), tmp_path / "merged")

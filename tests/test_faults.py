@@ -18,14 +18,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import ROOT
+from safetensors.torch import load_file
+from test_distill_module import make
+
 from dear.distill.groups import GroupDataset, GroupSampler, ResumableLoader
 from dear.distill.sources import TrainQuery
 from dear.utils.checkpoints import AtomicCheckpointIO, LastCheckpoint, load_checkpoint, resume_checkpoint
 from dear.utils.resume import AppendingCSVLogger, SeedEveryStep
-from test_distill_module import make
 
 
 class Killed(Exception):

@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, shared
+
 from dear.data.contract import Candidate, Query, Ranking
 from dear.models.tiny import build_tiny_on_tokenizer
 from dear.rerank.pointwise import CrossEncoderScorer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared
+
 from dear.data.contract import Candidate, Query, Ranking
 from dear.rerank.fusion import FusionScorer, normalise
 
@@ -42,9 +42,9 @@ def test_fusion_weights_members_per_query_and_scales():
 
 def test_the_fused_teachers_settings_reach_the_cache_fingerprint():
     from omegaconf import OmegaConf
+    from test_configs import compose_cfg
 
     from dear.distill.teacher_cache import fingerprint
-    from test_configs import compose_cfg
 
     def teacher(*overrides):
         return OmegaConf.to_container(compose_cfg("train", list(overrides)).teacher, resolve=True)

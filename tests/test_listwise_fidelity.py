@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import shared
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import shared
 from dear.config import CONF_DIR
 from dear.data.candidates import rankllm_json
 from dear.listwise.backends.base import Generation, TokenizerRenderer

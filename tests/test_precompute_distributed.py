@@ -65,8 +65,9 @@ def test_ranks_splitting_the_shards_build_the_single_process_cache(tmp_path):
              for r in range(2)]
     scored = [sorted(int(i) for i in rank.communicate(timeout=120)[0].split()) for rank in ranks]
     assert [rank.returncode for rank in ranks] == [0, 0]
-    from dear.distill.teacher_cache import pair_list, query_aligned_shards
     from test_teacher_cache import QUERIES
+
+    from dear.distill.teacher_cache import pair_list, query_aligned_shards
 
     n = len(query_aligned_shards(pair_list(QUERIES), 20))
     assert scored == [list(range(0, n, 2)), list(range(1, n, 2))]

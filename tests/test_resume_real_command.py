@@ -36,9 +36,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import ROOT, shared
 from safetensors.torch import load_file
 
-from conftest import ROOT, shared
 from dear.utils.checkpoints import load_checkpoint
 
 TOPICS = ["llama", "edison", "coffee", "volcano", "violin", "glacier", "comet", "tulip", "falcon", "desert",
@@ -247,12 +247,13 @@ def fit_bounded(student_dir: str, tmp_path: Path, batches: Batches, ckpt_path: s
     ``estimated_stepping_batches`` and ``max_epochs`` set (so Lightning builds the train loader
     before it restores a checkpoint); 6 steps, 2 batches an epoch, last.ckpt every ``every``
     steps (and after each validation, every ``val_every`` batches)."""
+    from test_distill_module import FixtureSource
+
     from dear.distill.data import DistillDataModule
     from dear.distill.losses import DistillLoss
     from dear.distill.module import DistillModule
     from dear.utils.checkpoints import AtomicCheckpointIO, LastCheckpoint
     from dear.utils.resume import SeedEveryStep
-    from test_distill_module import FixtureSource
 
     student = {"model": student_dir, "pooling": "auto", "dtype": "float32",
                "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1, "target_modules": ["query", "value"]},

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from dear.utils.repro import FINISHED, RECORD, refuse_finished
-from dear.errors import DataError
 from test_cli_errors import assert_one_line_error, files_benchmark, run
+
+from dear.errors import DataError
+from dear.utils.repro import FINISHED, RECORD, refuse_finished
 
 
 def snapshot(directory) -> dict:

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 import uvicorn
-
 from conftest import ROOT
+
 from dear.data.contract import Candidate, Query, Ranking
 from dear.rerank.pointwise import BiEncoderScorer, CrossEncoderScorer, PointwiseReranker
 from dear.serve.app import build_app

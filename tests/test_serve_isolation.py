@@ -10,11 +10,11 @@ import time
 
 import httpx
 import numpy as np
+from test_serve import FakeScorer, _pool, ranking_of, serving
 
 from dear.errors import DataError
 from dear.serve.app import build_app
 from dear.serve.batcher import MicroBatcher
-from test_serve import FakeScorer, _pool, ranking_of, serving
 
 
 class PickyScorer(FakeScorer):

@@ -114,7 +114,7 @@ def test_qa_csv_answers_must_be_a_list_of_strings(tmp_path, answers):
 def test_flagembedding_fields_must_have_their_type(tmp_path, row, field):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"query": "ok", "pos": ["p"], "neg": ["n"]}) + "\n" + json.dumps(row) + "\n")
-    one_line_error(lambda: FlagEmbeddingSource(str(path)).load(), f"train.jsonl:2", field)
+    one_line_error(lambda: FlagEmbeddingSource(str(path)).load(), "train.jsonl:2", field)
 
 
 @pytest.mark.parametrize("change, field", [({"positive_passages": {"text": "p"}}, "positive_passages: expected a list"),

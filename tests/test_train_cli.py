@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import torch
-
 from conftest import ROOT
-
 
 
 def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):

@@ -107,8 +107,8 @@ def entry_point(task=None, *, results: bool = False):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from dear.utils.repro import mark_finished, refuse_finished
         from dear.utils.masking import job_secrets
+        from dear.utils.repro import mark_finished, refuse_finished
 
         hydra_cfg = HydraConfig.get()
         secrets = job_secrets(cfg, hydra_cfg)

@@ -22,7 +22,6 @@ non-zero when a score differs by more than ``--atol``.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from dataclasses import asdict

@@ -12,7 +12,7 @@ from pathlib import Path
 from dear.data import irds
 from dear.data.beir import read_beir_folder
 from dear.data.bm25 import BM25Index, BM25Params, cached_index
-from dear.data.candidates import bm25_run, dataset_bm25_index, is_json, scoreddocs_run, rankllm_json, trec_run
+from dear.data.candidates import bm25_run, dataset_bm25_index, is_json, rankllm_json, scoreddocs_run, trec_run
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.qa import dpr_retrieval_json, read_qas
 from dear.data.qrels import load_qrels

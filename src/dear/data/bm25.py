@@ -72,7 +72,7 @@ class BM25Index:
         atomic_dir(directory, write)
 
     @classmethod
-    def load(cls, directory: Path, params: BM25Params) -> "BM25Index":
+    def load(cls, directory: Path, params: BM25Params) -> BM25Index:
         import bm25s
 
         retriever = bm25s.BM25.load(str(Path(directory) / "bm25s"))

@@ -26,7 +26,7 @@ class Candidate:
     title: str = ""
     score: float = 0.0
 
-    def with_score(self, score: float) -> "Candidate":
+    def with_score(self, score: float) -> Candidate:
         return replace(self, score=float(score))
 
     @property
@@ -48,7 +48,7 @@ class Ranking:
     def qid(self) -> str:
         return self.query.qid
 
-    def head(self, k: int) -> "Ranking":
+    def head(self, k: int) -> Ranking:
         return Ranking(self.query, self.candidates[:k], dict(self.meta))
 
     def eval_scores(self) -> dict[str, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from dear.errors import DataError
@@ -27,7 +27,7 @@ def use_home(home: str | None, mirror: str | None = None) -> None:
                 atomic_copy(src, dst)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(dataset_id: str):
     """``ir_datasets.load`` that fails with the id named instead of a bare KeyError."""
     import ir_datasets

@@ -13,7 +13,6 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from dear.utils.plain import to_plain
 from dear.distill.groups import DocOverlay, GroupDataset, GroupSampler, PairCollator, ResumableLoader
 from dear.distill.student import student_inputs
 from dear.distill.teacher import Teacher, TeacherLogits
@@ -21,6 +20,7 @@ from dear.distill.teacher_cache import pair_list
 from dear.distill.validation import ValidationSet
 from dear.models.loading import load_tokenizer
 from dear.rerank.template import PairEncoder, PairTemplate
+from dear.utils.plain import to_plain
 from dear.utils.progress import log
 
 

@@ -7,7 +7,6 @@ for exactly the drawn documents — student and teacher always see the same grou
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler

@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader
 
 from dear.cli import entry_point, run
 from dear.config import CONF_DIR, prepare_environment, register_resolvers
-from dear.utils.plain import to_plain
 from dear.distill.teacher import Teacher
+from dear.utils.plain import to_plain
 from dear.utils.progress import log
 
 register_resolvers()

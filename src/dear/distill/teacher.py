@@ -9,12 +9,13 @@ over one training source: its fingerprint, directory, precompute and lookup.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import cached_property
-from typing import Callable
 
 from dear.data.texts import DocStore
 from dear.distill.sources import TrainQuery
-from dear.distill.teacher_cache import TeacherCache, fingerprint as cache_fingerprint
+from dear.distill.teacher_cache import TeacherCache
+from dear.distill.teacher_cache import fingerprint as cache_fingerprint
 from dear.utils.progress import log
 
 

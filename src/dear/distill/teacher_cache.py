@@ -23,9 +23,9 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -73,7 +73,7 @@ class TeacherCache:
         self.dir = Path(directory)
 
     @classmethod
-    def for_fingerprint(cls, root: str | Path, fp: dict) -> "TeacherCache":
+    def for_fingerprint(cls, root: str | Path, fp: dict) -> TeacherCache:
         name = str(fp["teacher"].get("model", "teacher")).rstrip("/").split("/")[-1]
         return cls(Path(root) / f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name)}-{digest(fp)[:12]}")
 

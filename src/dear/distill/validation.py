@@ -22,7 +22,7 @@ class ValidationSet:
         self.run: list[Ranking] | None = None
         self.judge = None
 
-    def load(self) -> "ValidationSet":
+    def load(self) -> ValidationSet:
         if self.run is None:
             loaded = self.benchmark.load()
             self.run, self.judge = list(loaded.run.values()), build_judge(loaded.judgments)

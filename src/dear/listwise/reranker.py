@@ -11,9 +11,9 @@ fallback queries of the last run.
 from __future__ import annotations
 
 from dear.data.contract import Candidate, Ranking
+from dear.errors import ConfigError
 from dear.listwise.cache import GenerationCache
 from dear.listwise.parsing import CLEAN, FALLBACK, REPAIRED, STATUSES, Parsed, parse_ranking
-from dear.errors import ConfigError
 from dear.listwise.prompts import ListwisePrompt, fit_window
 from dear.listwise.window import window_spans
 from dear.utils.progress import log

@@ -60,7 +60,7 @@ class CrossEncoderScorer:
         self.device = next(self.model.parameters()).device
 
     @classmethod
-    def from_export(cls, path: str, **kwargs) -> "CrossEncoderScorer":
+    def from_export(cls, path: str, **kwargs) -> CrossEncoderScorer:
         """A Stage-1 export (``train.py``'s ``export/`` or its run dir): the model or adapter with
         the template and pooling it was trained with (``dear_scorer.json``)."""
         path = export_dir(path)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from dear.errors import DataError
 from dear.utils.io import atomic_write_json
-from dear.utils.ranks import rank_world
 from dear.utils.paths import ROOT
+from dear.utils.ranks import rank_world
 
 RECORD = "repro.json"
 # Keys whose values are secrets (``api_key``, ``hf_token``, ``password``...); ``*_env`` keys name
