@@ -311,3 +311,11 @@ def test_a_broken_run_file_is_one_line_naming_it(tmp_path, file, text, expected)
     with pytest.raises(DataError, match=expected) as err:
         load_run_dirs([tmp_path])
     assert "\n" not in str(err.value)
+
+
+def test_the_beir8_list_is_the_benchmark_sets_and_the_listwise_sweeps():
+    """conf/benchmark_set/beir.yaml lists the BEIR-8 once; the report reads it, and
+    sweeps/listwise.yaml (a sweeper string that cannot read it) must agree."""
+    sweep = OmegaConf.load(ROOT / "sweeps" / "listwise.yaml")
+    assert BEIR8 == ["trec_covid", "nfcorpus", "touche", "dbpedia", "scifact", "signal", "news", "robust04"]
+    assert str(sweep.hydra.sweeper.params.benchmark).split(",") == ["dl19", "dl20", *BEIR8]

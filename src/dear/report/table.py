@@ -15,13 +15,24 @@ from dataclasses import dataclass, field
 from dear.errors import DataError
 from dear.eval.significance import PairedTest
 from dear.report.runs import RunResult, config_differences
+from dear.utils.paths import ROOT
 
 PAPER_COLUMNS = {"dl19": "DL19", "dl20": "DL20", "trec_covid": "Covid", "nfcorpus": "NFCorpus", "touche": "Touche",
                  "dbpedia": "DBPedia", "scifact": "SciFact", "signal": "Signal", "news": "News",
                  "robust04": "Robust04"}
 # Other sets the harness has (shown after the paper's columns when runs have them).
 OTHER_LABELS = {"noveleval": "NovelEval", "dl21": "DL21", "nq": "NQ", "webq": "WebQ"}
-BEIR8 = ["trec_covid", "nfcorpus", "touche", "dbpedia", "scifact", "signal", "news", "robust04"]
+
+
+def _benchmark_set(name: str) -> list[str]:
+    """The benchmarks of ``conf/benchmark_set/<name>.yaml``, in its order (the one place they are listed)."""
+    from omegaconf import OmegaConf
+
+    defaults = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "benchmark_set" / f"{name}.yaml"))["defaults"]
+    return [option for entry in defaults for option in entry.values()]
+
+
+BEIR8 = _benchmark_set("beir")  # the paper's BEIR-8, the columns Figure 5 and Table 4/7 average
 MISSING = "–"
 
 
