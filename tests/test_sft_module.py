@@ -7,6 +7,8 @@ import json
 
 import lightning as L
 import pytest
+
+from dear.errors import ConfigError
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -159,12 +161,26 @@ def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_or
     assert clean >= 0.95 and scores["nDCG@1"] >= 0.9 and scores["nDCG@10"] > baseline["nDCG@10"] + 0.2
 
 
-def test_from_student_takes_a_student_option_whole(tiny_llama_causal):
-    student = {"model": tiny_llama_causal, "lora": LORA, "pointwise_adapter": None, "dtype": "float32", "lr": 3e-3,
-               "weight_decay": 0.0, "warmup_ratio": 0.05, "gradient_checkpointing": False}
-    module = ListwiseSFTModule.from_student(student, scheduler="constant", generation={"max_new_tokens": 16})
+def test_from_student_takes_a_student_option_whole_and_the_optimiser_from_the_module(tiny_llama_causal):
+    student = {"model": tiny_llama_causal, "lora": LORA, "pointwise_adapter": None, "dtype": "float32",
+               "gradient_checkpointing": False}
+    module = ListwiseSFTModule.from_student(student, lr=3e-3, warmup_ratio=0.05, scheduler="constant",
+                                            generation={"max_new_tokens": 16})
     assert {k: module.hparams[k] for k in ("model", "lr", "warmup_ratio", "dtype", "scheduler")} == {
         "model": tiny_llama_causal, "lr": 3e-3, "warmup_ratio": 0.05, "dtype": "float32", "scheduler": "constant"}
     assert module.generation == {"dtype": "float32", "max_new_tokens": 16}  # the student's dtype unless set
-    with pytest.raises(ValueError, match=r"student: unknown field\(s\) \['lora_r'\]"):
+    with pytest.raises(ConfigError, match=r"student: unknown field\(s\) \['lora_r'\]"):
         ListwiseSFTModule.from_student({**student, "lora_r": 8})
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['lr'\].*module\.lr"):  # one place for lr
+        ListwiseSFTModule.from_student({**student, "lr": 1e-4})
+
+
+def test_both_stages_keep_the_learning_rate_in_module_only():
+    from omegaconf import OmegaConf
+
+    from dear.config import CONF_DIR
+
+    for option in (CONF_DIR / "student").glob("*.yaml"):
+        assert "lr" not in OmegaConf.load(option), option
+    for name in ("train", "train_listwise"):
+        assert "lr" in OmegaConf.load(CONF_DIR / f"{name}.yaml").module

@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from dear.listwise.exported import EXPORT_META, export_settings
+from dear.errors import ConfigError
 from dear.listwise.sft_data import IGNORE
 from dear.models.adapters import adapter_base, add_lora, is_adapter_dir
 from dear.models.loading import load_tokenizer, load_trainable, resolve_model_path
@@ -78,19 +79,23 @@ class ListwiseSFTModule(L.LightningModule):
         self.strict_loading = False  # checkpoints hold the trainable tensors only (on_save_checkpoint)
 
     @classmethod
-    def from_student(cls, student: dict, scheduler: str = "cosine", reranker=None, generation: dict | None = None):
+    def from_student(cls, student: dict, lr: float = 1e-4, weight_decay: float = 0.0, warmup_ratio: float = 0.1,
+                     scheduler: str = "cosine", reranker=None, generation: dict | None = None):
         """The module for a ``conf/student/*_instruct`` option (model, lora, pointwise_adapter, dtype,
-        gradient_checkpointing and the optimiser's lr / weight_decay / warmup_ratio), as Stage 1's
-        module takes its ``student``; the export is generated with the student's dtype unless
-        ``generation`` sets one."""
+        gradient_checkpointing), as Stage 1's module takes its ``student``; the optimiser's
+        ``lr`` / ``weight_decay`` / ``warmup_ratio`` are the module's own (``module.lr``, as in
+        Stage 1). The export is generated with the student's dtype unless ``generation`` sets one."""
         student = to_plain(student)
-        names = ("lora", "pointwise_adapter", "lr", "weight_decay", "warmup_ratio", "dtype", "gradient_checkpointing")
+        names = ("lora", "pointwise_adapter", "dtype", "gradient_checkpointing")
         unknown = sorted(set(student) - {"model", *names})
         if unknown:
-            raise ValueError(f"student: unknown field(s) {unknown} for the listwise SFT module (expected model, {', '.join(names)})")
+            raise ConfigError(f"student: unknown field(s) {unknown} for the listwise SFT module (expected model, "
+                              f"{', '.join(names)}; the optimiser's settings are module.lr, module.weight_decay, "
+                              "module.warmup_ratio)")
         generation = {"dtype": student.get("dtype", "auto"), **to_plain(generation or {})}
-        return cls(student["model"], **{k: student[k] for k in names if k in student}, scheduler=scheduler,
-                   reranker=reranker, generation=generation)
+        return cls(student["model"], **{k: student[k] for k in names if k in student}, lr=lr,
+                   weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler, reranker=reranker,
+                   generation=generation)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over the batch's response tokens; batch tensors are (B, L).
