@@ -22,8 +22,9 @@ model card  the released card's loop: per query, tokenise the prompt, one `gener
             parse (given the very prompts ours built, so both sides generate from the same ids)
 Rounds are interleaved (`--rounds`): each round times ours, then the card on the same prompts,
 and the speed-up is the median over rounds of the card's time over ours (a load burst hits a
-round's pair alike); queries/s are each side's fastest round; the load average is printed. Checks that both sides produce identical rankings and
-reports how many generations are identical token for token.
+round's pair alike); queries/s are each side's fastest round; the load average is printed.
+Checks that both sides produce identical rankings and reports how many generations are identical
+token for token.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def precision(args, rankings, prompt_cfg) -> None:
     outs = {}
     for _ in range(args.rounds):
         for dtype, reranker in rerankers.items():
-            seconds, outs[dtype] = timed(lambda: reranker.rerank(rankings))
+            seconds, outs[dtype] = timed(lambda reranker=reranker: reranker.rerank(rankings))
             times[dtype].append(seconds)
     n = len(rankings)
     fp32, bf16 = (min(times[d]) / n for d in ("float32", "bfloat16"))
@@ -128,7 +129,8 @@ def main():
         return reranker.rerank(rankings)
 
     load_before = os.getloadavg()[0]
-    rounds = [(timed(ours), timed(lambda: card_loop(backend, list(chats), reranker.prompt))) for _ in range(args.rounds)]
+    rounds = [(timed(ours), timed(lambda: card_loop(backend, list(chats), reranker.prompt)))
+              for _ in range(args.rounds)]
     load_after = os.getloadavg()[0]
     times = {"ours": min(o[0] for o, _ in rounds), "card": min(c[0] for _, c in rounds)}
     speed_up = statistics.median(c[0] / o[0] for o, c in rounds)

@@ -50,7 +50,8 @@ def main():
                 counts = [renderer.count(prompt.messages(q, texts, words)) for texts, q in windows]
                 cells.append(f"{statistics.mean(counts):,.0f} / {max(counts):,}")
             auto = ListwisePrompt(**{**cfg, "max_words": "auto", "auto_cap": 300})
-            fitted = [fit_window(auto, q, texts, renderer.count, limit, renderer.passage_tokens)[1] for texts, q in windows]
+            fitted = [fit_window(auto, q, texts, renderer.count, limit, renderer.passage_tokens)[1]
+                      for texts, q in windows]
             cells.append(f"{statistics.mean(fitted):.0f} / {min(fitted)}")
             rows.append(cells)
     header = ["set", "window", *(f"{w} words: tokens mean / max" for w in args.words.split(",")),

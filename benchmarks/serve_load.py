@@ -48,7 +48,8 @@ def request_bodies(docs_per_request: int) -> list[dict]:
     for ranking in dl21_candidates(queries=60, depth=100):
         texts = [c.full_text for c in ranking.candidates]
         for start in range(0, len(texts) - docs_per_request + 1, docs_per_request):
-            bodies.append({"model": "bench", "query": ranking.query.text, "documents": texts[start : start + docs_per_request]})
+            bodies.append({"model": "bench", "query": ranking.query.text,
+                           "documents": texts[start : start + docs_per_request]})
     return bodies
 
 
@@ -207,7 +208,8 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=10, help="documents per request")
     parser.add_argument("--requests-per-client", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=15, help="per level and server")
-    parser.add_argument("--serve", nargs="+", default=["pointwise=minilm_cross_encoder", "pointwise.model=tiny:bert-seqcls"],
+    parser.add_argument("--serve", nargs="+",
+                        default=["pointwise=minilm_cross_encoder", "pointwise.model=tiny:bert-seqcls"],
                         help="serve.py overrides choosing the model")
     parser.add_argument("--port", type=int, default=18600)
     parser.add_argument("--head-of-line", action="store_true", help="small requests' latency behind a maximal one")

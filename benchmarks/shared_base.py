@@ -1,6 +1,6 @@
 """Dual-stage inference on one base in memory (``pipeline.shared_base=true``) vs two model copies.
 
-    python benchmarks/shared_base.py                                   # the Stage-1 SmolLM2 export + a random Stage-2 LoRA
+    python benchmarks/shared_base.py          # the Stage-1 SmolLM2 export + a random Stage-2 LoRA
     python benchmarks/shared_base.py --listwise-adapter outputs/train_listwise/RUN/export/listwise
     python benchmarks/shared_base.py --queries 8 --max-new-tokens 64 --rounds 2
 
@@ -131,7 +131,8 @@ def child(args) -> None:
         stage2.append(time.perf_counter() - start)
     print(json.dumps({
         "variant": args.child, "queries": len(rankings), "threads": torch.get_num_threads(),
-        "rss_before_mib": rss_before, "rss_loaded_mib": rss_loaded, "peak_rss_mib": rss_mib(), "weights_mib": weights / 2**20, "load_s": load_s,
+        "rss_before_mib": rss_before, "rss_loaded_mib": rss_loaded, "peak_rss_mib": rss_mib(),
+        "weights_mib": weights / 2**20, "load_s": load_s,
         "stage1_s": min(stage1), "stage2_s": min(stage2),
         "stage1": [[(c.docid, float(c.score)) for c in r.candidates] for r in first],
         "generations": [w["output"] for r in second for w in r.meta["windows"]],
@@ -198,12 +199,14 @@ def main():
                      f"{r['load_s']:.1f}", f"{r['stage1_s'] / n:.2f}", f"{r['stage2_s'] / n:.2f}",
                      f"{(r['stage1_s'] + r['stage2_s']) / n:.2f}"))
     r = best["shared"]
-    print(f"\nNovelEval {r['queries']} queries x 20 passages (after a 4-passage warm-up): Stage 1 top 20 -> 1 listwise window of 20, "
+    print(f"\nNovelEval {r['queries']} queries x 20 passages (after a 4-passage warm-up): "
+          "Stage 1 top 20 -> 1 listwise window of 20, "
           f"max_words {args.max_words}, max_new_tokens {args.max_new_tokens}, dtype {args.dtype}, CPU, "
-          f"{r['threads']} torch threads, fastest of {args.repeats} x {args.rounds} round(s), each variant a fresh process; "
+          f"{r['threads']} torch threads, fastest of {args.repeats} x {args.rounds} round(s), "
+          "each variant a fresh process; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
-    print(table(rows, ("variant", "weights MiB", "RSS before loading MiB", "RSS loaded MiB", "peak RSS MiB", "load s", "stage 1 s/query", "stage 2 s/query",
-                       "s/query")))
+    print(table(rows, ("variant", "weights MiB", "RSS before loading MiB", "RSS loaded MiB", "peak RSS MiB", "load s",
+                       "stage 1 s/query", "stage 2 s/query", "s/query")))
     print(f"\n{compare(best['two copies'], best['shared'])}")
 
 

@@ -82,7 +82,8 @@ def ours(cfg, module, data: list[dict]) -> float:
     from torch.utils.data import DataLoader
 
     clock = StepClock()
-    callbacks = [instantiate(c) for name, c in (cfg.get("callbacks") or {}).items() if c and name not in ("progress", "lr_monitor")]  # both need a display or logger
+    callbacks = [instantiate(c) for name, c in (cfg.get("callbacks") or {}).items()
+                 if c and name not in ("progress", "lr_monitor")]  # both need a display or logger
     trainer = instantiate(cfg.trainer, max_steps=len(data), limit_val_batches=0, logger=False,
                           enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks + [clock.callback],
                           default_root_dir=tempfile.mkdtemp())

@@ -20,7 +20,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("evaluation", ["dear.eval"]),
     ("stages", ["dear.rerank", "dear.listwise", "dear.distill"]),
     ("report", ["dear.report"]),
-    ("entry", ["dear.cli", "dear.config", "dear.training", "dear.cot", "dear.serve", "dear.export", "dear.distill.precompute"]),
+    ("entry", ["dear.cli", "dear.config", "dear.training", "dear.cot", "dear.serve", "dear.export",
+               "dear.distill.precompute"]),
 ]
 RANK = {prefix: rank for rank, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes}
 ENTRY = len(LAYERS) - 1

@@ -11,7 +11,8 @@ from dear.distill.groups import GroupDataset, GroupSampler, PairCollator
 from dear.distill.sources import FlagEmbeddingSource, TevatronSource, TrainQuery
 from dear.errors import DataError
 
-QUERIES = [TrainQuery(f"q{i}", f"query {i}", (f"p{i}", f"p{i}b"), tuple(f"n{i}_{j}" for j in range(12))) for i in range(5)]
+QUERIES = [TrainQuery(f"q{i}", f"query {i}", (f"p{i}", f"p{i}b"), tuple(f"n{i}_{j}" for j in range(12)))
+           for i in range(5)]
 
 
 def test_groups_are_deterministic_per_seed_and_epoch():
@@ -67,7 +68,8 @@ def test_tevatron_and_flagembedding_sources(tmp_path):
     assert queries[0].qid == "7" and len(queries[0].negatives) == 2
     assert docs.get_many(queries[0].positives) == {queries[0].positives[0]: ("T", "pos")}
     flag = tmp_path / "flag.jsonl"
-    flag.write_text(json.dumps({"query": "q", "pos": ["a"], "neg": ["b", "c"], "pos_scores": [1.0], "neg_scores": [0, 0]}) + "\n")
+    flag.write_text(json.dumps({"query": "q", "pos": ["a"], "neg": ["b", "c"], "pos_scores": [1.0],
+                                "neg_scores": [0, 0]}) + "\n")
     fq, _ = FlagEmbeddingSource(str(flag)).load()
     assert fq[0].qid == FlagEmbeddingSource(str(flag)).load()[0][0].qid  # stable content-hash ids
     flag.write_text('{"query": "q", "neg": ["b"]}\n')

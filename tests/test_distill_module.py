@@ -149,7 +149,8 @@ def test_export_loads_with_peft_alone_and_scores_like_our_engine(tiny_llama_cls,
     export = module.export(tmp_path / "export")
     assert (export / "adapter_config.json").is_file() and (export / "dear_scorer.json").is_file()
 
-    ranking = Ranking(Query("q", "tell me about llamas"), [Candidate("a", "llamas are camelids"), Candidate("b", "cats")])
+    ranking = Ranking(Query("q", "tell me about llamas"),
+                      [Candidate("a", "llamas are camelids"), Candidate("b", "cats")])
     ours = CrossEncoderScorer.from_export(str(tmp_path)).score([ranking])[0]  # run dir works too
     plain = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(tiny_llama_cls, num_labels=1),
                                       str(export)).eval()
@@ -158,13 +159,15 @@ def test_export_loads_with_peft_alone_and_scores_like_our_engine(tiny_llama_cls,
         theirs = [plain(input_ids=torch.tensor([x])).logits.item() for x in ids]
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     with torch.inference_mode():
-        trained = module(module_batch := {"input_ids": torch.tensor([ids[0]]), "attention_mask": torch.ones(1, len(ids[0]), dtype=torch.long)})
+        trained = module(module_batch := {"input_ids": torch.tensor([ids[0]]),
+                                          "attention_mask": torch.ones(1, len(ids[0]), dtype=torch.long)})
     assert trained.item() == pytest.approx(ours[0], abs=1e-5) and module_batch
 
 
 def test_qlora_student_trains_on_cpu(tiny_llama_cls):
     student = {"model": tiny_llama_cls, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-               "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "float32"},
+               "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+                                "bnb_4bit_compute_dtype": "float32"},
                "pooling": "last", "dtype": "float32"}
     module = DistillModule(student, DistillLoss("pointce", alpha=0.0))
     assert "4bit" in type(module._net.model.layers[0].self_attn.q_proj.base_layer).__name__

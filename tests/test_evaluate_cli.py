@@ -19,7 +19,8 @@ def evaluate(*overrides: str) -> subprocess.CompletedProcess:
 
 def test_files_benchmark_trec_run_with_bi_encoder_reranker(toy_files, tmp_path):
     out = tmp_path / "out"
-    proc = evaluate("benchmark=files", f"benchmark.candidates={toy_files['run']}", f"benchmark.qrels={toy_files['qrels']}",
+    proc = evaluate("benchmark=files", f"benchmark.candidates={toy_files['run']}",
+                    f"benchmark.qrels={toy_files['qrels']}",
                     f"benchmark.docs={toy_files['docs']}", f"benchmark.queries={toy_files['queries']}",
                     "pipeline=pointwise", f"hydra.run.dir={out}")
     metrics = json.loads((out / "metrics.json").read_text())

@@ -87,8 +87,9 @@ def test_reference_pooling_plain_transformers_pools_the_last_padding_position(ti
     model = AutoModelForSequenceClassification.from_pretrained(tiny_llama_cls, num_labels=1).eval()
     model.config.pad_token_id = serving_pad_id(None, tokenizer.pad_token_id, "reference")
     settings = {"pooling": "reference", "template": {}}  # the DeAR defaults: 32 / 193 tokens, padded to 228
-    batch = PairTokenizer(tokenizer, settings).batch([("what is a llama", "", "the llama is a camelid"),
-                                                      ("who invented the light bulb", "Edison", "thomas edison " * 150)])
+    batch = PairTokenizer(tokenizer, settings).batch(
+        [("what is a llama", "", "the llama is a camelid"),
+         ("who invented the light bulb", "Edison", "thomas edison " * 150)])
     assert batch["input_ids"].shape == (2, 228) and model.config.pad_token_id == 0
     query_tokens = len(tokenizer("query: who invented the light bulb", add_special_tokens=False)["input_ids"])
     real = 2 + query_tokens + 193  # two BOS, the query, the document cut to 193

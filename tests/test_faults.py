@@ -164,8 +164,8 @@ def test_export_reads_the_recorded_checkpoint_from_the_run_only(tmp_path, monkey
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     save(elsewhere / "best.ckpt", 1)
-    callback = SimpleNamespace(monitor="val/nDCG@10", dirpath=str(tmp_path / "run"), best_model_path=str(elsewhere / "best.ckpt"),
-                               last_model_path="")
+    callback = SimpleNamespace(monitor="val/nDCG@10", dirpath=str(tmp_path / "run"),
+                               best_model_path=str(elsewhere / "best.ckpt"), last_model_path="")
     trainer = SimpleNamespace(checkpoint_callbacks=[callback])
     with pytest.raises(FileNotFoundError, match="run/best.ckpt"):
         export_checkpoint(trainer)

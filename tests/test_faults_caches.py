@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _precompute(tmp_path, flag_jsonl, tiny_bert_cls) -> str:
-    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", "data.shard_size=4", f"data.cache_dir={tmp_path}/cache",
-            "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}", "teacher.pooling=auto", f"hydra.run.dir={tmp_path}/pre"]
+    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", "data.shard_size=4",
+            f"data.cache_dir={tmp_path}/cache", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
+            "teacher.pooling=auto", f"hydra.run.dir={tmp_path}/pre"]
     proc = subprocess.run([sys.executable, "-m", "dear.distill.precompute", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "COLUMNS": "400"})
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -72,7 +72,8 @@ def test_pair_ids_equal_the_references_construction_on_real_passages(model_dir):
     name, directory = model_dir
     _, _, template, segment_bos = TOKENIZERS[name]
     rankings = dl21_rankings(3, 20)
-    rankings.append(Ranking(Query("long", LONG_QUERY), [Candidate("long", " ".join(["passage words"] * 200), "A title")]))
+    rankings.append(Ranking(Query("long", LONG_QUERY),
+                            [Candidate("long", " ".join(["passage words"] * 200), "A title")]))
     tok = AutoTokenizer.from_pretrained(directory)
     ids, _ = scorer_for(name, directory).encode(rankings)
     expected = [reference_pair(tok, r.query.text, c.title, c.text, segment_bos, template.get("overflow", "only_second"))
@@ -89,11 +90,13 @@ def test_scifact_abstracts_are_cut_at_193_tokens(model_dir):
     shared("ir_datasets")
     dataset = ir_datasets.load("beir/scifact/test")
     docs = [doc for _, doc in zip(range(20), dataset.docs_iter())]
-    ranking = Ranking(Query("q", "does vitamin d prevent fractures"), [Candidate(d.doc_id, d.text, d.title) for d in docs])
+    ranking = Ranking(Query("q", "does vitamin d prevent fractures"),
+                      [Candidate(d.doc_id, d.text, d.title) for d in docs])
     tok = AutoTokenizer.from_pretrained(directory)
     ids, _ = scorer_for(name, directory).encode([ranking])
     _, _, template, segment_bos = TOKENIZERS[name]
-    assert ids == [reference_pair(tok, ranking.query.text, d.title, d.text, segment_bos, template.get("overflow", "only_second"))
+    assert ids == [reference_pair(tok, ranking.query.text, d.title, d.text, segment_bos,
+                                  template.get("overflow", "only_second"))
                    for d in docs]
 
 
@@ -118,7 +121,8 @@ def padded_reference_scores(directory: str, ids: list[list[int]]) -> np.ndarray:
 def test_exact_mode_equals_the_padded_reference_computation(model_dir):
     name, directory = model_dir
     rankings = dl21_rankings(2, 16)
-    rankings.append(Ranking(Query("long", LONG_QUERY), [Candidate("long", " ".join(["passage words"] * 200), "A title")]))
+    rankings.append(Ranking(Query("long", LONG_QUERY),
+                            [Candidate("long", " ".join(["passage words"] * 200), "A title")]))
     scorer = scorer_for(name, directory, max_batch_pairs=8)
     assert scorer.pooling == "reference"  # the default for decoders
     ours = np.concatenate(scorer.score(rankings))
@@ -139,7 +143,8 @@ def test_evaluate_cli_ranks_a_rank_llm_json_as_the_reference_pipeline(tmp_path):
     candidates, qrels = tmp_path / "top12.json", tmp_path / "qrels.txt"
     candidates.write_text(json.dumps(data))
     qids = {str(e["hits"][0]["qid"]) for e in data}
-    qrels.write_text("".join(line + "\n" for line in shared("trec-dl21", "qrels.dl21-passage.txt").read_text().splitlines()
+    qrels.write_text("".join(line + "\n"
+                             for line in shared("trec-dl21", "qrels.dl21-passage.txt").read_text().splitlines()
                              if line.split()[0] in qids))
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "evaluate.py", "benchmark=files", f"benchmark.candidates={candidates}",

@@ -50,7 +50,8 @@ def test_the_fused_teachers_settings_reach_the_cache_fingerprint():
         return OmegaConf.to_container(compose_cfg("train", list(overrides)).teacher, resolve=True)
 
     rrf, zscore = teacher(), teacher("teacher.normalisation=zscore")
-    assert rrf["_target_"] == "dear.rerank.fusion.FusionScorer" and rrf["members"]["lexical"]["scorer"]["dataset"] == "beir/scifact/train"
+    assert (rrf["_target_"] == "dear.rerank.fusion.FusionScorer"
+            and rrf["members"]["lexical"]["scorer"]["dataset"] == "beir/scifact/train")
     assert fingerprint(rrf, {"d": 1}) != fingerprint(zscore, {"d": 1})
 
 

@@ -39,7 +39,9 @@ def test_launcher_group_selects_the_hydra_launcher(primary, launcher):
 
 def test_slurm_resources_follow_the_trainer():
     """One task per GPU, as Lightning's SLURM environment needs; evaluate.py (no trainer): 1 GPU."""
-    params = lambda cfg: OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    def params(cfg):
+        return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+
     ddp = params(compose_with_hydra("train", ["launcher=slurm", "trainer=ddp", "trainer.num_nodes=2"]))
     assert (ddp["nodes"], ddp["gpus_per_node"], ddp["tasks_per_node"]) == (2, 4, 4)
     assert ddp["max_num_timeout"] == 3 and ddp["additional_parameters"] == {"requeue": True}
@@ -107,7 +109,8 @@ def test_ddp_config_trains_two_processes_on_cpu(tmp_path, flag_jsonl, toy_files,
     writes repro.json."""
     run_dir = tmp_path / "run"
     args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-            "data=flagembedding", f"data.train.path={flag_jsonl}", "student=minilm_cross_encoder", f"student.model={tiny_bert_cls}",
+            "data=flagembedding", f"data.train.path={flag_jsonl}", "student=minilm_cross_encoder",
+            f"student.model={tiny_bert_cls}",
             "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
             "teacher.pooling=auto", "data.group_size=4", "data.batch_size=2", "trainer.max_steps=4",
             "trainer.max_epochs=10", "~callbacks.progress", "callbacks.checkpoint.monitor=null",
@@ -117,5 +120,6 @@ def test_ddp_config_trains_two_processes_on_cpu(tmp_path, flag_jsonl, toy_files,
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr
     assert proc.stdout.count("## files") == 1  # evaluated once, by rank 0
-    assert list(json.loads((run_dir / "metrics.json").read_text())) == ["first_stage", "teacher", "student_init", "student"]
+    assert (list(json.loads((run_dir / "metrics.json").read_text()))
+            == ["first_stage", "teacher", "student_init", "student"])
     assert (run_dir / "export" / "adapter_config.json").is_file() and (run_dir / "repro.json").is_file()

@@ -30,9 +30,11 @@ STEPS = ("Please follow the steps below:\n"
 def reference_messages(query: str, contents: list[str], words: int = 300) -> list[dict[str, str]]:
     """The reference's message list for one window of rank_llm `content` strings."""
     n = len(contents)
-    msgs = [{"role": "system", "content": "You are RankLLM, an assistant that ranks passages by relevance to the query."},
-            {"role": "user", "content": f"I will provide you with {n} passages, each indicated by number identifier [].\n"
-                                        f"Rank the passages based on their relevance to query: {query}."},
+    msgs = [{"role": "system",
+             "content": "You are RankLLM, an assistant that ranks passages by relevance to the query."},
+            {"role": "user",
+             "content": f"I will provide you with {n} passages, each indicated by number identifier [].\n"
+                        f"Rank the passages based on their relevance to query: {query}."},
             {"role": "assistant", "content": "Okay, please provide the passages."}]
     for rank, content in enumerate(contents, start=1):
         snippet = " ".join(content.replace("Title: Content: ", "").strip().split()[:words])

@@ -51,7 +51,8 @@ def test_pooled_score_equals_hf_forward_on_unpadded_input(tiny_llama_cls):
 
 
 def test_scores_do_not_depend_on_batch_composition(tiny_bert_cls):
-    rankings = [Ranking(Query(str(i), f"query {i} llama"), [Candidate(f"d{j}", LONG_DOC[: 40 * (j + 1)]) for j in range(5)])
+    rankings = [Ranking(Query(str(i), f"query {i} llama"),
+                        [Candidate(f"d{j}", LONG_DOC[: 40 * (j + 1)]) for j in range(5)])
                 for i in range(3)]
     big = CrossEncoderScorer(tiny_bert_cls, max_batch_pairs=64).score(rankings)
     small = CrossEncoderScorer(tiny_bert_cls, max_batch_pairs=2, max_batch_tokens=300).score(rankings)
@@ -102,7 +103,8 @@ def test_word_precut_and_template_join_equal_the_tokenizers_own_pair_encoding(fi
     scorer = CrossEncoderScorer(request.getfixturevalue(fixture), template={"join": "tokenizer", "doc_max_len": 196})
     assert scorer.encoder.layout is not None and scorer.encoder.can_precut  # the fast path is taken
     rng = np.random.default_rng(0)
-    docs = [" ".join("".join([rng.choice(WORDS), rng.choice(SPACES)]) for _ in range(n)) for n in (3, 150, 190, 400, 900)]
+    docs = [" ".join("".join([rng.choice(WORDS), rng.choice(SPACES)]) for _ in range(n))
+            for n in (3, 150, 190, 400, 900)]
     docs.append(" ".join(["x"] * 197) + "\n\n" + "tail " * 50)  # a whitespace run right at the cut
     ranking = Ranking(Query("q", "how do llamas   live?\n"), [Candidate(f"d{i}", d, "T") for i, d in enumerate(docs)])
     got_ids, got_types = scorer.encode([ranking])

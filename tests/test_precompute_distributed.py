@@ -61,7 +61,8 @@ def test_ranks_splitting_the_shards_build_the_single_process_cache(tmp_path):
         print(" ".join(d.split()[-1] for d in scorer.scored))
     """))
     shared = tmp_path / "shared"
-    ranks = [subprocess.Popen([sys.executable, str(script), str(shared), str(r), "2"], stdout=subprocess.PIPE, text=True)
+    ranks = [subprocess.Popen([sys.executable, str(script), str(shared), str(r), "2"], stdout=subprocess.PIPE,
+                              text=True)
              for r in range(2)]
     scored = [sorted(int(i) for i in rank.communicate(timeout=120)[0].split()) for rank in ranks]
     assert [rank.returncode for rank in ranks] == [0, 0]
@@ -109,8 +110,9 @@ def _run(cmd) -> str:
 def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_completes(tmp_path, flag_jsonl,
                                                                                     tiny_bert_cls):
     """`trainer=ddp trainer.devices=2 trainer.accelerator=cpu` (Lightning launches rank 1, gloo): 8 shards
-    (one query of 6 pairs each: a shard never splits a query), equal to one process's. Then a 2-process run killed part way (SIGKILL) leaves only whole
-    shards, and a 1-process re-run scores exactly the missing ones."""
+    (one query of 6 pairs each: a shard never splits a query), equal to one process's. Then a
+    2-process run killed part way (SIGKILL) leaves only whole shards, and a 1-process re-run scores
+    exactly the missing ones."""
     delay = 0.4
     single, pair = tmp_path / "single", tmp_path / "pair"
     _run(_precompute_args(flag_jsonl, tiny_bert_cls, single, tmp_path / "r1", 1, delay))
@@ -133,7 +135,8 @@ def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_comp
     done = len(list(cache.glob("shard-*.parquet")))
     assert 3 <= done < 8 and not (cache / "complete").exists()
     for shard in cache.glob("shard-*.parquet"):
-        assert pq.read_table(shard).num_rows == 6  # only whole shards (one query of 6 pairs: shards never split a query)
+        # only whole shards (one query of 6 pairs: shards never split a query)
+        assert pq.read_table(shard).num_rows == 6
 
     rerun = _run(_precompute_args(flag_jsonl, tiny_bert_cls, killed, tmp_path / "r3", 1, delay))
     assert "rank 0/1: 8 of 8 shards" in rerun and f"rank 0: scored {8 - done} of its 8 shards" in rerun

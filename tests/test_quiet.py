@@ -43,7 +43,8 @@ def test_classifier_checkpoint_without_its_head_still_reports(load_reports, tmp_
     source = resolve_model_path(MINILM)
     shutil.copytree(source, tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "architectures": ["BertForSequenceClassification"]}))
+    (tmp_path / "m" / "config.json").write_text(
+        json.dumps({**config, "architectures": ["BertForSequenceClassification"]}))
     load_sequence_classifier(str(tmp_path / "m"), device="cpu")
     assert len(load_reports()) == 1 and "classifier.weight" in load_reports()[0]
 

@@ -87,7 +87,8 @@ def test_alpha_sweep_tables_and_figure(alpha_sweep):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     cells = json.loads((sweep / "report" / "cells.json").read_text())
     assert cells["rows"][0]["cells"]["scifact"] == {"value": pytest.approx(100 * values[0.1]["scifact"]), "sd": None,
-                                                    "seeds": [None], "values": [pytest.approx(100 * values[0.1]["scifact"])],
+                                                    "seeds": [None],
+                                                    "values": [pytest.approx(100 * values[0.1]["scifact"])],
                                                     "runs": [str(sweep / "0")], "stage": "student"}
     assert "news" not in cells["rows"][2]["cells"] and cells["rows"][2]["average"] is None
 
@@ -106,14 +107,17 @@ def test_figure_plots_only_rows_with_every_averaged_set(alpha_sweep):
 def test_single_benchmark_runs_fallback_rows_and_stage(tmp_path):
     """evaluate.py runs (one benchmark each, named by benchmark.name): the listwise sweep layout."""
     sweep = tmp_path / "listwise"
-    stages = lambda p, l: {"first_stage": {"nDCG@10": 0.5}, "pointwise": {"nDCG@10": p}, "listwise": {"nDCG@10": l}}
+    def stages(pointwise_ndcg, listwise_ndcg):
+        return {"first_stage": {"nDCG@10": 0.5}, "pointwise": {"nDCG@10": pointwise_ndcg},
+                "listwise": {"nDCG@10": listwise_ndcg}}
+
     runs = [({"model": "abdoelsayed/dear-8b-reranker-ce-v1"}, "dl19", 0.70, 0.75),
             ({"model": "abdoelsayed/dear-8b-reranker-ce-v1"}, "scifact", 0.72, 0.74),
             ({"path": "multirun/loss/t/1"}, "dl19", 0.60, 0.65)]
-    for num, (pointwise, bench, p, l) in enumerate(runs):
+    for num, (pointwise, bench, pointwise_ndcg, listwise_ndcg) in enumerate(runs):
         config = {"benchmark": {"name": bench}, "pointwise": pointwise,
                   "pipeline": {"stages": {"pointwise": {}, "listwise": {}}}}
-        write_run(sweep / str(num), num, config, {bench: stages(p, l)}, single=bench)
+        write_run(sweep / str(num), num, config, {bench: stages(pointwise_ndcg, listwise_ndcg)}, single=bench)
     rows = "--rows=Pointwise=pointwise.path|pointwise.model"
     proc = report(str(sweep), rows, "--figure=none")
     assert proc.returncode == 0, proc.stderr
@@ -196,7 +200,8 @@ def write_seed_run(run_dir: Path, num: int, alpha: float, seed: int, per_query: 
     metrics = {b: train_metrics(sum(v.values()) / len(v)) for b, v in per_query.items()}
     write_run(run_dir, num, {"alpha": {"value": alpha}, "seed": seed, "sweep": SEEDS_REPORT, **EXPORTED}, metrics)
     for bench, values in per_query.items():
-        rows = {"first_stage": {q: {"nDCG@10": 0.4} for q in values}, "student": {q: {"nDCG@10": v} for q, v in values.items()}}
+        rows = {"first_stage": {q: {"nDCG@10": 0.4} for q in values},
+                "student": {q: {"nDCG@10": v} for q, v in values.items()}}
         (run_dir / "benchmarks" / bench / "per_query.json").write_text(json.dumps(rows))
 
 
@@ -228,7 +233,9 @@ def test_seeds_form_one_cell_with_mean_sd_and_markers_against_the_baseline(seed_
     lines = (sweep / "report" / "table.md").read_text().splitlines()
     rows = {line.strip("| ").split(" | ")[0]: line.strip("| ").split(" | ") for line in lines[4:7]}
     assert list(rows) == ["0", "0.1", "0.3"]
-    cell = lambda a, b: [100 * mean(values[a, s][b].values()) for s in (1, 2)]  # per seed, computed here
+    def cell(a, b):  # per seed, computed here
+        return [100 * mean(values[a, s][b].values()) for s in (1, 2)]
+
     scifact = cell(0.1, "scifact")
     assert rows["0.1"][7] == f"**{mean(scifact):.2f}** ± {stdev(scifact):.2f}†"  # SciFact column, best, significant
     assert rows["0.3"][7] == f"{mean(cell(0.3, 'scifact')):.2f} ± {stdev(cell(0.3, 'scifact')):.2f}"  # no †
@@ -237,7 +244,8 @@ def test_seeds_form_one_cell_with_mean_sd_and_markers_against_the_baseline(seed_
     assert rows["0.1"][-1] == f"**{mean(averages):.2f}** ± {stdev(averages):.2f}"
     notes = "\n".join(lines[7:])
     assert "Mean ± sample sd over the seeds of each cell (up to 2)" in notes
-    assert "†: differs from alpha=0 (better or worse) at p < 0.05, two-sided paired randomisation test" in notes and "Holm–Bonferroni" in notes
+    assert ("†: differs from alpha=0 (better or worse) at p < 0.05, two-sided paired randomisation test" in notes
+            and "Holm–Bonferroni" in notes)
 
     cells = json.loads((sweep / "report" / "cells.json").read_text())
     by_alpha = {r["row"]["α"]: r for r in cells["rows"]}
@@ -279,7 +287,8 @@ def test_runs_of_one_cell_must_differ_only_by_seed(tmp_path):
     for num in (0, 1):
         write_run(tmp_path / "b" / str(num), num, {"alpha": {"value": 0.1}, "seed": 3}, {"scifact": train_metrics(0.5)})
     spec = Spec(rows={"α": "alpha.value"}, average=["scifact"])
-    with pytest.raises(DataError, match=r"two runs give the cell 0.1 × scifact: .*a/0 and .*a/1 \(they differ in module.lr;"):
+    with pytest.raises(DataError,
+                       match=r"two runs give the cell 0.1 × scifact: .*a/0 and .*a/1 \(they differ in module.lr;"):
         build_table(load_run_dirs([tmp_path / "a"]), spec)
     with pytest.raises(DataError, match=r"\(both have seed 3;"):
         build_table(load_run_dirs([tmp_path / "b"]), spec)
@@ -291,7 +300,8 @@ def test_average_needs_the_same_seeds_in_every_averaged_column(tmp_path):
     write_run(tmp_path / "1", 1, {"alpha": {"value": 0.1}, "seed": 2}, {"scifact": train_metrics(0.6)})
     table = build_table(load_run_dirs([tmp_path]), Spec(rows={"α": "alpha.value"}, average=["scifact", "noveleval"]))
     row = ("0.1",)
-    assert table.value(row, "scifact") == pytest.approx(55.0) and table.sd(row, "scifact") == pytest.approx(0.1 * 100 / 2 ** 0.5)
+    assert (table.value(row, "scifact") == pytest.approx(55.0)
+            and table.sd(row, "scifact") == pytest.approx(0.1 * 100 / 2 ** 0.5))
     assert table.value(row, "noveleval") == pytest.approx(70.0) and table.sd(row, "noveleval") is None
     assert table.average(row) is None  # seed 2 lacks NovelEval: no average is made up
 
@@ -300,9 +310,12 @@ def test_average_needs_the_same_seeds_in_every_averaged_column(tmp_path):
     (".hydra/config.yaml", "benchmark: {name: [unclosed\n", r"config\.yaml:\d+: not a readable YAML config"),
     (".hydra/config.yaml", "- a list\n", r"config\.yaml: expected a YAML mapping"),
     (".hydra/hydra.yaml", "hydra: {job: {num: 0}\n  x", r"hydra\.yaml:\d+: not a readable YAML config"),
-    ("metrics.json", '{"first_stage": {"nDCG@10": "0.5"}}', r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found '0\.5'"),
-    ("metrics.json", '{"first_stage": {"nDCG@10": true}}', r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found True"),
-    ("metrics.json", '{"first_stage": {"nDCG@10": NaN}}', r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found nan"),
+    ("metrics.json", '{"first_stage": {"nDCG@10": "0.5"}}',
+     r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found '0\.5'"),
+    ("metrics.json", '{"first_stage": {"nDCG@10": true}}',
+     r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found True"),
+    ("metrics.json", '{"first_stage": {"nDCG@10": NaN}}',
+     r"metrics\.json: first_stage\.nDCG@10: expected a finite number, found nan"),
 ])
 def test_a_broken_run_file_is_one_line_naming_it(tmp_path, file, text, expected):
     run_dir = write_run(tmp_path / "0", 0, {"benchmark": {"name": "dl19"}},

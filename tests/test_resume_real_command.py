@@ -107,9 +107,11 @@ def command(run: Path, train_jsonl: Path, *extra: str) -> list[str]:
             f"data.val={{_target_: dear.data.benchmarks.PooledBM25Benchmark, name: noveleval, measures: [nDCG@10], "
             f"{files}}}",
             f"data.cache_dir={run}.teacher",  # this run's own teacher cache: its first attempt computes it
-            "student=minilm_cross_encoder", "student.model=tiny:bert-seqcls", "student.lora.target_modules=[query,value]",
+            "student=minilm_cross_encoder", "student.model=tiny:bert-seqcls",
+            "student.lora.target_modules=[query,value]",
             "teacher=rankllama_13b", "teacher.model=tiny:bert-seqcls", "teacher.pooling=auto", "alpha=a0.5",
-            "trainer.max_steps=12", "trainer.max_epochs=2", "trainer.val_check_interval=6", "trainer.log_every_n_steps=1",
+            "trainer.max_steps=12", "trainer.max_epochs=2", "trainer.val_check_interval=6",
+            "trainer.log_every_n_steps=1",
             "callbacks.last.every_n_train_steps=4", "~callbacks.progress",
             "benchmark@evaluation.benchmark=noveleval", "~evaluation.stages.teacher",
             f"hydra.run.dir={run}", *extra]
@@ -155,7 +157,8 @@ def outcome(run: Path) -> tuple[dict, dict, dict, dict]:
         for column in ("train/loss", "train/kd", "val/nDCG@10"):
             if row.get(column):
                 logged[column, int(row["step"])] = float(row[column])
-    return (plain(json.loads((run / "metrics.json").read_text())), load_file(run / "export" / "adapter_model.safetensors"),
+    return (plain(json.loads((run / "metrics.json").read_text())),
+            load_file(run / "export" / "adapter_model.safetensors"),
             load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"], logged)
 
 

@@ -96,8 +96,10 @@ def test_cohere_sdk_and_httpx_get_the_scorers_scores_and_order(minilm):
         body = {"model": "minilm", "query": "what is a llama", "return_documents": True,
                 "documents": [{"text": DOCS[0], "title": "Llama"}, DOCS[1]]}
         v1 = httpx.post(f"{url}/v1/rerank", json=body).json()
-        assert {r["index"]: r["raw_score"] for r in v1["results"]} == {i: float(s) for i, s in enumerate(expected_titled)}
-        assert v1["results"][0]["document"] == {"text": DOCS[0], "title": "Llama"} and v1["meta"]["api_version"]["version"] == "1"
+        assert ({r["index"]: r["raw_score"] for r in v1["results"]}
+                == {i: float(s) for i, s in enumerate(expected_titled)})
+        assert (v1["results"][0]["document"] == {"text": DOCS[0], "title": "Llama"}
+                and v1["meta"]["api_version"]["version"] == "1")
         assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "minilm"
         assert "/v2/rerank" in httpx.get(f"{url}/openapi.json").json()["paths"]
 
@@ -128,7 +130,8 @@ def test_a_served_export_ranks_like_evaluate(tiny_llama_cls, tmp_path):
     assert [str(r["index"]) for r in got] == [c.docid for c in evaluated.candidates]
     assert [r["raw_score"] for r in got] == [c.score for c in evaluated.candidates]
     # relevance_score: the logit's sigmoid, in [0, 1], in the same order
-    np.testing.assert_allclose([r["relevance_score"] for r in got], [1 / (1 + np.exp(-c.score)) for c in evaluated.candidates])
+    np.testing.assert_allclose([r["relevance_score"] for r in got],
+                               [1 / (1 + np.exp(-c.score)) for c in evaluated.candidates])
     # named by the run (tmp_path holds export/), not by the export's path
     assert reply["meta"]["model"] == listed == tmp_path.name and str(tmp_path) not in str(reply)
 
@@ -158,7 +161,8 @@ def test_concurrent_requests_are_merged_into_one_scorer_call(minilm):
         assert (calls <= most_calls) if enabled else calls == most_calls
         for reply, scores in zip(replies, expected):
             got = {r["index"]: r["raw_score"] for r in reply.json()["results"]}
-            np.testing.assert_allclose([got[i] for i in range(len(DOCS))], scores, atol=1e-6)  # padding differs when merged
+            # padding differs when merged
+            np.testing.assert_allclose([got[i] for i in range(len(DOCS))], scores, atol=1e-6)
             assert [r["index"] for r in reply.json()["results"]] == list(np.argsort(-scores, kind="stable"))
 
 
@@ -202,10 +206,13 @@ def test_oversize_and_malformed_requests_name_the_limit_or_field(minilm):
                             ({"query": "q", "documents": [{"title": "no text"}]}, "documents")]:
             reply = post(body)
             assert reply.status_code == 422 and field in {e["loc"][1] for e in reply.json()["detail"]}, body
-        assert httpx.post(f"{url}/v2/rerank", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+        assert httpx.post(f"{url}/v2/rerank", content=b"{not json",
+                          headers={"content-type": "application/json"}).status_code == 422
+        # lone surrogates: valid JSON, not text
         for body, field in [({"query": "q", "documents": ["ok", {"text": "fine", "title": "\ud800"}]}, "documents"),
-                            ({"query": "q \udfff", "documents": ["ok"]}, "query")]:  # lone surrogates: valid JSON, not text
-            reply = httpx.post(f"{url}/v2/rerank", content=json.dumps(body), headers={"content-type": "application/json"})
+                            ({"query": "q \udfff", "documents": ["ok"]}, "query")]:
+            reply = httpx.post(f"{url}/v2/rerank", content=json.dumps(body),
+                               headers={"content-type": "application/json"})
             assert reply.status_code == 422 and reply.json()["detail"][0]["loc"][1] == field
             assert field == "query" or "documents[1].title: not valid Unicode" in reply.json()["detail"][0]["msg"]
             assert "input" not in reply.json()["detail"][0]  # the documents are not echoed back
@@ -216,7 +223,8 @@ def test_the_token_budget_counts_the_tokens_the_model_reads(minilm):
     body = {"query": "q", "documents": DOCS[:2]}  # 12 + 8 MiniLM tokens
     with serving(build_app(FakeScorer(minilm.tokenizer), "fake", limits={"max_request_tokens": 10})) as (url, _):
         over = httpx.post(f"{url}/v2/rerank", json=body)
-        assert over.status_code == 413 and over.json()["message"].startswith("documents: 20 tokens as the model reads them")
+        assert (over.status_code == 413
+                and over.json()["message"].startswith("documents: 20 tokens as the model reads them"))
         assert "serve.limits.max_request_tokens = 10" in over.json()["message"]
         assert httpx.post(f"{url}/v2/rerank", json={**body, "max_tokens_per_doc": 5}).status_code == 200
     capped = FakeScorer(minilm.tokenizer)
@@ -340,8 +348,8 @@ def test_dual_stage_mode_returns_the_listwise_order_and_justification(minilm):
 
     register_resolvers()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("serve", overrides=["+listwise=tiny", "serve.listwise_depth=3", "listwise.backend.max_new_tokens=8",
-                                          "listwise.cache_dir=null"])
+        cfg = compose("serve", overrides=["+listwise=tiny", "serve.listwise_depth=3",
+                                          "listwise.backend.max_new_tokens=8", "listwise.cache_dir=null"])
     assert cfg.pointwise._target_.endswith("BiEncoderScorer") and cfg.serve.host == "127.0.0.1"
     listwise = instantiate(cfg.listwise)
     query = "which animal carries loads in the Andes"

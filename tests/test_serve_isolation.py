@@ -87,7 +87,8 @@ def test_a_failing_merged_call_is_retried_chunk_by_chunk():
     async def scenario():
         batcher = MicroBatcher(score, max_wait_ms=100, chunk_pairs=2)
         await batcher.start()
-        requests = [ranking_of("a", ["1", "2", "3"]), ranking_of("b", ["x", "poison", "y"]), ranking_of("c", ["z", "w", "v"])]
+        requests = [ranking_of("a", ["1", "2", "3"]), ranking_of("b", ["x", "poison", "y"]),
+                    ranking_of("c", ["z", "w", "v"])]
         out = await asyncio.gather(*(batcher.score(r) for r in requests), return_exceptions=True)
         await batcher.close()
         return out

@@ -7,13 +7,12 @@ import json
 
 import lightning as L
 import pytest
-
-from dear.errors import ConfigError
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from dear.config import CONF_DIR
+from dear.errors import ConfigError
 from dear.eval.judges import RelevanceJudge
 from dear.listwise.backends.hf import TransformersBackend
 from dear.listwise.reranker import ListwiseReranker

@@ -100,7 +100,8 @@ def test_one_base_scores_and_generates_as_two_models(adapters, rankings, tiny_ll
     generations = two[1].generate(chats(rankings))
     # Interleaved: every call switches the adapter back.
     for _ in range(2):
-        np.testing.assert_allclose(np.concatenate(one[0].score(rankings)), scores, rtol=1e-5, atol=1e-5)  # merged vs unmerged LoRA: fp rounding
+        # merged vs unmerged LoRA: fp rounding
+        np.testing.assert_allclose(np.concatenate(one[0].score(rankings)), scores, rtol=1e-5, atol=1e-5)
         assert one[1].generate(chats(rankings)) == generations
     # One copy of the base's weights: all else on it is the adapters' (LoRA, Stage 2's own lm_head).
     base = sum(p.numel() for p in two[1].model.parameters())
@@ -149,7 +150,8 @@ def test_the_dual_stage_pipeline_ranks_alike_on_one_base(adapters, toy_files, tm
     same, one = outputs["false"], outputs["true"]
     assert one["pointwise"] == same["pointwise"] and one["listwise"] == same["listwise"]
     assert one["generations"] == same["generations"] and all(one["generations"])
-    np.testing.assert_allclose(one["scores"], same["scores"], rtol=1e-5, atol=1e-5)  # merged vs unmerged LoRA: fp rounding
+    # merged vs unmerged LoRA: fp rounding
+    np.testing.assert_allclose(one["scores"], same["scores"], rtol=1e-5, atol=1e-5)
 
 
 def test_adapters_of_different_bases_fail_in_one_line_naming_both(adapters, toy_files, tmp_path):

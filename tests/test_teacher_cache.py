@@ -18,7 +18,8 @@ from dear.distill.sources import TrainQuery
 from dear.distill.teacher_cache import TeacherCache, fingerprint, pair_list
 from dear.errors import DataError
 
-QUERIES = [TrainQuery(f"q{i}", f"query {i}", (f"d{i}",), tuple(f"d{(i + k) % 30}" for k in range(1, 9))) for i in range(30)]
+QUERIES = [TrainQuery(f"q{i}", f"query {i}", (f"d{i}",), tuple(f"d{(i + k) % 30}" for k in range(1, 9)))
+           for i in range(30)]
 DOCS = DocStore("mem", {f"d{i}": ("", f"document {i}") for i in range(30)})
 FP = fingerprint({"model": "fake", "template": {"query_max_len": 32}}, {"dataset": "toy"})
 
@@ -141,7 +142,8 @@ def test_manifest_records_rows_and_checksum_of_every_shard(tmp_path):
     shards = json.loads((cache.dir / "manifest.json").read_text())["shards"]
     assert list(shards) == [f"shard-{i:05d}.parquet" for i in range(5)]
     assert [s["rows"] for s in shards.values()] == [54] * 5  # 9 pairs a query: shards end with a query
-    assert shards["shard-00002.parquet"]["sha256"] == hashlib.sha256((cache.dir / "shard-00002.parquet").read_bytes()).hexdigest()
+    assert (shards["shard-00002.parquet"]["sha256"]
+            == hashlib.sha256((cache.dir / "shard-00002.parquet").read_bytes()).hexdigest())
 
 
 def _truncate(path):
@@ -175,7 +177,8 @@ def test_damaged_shard_is_refused_on_read_and_rebuilt_alone(tmp_path, damage, me
     cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
     before = _rows(cache.dir)
     damage(cache.dir / "shard-00003.parquet")
-    with pytest.raises(DataError, match=rf"shard-00003\.parquet: {message}.*re-run `python -m dear\.distill\.precompute`"):
+    with pytest.raises(DataError,
+                       match=rf"shard-00003\.parquet: {message}.*re-run `python -m dear\.distill\.precompute`"):
         cache.load(FP, pair_list(QUERIES))
 
     again = Recording()

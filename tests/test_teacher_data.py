@@ -66,7 +66,8 @@ def ids(line: str) -> list[int]:
     return [int(i) for i in re.findall(r"\[(\d+)\]", line)]
 
 
-def test_window_keeps_first_stage_order_and_answer_puts_positives_first_then_teacher_order(teacher, dear_prompt, tmp_path):
+def test_window_keeps_first_stage_order_and_answer_puts_positives_first_then_teacher_order(teacher, dear_prompt,
+                                                                                           tmp_path):
     builder = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path))
     examples = builder.examples(teacher)
     assert len(examples) == 3  # q0, q1 (shuffled), q2 (its positive d11 is 4th)
@@ -170,7 +171,8 @@ def test_listwise_export_runs_as_trained_and_settings_can_be_overridden(tiny_lla
     chats = [e.messages() for e in synthetic_examples(compact, 3, seed=5)]
     expected = module.export_reranker(tmp_path / "run" / "export").backend.generate(chats)
     assert reranker.backend.generate(chats) == expected
-    overridden = reranker_from_export(str(tmp_path / "run"), top_k=5, prompt={"max_words": 7}, backend={"max_new_tokens": 4})
+    overridden = reranker_from_export(str(tmp_path / "run"), top_k=5, prompt={"max_words": 7},
+                                      backend={"max_new_tokens": 4})
     assert overridden.top_k == 5 and overridden.prompt.max_words == 7 and overridden.backend.max_new_tokens == 4
     with pytest.raises(DataError, match=f"not a listwise SFT run or export \\(no {EXPORT_META}"):
         reranker_from_export(str(tmp_path))

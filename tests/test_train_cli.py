@@ -24,7 +24,8 @@ def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):
             f"student.model={tiny_bert_cls}",
             "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
             "teacher.pooling=auto",
-            "data.group_size=4", "data.batch_size=2", "trainer.max_steps=4", "trainer.max_epochs=10", "trainer.log_every_n_steps=1",
+            "data.group_size=4", "data.batch_size=2", "trainer.max_steps=4", "trainer.max_epochs=10",
+            "trainer.log_every_n_steps=1",
             "trainer.val_check_interval=2",
             "~callbacks.progress", *files, "evaluation.depth=3", f"hydra.run.dir={run_dir}", *extra]
     proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -42,7 +43,8 @@ def test_train_precomputes_trains_exports_evaluates_and_resumes(tmp_path, flag_j
     assert (run / "export" / "adapter_config.json").is_file() and (run / "export" / "config.yaml").is_file()
     record = json.loads((run / "teacher_cache.json").read_text())
     assert record["fingerprint"]["teacher"]["model"].endswith("bert-cls")
-    assert (Path(record["dir"]) / "manifest.json").is_file() and Path(record["dir"]).parent == Path(os.environ["DEAR_CACHE_DIR"]) / "teacher"
+    assert ((Path(record["dir"]) / "manifest.json").is_file()
+            and Path(record["dir"]).parent == Path(os.environ["DEAR_CACHE_DIR"]) / "teacher")
     assert set(json.loads((run / "timings.json").read_text())) >= {"fit", "teacher_precompute", "export", "evaluation"}
     metrics = json.loads((run / "metrics.json").read_text())
     assert list(metrics) == ["first_stage", "teacher", "student_init", "student"]

@@ -17,7 +17,8 @@ M = ["nDCG@10"]
 
 
 def test_run_round_trip_preserves_order_even_with_ties(tmp_path):
-    ranking = Ranking(Query("q", "t"), [Candidate("b", score=1.0), Candidate("a", score=1.0), Candidate("c", score=0.5)])
+    ranking = Ranking(Query("q", "t"),
+                      [Candidate("b", score=1.0), Candidate("a", score=1.0), Candidate("c", score=0.5)])
     write_run(tmp_path / "r.trec", {"q": ranking}, tag="x")
     assert [d for d, _ in read_run(tmp_path / "r.trec")["q"]] == ["b", "a", "c"]
 
@@ -53,7 +54,8 @@ def test_written_run_rescores_to_the_in_memory_metrics_with_ties_and_many_candid
     measures = [ir_measures.parse_measure(m) for m in ["nDCG@10", "nDCG@3", "RR", "AP"]]
     from_file = {(m.query_id, str(m.measure)): m.value
                  for m in ir_measures.iter_calc(measures, qrels, ir_measures.read_trec_run(str(tmp_path / "r.trec")))}
-    expected = {(m.query_id, str(m.measure)): m.value for m in ir_measures.iter_calc(measures, qrels, by_rank_scores(run))}
+    expected = {(m.query_id, str(m.measure)): m.value
+                for m in ir_measures.iter_calc(measures, qrels, by_rank_scores(run))}
     assert from_file == expected  # exactly, per query and measure
     assert [d for d, _ in read_run(tmp_path / "r.trec")["coarse"]] == [c.docid for c in run["coarse"].candidates]
 
@@ -65,7 +67,9 @@ def test_written_scores_are_the_real_ones_up_to_the_tie_nudge(tmp_path):
     write_run(tmp_path / "r.trec", {"q": ranked("q", scores)}, tag="x")
     # read as trec_eval reads: text → double → float32
     written = [np.float32(float(line.split()[4])) for line in (tmp_path / "r.trec").read_text().splitlines()]
-    step_below = lambda x: np.nextafter(np.float32(x), np.float32(-np.inf))
+    def step_below(x):
+        return np.nextafter(np.float32(x), np.float32(-np.inf))
+
     assert written == [3.25, 1.5, step_below(1.5), step_below(step_below(1.5)), -0.75]
     assert (tmp_path / "r.trec").read_text().splitlines()[0] == "q Q0 d0000 1 3.25 x"
 

@@ -98,7 +98,8 @@ def plain_scores(merged_dir: Path, rankings, batch_size: int = 16, device: str =
 
 
 @torch.inference_mode()
-def plain_bi_encoder_scores(model_dir: Path, settings: dict, rankings, batch_size: int, device: str) -> list[np.ndarray]:
+def plain_bi_encoder_scores(model_dir: Path, settings: dict, rankings, batch_size: int,
+                            device: str) -> list[np.ndarray]:
     """sentence-transformers' recipe with transformers alone: masked mean of the last hidden
     states, L2-normalised, cosine × ``logit_scale``."""
     from transformers import AutoModel, AutoTokenizer
@@ -147,7 +148,8 @@ def verify(export_dir: Path, merged_dir: Path, benchmark, atol: float, depth: in
     rankings = [r.head(depth) for r in loaded.run.values()]
     ours = scorer_from_export(str(export_dir), dtype="float32", device=device).score(rankings)
     plain = plain_scores(merged_dir, rankings, device=device)
-    same = {r.qid: [c.docid for c in sort_by_scores(r, a).candidates] == [c.docid for c in sort_by_scores(r, b).candidates]
+    same = {r.qid: ([c.docid for c in sort_by_scores(r, a).candidates]
+                    == [c.docid for c in sort_by_scores(r, b).candidates])
             for r, a, b in zip(rankings, ours, plain)}
     judge = build_judge(loaded.judgments)
     metrics = {side: judge.evaluate({r.qid: sort_by_scores(r, s) for r, s in zip(rankings, scores)})[0]
@@ -163,7 +165,8 @@ def report_table(report: dict) -> str:
     rows = "".join(f"| {side} | " + " | ".join(f"{100 * m[n]:.2f}" for n in names) + " |\n"
                    for side, m in report["metrics"].items())
     return (f"{report['benchmark']}: {report['pairs']} pairs, max |Δscore| = {report['max_abs_diff']:.3g} "
-            f"(atol {report['atol']:g}), identical rankings {report['identical_rankings']}/{report['queries']} queries\n\n"
+            f"(atol {report['atol']:g}), "
+            f"identical rankings {report['identical_rankings']}/{report['queries']} queries\n\n"
             f"| scorer | {' | '.join(names)} |\n|---|{'---:|' * len(names)}\n{rows}")
 
 

@@ -207,7 +207,8 @@ class QABenchmark(Benchmark):
             index = dataset_bm25_index(self.dataset, self.cache_dir, self.bm25)
             run = bm25_run(index, queries, self.depth, DocStore(self.dataset))
         else:
-            raise DataError(f"benchmark {self.name}: set benchmark.candidates (file) or benchmark.dataset (ir_datasets id)")
+            raise DataError(f"benchmark {self.name}: set benchmark.candidates (file) "
+                            "or benchmark.dataset (ir_datasets id)")
         return self._judged(run, Answers(answers, self.ks), self.candidates or self.dataset)
 
 

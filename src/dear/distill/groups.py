@@ -34,7 +34,8 @@ class GroupSampler(Sampler[int]):
         self.epoch, self._resume_at = epoch, (epoch, start)
 
     def __iter__(self):
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        order = (np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle
+                 else np.arange(self.n))
         rank, world = rank_world(launcher_env=False)
         per_rank = -(-self.n // world)
         order = np.resize(order, per_rank * world)[rank::world]  # pad by wrapping, equal length per rank

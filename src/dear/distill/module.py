@@ -65,7 +65,8 @@ class DistillModule(L.LightningModule):
         if not torch.isfinite(parts["loss"]):
             raise FloatingPointError(f"step {self.global_step}: the loss is {parts['loss'].item()} (rank "
                                      f"{parts['rank'].item()}, kd {parts['kd'].item()}) on the groups of "
-                                     f"{sorted({q for q, _ in batch.get('pairs', [])})}: lower module.lr or check the teacher")
+                                     f"{sorted({q for q, _ in batch.get('pairs', [])})}: "
+                                     "lower module.lr or check the teacher")
         B = scores.size(0)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True, batch_size=B)
         return parts["loss"]
@@ -110,7 +111,8 @@ class DistillModule(L.LightningModule):
         self.tokenizer.save_pretrained(directory)
         meta = {"kind": self.kind, "base_model": self.student_cfg["model"]}
         if self.kind == "bi_encoder":  # a plain encoder dir: loadable by transformers / sentence-transformers
-            meta |= {"inputs": student_inputs(self.student_cfg, self.tokenizer).describe(), "logit_scale": self.logit_scale}
+            meta |= {"inputs": student_inputs(self.student_cfg, self.tokenizer).describe(),
+                     "logit_scale": self.logit_scale}
         else:
             meta |= {"template": dict(self.student_cfg.get("template") or {}), "pooling": self.pooling}
         (directory / EXPORT_META).write_text(json.dumps(meta, indent=2))

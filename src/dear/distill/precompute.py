@@ -64,7 +64,8 @@ class TeacherScoring(L.LightningModule):
         # The teacher's numerics are its own config's (dtype; bf16 autocast on GPU), as in the
         # single-process path: trainer.precision is not part of the cache fingerprint.
         with torch.autocast(self.device.type, enabled=False):
-            scored = self.data.teacher.cache.build_shards(self.plan, [int(i) for i in shards], self._teacher, self.data.docs)
+            scored = self.data.teacher.cache.build_shards(self.plan, [int(i) for i in shards], self._teacher,
+                                                          self.data.docs)
         log(f"rank {self.global_rank}: scored {scored} of its {len(shards)} shards (the rest were valid)")
 
     def _teacher(self):

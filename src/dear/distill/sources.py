@@ -52,7 +52,8 @@ class IrDatasetsTrainSource:
 
     def describe(self) -> dict:
         """What the candidate pools depend on (part of the teacher-cache fingerprint)."""
-        desc = {"dataset": self.dataset, "negatives": self.negatives, "depth": self.depth, "max_queries": self.max_queries}
+        desc = {"dataset": self.dataset, "negatives": self.negatives, "depth": self.depth,
+                "max_queries": self.max_queries}
         if self.negatives == "bm25":
             desc["bm25"] = vars(self.bm25)
         if self.run:

@@ -31,7 +31,8 @@ def build_student(model: str, revision: str | None = None, lora: dict | None = N
         if lora or quantization:
             raise ValueError("a bi_encoder student is fully fine-tuned (export: a plain encoder directory); "
                              "set student.lora=null and student.quantization=null")
-        return tokenizer, load_trainable(AutoModel, path, revision, dtype, gradient_checkpointing=gradient_checkpointing)
+        return tokenizer, load_trainable(AutoModel, path, revision, dtype,
+                                         gradient_checkpointing=gradient_checkpointing)
     net = load_trainable(AutoModelForSequenceClassification, path, revision, dtype, quantization,
                          gradient_checkpointing, fill_pad_id=True, num_labels=1)
     if lora:

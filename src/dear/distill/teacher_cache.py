@@ -134,7 +134,8 @@ class TeacherCache:
             for i, pairs in enumerate(plan.shards):
                 path = self._shard(i)
                 if not path.is_file():
-                    raise DataError(f"teacher cache {self.dir}: {path.name} is missing after the precompute; {_REBUILD}")
+                    raise DataError(f"teacher cache {self.dir}: {path.name} is missing after the precompute; "
+                                    f"{_REBUILD}")
                 records[path.name] = {"rows": len(pairs), "sha256": _file_sha256(path)}
             atomic_write_json(self.dir / "manifest.json", {**plan.manifest, "shards": records})
             atomic_write_text(self.dir / "complete", f"{plan.manifest['n_pairs']} pairs\n")
@@ -173,7 +174,8 @@ class TeacherCache:
             raise DataError(f"teacher cache {self.dir} is incomplete: run the precompute (it resumes)")
         manifest = json.loads((self.dir / "manifest.json").read_text())
         if manifest["fingerprint"] != fp:
-            raise DataError(f"teacher cache {self.dir} was computed for other settings: {_diff(manifest['fingerprint'], fp)}")
+            raise DataError(f"teacher cache {self.dir} was computed for other settings: "
+                            f"{_diff(manifest['fingerprint'], fp)}")
         if "shards" not in manifest:
             raise DataError(f"{self.dir / 'manifest.json'} has no shard checksums (an older cache); {_REBUILD}")
         tables = [self._verified_shard(name, record) for name, record in manifest["shards"].items()]
@@ -181,7 +183,8 @@ class TeacherCache:
         logits = dict(zip(zip(table["qid"].to_pylist(), table["docid"].to_pylist()), table["logit"].to_pylist()))
         missing = [p for p in needed if p not in logits]
         if missing:
-            raise DataError(f"teacher cache {self.dir} lacks {len(missing)} needed (qid, docid) pairs, e.g. {missing[:3]}")
+            raise DataError(f"teacher cache {self.dir} lacks {len(missing)} needed (qid, docid) pairs, "
+                            f"e.g. {missing[:3]}")
         return logits
 
     def _verified_shard(self, name: str, record: dict) -> pa.Table:

@@ -104,8 +104,8 @@ def _split_think(text: str) -> tuple[str, str, bool]:
     """→ (reasoning, answer, unclosed). Text after the last ``</think>`` is the answer. After an
     unclosed ``<think>`` everything is reasoning: only a final-ranking line inside it is read."""
     last = None
-    for last in _THINK_CLOSE.finditer(text):
-        pass
+    for match in _THINK_CLOSE.finditer(text):
+        last = match
     if last is not None:
         return _THINK_OPEN.sub("", text[: last.start()]), text[last.end():], False
     opened = _THINK_OPEN.search(text)

@@ -61,7 +61,8 @@ class ListwisePrompt:
             raise DataError(f"prompt {self.name!r}: max_words must be a positive integer or 'auto' "
                             f"(or null with max_chars set), got {self.max_words!r}")
         if self.max_chars is not None and not (isinstance(self.max_chars, int) and self.max_chars > 0):
-            raise DataError(f"prompt {self.name!r}: max_chars must be a positive integer or null, got {self.max_chars!r}")
+            raise DataError(f"prompt {self.name!r}: max_chars must be a positive integer or null, "
+                            f"got {self.max_chars!r}")
         if (self.prefix_reply is None) != (self.passage_reply is None):
             raise DataError("prompt: set both prefix_reply and passage_reply (multi-turn) or neither (single-turn)")
 

@@ -15,8 +15,8 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
-from dear.listwise.exported import EXPORT_META, export_settings
 from dear.errors import ConfigError
+from dear.listwise.exported import EXPORT_META, export_settings
 from dear.listwise.sft_data import IGNORE
 from dear.models.adapters import adapter_base, add_lora, is_adapter_dir
 from dear.models.loading import load_tokenizer, load_trainable, resolve_model_path

@@ -98,7 +98,8 @@ class TeacherPermutations:
             raise DataError(f"query {query.qid!r}: no teacher logit for {missing[:3]} (its ranked list must hold "
                             "only the source's positives and negatives)")
         positives = set(query.positives)
-        return sorted(range(len(window)), key=lambda i: (window[i] not in positives, -scores[(query.qid, window[i])], i))
+        return sorted(range(len(window)),
+                      key=lambda i: (window[i] not in positives, -scores[(query.qid, window[i])], i))
 
     def _example(self, query, docs, scores) -> CotExample | None:
         window = self.window(query)

@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--metric", help="metric name in metrics.json (default nDCG@10)")
     p.add_argument("--stage", help="stage to report (default: the last stage of each run's config)")
     p.add_argument("--name", help="table name (default: sweep.name)")
-    p.add_argument("--baseline", help="row to test the others against: 'FIELD=VALUE,...' (e.g. 'α=0'; 'none': no tests)")
+    p.add_argument("--baseline",
+                   help="row to test the others against: 'FIELD=VALUE,...' (e.g. 'α=0'; 'none': no tests)")
     p.add_argument("--out", type=Path, help="output directory (default: <the one sweep dir>/report)")
     p.add_argument("--verbose", action="store_true", help="show the traceback of input errors too")
     args = p.parse_args(argv)

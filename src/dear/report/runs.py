@@ -182,7 +182,8 @@ def _load_yaml(path: Path) -> DictConfig:
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise DataError(f"{where}: not a readable YAML config ({' '.join(str(getattr(e, 'problem', e)).split())})") from None
+        raise DataError(f"{where}: not a readable YAML config "
+                        f"({' '.join(str(getattr(e, 'problem', e)).split())})") from None
     if not isinstance(config, DictConfig):
         raise DataError(f"{path}: expected a YAML mapping, found a {type(config).__name__}")
     return config

@@ -36,7 +36,8 @@ class BM25Scorer:
         for ranking, query_tokens in zip(rankings, tokens):
             missing = [c.docid for c in ranking.candidates if c.docid not in self.position]
             if missing:
-                raise DataError(f"{self.name}: query {ranking.qid}: documents not in the BM25 corpus, e.g. {missing[:3]}")
+                raise DataError(f"{self.name}: query {ranking.qid}: documents not in the BM25 corpus, "
+                                f"e.g. {missing[:3]}")
             corpus_scores = self.index.retriever.get_scores(query_tokens) if query_tokens else None
             out.append(np.array([0.0 if corpus_scores is None else float(corpus_scores[self.position[c.docid]])
                                  for c in ranking.candidates], dtype=np.float32))

@@ -181,7 +181,8 @@ def export_meta(directory: Path, **fields) -> dict:
         raise DataError(f"{path}: expected a JSON object, found {type(meta).__name__}")
     for name, kind in fields.items():
         if not isinstance(meta.get(name), kind) or isinstance(meta.get(name), bool):
-            raise DataError(f"{path}: field {name!r}: expected {getattr(kind, '__name__', kind)}, found {meta.get(name)!r:.80}")
+            raise DataError(f"{path}: field {name!r}: expected {getattr(kind, '__name__', kind)}, "
+                            f"found {meta.get(name)!r:.80}")
     return meta
 
 

@@ -76,7 +76,8 @@ def pair_layout(post_processor: dict | None) -> list[tuple[str, object, int]] | 
         pieces = []
         for item in post_processor["pair"]:
             if "SpecialToken" in item:
-                pieces.append(("special", list(specials[item["SpecialToken"]["id"]]["ids"]), item["SpecialToken"]["type_id"]))
+                pieces.append(("special", list(specials[item["SpecialToken"]["id"]]["ids"]),
+                               item["SpecialToken"]["type_id"]))
             else:
                 pieces.append(("seq", item["Sequence"]["id"], item["Sequence"]["type_id"]))
         return pieces

@@ -57,7 +57,8 @@ def check_limits(body: RerankRequest, docs: list[RerankDocument], limits: Limits
     if len(docs) > limits.max_documents:
         raise LimitExceeded(f"documents: {len(docs)} > serve.limits.max_documents = {limits.max_documents}")
     if len(body.query) > limits.max_query_chars:
-        raise LimitExceeded(f"query: {len(body.query)} characters > serve.limits.max_query_chars = {limits.max_query_chars}")
+        raise LimitExceeded(f"query: {len(body.query)} characters > "
+                            f"serve.limits.max_query_chars = {limits.max_query_chars}")
     for i, d in enumerate(docs):
         if len(d.text) + len(d.title) > limits.max_document_chars:
             raise LimitExceeded(f"documents[{i}]: {len(d.text) + len(d.title)} characters > "
@@ -169,8 +170,9 @@ class Unauthorized(Exception):
 def bearer_check(api_key: str | None):
     """A dependency answering 401 unless ``Authorization: Bearer <api_key>`` (constant-time compare)."""
     scheme = HTTPBearer(auto_error=False)
+    bearer = Depends(scheme)
 
-    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:
+    async def check(credentials: HTTPAuthorizationCredentials | None = bearer) -> None:
         if api_key is None:
             return
         if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), api_key.encode()):
@@ -250,7 +252,8 @@ def build_app(scorer, model_name: str | None = None, limits: Limits | dict | Non
             return JSONResponse({"message": str(error)}, status_code=422)
         unit = relevance(scorer, scores)
         results = [RerankResult(index=i, relevance_score=float(unit[i]), raw_score=float(scores[i]),
-                                document={"text": docs[i].text, "title": docs[i].title or None} if body.return_documents else None)
+                                document=({"text": docs[i].text, "title": docs[i].title or None}
+                                          if body.return_documents else None))
                    for i in order[: body.top_n]]
         meta = {"api_version": {"version": api_version}, "billed_units": {"search_units": 1},
                 "model": model_name, **notes}

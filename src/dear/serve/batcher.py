@@ -61,7 +61,8 @@ class _Job:
 
     def take(self) -> _Chunk:
         start, self.sent = self.sent, self.sent + self.next_size()
-        return _Chunk(self, start, Ranking(self.ranking.query, self.ranking.candidates[start : self.sent], self.ranking.meta))
+        return _Chunk(self, start, Ranking(self.ranking.query, self.ranking.candidates[start : self.sent],
+                                           self.ranking.meta))
 
     def deliver(self, start: int, scores: np.ndarray) -> None:
         if self.future.done():  # failed already, or a client that went away left it cancelled

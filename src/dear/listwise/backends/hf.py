@@ -109,9 +109,9 @@ class TransformersBackend(LocalBackend):
         Why not ``generate`` itself: per step it runs its logits-processor, stopping-criteria and
         input-preparation machinery; at batch size 1, with nothing to amortise that over, the
         model card's one-``generate``-per-query loop was faster than a batched ``generate``
-        (``benchmarks/listwise_window.py --batch-size 1`` measures both; docs/speed.md). Prompts of unequal length are left-padded; each is prefilled alone
-        (``_prefill``) unless one is a single token, when the padded batch is prefilled under its
-        mask.
+        (``benchmarks/listwise_window.py --batch-size 1`` measures both; docs/speed.md). Prompts of
+        unequal length are left-padded; each is prefilled alone (``_prefill``) unless one is a
+        single token, when the padded batch is prefilled under its mask.
         """
         rows, lengths = len(prompts), [len(p) for p in prompts]
         device, pad_id = self.device, self.tokenizer.pad_token_id  # never None: load_tokenizer sets one
