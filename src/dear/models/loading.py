@@ -104,8 +104,8 @@ def cpu_bf16(device: torch.device, dtype: str = "auto") -> bool:
 
 def compute_autocast(device: torch.device, dtype: str = "auto"):
     """The inference context of a scorer: bf16 autocast on GPU (any ``dtype``, as before), and on
-    a CPU where ``cpu_bf16`` (~2.8x fp32 on AVX512-BF16, rankings checked against fp32 in
-    ``tests/test_bf16.py``); else none."""
+    a CPU where ``cpu_bf16`` (native bf16; rankings checked against fp32 in
+    ``tests/test_bf16.py``, speed in docs/speed.md); else none."""
     from contextlib import nullcontext
 
     if device.type == "cuda" or cpu_bf16(device, dtype):

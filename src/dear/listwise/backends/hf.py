@@ -14,8 +14,8 @@ from dear.utils.progress import progress_bar
 def generation_dtype(dtype: str, device: str = "auto") -> str:
     """The weights' dtype for generation: ``auto`` is ``bfloat16`` where the device computes it
     natively (a GPU, or a CPU with AVX512-BF16/AMX: decoding reads every weight once a token, so
-    half-size weights are the speed; ~2.9x fp32 on SmolLM2 here, ``benchmarks/listwise_window.py
-    --precision``), else ``float32``. The cache identity records the result, so windows generated
+    half-size weights are the speed: ``benchmarks/listwise_window.py --precision`` measures it),
+    else ``float32``. The cache identity records the result, so windows generated
     in bf16 and in fp32 never share a cache entry."""
     if dtype != "auto":
         return dtype
@@ -158,7 +158,7 @@ class TransformersBackend(LocalBackend):
     def _prefill(self, prompts: list[list[int]], width: int):
         """The KV cache of every prompt but its last token, one row at a time, left-padded to
         ``width - 1`` positions: each row's prefill is the causal one-sequence pass (no padding
-        mask: 2.7x faster attention at 4K tokens on a CPU than a masked batch), and ``_decode``
+        mask: faster attention on a CPU than a masked batch), and ``_decode``
         then decodes all rows together from it. Cached keys carry their rows' own positions.
         """
         from transformers import DynamicCache
