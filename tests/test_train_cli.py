@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from conftest import ROOT
 
+from dear.utils.repro import FINISHED
+
 
 def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):
     files = ["benchmark@evaluation.benchmark=files", f"evaluation.benchmark.candidates={toy_files['run']}",
@@ -57,6 +59,17 @@ def test_train_precomputes_trains_exports_evaluates_and_resumes(tmp_path, flag_j
     header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "train/kd", "val/nDCG@10"} <= set(header)
 
+    # A finished run is never changed: the same command again is refused before anything is written.
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    refused = train(run, flag_jsonl, toy_files, tiny_bert_cls, "alpha=a0.5", "trainer.max_steps=6", check=False)
+    assert refused.returncode == 2 and "holds a finished run" in refused.stderr
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+    # One that was killed after training (in its evaluation: no metrics.json, not marked finished)
+    # resumes from last.ckpt, here with more steps to go.
+    (run / "metrics.json").unlink()
+    (run / "repro.json").write_text(json.dumps({k: v for k, v in json.loads((run / "repro.json").read_text()).items()
+                                                if k != FINISHED}))
     again = train(run, flag_jsonl, toy_files, tiny_bert_cls, "alpha=a0.5", "trainer.max_steps=6")
     assert "Restoring states from the checkpoint path" in again.stderr
     assert "teacher cache missing" not in again.stderr  # reused, not recomputed
