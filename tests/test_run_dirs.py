@@ -54,11 +54,13 @@ def test_a_bad_job_of_a_multirun_fails_alone(toy_files, tmp_path):
     bad = tmp_path / "bad_qrels.txt"
     bad.write_text("q1 0 d1 x\n")
     proc = run("evaluate.py", "-m", "benchmark=files", f"benchmark.candidates={toy_files['run']}",
-               f"benchmark.qrels={toy_files['qrels']},{bad},{toy_files['qrels']}", f"hydra.sweep.dir={tmp_path / 'm'}")
+               f"benchmark.qrels={toy_files['qrels']},{bad},{toy_files['qrels']}", f"hydra.sweep.dir={tmp_path / 'm'}",
+               "+endpoint_test.api_key=plainsecretvalue")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert errors and all(line.startswith("error: [#1 ") and f"{bad}:1:" in line for line in errors), errors
+    assert "plainsecretvalue" not in "".join(errors)  # the job's overrides are named, masked
     finished = sorted(p.parent.name for p in (tmp_path / "m").glob("*/metrics.json"))
     assert finished == ["0_files", "2_files"]  # the job after the bad one ran
 

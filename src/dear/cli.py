@@ -89,7 +89,7 @@ def user_errors(verbose: bool = False, secrets=frozenset(), job: str | None = No
             raise
         message = str(ours) if isinstance(ours, JobFailed) else one_line(ours, secrets)
         if job:
-            message = f"[{job}] {message}"
+            message = mask(f"[{job}] {message}", secrets)
         print(f"error: {message}", file=sys.stderr, flush=True)
         if job:
             raise JobFailed(message) from None
@@ -108,12 +108,13 @@ def entry_point(task=None, *, results: bool = False):
         from hydra.types import RunMode
 
         from dear.utils.masking import job_secrets
-        from dear.utils.repro import mark_finished, refuse_finished
+        from dear.utils.repro import mark_finished, refuse_finished, scrub_override
 
         hydra_cfg = HydraConfig.get()
         secrets = job_secrets(cfg, hydra_cfg)
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
-        name = f"#{hydra_cfg.job.num} {' '.join(hydra_cfg.overrides.task)}".strip() if multirun else None
+        overrides = " ".join(scrub_override(o) for o in hydra_cfg.overrides.task)
+        name = f"#{hydra_cfg.job.num} {overrides}".strip() if multirun else None
         run_dir = Path(hydra_cfg.runtime.output_dir)
         with user_errors(verbose_errors(), secrets, name):
             if results:
