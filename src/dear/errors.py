@@ -119,7 +119,8 @@ def json_texts(value, where: str) -> list[str]:
 def json_object(value, where: str, *required: str) -> dict:
     """A JSON object holding every ``required`` key, else a DataError naming ``where``."""
     if not isinstance(value, dict):
-        raise DataError(f"{where}: expected an object with {list(required)}, found {_kind(value)}")
+        keys = f" with {list(required)}" if required else ""
+        raise DataError(f"{where}: expected an object{keys}, found {_kind(value)}")
     missing = [k for k in required if k not in value]
     if missing:
         raise DataError(f"{where} is missing field(s) {missing}")

@@ -9,11 +9,11 @@ cache directory, ``top_k``, back-end options such as ``dtype`` or ``batch_size``
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
-from dear.errors import DataError
+from dear.errors import DataError, json_object
 from dear.listwise.prompts import ListwisePrompt
+from dear.utils.io import read_json
 
 EXPORT_META = "dear_listwise.json"
 
@@ -53,14 +53,7 @@ def reranker_from_export(path: str, cache_dir: str | None = None, top_k: int | N
 
     directory = export_dir(path)
     meta_path = directory / EXPORT_META
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{meta_path}:{e.lineno}: invalid JSON ({e.msg})") from None
-    except (OSError, UnicodeDecodeError, RecursionError) as e:
-        raise DataError(f"{meta_path}: not readable ({type(e).__name__}: {e})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
+    meta = json_object(read_json(meta_path), str(meta_path))
     for key, kind in (("prompt", dict), ("generation", dict)):
         if not isinstance(meta.get(key), kind):
             raise DataError(f"{meta_path}: field {key!r} must be a JSON object")

@@ -3,10 +3,10 @@ trainable LoRA."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from dear.errors import DataError
+from dear.errors import DataError, json_object
+from dear.utils.io import read_json
 
 
 def is_adapter_dir(path: str) -> bool:
@@ -20,10 +20,7 @@ def adapter_base(path: str) -> str:
     from dear.models.packaged import PREFIX, packaged_model
 
     file = Path(path) / "adapter_config.json"
-    try:
-        base = json.loads(file.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (OSError, ValueError, AttributeError) as e:
-        raise DataError(f"{file}: not a readable adapter config ({type(e).__name__}: {e})") from None
+    base = json_object(read_json(file), str(file)).get("base_model_name_or_path")
     if not isinstance(base, str) or not base:
         raise DataError(f"{file}: base_model_name_or_path: expected the base model's name, found {base!r}")
     if base.startswith(PREFIX):

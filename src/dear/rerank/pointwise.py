@@ -8,19 +8,19 @@ tokenised once; pairs are scored in length-sorted, dynamically padded batches un
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dear.data.contract import Ranking
-from dear.errors import DataError
+from dear.errors import DataError, json_object
 from dear.models.batching import length_batches, pad
 from dear.models.loading import compute_autocast, load_pretrained, load_sequence_classifier
 from dear.rerank.bi_encoder import BiEncoderInputs, mean_embedding
 from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
+from dear.utils.io import read_json
 from dear.utils.memo import LRUMemo
 from dear.utils.progress import progress_bar
 
@@ -173,12 +173,7 @@ def export_meta(directory: Path, **fields) -> dict:
     """``<directory>/dear_scorer.json`` as a dict whose ``fields`` have their types (``name=type``),
     else a DataError naming the file (and the field)."""
     path = directory / EXPORT_META
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
-        raise DataError(f"{path}: not a readable export description ({type(e).__name__}: {e})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    meta = json_object(read_json(path), str(path))
     for name, kind in fields.items():
         if not isinstance(meta.get(name), kind) or isinstance(meta.get(name), bool):
             raise DataError(f"{path}: field {name!r}: expected {getattr(kind, '__name__', kind)}, "
