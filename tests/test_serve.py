@@ -417,3 +417,19 @@ def test_an_unknown_limit_or_batching_setting_is_a_config_error(limits, batching
 
     with pytest.raises(ConfigError, match=rf"^{field}: unknown setting\(s\)"):
         build_app(FakeScorer(None), "fake", limits, batching)
+
+
+def test_a_scorer_that_needs_whole_rankings_is_never_given_a_chunk():
+    """FusionScorer normalises over all of a ranking's candidates (``whole_rankings``): the server
+    scores its requests whole, while other scorers' large requests go in chunks."""
+    from dear.rerank.fusion import FusionScorer
+
+    class WholeScorer(FakeScorer):
+        whole_rankings = FusionScorer.whole_rankings
+
+    docs = [f"document {i}" for i in range(5)]
+    for scorer, calls in [(WholeScorer(None), [5]), (FakeScorer(None), [2, 2, 1])]:
+        app = build_app(scorer, "fake", batching={"chunk_pairs": 2, "max_wait_ms": 0})
+        with serving(app) as (url, _):
+            assert httpx.post(f"{url}/v2/rerank", json={"query": "q", "documents": docs}).status_code == 200
+        assert scorer.calls == calls

@@ -45,6 +45,8 @@ class FusionScorer:
     # Every setting shapes the fused scores; members' configs are fingerprinted whole (nested
     # runtime knobs included, as the caches made so far were).
     runtime_only = frozenset()
+    # Scores are normalised over all of a ranking's candidates: score a ranking whole, never in parts.
+    whole_rankings = True
 
     def __init__(self, members: dict, normalisation: str = "rrf", rrf_k: float = 60.0, scale: float = 1.0):
         if normalisation not in NORMALISATIONS:

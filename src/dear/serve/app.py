@@ -30,7 +30,6 @@ from tokenizers import Tokenizer
 
 from dear.data.contract import Candidate, Query, Ranking
 from dear.errors import ConfigError, DataError, EndpointError
-from dear.rerank.fusion import FusionScorer
 from dear.rerank.pointwise import BiEncoderScorer
 from dear.rerank.template import words_prefix
 from dear.serve.batcher import MicroBatcher, QueueFull
@@ -199,7 +198,7 @@ def build_app(scorer, model_name: str | None = None, limits: Limits | dict | Non
     model_name = model_name or served_name(scorer)
     limits = limits if isinstance(limits, Limits) else Limits(**known_keys(limits or {}, Limits, "serve.limits"))
     batching = known_keys(dict(batching or {}), MicroBatcher, "serve.batching")
-    if isinstance(scorer, FusionScorer):  # it normalises over a query's candidates: a request is scored whole
+    if getattr(scorer, "whole_rankings", False):  # its scores depend on all of a request's documents
         batching["chunk_pairs"] = None
     batcher = MicroBatcher(scorer.score, **batching)
     reranking = Reranking(batcher, listwise, listwise_depth)
