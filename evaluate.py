@@ -12,8 +12,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dear.cli import entry_point, run
-from dear.config import build_stages, prepare_environment, register_resolvers
+from dear.config import build_stages, hydra_choices, prepare_environment, register_resolvers
 from dear.eval.pipeline import run_pipeline, timed_load
+from dear.report.against import write_against_paper
 from dear.utils.repro import write_record
 
 register_resolvers()
@@ -30,6 +31,9 @@ def main(cfg: DictConfig) -> float:
     write_record(out_dir, cfg)
     result = run_pipeline(benchmark, stages, out_dir, loaded)
     print(f"\n## {benchmark.name}\n\n{result['table']}")
+    against = write_against_paper(out_dir, result["metrics"], benchmark.name, cfg, hydra_choices())
+    if against:
+        print(against)
     last = list(result["metrics"].values())[-1]
     return last[benchmark.measures[-1]]  # the sweep objective: the last stage's last metric
 

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("DEAR_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+from tests.helpers import ROOT, SHARED_DATA, shared  # noqa: F401  (shared: for tests that import it from here)
 
 _session_tmp = Path(tempfile.mkdtemp(prefix="dear-tests-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-# fp32 on CPU unless a test turns bf16 on (tests/test_bf16.py): the exactness tests compare
+# fp32 on CPU unless a test turns bf16 on (tests/models/test_bf16.py): the exactness tests compare
 # against fp32 references; bf16's own parity is tested against fp32 there.
 os.environ["DEAR_CPU_BF16"] = "0"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -33,14 +32,6 @@ if (SHARED_DATA / "ir_datasets").is_dir():
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_session_tmp, ignore_errors=True)
-
-
-def shared(*parts: str) -> Path:
-    """A path under ../shared/data, or skip the test with the reason when it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path} (third-party data, not committed; see docs/evaluation.md)")
-    return path
 
 
 @pytest.fixture(scope="session")

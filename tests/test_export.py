@@ -12,12 +12,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, shared
 
 from dear.distill.losses import DistillLoss
 from dear.distill.module import DistillModule
 from dear.export import main, serving_pad_id
 from dear.serve.pairs import PairTokenizer
+from tests.helpers import ROOT, shared
 
 
 def tiny_export(model: str, targets: list[str], pooling: str, run_dir):

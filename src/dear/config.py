@@ -43,6 +43,17 @@ def prepare_environment(cfg) -> None:
 SHARED_PARTS = ("scorer", "backend")
 
 
+def hydra_choices() -> dict:
+    """The config options the running Hydra job was composed from (``{"teacher": "rankllama_13b", ...}``;
+    empty outside a Hydra job)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return {}
+    return {str(k): v for k, v in OmegaConf.to_container(HydraConfig.get().runtime.choices).items()}
+
+
 def build_stages(pipeline, build=None) -> list:
     """``pipeline.stages`` → ``dear.eval.pipeline.Stage``s, each reranker made by ``build``
     (``hydra.utils.instantiate``). With ``pipeline.shared_base: true`` (conf/pipeline/dual_stage.yaml)

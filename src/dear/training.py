@@ -11,8 +11,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from dear.config import hydra_choices
 from dear.distill.teacher import Teacher
 from dear.eval.pipeline import Stage, run_pipeline, stages_from_config
+from dear.report.against import write_against_paper
 from dear.utils.checkpoints import load_checkpoint, resume_checkpoint
 from dear.utils.io import atomic_dir
 from dear.utils.plain import to_plain
@@ -114,6 +116,10 @@ def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path,
         benchmark = instantiate(node)
         result = run_pipeline(benchmark, stages, out_dir)
         print(f"\n## {benchmark.name}\n\n{result['table']}")
+        against = write_against_paper(out_dir, result["metrics"], benchmark.name, cfg, hydra_choices(),
+                                      exported.name if exported else None)
+        if against:
+            print(against)
         results[name] = result["metrics"]
     return results
 

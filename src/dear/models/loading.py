@@ -12,6 +12,7 @@ from dear.errors import DataError
 from dear.models.adapters import adapter_base, attach_adapter, is_adapter_dir
 from dear.models.gguf import dequantized_dir
 from dear.models.packaged import PREFIX, packaged_model
+from dear.models.provenance import note_model, note_tokenizer
 
 
 def resolve_model_path(name: str) -> str:
@@ -105,7 +106,7 @@ def cpu_bf16(device: torch.device, dtype: str = "auto") -> bool:
 def compute_autocast(device: torch.device, dtype: str = "auto"):
     """The inference context of a scorer: bf16 autocast on GPU (any ``dtype``, as before), and on
     a CPU where ``cpu_bf16`` (native bf16; rankings checked against fp32 in
-    ``tests/test_bf16.py``, speed in docs/speed.md); else none."""
+    ``tests/models/test_bf16.py``, speed in docs/speed.md); else none."""
     from contextlib import nullcontext
 
     if device.type == "cuda" or cpu_bf16(device, dtype):
@@ -113,14 +114,17 @@ def compute_autocast(device: torch.device, dtype: str = "auto"):
     return nullcontext()
 
 
-def load_tokenizer(path: str, revision: str | None = None):
-    """A tokenizer with an explicit pad token (EOS for decoders without one) and right padding."""
+def load_tokenizer(path: str, revision: str | None = None, name: str | None = None):
+    """A tokenizer with an explicit pad token (EOS for decoders without one) and right padding.
+    ``name``: what repro.json calls it (default: ``path``)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(path), revision=revision)
+    resolved = resolve_model_path(path)
+    tok = AutoTokenizer.from_pretrained(resolved, revision=revision)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
+    note_tokenizer(name or path, resolved, tok)
     return tok
 
 
@@ -149,13 +153,16 @@ def load_pretrained(auto_cls, model: str, adapter: str | None = None, revision: 
     path, adapter = base_and_adapter(model, adapter)
     dev = pick_device(device)
     tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
-    tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None)
+    tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None,
+                               name=model if tok_source == path else tok_source)
     net = auto_cls.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, dev), **kwargs)
     if fill_pad_id:
         _fill_pad_id(net)
     if adapter:
         net = attach_adapter(net, adapter, merge)
-    return tokenizer, net.to(dev).eval()
+    net = net.to(dev).eval()
+    note_model(model, path, net, adapter)
+    return tokenizer, net
 
 
 def load_causal_lm(model: str, adapter: str | None = None, revision: str | None = None, dtype: str = "auto",
@@ -186,7 +193,9 @@ def load_trainable(auto_cls, path: str, revision: str | None = None, dtype: str 
         if isinstance(q.get("bnb_4bit_compute_dtype"), str):
             q["bnb_4bit_compute_dtype"] = getattr(torch, q["bnb_4bit_compute_dtype"])
         kwargs["quantization_config"] = BitsAndBytesConfig(**q)
-    net = auto_cls.from_pretrained(resolve_model_path(path), **kwargs)
+    resolved = resolve_model_path(path)
+    net = auto_cls.from_pretrained(resolved, **kwargs)
+    note_model(path, resolved, net, device=False)  # the trainer places it
     if fill_pad_id:
         _fill_pad_id(net)
     if quantization:

@@ -35,6 +35,7 @@ import torch
 from dear.errors import ConfigError
 from dear.models.adapters import adapter_base, is_adapter_dir
 from dear.models.loading import load_tokenizer, pick_device, pick_dtype, resolve_model_path
+from dear.models.provenance import note_model
 
 # The one-logit head of a Stage-1 adapter: PEFT saves a modules_to_save copy without the adapter's
 # name (older versions kept ``.modules_to_save.<name>``).
@@ -120,6 +121,7 @@ class SharedBase:
             raise ConfigError(f"shared base: the {role} adapter {adapter_dir} does not fit the base {base} "
                               f"(missing {result.missing_keys[:3]})")
         self.net, self.key = net.to(dev).eval(), self.key or key
+        note_model(f"{role}:{adapter_dir}", base, self.net, adapter_dir)
         self.active = None
         self.activate(name)  # whichever adapter was active before, the new one's layers now exist
         attached = _Attached(name, adapter_dir, written)

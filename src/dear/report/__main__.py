@@ -5,12 +5,16 @@
     python -m dear.report --wandb my-team/dear/alpha --out reports/alpha    # online: a W&B group
     python -m dear.report RUNS --rows 'Teacher=teacher.model,Student=student.model' --stage student
     python -m dear.report multirun/toy/T --baseline 'α=0'      # † against the α = 0 row
+    python -m dear.report multirun/toy/T --against paper       # beside the paper's Figure 5 (paper_layout.py)
+    python -m dear.report --diff RUN_A RUN_B                   # environments, configs, metrics with p-values
 
 Rows, figure, averaged sets and baseline come from the runs' ``sweep.report`` config
 (sweeps/*.yaml) unless given here. Runs that differ only by ``seed`` form one cell (mean ± sd).
 Writes <out>/table.md, table.tex, cells.json (every number with its runs, seeds and p-values) and
 figure.png (the average vs the figure field, sd over seeds as error bars) — by default into
-<sweep dir>/report/.
+<sweep dir>/report/; with ``--against paper`` also against_paper.md/.tex (and the published curve in
+the figure when the paper table is Figure 5). ``--diff`` prints (and with --out writes diff.md,
+diff.json) what differs between two runs (dear/report/diff.py).
 """
 
 from __future__ import annotations
@@ -22,8 +26,15 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dear.cli import user_errors
+from dear.report.against import LOG_HEADER, log_lines
+from dear.report.diff import diff_runs
+from dear.report.diff import markdown as diff_markdown
+from dear.report.diff import to_json as diff_json
 from dear.report.figure import write_figure
 from dear.report.paired import add_significance
+from dear.report.paper_layout import build_layout, published_curve
+from dear.report.paper_layout import latex as paper_latex
+from dear.report.paper_layout import markdown as paper_markdown
 from dear.report.render import cells_json, latex, markdown
 from dear.report.runs import RunResult, load_run_dirs, load_wandb_group
 from dear.report.table import BEIR8, Spec, build_table
@@ -43,8 +54,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline",
                    help="row to test the others against: 'FIELD=VALUE,...' (e.g. 'α=0'; 'none': no tests)")
     p.add_argument("--out", type=Path, help="output directory (default: <the one sweep dir>/report)")
+    p.add_argument("--against", choices=["paper"], help="also render the table beside the paper's published cells")
+    p.add_argument("--paper-table", help="the paper table to lay out against (default: sweep.report.paper, else "
+                                         "the one varying the row field: Figure 5 for α, Table 7 for pairs)")
+    p.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), type=Path,
+                   help="what differs between two runs: environment, config, metrics with paired tests")
+    p.add_argument("--log", nargs="+", metavar="RUN", type=Path,
+                   help="print docs/reproduction.md rows (one per published cell) for finished runs")
     p.add_argument("--verbose", action="store_true", help="show the traceback of input errors too")
     args = p.parse_args(argv)
+    if args.log:
+        if args.runs or args.wandb or args.diff:
+            p.error("--log takes run directories and nothing else")
+        return args
+    if args.diff:
+        if args.runs or args.wandb:
+            p.error("--diff takes exactly two run directories and nothing else")
+        return args
     if bool(args.runs) == bool(args.wandb):
         p.error("give run/sweep directories or --wandb ENTITY/PROJECT/GROUP (one of the two)")
     if args.out is None and len(args.runs) != 1:
@@ -70,6 +96,13 @@ def make_spec(args: argparse.Namespace, runs: list[RunResult]) -> Spec:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.diff:
+        return run_diff(args)
+    if args.log:
+        with user_errors(args.verbose):
+            lines = [line for run in args.log for line in log_lines(run)]
+        print("\n".join([LOG_HEADER, *lines]))
+        return 0
     with user_errors(args.verbose):
         runs = load_wandb_group(args.wandb) if args.wandb else load_run_dirs(args.runs)
         table = build_table(runs, spec := make_spec(args, runs))
@@ -78,14 +111,37 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(out / "table.md", markdown(table))
         atomic_write_text(out / "table.tex", latex(table))
         atomic_write_json(out / "cells.json", cells_json(table))
-        figure = spec.figure and write_figure(table, out / "figure.png")
+        layout = None
+        if args.against:
+            asked = args.paper_table or next((r.select("sweep.report.paper") for r in runs
+                                              if r.select("sweep.report.paper")), None)
+            layout = build_layout(table, runs, asked)
+            atomic_write_text(out / "against_paper.md", paper_markdown(layout))
+            atomic_write_text(out / "against_paper.tex", paper_latex(layout))
+        curve = published_curve(layout) if layout else []
+        source = layout and layout.paper_table + ("; ‡ another setup: against_paper.md"
+                                                  if any(r.differences for r in layout.rows) else "")
+        figure = spec.figure and write_figure(table, out / "figure.png", curve, source)
         if not figure:
             (out / "figure.png").unlink(missing_ok=True)  # an earlier report's figure would mislead
     print(markdown(table))
-    written = ["table.md", "table.tex", "cells.json"] + (["figure.png"] if figure else [])
+    if layout:
+        print(paper_markdown(layout))
+    written = (["table.md", "table.tex", "cells.json"] + (["against_paper.md", "against_paper.tex"] if layout else [])
+               + (["figure.png"] if figure else []))
     print(f"{len(runs)} runs → {out}/{{{','.join(written)}}}", file=sys.stderr)
     if spec.figure and not figure:
         print(f"no figure: no row has every averaged set ({', '.join(spec.average)})", file=sys.stderr)
+    return 0
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    with user_errors(args.verbose):
+        result = diff_runs(*args.diff)
+        if args.out:
+            atomic_write_text(args.out / "diff.md", diff_markdown(result))
+            atomic_write_json(args.out / "diff.json", diff_json(result))
+    print(diff_markdown(result))
     return 0
 
 

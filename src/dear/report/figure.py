@@ -33,8 +33,10 @@ def figure_points(table: Table) -> dict[str, list[tuple[float, float, float | No
     return {label: sorted(points, key=lambda p: p[0]) for label, points in series.items()}
 
 
-def write_figure(table: Table, path: str | Path) -> bool:
-    """Plot into ``path`` (PNG); False, and nothing written, when no row has an average."""
+def write_figure(table: Table, path: str | Path, published: list[tuple[float, float]] = (),
+                 published_from: str | None = None) -> bool:
+    """Plot into ``path`` (PNG); False, and nothing written, when no row has an average.
+    ``published``: the paper's (x, value) points (``published_from``: its table), drawn dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,8 +52,12 @@ def write_figure(table: Table, path: str | Path) -> bool:
         ax.errorbar(xs, ys, yerr=[sd or 0.0 for sd in sds], marker="o", capsize=3, label=label)
         for x, y, _ in points:
             ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(5, 4), ha="left", fontsize=7)
+    if published:
+        xs, ys = zip(*published)
+        ax.plot(xs, ys, "k--", marker="s", markersize=4, label=f"published ({published_from})")
     plotted = sum(len(p) for p in series.values())
-    ticks = sorted(_numbers(row[list(table.spec.rows.values()).index(table.spec.figure)] for row in table.rows))
+    ticks = sorted(_numbers([row[list(table.spec.rows.values()).index(table.spec.figure)] for row in table.rows]
+                            + [str(x) for x, _ in published]))
     pad = 0.08 * ((ticks[-1] - ticks[0]) or 1)
     ax.set_xticks(ticks)  # every row's x, drawn or not
     ax.set_xlim(ticks[0] - pad, ticks[-1] + pad)
@@ -62,7 +68,7 @@ def write_figure(table: Table, path: str | Path) -> bool:
     note = f" (not drawn: {missing} of {len(table.rows)} rows without every averaged set)" if missing else ""
     seeds = f"; mean ± sd over {table.seeds} seeds" if table.seeds > 1 else ""
     ax.set_title(table.spec.name + seeds + note, fontsize=8)
-    if len(series) > 1:
+    if len(series) > 1 or published:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -12,7 +12,7 @@ from dear.report.table import MISSING, Table
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "α": r"$\alpha$",
                   "τ": r"$\tau$", "–": "--", "→": r"$\rightarrow$", "×": r"$\times$", "±": r"$\pm$",
-                  MARKER: r"\dag{}", "<": r"$<$", ">": r"$>$"}
+                  MARKER: r"\dag{}", "<": r"$<$", ">": r"$>$", "‡": r"\ddag{}", "Δ": r"$\Delta$", "—": "---"}
 MARKDOWN = {"bold": "**{}**", "sd": " ± {:.2f}", "marker": MARKER, "missing": MISSING}
 LATEX = {"bold": r"\textbf{{{}}}", "sd": r" $\pm$ {:.2f}", "marker": r"\textsuperscript{\dag}", "missing": "--"}
 

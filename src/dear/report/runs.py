@@ -140,18 +140,18 @@ def summary_metrics(summary: dict) -> Metrics:
 
 def config_differences(a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = (SEED,)) -> list[str]:
     """Dotted config keys whose values differ between two runs (unresolved), ``ignore`` left out."""
-    flat_a, flat_b = _flatten(OmegaConf.to_container(a)), _flatten(OmegaConf.to_container(b))
+    flat_a, flat_b = flatten(OmegaConf.to_container(a)), flatten(OmegaConf.to_container(b))
     return sorted(k for k in flat_a.keys() | flat_b.keys()
                   if flat_a.get(k) != flat_b.get(k) and k.split(".")[0] not in ignore)
 
 
-def _flatten(node, prefix: str = "") -> dict:
+def flatten(node, prefix: str = "") -> dict:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (an empty mapping stays a value)."""
     if not isinstance(node, dict) or not node:
         return {prefix: node}
     out = {}
     for key, child in node.items():
-        out.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flatten(child, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 

@@ -5,7 +5,16 @@
      "git": {"commit": "513975d...", "dirty": true, "changed": ["train.py"]},
      "python": "3.11.7", "packages": {"torch": "2.13.0+cpu", ...},
      "hardware": {"host": ..., "cpu": ..., "cpu_count": 2, "memory_gb": 7.7, "gpus": [], "cuda": null},
-     "cluster": {"SLURM_JOB_ID": ...}}
+     "cluster": {"SLURM_JOB_ID": ...},
+     "scoring": {"torch": "2.13.0+cpu", "transformers": ..., "vllm": null, ...},
+     "loaded": {"model:meta-llama/Llama-3.1-8B": {"revision": "0e9e39f...", "dtype": "bfloat16",
+                "device": "cuda:NVIDIA H200", ...}, "tokenizer:...": {"fingerprint": "3f1c..."}},
+     "finished": "2026-12-03T14:00:00+00:00"}
+
+``scoring`` lists the packages whose versions decide scores (None: not installed); ``loaded`` the
+models and tokenizers the run loaded, by what identifies their weights (the hub commit, else a
+fingerprint of the local files), with dtype and device class; it is written when the run ends
+(``mark_finished``). ``python -m dear.report --diff A B`` compares two records.
 
 ``command`` re-runs this one job alone (in a multirun the process's ``argv`` is the sweep command,
 or submitit's ``-m submitit.core._submit`` in a submitit job).
@@ -40,6 +49,11 @@ _URL_PASSWORD = re.compile(r"(://[^/\s:@]+):([^/\s@]+)@")  # group 2: the passwo
 _CLUSTER_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
                 "SLURM_NTASKS", "SLURM_JOB_PARTITION", "SUBMITIT_EXECUTOR", "CUDA_VISIBLE_DEVICES")
 REDACTED = "***"
+# Packages whose versions change scores: kernels and numerics, tokenization, adapters, engines, metrics.
+SCORING_PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "bitsandbytes", "vllm",
+                    "flash-attn", "numpy", "sentence-transformers", "bm25s", "ir-measures", "pytrec-eval-terrier",
+                    "ir-datasets", "gguf")
+_LOADED: dict[str, dict] = {}  # what this process loaded: "model:<name>" / "tokenizer:<name>" → facts
 
 
 def scrub(obj, key: str = ""):
@@ -113,7 +127,29 @@ def build_record(cfg, hydra_cfg) -> dict:
     return {"command": rerun_command(hydra_cfg, overrides), "argv": [scrub_override(a) for a in sys.argv],
             "cwd": hydra_cfg.runtime.cwd, "overrides": overrides, "seed": cfg.get("seed"), "git": git_state(),
             "python": platform.python_version(), "executable": sys.executable, "packages": package_versions(),
-            "hardware": hardware(), "cluster": {k: os.environ[k] for k in _CLUSTER_ENV if k in os.environ}}
+            "hardware": hardware(), "cluster": {k: os.environ[k] for k in _CLUSTER_ENV if k in os.environ},
+            "scoring": scoring_versions()}
+
+
+def scoring_versions() -> dict[str, str | None]:
+    """``SCORING_PACKAGES`` → installed version (None: not installed)."""
+    versions = {normal_name(name): version for name, version in package_versions().items()}
+    return {name: versions.get(normal_name(name)) for name in SCORING_PACKAGES}
+
+
+def normal_name(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``ir_measures`` = ``ir-measures``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def note_loaded(kind: str, name: str, facts: dict) -> None:
+    """Remember that this process loaded a ``kind`` ("model", "tokenizer") called ``name``; the
+    facts go into ``repro.json``'s ``loaded`` when the run finishes."""
+    _LOADED[f"{kind}:{name}"] = facts
+
+
+def loaded() -> dict[str, dict]:
+    return dict(sorted(_LOADED.items()))
 
 
 def write_record(run_dir: str | Path, cfg) -> Path:
@@ -134,7 +170,8 @@ def mark_finished(run_dir: str | Path) -> None:
     path = Path(run_dir) / RECORD
     if rank_world()[0] == 0:
         record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        atomic_write_json(path, {**record, FINISHED: datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        atomic_write_json(path, {**record, "loaded": {**record.get("loaded", {}), **loaded()},
+                                 FINISHED: datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
 
 def refuse_finished(run_dir: str | Path) -> None:

@@ -1,0 +1,45 @@
+"""Every YAML file under conf/ composes (and its interpolations resolve) in some primary config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dear.config import CONF_DIR, register_resolvers
+from tests.helpers.configs import compose_resolved
+
+register_resolvers()
+PRIMARY = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+OPTIONS = sorted(p.relative_to(CONF_DIR) for p in CONF_DIR.rglob("*.yaml") if p.parent != CONF_DIR)
+
+
+@pytest.mark.parametrize("primary", PRIMARY)
+def test_primary_config_composes(primary):
+    assert compose_resolved(primary, [])
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=str)
+def test_every_option_composes(option: Path):
+    group = "/".join(option.parent.parts)
+    name = option.stem
+    errors = []
+    for primary in PRIMARY:
+        for override in (f"{group}={name}", f"+{group}={name}"):  # a group in the defaults, or added
+            try:
+                compose_resolved(primary, [override])
+                return
+            except Exception as e:  # noqa: BLE001 - collected and reported below
+                errors.append(f"{primary} {override}: {type(e).__name__}: {e}")
+    pytest.fail(f"{option} composes in no primary config:\n" + "\n".join(errors))
+
+
+def test_overrides_reach_objects():
+    cfg = compose_resolved("evaluate", ["benchmark=noveleval", "pipeline=pointwise", "pointwise=dear_8b_ce"])
+    assert cfg["benchmark"]["_target_"].endswith("PooledBM25Benchmark")
+    scorer = cfg["pipeline"]["stages"]["pointwise"]["reranker"]["scorer"]
+    assert scorer["model"] == "abdoelsayed/dear-8b-reranker-ce-v1"
+    assert scorer["template"]["query_max_len"] == 32 and scorer["template"]["doc_max_len"] == 193
+    assert scorer["pooling"] == "reference" and scorer["template"]["join"] == "reference"
+
+
