@@ -67,6 +67,21 @@ class LastCheckpoint(ModelCheckpoint):
                          every_n_train_steps=every_n_train_steps, train_time_interval=train_time_interval,
                          save_on_train_epoch_end=False, enable_version_counter=False)
 
+    # Lightning has no public API for "will the loop validate after this batch" or "is this batch
+    # inside a gradient accumulation" (its own rule counts batches across epochs and defers to
+    # strategies that accumulate themselves): the loop's own private checks are called, and a
+    # Lightning without them fails here by name rather than resuming inexactly (requirements.txt pins it).
+    _PRIVATE = ("_should_accumulate", "_should_check_val_fx")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        missing = [name for name in self._PRIVATE if not hasattr(trainer.fit_loop.epoch_loop, name)]
+        if missing or not hasattr(trainer.fit_loop, "_data_fetcher"):
+            import lightning
+
+            raise RuntimeError(f"Lightning {lightning.__version__}: the training loops lack "
+                               f"{missing or '_data_fetcher'}; dear.utils.checkpoints.LastCheckpoint needs updating")
+        super().on_train_start(trainer, pl_module)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         epoch_loop = trainer.fit_loop.epoch_loop
         # Never between the batches of one optimizer step (gradient accumulation; a time interval or
