@@ -54,7 +54,8 @@ def test_smollm2_recipe_builds_the_real_llm_student_and_evaluates_four_stages(tm
     trained = {n.split(".layers.")[1].split(".")[0] for n, p in module.named_parameters()
                if p.requires_grad and "lora_A" in n}
     assert trained == {str(i) for i in range(22, 30)}  # LoRA on the top 8 of 30 layers only
-    assert module.pool.pooled_id == 0 and module.pool.fill_id == 2 and module.pool.max_length == 160
+    pool = module.student.pool
+    assert pool.pooled_id == 0 and pool.fill_id == 2 and pool.max_length == 160
     assert set(cfg.evaluation.benchmarks) == {"noveleval", "dl21", "scifact"}
     assert cfg.evaluation.exported.initial == "student_init" and "teacher" in cfg.evaluation.stages
     assert instantiate(cfg.evaluation.teacher_scorer).members["lexical"][0].name == "first_stage"

@@ -14,12 +14,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from dear.distill.groups import DocOverlay, GroupDataset, GroupSampler, PairCollator, ResumableLoader
-from dear.distill.student import student_inputs
+from dear.distill.student import student_kind
 from dear.distill.teacher import Teacher, TeacherLogits
 from dear.distill.teacher_cache import pair_list
 from dear.distill.validation import ValidationSet
 from dear.models.loading import load_tokenizer
-from dear.rerank.template import PairEncoder, PairTemplate
 from dear.utils.plain import to_plain
 from dear.utils.progress import log
 
@@ -72,10 +71,7 @@ class DistillDataModule(L.LightningDataModule):
         self.load_sources()
         logits = self.teacher.load(pair_list(self.queries)) if self.teacher is not None else None
         tokenizer = load_tokenizer(self.student_cfg["model"], self.student_cfg.get("revision"))
-        if self.student_cfg.get("kind", "cross_encoder") == "bi_encoder":
-            encoder = student_inputs(self.student_cfg, tokenizer)
-        else:
-            encoder = PairEncoder(tokenizer, PairTemplate(**(self.student_cfg.get("template") or {})))
+        encoder = student_kind(self.student_cfg).encoder(self.student_cfg, tokenizer)
         queries, docs = {q.qid: q.text for q in self.queries}, self.docs
         if self.validation is not None:
             queries |= self.validation.queries

@@ -15,11 +15,8 @@ import numpy as np
 import torch
 
 from dear.distill.losses import DistillLoss
-from dear.distill.student import build_student, student_inputs
-from dear.rerank.bi_encoder import mean_embedding
+from dear.distill.student import base_net, load_student
 from dear.rerank.pointwise import EXPORT_META
-from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
-from dear.rerank.template import PairTemplate
 from dear.utils.plain import to_plain
 from dear.utils.resume import restore_loader_states
 from dear.utils.state import trainable_state
@@ -32,32 +29,26 @@ class DistillModule(L.LightningModule):
         self.student_cfg = to_plain(student)
         self.loss = loss
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
-        self.tokenizer, self.model = build_student(**self.student_cfg)
+        # The network is this module's (its state dict, Lightning's device and strategy wrapping);
+        # the student's kind scores it, encodes its inputs and describes its export.
+        self.tokenizer, self.model, self.student = load_student(self.student_cfg)
         self.model.train()  # from_pretrained leaves eval mode (no dropout); Lightning keeps module modes
-        self.kind = self.student_cfg.get("kind", "cross_encoder")
-        if self.kind == "bi_encoder":
-            self.pooling, self.logit_scale = "mean", float(self.student_cfg.get("logit_scale", 20.0))
-        else:
-            pooling = self.student_cfg.get("pooling", "auto")
-            self.pooling = auto_mode(self._net) if pooling == "auto" else pooling
-            max_length = PairTemplate(**(self.student_cfg.get("template") or {})).max_length
-            self.pool = Pooling(self.pooling, self.tokenizer.pad_token_id, pooled_pad_id(self._net.config), max_length)
         self.strict_loading = False  # checkpoints carry trainable weights only
         self._val_scores: list[tuple[int, torch.Tensor]] = []
 
     @property
     def _net(self):
         """The HF model under the PEFT wrapper (LoRA layers are injected in place)."""
-        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return base_net(self.model)
+
+    @property
+    def pooling(self) -> str:
+        return self.student.pooling
 
     def forward(self, batch: dict) -> torch.Tensor:
-        """(N,) scores for N tokenised pairs: joined (cross-encoder) or query and document apart
-        (bi-encoder: ``logit_scale`` × cosine, as ``BiEncoderScorer``)."""
-        if self.kind == "bi_encoder":
-            q = mean_embedding(self.model, batch["query_ids"], batch["query_mask"])  # (N, H)
-            d = mean_embedding(self.model, batch["doc_ids"], batch["doc_mask"])
-            return self.logit_scale * (q * d).sum(-1)
-        return self.pool(self._net, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        """(N,) scores for N tokenised pairs (``dear.distill.student``: joined pairs for a
+        cross-encoder, query and document apart for a bi-encoder)."""
+        return self.student.scores(self.model, batch)
 
     def training_step(self, batch, batch_idx):
         scores = self(batch).view_as(batch["labels"])  # (B, m)
@@ -109,12 +100,8 @@ class DistillModule(L.LightningModule):
         directory = Path(directory)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        meta = {"kind": self.kind, "base_model": self.student_cfg["model"]}
-        if self.kind == "bi_encoder":  # a plain encoder dir: loadable by transformers / sentence-transformers
-            meta |= {"inputs": student_inputs(self.student_cfg, self.tokenizer).describe(),
-                     "logit_scale": self.logit_scale}
-        else:
-            meta |= {"template": dict(self.student_cfg.get("template") or {}), "pooling": self.pooling}
+        meta = {"kind": self.student.name, "base_model": self.student_cfg["model"],
+                **self.student.export_meta(self.student_cfg, self.tokenizer)}
         (directory / EXPORT_META).write_text(json.dumps(meta, indent=2))
         return directory
 

@@ -1,16 +1,27 @@
-"""Build the Stage-1 student: a one-logit sequence classifier with LoRA (optionally QLoRA).
+"""The Stage-1 student, by kind (``student.kind``): how it loads, encodes a pair, scores and exports.
 
-Decoder students (Llama 3.x, Qwen 2.5/3) are pooled as the released DeAR-P models were
-(``reference``: the EOS at position 227 of the 228-token padded pair), encoders at [CLS]
-(see ``dear.rerank.pooling``); the score head is trained in full alongside
-the adapters (PEFT's ``modules_to_save`` for sequence classification).
+- ``cross_encoder`` (default): a one-logit sequence classifier over the joined pair with LoRA
+  (optionally QLoRA); decoders (Llama 3.x, Qwen 2.5/3) pooled as the released DeAR-P models were
+  (``reference``: the EOS at position 227 of the 228-token padded pair), encoders at [CLS]
+  (``dear.rerank.pooling``); the score head is trained in full alongside the adapters (PEFT's
+  ``modules_to_save`` for sequence classification).
+- ``bi_encoder``: the bare encoder body, queries and documents embedded apart (mean pooling), the
+  score ``logit_scale`` × cosine, as ``BiEncoderScorer`` scores its export.
+
+``StudentKind.load(spec)`` builds the kind for a ``conf/student`` node; the LightningModule keeps
+the network it returns and calls the kind's ``scores(net, batch)`` / ``export_meta()``; the data
+module asks ``encoder(spec, tokenizer)`` for the pair encoder its collator uses.
 """
 
 from __future__ import annotations
 
+import torch
+
 from dear.models.adapters import add_lora
 from dear.models.loading import load_tokenizer, load_trainable, resolve_model_path
-from dear.rerank.bi_encoder import BiEncoderInputs
+from dear.rerank.bi_encoder import BiEncoderInputs, mean_embedding
+from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
+from dear.rerank.template import PairEncoder, PairTemplate
 
 
 def build_student(model: str, revision: str | None = None, lora: dict | None = None,
@@ -23,8 +34,7 @@ def build_student(model: str, revision: str | None = None, lora: dict | None = N
     joined pair) or ``bi_encoder`` (the bare encoder body: queries and documents embedded apart)."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    if kind not in ("cross_encoder", "bi_encoder"):
-        raise ValueError(f"student.kind must be cross_encoder or bi_encoder, got {kind!r}")
+    student_kind({"kind": kind})  # a known kind, else a ValueError naming them
     path = resolve_model_path(model)
     tokenizer = load_tokenizer(path, revision)
     if kind == "bi_encoder":
@@ -44,3 +54,68 @@ def student_inputs(student: dict, tokenizer) -> BiEncoderInputs:
     """A bi-encoder student's inputs (``max_len``, ``query_prefix``, ``doc_prefix``)."""
     return BiEncoderInputs(tokenizer, int(student.get("max_len", 256)), student.get("query_prefix", ""),
                            student.get("doc_prefix", ""))
+
+
+def base_net(net):
+    """The HF model under a PEFT wrapper (LoRA layers are injected in place)."""
+    return net.get_base_model() if hasattr(net, "get_base_model") else net
+
+
+class CrossEncoderKind:
+    name = "cross_encoder"
+
+    def __init__(self, spec: dict, tokenizer, net):
+        pooling = spec.get("pooling", "auto")
+        self.template = dict(spec.get("template") or {})
+        self.pooling = auto_mode(base_net(net)) if pooling == "auto" else pooling
+        self.pool = Pooling(self.pooling, tokenizer.pad_token_id, pooled_pad_id(base_net(net).config),
+                            PairTemplate(**self.template).max_length)
+
+    @staticmethod
+    def encoder(spec: dict, tokenizer) -> PairEncoder:
+        return PairEncoder(tokenizer, PairTemplate(**(spec.get("template") or {})))
+
+    def scores(self, net, batch: dict) -> torch.Tensor:
+        """(N,) scores of N tokenised joined pairs."""
+        return self.pool(base_net(net), batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+
+    def export_meta(self, spec: dict, tokenizer) -> dict:
+        return {"template": self.template, "pooling": self.pooling}
+
+
+class BiEncoderKind:
+    name = "bi_encoder"
+
+    def __init__(self, spec: dict, tokenizer, net):
+        self.pooling, self.logit_scale = "mean", float(spec.get("logit_scale", 20.0))
+
+    @staticmethod
+    def encoder(spec: dict, tokenizer) -> BiEncoderInputs:
+        return student_inputs(spec, tokenizer)
+
+    def scores(self, net, batch: dict) -> torch.Tensor:
+        """(N,) ``logit_scale`` × cosine of the query and document embeddings."""
+        q = mean_embedding(net, batch["query_ids"], batch["query_mask"])  # (N, H)
+        d = mean_embedding(net, batch["doc_ids"], batch["doc_mask"])
+        return self.logit_scale * (q * d).sum(-1)
+
+    def export_meta(self, spec: dict, tokenizer) -> dict:
+        # a plain encoder dir: loadable by transformers / sentence-transformers
+        return {"inputs": student_inputs(spec, tokenizer).describe(), "logit_scale": self.logit_scale}
+
+
+KINDS = {kind.name: kind for kind in (CrossEncoderKind, BiEncoderKind)}
+
+
+def student_kind(spec: dict) -> type:
+    """The class of ``spec['kind']`` (default cross_encoder), or a ValueError naming the kinds."""
+    kind = spec.get("kind", CrossEncoderKind.name)
+    if kind not in KINDS:
+        raise ValueError(f"student.kind must be one of {sorted(KINDS)}, got {kind!r}")
+    return KINDS[kind]
+
+
+def load_student(spec: dict):
+    """→ (tokenizer, network, kind) for a ``conf/student`` node."""
+    tokenizer, net = build_student(**spec)
+    return tokenizer, net, student_kind(spec)(spec, tokenizer, net)
