@@ -159,3 +159,31 @@ def test_evaluate_prints_dl21_bm25_beside_anserinis_published_regression(tmp_pat
     measured = json.loads((out / "metrics.json").read_text())["first_stage"]["nDCG@10"] * 100
     assert f"| first_stage | nDCG@10 | {measured:.2f} | 44.58 |" in proc.stdout
     assert "Anserini's BM25 regressions" in proc.stdout and "-0.00" not in proc.stdout
+
+
+def test_pairing_sweep_laid_out_as_table_7(tmp_path):
+    """Teacher × Student rows matched to Table 7's pairs by the models their options set; the pairs
+    the sweep did not run appear with their published values alone."""
+    sweep = tmp_path / "multirun" / "pairing" / "T"
+    report = {"name": "pairing", "report": {"rows": {"Teacher": "teacher.model", "Student": "student.model"}}}
+    pairs = [("qwen25_14b", "qwen25_7b"), ("rankllama_13b", "llama31_8b")]
+    for num, (teacher, student) in enumerate(pairs):
+        config = paper_config(teacher={"model": option_model("teacher", teacher)},
+                              student={"model": option_model("student", student)}, sweep=report)
+        write_run(sweep / str(num), num, config, {b: train_metrics(0.5 + num / 10) for b in ["dl19", "scifact"]})
+        OmegaConf.save(OmegaConf.create({"hydra": {"job": {"num": num}, "runtime": {"choices": PAIR}}}),
+                       sweep / str(num) / ".hydra" / "hydra.yaml")
+    proc = subprocess.run([sys.executable, "-m", "dear.report", str(sweep), "--against", "paper", "--baseline", "none"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    md = (sweep / "report" / "against_paper.md").read_text()
+    assert md.startswith("## pairing against the paper (Table 7)")
+    table7 = {c.method for c in paper.cells() if c.table == "Table 7"}
+    body = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(body) == len(table7)  # every published pair is a row, measured or not
+    qwen = next(line for line in body if line.startswith("| Qwen2.5-14B | Qwen2.5-7B |"))
+    published = next(c for c in paper.cells() if c.table == "Table 7" and c.teacher == "qwen25_14b"
+                     and c.student == "qwen25_7b" and c.benchmark == "dl19")
+    assert f"| 50.00 / {published.value:.2f} ({50 - published.value:+.2f}) |" in qwen and OTHER not in qwen
+    unmeasured = [line for line in body if "Qwen3-14B" in line]
+    assert unmeasured and all("– / " in line for line in unmeasured)
