@@ -1,4 +1,4 @@
-"""What every entry point does with our own errors: one line on stderr, exit status 2.
+"""What every entry point does with our own errors: one line on stderr, exit status 2 (docs/reliability.md).
 
     @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
     @entry_point(results=True)
@@ -7,20 +7,10 @@
     if __name__ == "__main__":
         run(main)
 
-Our own errors are ``DataError`` (bad input: the message names file:line or the config field),
-config errors (OmegaConf's, Hydra's: an unknown override or config option too, through ``run``)
-and filesystem errors (``OSError`` naming its file: a full disk, ``runs`` existing as a file);
-anything else is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` (or ``--verbose`` for
-``python -m dear.report``) shows the traceback for ours too.
-
-``@entry_point`` sits under ``@hydra.main`` and also
-  * keeps secrets out of the job's files and messages (``dear.utils.masking``), writing Hydra's
-    ``.hydra/*.yaml`` itself (the configs set ``hydra.output_subdir: null``);
-  * with ``results=True``, never touches a finished run: a run directory whose ``repro.json``
-    says ``finished`` (or that holds ``metrics.json``) is refused before anything in it is
-    written, and a run that ends well marks itself finished;
-  * in a multirun, prints a failing job's error and lets the jobs after it run (the sweep ends
-    with exit status 2).
+Ours are ``DataError``, config errors (OmegaConf's, Hydra's via ``run``) and ``OSError`` naming a file; anything else
+keeps its traceback (``HYDRA_FULL_ERROR=1``: ours too). ``@entry_point`` also masks secrets in the job's files and
+messages, with ``results=True`` refuses a finished run's directory and marks a good run finished, and in a multirun
+goes on after a failed job (the sweep exits 2).
 """
 
 from __future__ import annotations
@@ -39,14 +29,11 @@ _VERBOSE_ENV = "DEAR_FULL_ERROR"  # the user's HYDRA_FULL_ERROR, kept while ``ru
 
 
 class JobFailed(DataError):
-    """A multirun job's error, already printed; raised so that Hydra marks the job failed and
-    goes on with the next one."""
+    """A multirun job's error, already printed: Hydra marks the job failed and goes on."""
 
 
 def our_error(exc: BaseException) -> BaseException | None:
-    """The error in ``exc``'s chain (``raise … from``, or raised while handling) that is ours:
-    a DataError first (it names the place), else a config error, else an OSError naming a file;
-    None for anything else."""
+    """The error in ``exc``'s chain that is ours (DataError, else config error, else OSError naming a file), or None."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -78,9 +65,7 @@ def verbose_errors() -> bool:
 
 @contextmanager
 def user_errors(verbose: bool = False, secrets=frozenset(), job: str | None = None):
-    """Inside the block, our own errors end the process with one line (unless ``verbose``).
-    ``job``: a multirun job's name; its error is printed with it and raised as ``JobFailed``,
-    which ends that job only."""
+    """Our own errors end the process with one line (unless ``verbose``); a multirun ``job``'s raise ``JobFailed``."""
     try:
         yield
     except Exception as e:
@@ -97,8 +82,7 @@ def user_errors(verbose: bool = False, secrets=frozenset(), job: str | None = No
 
 
 def entry_point(task=None, *, results: bool = False):
-    """Wrap a Hydra task function (see the module's docstring); ``results``: it writes results
-    that a later run must never change."""
+    """Wrap a Hydra task function (see the module docstring); ``results``: its results must never be changed later."""
     if task is None:
         return functools.partial(entry_point, results=results)
 
@@ -129,8 +113,7 @@ def entry_point(task=None, *, results: bool = False):
 
 
 def run(main) -> None:
-    """Call a ``@hydra.main`` function so that Hydra's own errors (an unknown override, a config
-    option that does not exist) are one line too, and a sweep with failed jobs exits with 2."""
+    """Call a ``@hydra.main`` function so Hydra's own errors are one line too and a sweep with failed jobs exits 2."""
     os.environ.setdefault(_VERBOSE_ENV, "1" if os.environ.get("HYDRA_FULL_ERROR") == "1" else "0")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its multi-line report
     with user_errors(verbose_errors()):

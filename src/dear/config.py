@@ -12,9 +12,7 @@ CONF_DIR = ROOT / "conf"
 
 
 def register_resolvers() -> None:
-    """``${dear_root:}`` → the repository root, so relative defaults work from any cwd;
-    ``${cpu_precision:}`` → Lightning's ``bf16-mixed`` on a CPU with native bf16
-    (``dear.models.loading.native_bf16``), else ``32-true``."""
+    """``${dear_root:}``: the repository root; ``${cpu_precision:}``: ``bf16-mixed`` on native-bf16 CPUs."""
     if not OmegaConf.has_resolver("dear_root"):
         OmegaConf.register_new_resolver("dear_root", lambda: str(ROOT))
     if not OmegaConf.has_resolver("cpu_precision"):
@@ -44,8 +42,7 @@ SHARED_PARTS = ("scorer", "backend")
 
 
 def hydra_choices() -> dict:
-    """The config options the running Hydra job was composed from (``{"teacher": "rankllama_13b", ...}``;
-    empty outside a Hydra job)."""
+    """The config options the running Hydra job was composed from (``{"teacher": "rankllama_13b", ...}``), or {}."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -55,12 +52,8 @@ def hydra_choices() -> dict:
 
 
 def build_stages(pipeline, build=None) -> list:
-    """``pipeline.stages`` → ``dear.eval.pipeline.Stage``s, each reranker made by ``build``
-    (``hydra.utils.instantiate``). With ``pipeline.shared_base: true`` (conf/pipeline/dual_stage.yaml)
-    every stage's model is built with one ``dear.models.shared.SharedBase``, so both stages'
-    adapters ride on one base in memory: handed to the reranker itself when its target takes a
-    ``shared`` argument, else to its ``scorer`` / ``backend`` (a ``_target_`` node that takes one,
-    or a mapping of options its factory passes to the model, as ``listwise=export``'s ``backend``)."""
+    """``pipeline.stages`` → ``Stage``s built by ``build``; with ``pipeline.shared_base: true`` one ``SharedBase``
+    carries every stage's adapter (handed to the reranker if it takes ``shared``, else to its scorer / backend)."""
     from hydra.utils import instantiate
 
     from dear.eval.pipeline import stages_from_config

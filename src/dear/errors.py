@@ -20,19 +20,14 @@ class EndpointError(DataError):
 
 
 def positive_depth(value, field: str) -> int:
-    """``value`` as a depth ≥ 1, else a ConfigError naming ``field`` (``depth=0`` would rerank
-    nothing and ``-1`` all but one: Python slicing accepts both silently)."""
+    """``value`` as a depth ≥ 1, else a ConfigError naming ``field`` (Python slicing would silently accept 0 and -1)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{field}: expected an integer depth >= 1, found {value!r}")
     return value
 
 
 def finite_number(value, where: str) -> float:
-    """A JSON score as a float, else a DataError naming ``where`` (``file: entry [3].hits[7].score``).
-
-    Numeric strings are numbers (DPR writes its scores as strings) when they are ASCII decimals
-    (``trec_float``'s syntax); booleans are not, and neither are NaN and infinities.
-    """
+    """A JSON score as a finite float (ASCII-decimal strings count: DPR writes them), else a DataError."""
     number = math.nan
     if isinstance(value, str):
         number = _float(value)
@@ -46,9 +41,8 @@ def finite_number(value, where: str) -> float:
     return number
 
 
-# trec_eval reads numbers with atof/atol: the longest prefix that is a number ("1_0" is 1, "2x"
-# is 2). Python's int()/float() read "1_0" as 10 and accept non-ASCII digits ("١"). A field is
-# read here only when all of it is an ASCII decimal, where both readings agree.
+# trec_eval's atof/atol read the longest numeric prefix ("2x" is 2); Python reads "1_0" as 10 and non-ASCII
+# digits. Only a wholly ASCII-decimal field is read, where both agree.
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 INT64_MAX = 2**63 - 1
@@ -60,8 +54,7 @@ def _float(text: str) -> float:
 
 
 def trec_float(text: str, where: str, field: str = "score") -> float:
-    """A TREC field as a finite float (ASCII decimal syntax, whole), else a DataError naming
-    ``where`` (``file:line``) and ``field``."""
+    """A TREC field as a finite float (wholly ASCII decimal), else a DataError naming ``where`` and ``field``."""
     number = _float(text)
     if not math.isfinite(number):
         raise DataError(f"{where}: {field} must be a finite number, found {shown(text)}")
@@ -69,8 +62,7 @@ def trec_float(text: str, where: str, field: str = "score") -> float:
 
 
 def trec_int(text: str, where: str, field: str, limit: int = INT64_MAX) -> int:
-    """A TREC field as an integer (ASCII digits, optional sign, whole) in ``[-limit, limit]``,
-    else a DataError naming ``where`` (``file:line``) and ``field``."""
+    """A TREC field as an ASCII integer in ``[-limit, limit]``, else a DataError naming ``where`` and ``field``."""
     if not _INT.fullmatch(text):
         raise DataError(f"{where}: {field} must be an integer, got {shown(text)}")
     if len(text) > 4000 or abs(value := int(text)) > limit:  # int() refuses 4300 digits
@@ -83,8 +75,7 @@ _JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a bool
 
 
 def json_text(value, where: str, expected: str = "a string") -> str:
-    """A JSON string field, else a DataError naming ``where`` (``file: entry [2].query``). A lone
-    surrogate (JSON's ``"\\ud800"``) is no text: it cannot be written as UTF-8 (or hashed)."""
+    """A JSON string field, else a DataError; a lone surrogate (``"\\ud800"``) is no text (not UTF-8 writable)."""
     if not isinstance(value, str):
         raise DataError(f"{where}: expected {expected}, found {_kind(value)}")
     surrogate = _SURROGATE.search(value)
@@ -97,8 +88,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_id(value, where: str) -> str:
-    """A JSON id field: a string, or an integer (rank_llm writes qids as numbers) as its decimal
-    text; anything else (a list, an object, a boolean, null, a float) is a DataError."""
+    """A JSON id: a string, or an integer (rank_llm's qids) as decimal text; anything else is a DataError."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return json_text(value, where, "a string or integer id")
@@ -136,8 +126,7 @@ ECHO = 80
 
 
 def shown(value) -> str:
-    """``repr(value)`` for a message, cut to ``ECHO`` characters plus ``… (N characters)``: an
-    error line never echoes a huge input whole."""
+    """``repr(value)`` cut to ``ECHO`` characters plus ``… (N characters)``: errors never echo huge inputs."""
     if isinstance(value, str):
         return repr(value) if len(value) <= ECHO else f"{value[:ECHO]!r}… ({len(value)} characters)"
     text = repr(value)

@@ -4,19 +4,10 @@
     python -m dear.export outputs/train/RUN --verify benchmark=noveleval
     python -m dear.export outputs/train/RUN --merged DIR --verify benchmark=noveleval   # check DIR only
 
-The merged directory holds the LoRA merged into the base, the score head, the tokenizer and our
-scoring settings (``dear_scorer.json``: the full pair template and the pooling). Plain
-``AutoModelForSequenceClassification.from_pretrained`` loads it; ``config.pad_token_id`` is set
-so that the library's own pooling picks our pooled position (see ``dear.serve.pairs``). A
-bi-encoder export (the offline default student) is already a plain encoder directory
-(``AutoModel`` / sentence-transformers load it; mean pooling, cosine × ``logit_scale``): it is
-copied as it is.
-
-``--verify`` scores a benchmark's candidates twice — through the merged model with plain
-transformers (and ``dear.serve.pairs`` for the two-part truncation), and through the
-training-time scorer (``dear.rerank.pointwise.scorer_from_export``) on the unmerged export — and reports
-max |Δscore|, whether each query's ranking is identical, and each side's metrics. It exits
-non-zero when a score differs by more than ``--atol``.
+The merged directory (LoRA merged into the base, score head, tokenizer, ``dear_scorer.json``) loads with plain
+``AutoModelForSequenceClassification``; ``config.pad_token_id`` is set so the library pools our position. A bi-encoder
+export is copied as is. ``--verify`` scores a benchmark through both the merged model (plain transformers) and
+``scorer_from_export``, reports max |Δscore|, ranking identity and metrics, and exits non-zero beyond ``--atol``.
 """
 
 from __future__ import annotations
@@ -40,10 +31,8 @@ from dear.utils.io import atomic_dir, atomic_write_json
 
 
 def serving_pad_id(config_pad_id: int | None, tokenizer_pad_id: int, pooling: str) -> int:
-    """The ``pad_token_id`` that makes transformers' pooling (rightmost token != pad_token_id)
-    pick our position: the last padding position for ``reference`` (0 stands in, as in DeAR's
-    code, unless the config already names a token other than the padding one), the last real
-    token for ``last``; encoders pool [CLS] whatever it is."""
+    """The ``pad_token_id`` making transformers (rightmost id != pad) pool our position: for ``reference`` the last
+    padding position (0, as DeAR's code, unless the config names another token), for ``last`` the last real token."""
     if pooling == "reference":
         if tokenizer_pad_id == 0:
             raise DataError("pooling 'reference' needs a padding token other than id 0 (the stand-in pad_token_id)")
@@ -100,8 +89,7 @@ def plain_scores(merged_dir: Path, rankings, batch_size: int = 16, device: str =
 @torch.inference_mode()
 def plain_bi_encoder_scores(model_dir: Path, settings: dict, rankings, batch_size: int,
                             device: str) -> list[np.ndarray]:
-    """sentence-transformers' recipe with transformers alone: masked mean of the last hidden
-    states, L2-normalised, cosine × ``logit_scale``."""
+    """sentence-transformers' recipe with transformers alone: masked mean, L2-normalised, cosine × ``logit_scale``."""
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -1,6 +1,5 @@
-"""What ``train.py`` wires together: the data module (with its teacher), the checkpoint a
-restarted run resumes from, the checkpoint to export and the module that holds its weights, the
-untrained model's export, and the evaluation of the exports on the configured benchmarks."""
+"""What ``train.py`` wires together: the data module and teacher, the checkpoint to resume from and to export, the
+untrained model's export, and the exports' evaluation."""
 
 from __future__ import annotations
 
@@ -22,15 +21,12 @@ from dear.utils.progress import log
 
 
 def resume_path(run_dir: Path) -> str | None:
-    """The checkpoint a restarted run (e.g. requeued on SLURM) continues from: the newest of
-    <run dir>/checkpoints that loads (those that do not are reported and set aside), or the
-    directory DeepSpeed writes."""
+    """The newest loadable checkpoint in <run dir>/checkpoints (others set aside), or DeepSpeed's directory."""
     return resume_checkpoint(run_dir / "checkpoints")
 
 
 def checkpoint_state(path: str) -> dict:
-    """A checkpoint's ``state_dict``: a file, or a DeepSpeed checkpoint directory (its partitions
-    gathered into one fp32 state dict with Lightning's converter)."""
+    """A checkpoint's ``state_dict`` from a file, or a DeepSpeed directory gathered into fp32."""
     if Path(path).is_dir():
         from lightning.pytorch.utilities.deepspeed import (
             convert_zero_checkpoint_to_fp32_state_dict,
@@ -43,9 +39,8 @@ def checkpoint_state(path: str) -> dict:
 
 
 def export_checkpoint(trainer: L.Trainer) -> str:
-    """The checkpoint to export: the monitored callback's best, else the latest "last"; "" if
-    none. Looked up by file name in the callback's own directory: the recorded path comes from
-    a checkpoint's state, and may point anywhere (a moved run directory, a crafted file)."""
+    """The best (else latest "last") checkpoint, or ""; by file name in the callback's directory, as a recorded path
+    may point anywhere (a moved run, a crafted file)."""
     callbacks = sorted(trainer.checkpoint_callbacks, key=lambda c: c.monitor is None)  # monitored first
     for callback in callbacks:
         for recorded in (callback.best_model_path, callback.last_model_path):
@@ -58,11 +53,7 @@ def export_checkpoint(trainer: L.Trainer) -> str:
 
 
 def exportable(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer) -> L.LightningModule:
-    """The best checkpoint's weights in a whole module, ready to export on rank 0.
-
-    Under DDP the in-memory module is whole; FSDP and DeepSpeed ZeRO-3 keep it sharded across
-    ranks, so a fresh module is built and given the checkpoint's weights (checkpoints hold full,
-    unsharded trainable weights: FSDP with ``state_dict_type: full``, DeepSpeed converted)."""
+    """The best weights in a whole module on rank 0 (FSDP / ZeRO-3: a fresh module loaded with the full weights)."""
     from lightning.pytorch.strategies import FSDPStrategy
 
     sharded = isinstance(trainer.strategy, FSDPStrategy) or getattr(trainer.strategy, "zero_stage_3", False)
@@ -79,17 +70,15 @@ def exportable(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer) -
 
 
 def benchmark_outputs(evaluation: DictConfig, run_dir: Path) -> dict[str, tuple[DictConfig, Path]]:
-    """{name: (benchmark config, output dir)}: evaluation.benchmark writes into the run directory
-    itself; a set (evaluation.benchmarks: {name: benchmark}, null: left out) into benchmarks/<name>/ each."""
+    """{name: (benchmark config, output dir)}: the run dir, or benchmarks/<name>/ for each of a set."""
     if evaluation.get("benchmarks"):
         return {name: (node, run_dir / "benchmarks" / name) for name, node in evaluation.benchmarks.items() if node}
     return {evaluation.benchmark.name: (evaluation.benchmark, run_dir)}
 
 
 def export_initial(cfg: DictConfig, module: L.LightningModule, run_dir: Path) -> Path | None:
-    """The model before its first optimizer step (the head and adapters the run starts from),
-    exported to <run dir>/export_init once, for the ``evaluation.exported.initial`` stage; None
-    when that stage is off. Built from the seeded config, so a resumed run finds the same one."""
+    """The model before training, exported once to <run dir>/export_init (None when that stage is off); built from the
+    seeded config, so a resumed run finds the same."""
     exported = (cfg.get("evaluation") or {}).get("exported")
     if not exported or not exported.get("initial"):
         return None
@@ -101,8 +90,7 @@ def export_initial(cfg: DictConfig, module: L.LightningModule, run_dir: Path) ->
 
 def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path,
                     initial_dir: Path | None = None) -> dict[str, dict]:
-    """first_stage → configured stages → the model before training (``initial_dir``, when
-    exported) → the exported model, on each benchmark. → {benchmark: {stage: {metric: value}}}"""
+    """first_stage → stages → initial → exported model, per benchmark → {benchmark: {stage: metrics}}."""
     ev = cfg.evaluation
     stages = stages_from_config(ev.get("stages") or {}, instantiate, "evaluation.stages")
     exported = ev.get("exported")
@@ -125,17 +113,14 @@ def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path,
 
 
 def objective(results: dict[str, dict], metric: str) -> float | None:
-    """The sweep objective: the last stage's ``metric``, averaged over the benchmarks (None if
-    any lacks it)."""
+    """The sweep objective: the last stage's ``metric`` averaged over benchmarks (None if any lacks it)."""
     values = [list(metrics.values())[-1].get(metric) for metrics in results.values()]
     return None if not values or None in values else sum(values) / len(values)
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The stage's data module. Stage 1 (a config with a teacher) hands it the teacher when the
-    loss distils one (the loss owns α: ``DistillLoss.needs_teacher``); the teacher itself is built
-    only if its cache must be computed. Stage 2 (no loss) gets the teacher whenever the config
-    names one: its teacher-permutation data orders windows with the teacher's logits."""
+    """The stage's data module; Stage 1 gets the teacher when the loss distils (``DistillLoss.needs_teacher``; built
+    only if its cache must be computed), Stage 2 whenever the config names one."""
     if not cfg.get("teacher"):
         return instantiate(cfg.data)
     teacher = Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher))

@@ -1,14 +1,9 @@
 """Synthetic chain-of-thought ranking data (DeAR-L Stage 2 training set) from a chat endpoint.
 
-For each training query the Stage-1 top-``depth`` passages go to the endpoint with the
-three-step prompt; an answer is kept only when its final-ranking line is a complete, valid
-permutation (parse status ``clean``), otherwise the query is asked again, at most
-``max_attempts`` times, then recorded as rejected. Requests run concurrently under the
-endpoint's concurrency cap and rate limit; every finished query is appended at once
-(``JsonlAppender``), so a killed run resumes where it stopped and never writes a query twice.
-
-Files: ``<output>`` (DeAR-COT rows + ``meta``: qid, docids, attempts, token usage),
-``<output stem>.rejected.jsonl`` and ``<output stem>.summary.json`` (totals, token counts).
+Each query's Stage-1 top-``depth`` is sent with the three-step prompt; an answer is kept only when its final-ranking
+line is a complete permutation (``clean``), else retried up to ``max_attempts`` times, then rejected. Each finished
+query is appended at once, so a killed run resumes and never writes a query twice. Files: ``<output>`` (rows +
+``meta``), ``<stem>.rejected.jsonl``, ``<stem>.summary.json``.
 """
 
 from __future__ import annotations
@@ -29,8 +24,7 @@ from dear.utils.progress import log, progress_bar
 
 def load_candidates(path: str, docs: str | None = None, queries: str | None = None, depth: int = 20,
                     limit: int | None = None) -> list[Ranking]:
-    """Stage-1 candidates: a rank_llm JSON (carries its texts) or a TREC run + ``docs`` and
-    ``queries`` sources (TSV files or ir_datasets ids); the top ``depth`` of the first ``limit`` queries."""
+    """The top ``depth`` of the first ``limit`` queries: a rank_llm JSON, or a TREC run + ``docs`` and ``queries``."""
     positive_depth(depth, "candidates.depth")
     if not Path(path).is_file():
         raise DataError(f"candidates.path: file not found: {path}")
@@ -51,8 +45,7 @@ def companion(output: Path, suffix: str) -> Path:
 
 
 class CotGenerator:
-    """``endpoint``: an ``OpenAIChatBackend``; ``prompt``: the three-step DeAR prompt (or any
-    :class:`ListwisePrompt`). Retries sample at ``retry_temperature`` (``None``: the endpoint's)."""
+    """``endpoint``: an ``OpenAIChatBackend``; ``prompt``: a ``ListwisePrompt``; retries at ``retry_temperature``."""
 
     def __init__(self, endpoint, prompt: ListwisePrompt | dict, max_attempts: int = 3,
                  retry_temperature: float | None = None):

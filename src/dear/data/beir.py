@@ -11,10 +11,7 @@ from dear.utils.io import read_jsonl, read_lines
 
 
 def read_beir_folder(folder: str | Path, split: str = "test"):
-    """A BEIR-format folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``.
-
-    → (docs {docid: (title, text)}, queries {qid: text}, qrels {qid: {docid: grade}}).
-    """
+    """A BEIR-format folder → (docs {docid: (title, text)}, queries {qid: text}, qrels {qid: {docid: grade}})."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: BEIR folder not found (needs corpus.jsonl, queries.jsonl, qrels/{split}.tsv)")

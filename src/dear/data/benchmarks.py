@@ -1,7 +1,4 @@
-"""Benchmarks: each yields the first-stage run (with texts) and its judgments (qrels or answers).
-
-Config groups under ``conf/benchmark/`` instantiate these classes; ``load()`` does the I/O.
-"""
+"""Benchmarks (``conf/benchmark/``): ``load()`` yields the first-stage run (with texts) and its qrels or answers."""
 
 from __future__ import annotations
 
@@ -47,8 +44,7 @@ class Answers:
 
 @dataclass
 class Loaded:
-    """The judged first-stage run and its judgments (``dear.eval.judges.build_judge`` scores runs
-    against them)."""
+    """The judged first-stage run and its judgments (scored by ``dear.eval.judges.build_judge``)."""
 
     run: Run
     judgments: Qrels | Answers
@@ -81,9 +77,8 @@ class Benchmark(ABC):
 
 
 class IrDatasetsBenchmark(Benchmark):
-    """An ir_datasets id: its queries and qrels; candidates from BM25 over its corpus (index cached
-    under ``cache_dir``), from a TREC ``run`` file, or from the dataset's own ``scoreddocs`` (e.g.
-    MS MARCO's official BM25 top-1000). ``limit`` keeps the first N judged queries."""
+    """An ir_datasets id's queries and qrels; candidates from cached BM25, a TREC ``run``, or its ``scoreddocs``;
+    ``limit``: the first N judged queries."""
 
     def __init__(self, name, dataset, measures, depth=100, run=None, query_field="text",
                  cache_dir=".cache/bm25", bm25: dict | None = None, limit: int | None = None, scoreddocs: bool = False):
@@ -111,8 +106,7 @@ class IrDatasetsBenchmark(Benchmark):
 
 
 class FilesBenchmark(Benchmark):
-    """Arbitrary files: ``candidates`` is a TREC run (texts from ``docs``/``queries``, each a TSV
-    file or an ir_datasets id) or a rank_llm JSON that carries its own texts; ``qrels`` a TREC file."""
+    """``candidates``: a TREC run (texts from ``docs``/``queries``) or a rank_llm JSON; ``qrels``: a TREC file."""
 
     def __init__(self, name, candidates, qrels, measures, depth=100, docs=None, queries=None):
         super().__init__(name, measures, depth)
@@ -133,8 +127,7 @@ class FilesBenchmark(Benchmark):
 
 
 class BeirFolderBenchmark(Benchmark):
-    """A BEIR-format folder on disk (the licensed sets: Signal-1M, TREC-NEWS, Robust04, which
-    BEIR and ir_datasets cannot redistribute). BM25 over its corpus, cached like the others."""
+    """A BEIR-format folder on disk (licensed sets: Signal-1M, TREC-NEWS, Robust04); cached BM25 over its corpus."""
 
     def __init__(self, name, folder, measures, depth=100, split="test", cache_dir=".cache/bm25",
                  bm25: dict | None = None):
@@ -153,8 +146,7 @@ class BeirFolderBenchmark(Benchmark):
 
 
 class PooledBM25Benchmark(Benchmark):
-    """Local corpus/queries/qrels where each query has its own judged pool (NovelEval-2306:
-    20 passages per query). BM25 ranks each pool with an index over that pool alone."""
+    """A judged pool per query (NovelEval-2306: 20 passages), each ranked by BM25 over that pool alone."""
 
     def __init__(self, name, corpus, queries, qrels, measures, depth=100, bm25: dict | None = None):
         super().__init__(name, measures, depth)
@@ -180,12 +172,8 @@ class PooledBM25Benchmark(Benchmark):
 
 
 class QABenchmark(Benchmark):
-    """Open-domain QA (NQ / WebQ test): top-k answer accuracy.
-
-    Either ``candidates`` is a DPR retrieval JSON (carries questions, answers and passages), or
-    ``candidates`` is a TREC run with ``qas`` (DPR ``*.qa.csv``) and ``docs`` (DPR ``psgs_w100.tsv``
-    or the ir_datasets id ``dpr-w100``); or ``dataset`` is an ir_datasets id whose queries carry
-    answers (``dpr-w100/natural-questions/dev``), retrieved with BM25 over its corpus."""
+    """Open-domain QA (NQ / WebQ test), top-k answer accuracy: a DPR retrieval JSON, a TREC run with DPR ``qas`` and
+    ``docs``, or an ir_datasets ``dataset`` whose queries carry answers (BM25 over its corpus)."""
 
     def __init__(self, name, ks, depth=100, candidates=None, qas=None, docs=None, dataset=None,
                  cache_dir=".cache/bm25", bm25: dict | None = None):

@@ -1,9 +1,5 @@
-"""BM25 with bm25s, configured like Pyserini's defaults, with the index cached on disk.
-
-Pyserini (Lucene) defaults: k1=0.9, b=0.4, Porter stemming, Lucene's 33 English stopwords.
-bm25s' ``method="lucene"`` is Lucene's BM25 scoring, ``stopwords="en"`` is that stopword list,
-and PyStemmer's ``porter`` is the Porter stemmer Lucene's English analyzer applies.
-"""
+"""BM25 with bm25s configured like Pyserini's (Lucene) defaults, index cached on disk: k1=0.9, b=0.4,
+``method="lucene"``, Lucene's 33 English stopwords (``stopwords="en"``), PyStemmer's Porter stemmer."""
 
 from __future__ import annotations
 
@@ -61,8 +57,7 @@ class BM25Index:
                               return_ids=False, show_progress=False)
 
     def save(self, directory: Path) -> None:
-        """Write into a temporary sibling, then rename: a crash never leaves a half index.
-        Not safe against a concurrent ``save`` of the same directory: ``cached_index`` holds a lock."""
+        """Write into a temporary sibling, then rename: a crash never leaves a half index."""
 
         def write(tmp: Path) -> None:
             self.retriever.save(str(tmp / "bm25s"))
@@ -81,12 +76,7 @@ class BM25Index:
 
 
 def cached_index(cache_dir: str | Path, key: str, params: BM25Params, corpus_fn) -> BM25Index:
-    """Load the index for ``key`` (a corpus identity) and ``params``, or build and save it.
-
-    ``corpus_fn()`` yields ``(docid, text)`` and is only called on a cache miss. The build runs
-    under a file lock (as the ir_datasets docstore does): concurrent jobs on a fresh cache wait
-    for the first one and load its index instead of racing it to the final rename.
-    """
+    """Load the index for ``key`` and ``params``, else build it from ``corpus_fn()`` under a file lock and save it."""
     from dear.utils.progress import log
 
     digest = hashlib.sha1(json.dumps([key, asdict(params), INDEX_FORMAT]).encode()).hexdigest()[:12]

@@ -34,8 +34,7 @@ def dataset_bm25_index(dataset: str, cache_dir: str, params: BM25Params) -> BM25
 
 
 def scoreddocs_run(dataset: str, queries: dict[str, str], depth: int, docs: DocStore | None = None) -> Run:
-    """The dataset's own first-stage run (ir_datasets ``scoreddocs``), top ``depth`` per query;
-    texts attached when ``docs`` is given."""
+    """The dataset's own first-stage run (``scoreddocs``), top ``depth`` per query; texts when ``docs`` is given."""
     hits: dict[str, list[tuple[float, str]]] = {q: [] for q in queries}
     for sd in irds.load(dataset).scoreddocs_iter():
         if sd.query_id in hits:
@@ -59,11 +58,8 @@ def trec_run(path: str, queries: dict[str, str] | None, docs: DocStore | None, d
 
 
 def rankllm_json(path: str, depth: int) -> Run:
-    """RankGPT / rank_llm ``retrieve_results`` JSON: ``[{query, hits: [{content, qid, docid, rank, score}]}]``.
-
-    Hits keep the file's order (the retriever's ranking as given). Texts must be strings; ids
-    strings or integers (rank_llm writes qids as numbers), every hit of an entry with the same qid.
-    """
+    """rank_llm ``retrieve_results`` JSON ``[{query, hits: [{content, qid, docid, rank, score}]}]``, hits in file
+    order; ids strings or integers (rank_llm writes numbers)."""
     entries = _load_json_list(path)
     run: Run = {}
     for i, entry in enumerate(entries):

@@ -1,8 +1,5 @@
-"""The data contract every stage speaks: a query, its candidates, and the ranked list.
-
-Retrieval produces ``Ranking`` objects, rerankers return new ``Ranking`` objects in their own
-order, evaluation reads the order. A run is ``dict[qid, Ranking]`` in query order.
-"""
+"""The data contract every stage speaks: ``Ranking`` (a query and its candidates, best first); rerankers return new
+ones, evaluation reads the order. A run is ``dict[qid, Ranking]`` in query order."""
 
 from __future__ import annotations
 
@@ -37,8 +34,7 @@ class Candidate:
 
 @dataclass(slots=True)
 class Ranking:
-    """Candidates for one query, best first. ``meta`` carries per-query stage notes
-    (e.g. the listwise justification or parse status)."""
+    """Candidates for one query, best first; ``meta``: per-query stage notes (justification, parse status)."""
 
     query: Query
     candidates: list[Candidate]
@@ -52,18 +48,11 @@ class Ranking:
         return Ranking(self.query, self.candidates[:k], dict(self.meta))
 
     def eval_scores(self) -> dict[str, float]:
-        """The candidates' own scores, made strictly decreasing in this order, so trec_eval's
-        sort (score descending, ties by docid descending) reproduces the order exactly.
+        """The scores made strictly decreasing, so trec_eval's sort (score desc, docid desc) reproduces this order.
 
-        Every run file and every metric this project writes goes through here, so the file and
-        the reported figure always agree. trec_eval (and pytrec_eval, which ir_measures uses)
-        holds scores as 32-bit floats: 1.0 and 1.0 - 1e-9 tie there. So scores are rounded to
-        float32 first, and two cases change a score, never the order:
-        - ties (and equal scores after rounding or the shift below): each is nudged one float32
-          step (``numpy.nextafter``) below the score before it, in rank order;
-        - a score higher than the one above it (the tail past a stage's depth keeps the previous
-          stage's scores): from there on the scores are shifted by one constant so that it falls
-          just below, keeping the differences within the tail.
+        Scores are rounded to float32 (as trec_eval holds them), then changed only where needed, never reordered: ties
+        nudged one float32 step below the one before; a score above its predecessor (a tail past a stage's depth)
+        shifts the rest of the tail down by one constant.
         """
         scores = np.asarray([c.score for c in self.candidates], dtype=np.float64)
         if not np.isfinite(scores.astype(np.float32)).all():
@@ -74,8 +63,7 @@ class Ranking:
 
 
 def strictly_decreasing_float32(scores: np.ndarray) -> np.ndarray:
-    """Scores shape (n,) in rank order → float32 shape (n,), strictly decreasing (see
-    ``Ranking.eval_scores``: ties nudged one step, a higher tail shifted below)."""
+    """(n,) scores in rank order → (n,) float32 strictly decreasing (see ``Ranking.eval_scores``)."""
     out = scores.astype(np.float32)
     if np.all(out[1:] < out[:-1]):  # the usual case: nothing to change
         return out

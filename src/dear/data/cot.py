@@ -1,14 +1,9 @@
-"""DeAR-COT: the record format and reading the sets (the released one or ours).
+"""DeAR-COT: the record format (the released set's LLaMA-Factory alpaca record) and reading the sets.
 
-DeAR-COT examples: the LLaMA-Factory alpaca record the released set uses, and its chat.
-
-A record has ``system``, ``instruction``, ``input``, ``output``, ``history`` (``[[user,
-assistant], ...]`` turns before the instruction) and ``think`` (the reasoning). The multi-turn
-DeAR prompt maps onto it exactly: the passage exchange is the history, the final user turn the
-instruction, the final-ranking line the output. The SFT target is ``<think>…</think>`` + output.
-
-Sources: a local ``.jsonl``/``.json`` or ``.parquet`` file, a local dataset folder, or a Hugging
-Face dataset id (``abdoelsayed/DeAR-COT``, through ``datasets``; cached, offline once cached).
+Fields ``system``, ``instruction``, ``input``, ``output``, ``history`` (``[[user, assistant], ...]``), ``think``; the
+multi-turn DeAR prompt maps on exactly (passages = history, final turn = instruction, final-ranking line = output).
+The SFT target is ``<think>…</think>`` + output. Sources: ``.jsonl``/``.json``/``.parquet``, a dataset folder, or a HF
+dataset id (``abdoelsayed/DeAR-COT``).
 """
 
 from __future__ import annotations
@@ -41,8 +36,7 @@ class CotExample:
         return msgs + [{"role": "user", "content": content}]
 
     def response(self, think_template: str = THINK_TEMPLATE) -> str:
-        """The assistant's target: the reasoning in ``think_template`` (when there is any and the
-        output does not already carry it), then the output."""
+        """The target: the reasoning in ``think_template`` (if any and not already in the output), then the output."""
         if self.think.strip() and "<think>" not in self.output.lower():
             return think_template.format(think=self.think.strip()) + self.output
         return self.output

@@ -11,12 +11,7 @@ from dear.utils.io import atomic_copy, exclusive_lock
 
 
 def use_home(home: str | None, mirror: str | None = None) -> None:
-    """Point ir_datasets at ``home`` and fill it from a read-only ``mirror`` cache when given.
-
-    The mirror is a ready ir_datasets cache (e.g. copied from a cluster's shared storage);
-    files already in ``home`` are never overwritten, so a partially downloaded home is kept.
-    Each file is copied atomically: concurrent jobs filling one home never see a half copy.
-    """
+    """Point ir_datasets at ``home``, filled from a read-only ``mirror`` (atomic copies, existing files kept)."""
     if home:
         os.environ["IR_DATASETS_HOME"] = str(Path(home).expanduser())
     if mirror and Path(mirror).is_dir():
@@ -58,8 +53,7 @@ def query_text(query, field: str = "text") -> str:
 
 
 def docs_key(dataset_id: str) -> str:
-    """Corpus identity for caches: splits of one collection (``beir/scifact/train`` and
-    ``/test``) share their corpus and so one BM25 index."""
+    """Corpus identity for caches: splits of one collection (``beir/scifact/train``, ``/test``) share one BM25 index."""
     import ir_datasets
 
     load(dataset_id)  # unknown ids fail here, with the id named
@@ -67,12 +61,7 @@ def docs_key(dataset_id: str) -> str:
 
 
 def docs_store(dataset_id: str):
-    """The dataset's docstore, built before first use under a file lock.
-
-    ir_datasets builds a docstore lazily on first lookup and counts it as built as soon as it
-    holds any record, so the jobs of a multirun on a fresh machine would read a store another
-    job is still writing. The first job here builds it whole; the others wait, then read.
-    """
+    """The docstore, built whole under a file lock first: ir_datasets counts a half-built store as built."""
     store = load(dataset_id).docs_store()
     path = getattr(store, "path", None)
     if path and hasattr(store, "build") and hasattr(store, "built"):  # lock first: a half-built store counts as built
@@ -82,7 +71,6 @@ def docs_store(dataset_id: str):
 
 
 def docs_iter(dataset_id: str):
-    """The dataset's documents in order. Many ir_datasets corpora iterate through their docstore
-    (building it on first use), so it is built first under the same lock as ``docs_store``."""
+    """The dataset's documents in order, its docstore built first (as ``docs_store``): many corpora iterate it."""
     docs_store(dataset_id)
     return load(dataset_id).docs_iter()

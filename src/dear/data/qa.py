@@ -10,8 +10,7 @@ from dear.utils.io import read_json, text_lines, tsv_rows
 
 
 def read_qas(path: str) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """DPR ``*.qa.csv``: ``question<TAB>["answer", ...]`` per line (a Python list literal of
-    strings); the qid is the 0-based line index."""
+    """DPR ``*.qa.csv``: ``question<TAB>["answer", ...]`` (a Python list literal) per line; qid = 0-based line index."""
     queries, answers = {}, {}
     for i, (lineno, row) in enumerate(tsv_rows(text_lines(path), path)):
         if len(row) != 2:
@@ -30,9 +29,7 @@ def _literal(text: str, where: str):
 
 
 def dpr_retrieval_json(path: str, depth: int) -> tuple[Run, dict[str, list[str]]]:
-    """DPR retriever output ``[{question, answers, ctxs: [{id, title, text, score}]}]``; qid = index.
-
-    ``answers`` must be a list of strings, texts strings, ids strings or integers."""
+    """DPR retriever output ``[{question, answers, ctxs: [{id, title, text, score}]}]``; qid = index."""
     entries = read_json(path)
     if not isinstance(entries, list):
         raise DataError(f"{at(path)}: expected a JSON list of questions")

@@ -1,8 +1,5 @@
-"""Document and query texts: an ir_datasets id or a local TSV file, behind one lookup API.
-
-A *spec* is a string: an existing file path is read as TSV, anything else must be an
-ir_datasets id. Documents: ``docid<TAB>text`` or DPR's ``psgs_w100.tsv``; queries: ``qid<TAB>text``.
-"""
+"""Document and query texts behind one lookup. A *spec* is an existing TSV file path (docs ``docid<TAB>text`` or DPR's
+``psgs_w100.tsv``; queries ``qid<TAB>text``), else an ir_datasets id."""
 
 from __future__ import annotations
 
@@ -19,8 +16,7 @@ def is_file_spec(spec: str) -> bool:
 
 
 class DocStore:
-    """docid → (title, text). ir_datasets ids use the dataset's docstore (lazy, random access);
-    a TSV file or an in-memory mapping is held in memory."""
+    """docid → (title, text): an ir_datasets docstore (lazy), or a TSV file / mapping held in memory."""
 
     def __init__(self, spec: str, docs: dict[str, tuple[str, str]] | None = None):
         self.spec = spec
@@ -46,9 +42,7 @@ class DocStore:
 
 
 def read_docs_tsv(path: str | Path) -> dict[str, tuple[str, str]]:
-    """``docid<TAB>text`` per line (the text may itself hold tabs, as NovelEval's does), or DPR's
-    ``psgs_w100.tsv`` recognised by its ``id<TAB>text<TAB>title`` header (CSV-quoted fields).
-    A docid listed twice is an error (which text would be meant?)."""
+    """``docid<TAB>text`` lines (text may hold tabs) or DPR's CSV-quoted ``psgs_w100.tsv``; repeated docids raise."""
     lines = text_lines(path)
     head = next(lines, None)
     if head is not None and head[1].split("\t") == ["id", "text", "title"]:
@@ -91,8 +85,7 @@ def _dpr_rows(lines, path):
 
 
 def load_queries(spec: str, field: str = "text") -> dict[str, str]:
-    """qid → query text from a ``qid<TAB>text`` TSV file or an ir_datasets id; a qid listed twice
-    in a file is an error, as in a docs TSV."""
+    """qid → text from a ``qid<TAB>text`` TSV (a repeated qid is an error) or an ir_datasets id."""
     if is_file_spec(spec):
         queries = unique_ids(_query_rows(spec), spec, "query")
         if not queries:

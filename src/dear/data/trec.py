@@ -14,10 +14,7 @@ from dear.utils.io import ASCII_SPACE, atomic_write_text, read_lines
 
 
 def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
-    """``qid Q0 docid rank score tag`` lines → ``{qid: [(docid, score), ...]}`` best first.
-
-    Order: score descending, then the file's rank column (so tied scores keep the run's order).
-    """
+    """``qid Q0 docid rank score tag`` lines → ``{qid: [(docid, score), ...]}``, by score then rank column."""
     rows: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
     seen: dict[str, set[str]] = defaultdict(set)
     for lineno, line in read_lines(path):
@@ -33,16 +30,12 @@ def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
     return {qid: [(d, -s) for s, _, d in sorted(r)] for qid, r in rows.items()}
 
 
-# trec_eval and pytrec_eval take time quadratic in the largest grade (10^4: 0.04 s, 10^6: minutes)
-# and pytrec_eval crashes beyond 2^31: no real judgments come near this.
+# trec_eval and pytrec_eval take time quadratic in the largest grade, and pytrec_eval crashes beyond 2^31.
 MAX_GRADE = 2**15 - 1
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
-    """``qid iter docid grade`` lines → ``{qid: {docid: grade}}``; the grade must be an integer.
-
-    A pair judged twice with the same grade is accepted; with two grades it is an error.
-    """
+    """``qid iter docid grade`` lines → ``{qid: {docid: grade}}``; a pair judged twice with two grades raises."""
     qrels: dict[str, dict[str, int]] = defaultdict(dict)
     first_line: dict[tuple[str, str], int] = {}
     for lineno, line in read_lines(path):
@@ -59,8 +52,7 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
 
 
 def _fields(path, lineno: int, line: str, kind: str, columns: str) -> list[str]:
-    """The fields of ``line`` split at ASCII whitespace (as trec_eval splits, not at U+00A0 …),
-    as many as ``columns`` names, or a DataError."""
+    """``line`` split at ASCII whitespace (as trec_eval; not U+00A0), as many fields as ``columns``, or a DataError."""
     parts, n = _FIELD.findall(line), len(columns.split())
     if len(parts) != n:
         if line.lstrip(ASCII_SPACE)[:1] in ("{", "["):
@@ -74,8 +66,7 @@ _FIELD = re.compile(f"[^{ASCII_SPACE}]+")
 
 
 def format_run(run: Run, tag: str) -> str:
-    """TREC run text with each stage's own scores, made order-reproducing by
-    ``Ranking.eval_scores`` (rounded to float32, ties nudged by one float32 step)."""
+    """TREC run text with each stage's scores, order-reproducing via ``Ranking.eval_scores``."""
     out = []
     for qid, ranking in run.items():
         for rank, (docid, score) in enumerate(ranking.eval_scores().items(), start=1):
@@ -84,9 +75,7 @@ def format_run(run: Run, tag: str) -> str:
 
 
 def score_text(score: float) -> str:
-    """The shortest text that reads back (as a double, then float32, as trec_eval and
-    pytrec_eval read it) to this float32 score: fixed decimals would round nearby scores into
-    new ties."""
+    """The shortest text reading back (as trec_eval does) to this float32 score: fixed decimals would make ties."""
     short = str(np.float32(score))
     return short if np.float32(float(short)) == np.float32(score) else repr(float(score))
 

@@ -1,11 +1,6 @@
-"""Stage-1 training data as a LightningDataModule, composed of pieces each testable alone:
-training groups, sampler and collator (``dear.distill.groups``), the teacher's cached logits
-(``dear.distill.teacher``) and the validation set (``dear.distill.validation``).
-
-Everything it is given is built at the composition root (``train.py``, the precompute): the
-source, the validation benchmark and the ``Teacher`` (config + builder, None when the loss gives
-KD no weight).
-"""
+"""Stage-1 training data as a LightningDataModule: groups, sampler and collator (``dear.distill.groups``), the
+teacher's cached logits (``dear.distill.teacher``) and validation (``dear.distill.validation``), all built by the
+composition root (``train.py``, the precompute)."""
 
 from __future__ import annotations
 
@@ -24,10 +19,8 @@ from dear.utils.progress import log
 
 
 class DistillDataModule(L.LightningDataModule):
-    """``train``: a training source (dear.distill.sources); ``val``: a harness benchmark whose
-    judged queries are never trained on; ``teacher``: the teacher whose logits the loss distils
-    (its cache is computed here if missing), or None when the loss needs none (α = 0);
-    ``student``: the student config (tokenizer + template)."""
+    """``train``: a training source; ``val``: a benchmark whose judged queries are never trained on; ``teacher``:
+    whose logits the loss distils (None when α = 0); ``student``: the student config (tokenizer + template)."""
 
     def __init__(self, train, student: dict, teacher: Teacher | None = None, val=None, group_size: int = 8,
                  batch_size: int = 4, eval_batch_size: int = 64, seed: int = 0, num_workers: int = 0,
@@ -48,8 +41,7 @@ class DistillDataModule(L.LightningDataModule):
 
     # --- data -------------------------------------------------------------------------------------
     def load_sources(self) -> None:
-        """Training queries (validation queries held out) and, for the teacher cache, every query
-        of the source: the cache depends on the source alone, whatever the validation split."""
+        """Training queries (validation held out), and all of the source's for the teacher cache."""
         if self.queries is not None:
             return
         self.all_queries, self.docs = self.source.load()
@@ -60,8 +52,7 @@ class DistillDataModule(L.LightningDataModule):
         log(f"training: {len(self.queries)} queries, {len(pair_list(self.queries))} (query, doc) pairs in their pools")
 
     def prepare_data(self) -> None:
-        """Compute the teacher cache if it is missing or unverified (rank 0 only, as Lightning calls
-        it); the teacher is built only if a shard needs scoring."""
+        """Compute a missing or unverified teacher cache (rank 0); the teacher is built only if needed."""
         if self.teacher is None or self.teacher.ready:
             return
         self.load_sources()

@@ -1,9 +1,6 @@
-"""Stage-1 training groups: deterministic draws, a resumable sampler and loader, and the collator.
-
-A group for query q is its positive + (m − 1) negatives drawn from q's pool. The draw is a pure
-function of (seed, epoch, query index), and the teacher's logits for the group are looked up
-for exactly the drawn documents — student and teacher always see the same group.
-"""
+"""Stage-1 training groups: deterministic draws, a resumable sampler and loader, and the collator. A group is q's
+positive + (m − 1) negatives from q's pool, a pure function of (seed, epoch, query index); the teacher's logits are
+looked up for exactly the drawn documents."""
 
 from __future__ import annotations
 
@@ -18,10 +15,8 @@ from dear.utils.ranks import rank_world
 
 
 class GroupSampler(Sampler[int]):
-    """Shuffled query order per epoch, sharded by rank; yields ``epoch * n + i`` so the dataset
-    knows the epoch without shared state (works with worker processes and DDP).
-    Lightning calls ``set_epoch`` at every epoch start; ``resume`` makes the next pass of that
-    epoch start ``start`` indices in (a checkpoint taken mid-epoch)."""
+    """Shuffled query order per epoch, sharded by rank, yielding ``epoch * n + i`` (no shared state under workers or
+    DDP); ``resume`` starts that epoch's next pass ``start`` indices in."""
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
@@ -48,13 +43,8 @@ class GroupSampler(Sampler[int]):
 
 
 class ResumableLoader(DataLoader):
-    """A DataLoader over a ``GroupSampler`` that Lightning checkpoints mid-epoch.
-
-    Lightning's stateful-loader protocol (``FitLoop.on_save_checkpoint`` stores ``state_dict()``
-    of every loader that has one; on resume ``load_state_dict`` is called before ``iter``): the
-    state is (epoch, batches handed out this epoch), and since groups are a pure function of
-    (seed, epoch, query) the resumed pass yields exactly the batches the uninterrupted one would
-    have. ``len`` stays the whole epoch: Lightning adds the batches already done itself."""
+    """A DataLoader over a ``GroupSampler`` that Lightning checkpoints mid-epoch: state (epoch, batches handed out),
+    and groups being pure, a resumed pass yields exactly the uninterrupted batches. ``len`` stays the whole epoch."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -98,13 +88,8 @@ class GroupDataset(Dataset):
 
 
 class PairCollator:
-    """Builds padded student inputs for (qid, docid) pairs; adds labels and teacher logits.
-    ``encoder``: the student's inputs (``PairEncoder`` for a cross-encoder, ``BiEncoderInputs``
-    for a bi-encoder): ``queries(texts)``, ``docs([(title, text)])`` and ``collate(encoded)``.
-
-    Queries and documents are tokenised on first use and memoised (up to ``memo_size`` docs), so
-    a corpus never has to be tokenised — or held — in full, yet no text is tokenised twice.
-    """
+    """Padded student inputs for (qid, docid) pairs, with labels and teacher logits, via ``encoder`` (``PairEncoder``
+    or ``BiEncoderInputs``); texts tokenised on first use and memoised (``memo_size`` docs)."""
 
     def __init__(self, encoder, queries: dict[str, str], docs, teacher: dict | None, memo_size: int = 500_000):
         self.encoder, self.queries, self.docs, self.teacher = encoder, queries, docs, teacher

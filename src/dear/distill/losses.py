@@ -1,17 +1,11 @@
-"""Stage-1 losses over groups of scores: (B, m) student scores, labels and teacher logits.
+"""Stage-1 losses over groups: (B, m) student scores, labels (graded, usually ``[1, 0, ..., 0]``) and teacher logits.
 
-Labels are graded relevance per document (the usual group is ``[1, 0, ..., 0]``: the positive
-first). Every loss is a **mean** — over documents, pairs or queries — as in the released DeAR
-code (``pointwise_reranker/rank_loss.py``, ``modeling.py``), so α trades off comparable
-magnitudes whatever the group size (summing over a group of 8 makes RankNet ~9x and BCE ~8x
-larger, and α = 0.1 would weigh KD far less than the paper's).
-
-Rank losses (``DistillLoss.rank``):
-- ``ranknet``: the reference's RankNet (``rank_net`` with binary relevance): BCE-with-logits of
-  s_i − s_j against the soft target σ(y_i − y_j) over every pair i < j, averaged over pairs.
-- ``ranknet_eq5``: paper eq. 5, log(1 + e^(s_j − s_i)) over the pairs with y_i > y_j, averaged.
-- ``softmax_ce``: the reference's default ``loss_type`` (positive at index 0), averaged over queries.
-- ``pointce``: paper eq. 4, binary cross-entropy per document, averaged over documents.
+Every loss is a **mean** as in the released DeAR code (``rank_loss.py``, ``modeling.py``), so α weighs comparable
+magnitudes whatever the group size. Rank losses (``DistillLoss.rank``):
+- ``ranknet``: the reference's RankNet: BCE-with-logits of s_i − s_j against σ(y_i − y_j) over pairs i < j.
+- ``ranknet_eq5``: paper eq. 5, log(1 + e^(s_j − s_i)) over the pairs with y_i > y_j.
+- ``softmax_ce``: the reference's default ``loss_type`` (positive at index 0).
+- ``pointce``: paper eq. 4, binary cross-entropy per document.
 """
 
 from __future__ import annotations
@@ -23,14 +17,13 @@ import torch.nn.functional as F
 
 
 def point_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """PointCE (paper eq. 4): binary cross-entropy of σ(s) against relevant (label > 0) or not,
-    averaged over all B·m documents."""
+    """PointCE (paper eq. 4): BCE of σ(s) against label > 0, averaged over all B·m documents."""
     return F.binary_cross_entropy_with_logits(scores, (labels > 0).to(scores.dtype))
 
 
 def ranknet(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The reference's RankNet: BCE(σ(s_i − s_j), σ(y_i − y_j)) over every pair i < j of the
-    group (soft targets: 0.73 for positive-over-negative, 0.5 between equal labels), averaged."""
+    """The reference's RankNet: mean BCE(σ(s_i − s_j), σ(y_i − y_j)) over pairs i < j (soft targets: 0.73 for
+    positive-over-negative, 0.5 for equal labels)."""
     upper = torch.triu(torch.ones(scores.size(-1), scores.size(-1), dtype=torch.bool, device=scores.device), 1)
     diffs = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[:, upper]  # (B, m(m−1)/2): s_i − s_j, i < j
     targets = torch.sigmoid((labels.unsqueeze(-1) - labels.unsqueeze(-2))[:, upper].to(scores.dtype))
@@ -38,26 +31,21 @@ def ranknet(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def ranknet_eq5(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """RankNet as paper eq. 5: log(1 + e^(s_j − s_i)) over the pairs (i, j) with label_i >
-    label_j, averaged over those pairs."""
+    """RankNet as paper eq. 5: log(1 + e^(s_j − s_i)) averaged over pairs with label_i > label_j."""
     better = labels.unsqueeze(-1) > labels.unsqueeze(-2)  # (B, m, m): i above j
     diffs = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # s_i − s_j
     return F.softplus(-diffs)[better].mean()
 
 
 def softmax_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the group softmax with the positive at index 0 (the released DeAR code's
-    ``softmax_ce``, also the localized-contrastive loss of RankLLaMA/Tevatron)."""
+    """Cross-entropy of the group softmax, positive at index 0 (the released DeAR ``softmax_ce``)."""
     target = torch.zeros(scores.size(0), dtype=torch.long, device=scores.device)
     return F.cross_entropy(scores, target)
 
 
 def kd_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float, direction: str = "teacher_student") -> torch.Tensor:
-    """τ² · KL between temperature-softened group distributions, averaged over queries.
-
-    ``teacher_student``: KL(softmax(t/τ) ‖ softmax(s/τ)) — the released DeAR code and classic
-    Hinton distillation. ``student_teacher``: KL(P_s ‖ P_t) as paper eq. 7 writes it.
-    """
+    """τ² · KL of temperature-softened group distributions, mean over queries: ``teacher_student`` KL(softmax(t/τ) ‖
+    softmax(s/τ)) as the released code; ``student_teacher`` KL(P_s ‖ P_t) as paper eq. 7."""
     log_s = F.log_softmax(student / tau, dim=-1)
     log_t = F.log_softmax(teacher.to(student.dtype) / tau, dim=-1)
     if direction == "teacher_student":

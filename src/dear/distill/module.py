@@ -1,9 +1,5 @@
-"""The Stage-1 LightningModule: a LoRA student scored in groups, trained on rank loss + KD.
-
-Per step: B groups × m documents → (B·m, L) token ids → scores (B, m) → DistillLoss.
-Lightning owns devices, precision and the strategy (DDP / FSDP / DeepSpeed via trainer config).
-Checkpoints hold only the trainable weights (adapters + score head), not the frozen base.
-"""
+"""The Stage-1 LightningModule: a LoRA student scored in groups (B·m pairs → (B, m) scores), trained on DistillLoss;
+Lightning owns devices, precision and strategy. Checkpoints hold only trainable weights (adapters + score head)."""
 
 from __future__ import annotations
 
@@ -29,8 +25,7 @@ class DistillModule(L.LightningModule):
         self.student_cfg = to_plain(student)
         self.loss = loss
         self.lr, self.weight_decay, self.warmup_ratio = lr, weight_decay, warmup_ratio
-        # The network is this module's (its state dict, Lightning's device and strategy wrapping);
-        # the student's kind scores it, encodes its inputs and describes its export.
+        # The module owns the network; the student's kind scores it and describes its export.
         self.tokenizer, self.model, self.student = load_student(self.student_cfg)
         self.model.train()  # from_pretrained leaves eval mode (no dropout); Lightning keeps module modes
         self.strict_loading = False  # checkpoints carry trainable weights only
@@ -46,8 +41,7 @@ class DistillModule(L.LightningModule):
         return self.student.pooling
 
     def forward(self, batch: dict) -> torch.Tensor:
-        """(N,) scores for N tokenised pairs (``dear.distill.student``: joined pairs for a
-        cross-encoder, query and document apart for a bi-encoder)."""
+        """(N,) scores for N tokenised pairs (joined for a cross-encoder, apart for a bi-encoder)."""
         return self.student.scores(self.model, batch)
 
     def training_step(self, batch, batch_idx):
@@ -86,17 +80,14 @@ class DistillModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_train_start(self):
-        # configure_optimizers' estimated_stepping_batches builds the train loader before the
-        # checkpoint is restored: give it the checkpoint's position in the epoch now.
+        # estimated_stepping_batches builds the loader before the restore: set the epoch position now.
         restore_loader_states(self.trainer)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"])
 
     def export(self, directory: str | Path) -> Path:
-        """``save_pretrained`` the adapter + score head (or the full model without LoRA), the
-        tokenizer, and how to score with it (template, pooling) — loadable with transformers/peft
-        alone, and by ``CrossEncoderScorer.from_export``."""
+        """Save the adapter + score head (or full model), tokenizer and scoring settings for ``from_export``."""
         directory = Path(directory)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)

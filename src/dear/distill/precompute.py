@@ -8,14 +8,9 @@
     torchrun --nproc_per_node=2 -m dear.distill.precompute trainer=ddp trainer.devices=2 trainer.accelerator=cpu
     python -m dear.distill.precompute -m launcher=slurm trainer=ddp trainer.num_nodes=2 hydra.launcher.partition=gpu
 
-Takes the same config and overrides as ``train.py`` (so the cache it writes is exactly the one
-training looks up); ``train.py`` runs the single-process step itself when the cache is missing.
-
-Lightning's predict loop is only the process engine here: ``trainer`` (devices, nodes, strategy)
-says how many processes run; the pair list is split by shard (shard i belongs to rank i mod world
-size), every rank checks its shards and scores the missing or bad ones into the one cache
-directory, and after a barrier rank 0 records the checksums and writes ``complete``. Every run
-re-verifies every shard, so a re-run with any number of processes scores only what is missing.
+Takes ``train.py``'s config, so it writes exactly the cache training reads. Shard i belongs to rank i mod world size;
+after a barrier rank 0 records checksums and writes ``complete``. A re-run with any process count scores only what is
+missing.
 """
 
 from __future__ import annotations
@@ -40,13 +35,8 @@ register_resolvers()
 
 
 class TeacherScoring(L.LightningModule):
-    """The shards of ``datamodule``'s teacher cache owned by this rank, in one predict step (one
-    batch per rank, the list of its shard indices: Lightning refuses a rank with an empty loader,
-    which a cache with fewer shards than processes would give).
-
-    The teacher is built on this rank's device (``trainer`` picks it: ``cuda:<local rank>`` under
-    DDP) and only when a shard needs scoring, so verifying a whole cache never loads a 13B model.
-    """
+    """This rank's cache shards in one predict step (one batch of shard indices: Lightning refuses an empty loader);
+    the teacher is built on the rank's device only if a shard needs scoring."""
 
     def __init__(self, datamodule):
         super().__init__()
@@ -61,8 +51,7 @@ class TeacherScoring(L.LightningModule):
         return DataLoader([owned], batch_size=None)
 
     def predict_step(self, shards: list[int], batch_idx: int) -> None:
-        # The teacher's numerics are its own config's (dtype; bf16 autocast on GPU), as in the
-        # single-process path: trainer.precision is not part of the cache fingerprint.
+        # The teacher's own dtype, as single-process: trainer.precision is not in the cache fingerprint.
         with torch.autocast(self.device.type, enabled=False):
             scored = self.data.teacher.cache.build_shards(self.plan, [int(i) for i in shards], self._teacher,
                                                           self.data.docs)

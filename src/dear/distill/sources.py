@@ -1,11 +1,11 @@
-"""Training queries for Stage 1: positives and a pool of hard negatives per query.
+"""Training queries for Stage 1: positives and a pool of hard negatives per query, with a ``DocStore`` for texts.
 
-Every source yields ``TrainQuery`` records plus a ``DocStore`` for the texts:
-  * ``IrDatasetsTrainSource``: qrels positives (grade > 0); negatives from the harness's BM25
-    top-k (judged positives excluded), a TREC run, or the dataset's docpairs / scoreddocs.
-  * ``TevatronSource``: Tevatron JSONL (``query``, ``positive_passages``, ``negative_passages``).
-  * ``FlagEmbeddingSource``: FlagEmbedding JSONL (``query``, ``pos``, ``neg``, optional scores).
-Inline passages get a content-hash docid, so the teacher cache keys (qid, docid) stay stable.
+- ``IrDatasetsTrainSource``: qrels positives (grade > 0); negatives from the harness's BM25 top-k (judged positives
+  excluded), a TREC run, or docpairs / scoreddocs.
+- ``TevatronSource``: Tevatron JSONL (``query``, ``positive_passages``, ``negative_passages``).
+- ``FlagEmbeddingSource``: FlagEmbedding JSONL (``query``, ``pos``, ``neg``).
+
+Inline passages get a content-hash docid, so teacher cache keys (qid, docid) stay stable.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ class _JsonlSource:
 
 
 class TevatronSource(_JsonlSource):
-    """``{"query_id"?, "query", "positive_passages": [{"docid"?, "title"?, "text"}], "negative_passages": [...]}``;
-    without a ``query_id`` (or with null) the qid is a hash of the query."""
+    """``{"query_id"?, "query", "positive_passages": [{"docid"?, "title"?, "text"}], "negative_passages": [...]}``; no
+    ``query_id``: a hash of the query."""
 
     def parse(self, row, where: str):
         json_object(row, where, "query", "positive_passages", "negative_passages")
@@ -155,8 +155,7 @@ class TevatronSource(_JsonlSource):
 
 
 class FlagEmbeddingSource(_JsonlSource):
-    """``{"query", "pos": [text], "neg": [text], "pos_scores"?, "neg_scores"?}`` (scores unused: the
-    teacher cache scores every pair with the configured teacher)."""
+    """``{"query", "pos": [text], "neg": [text], ...}`` (scores unused: the teacher cache scores every pair)."""
 
     def parse(self, row, where: str):
         json_object(row, where, "query", "pos", "neg")

@@ -1,16 +1,9 @@
 """The Stage-1 student, by kind (``student.kind``): how it loads, encodes a pair, scores and exports.
 
-- ``cross_encoder`` (default): a one-logit sequence classifier over the joined pair with LoRA
-  (optionally QLoRA); decoders (Llama 3.x, Qwen 2.5/3) pooled as the released DeAR-P models were
-  (``reference``: the EOS at position 227 of the 228-token padded pair), encoders at [CLS]
-  (``dear.rerank.pooling``); the score head is trained in full alongside the adapters (PEFT's
-  ``modules_to_save`` for sequence classification).
-- ``bi_encoder``: the bare encoder body, queries and documents embedded apart (mean pooling), the
-  score ``logit_scale`` × cosine, as ``BiEncoderScorer`` scores its export.
-
-``StudentKind.load(spec)`` builds the kind for a ``conf/student`` node; the LightningModule keeps
-the network it returns and calls the kind's ``scores(net, batch)`` / ``export_meta()``; the data
-module asks ``encoder(spec, tokenizer)`` for the pair encoder its collator uses.
+- ``cross_encoder`` (default): a one-logit classifier over the joined pair with LoRA (optionally QLoRA), pooled as the
+  released DeAR-P models (``dear.rerank.pooling``); the score head trains in full.
+- ``bi_encoder``: queries and documents embedded apart (mean pooling), score ``logit_scale`` × cosine, as
+  ``BiEncoderScorer``.
 """
 
 from __future__ import annotations
@@ -27,11 +20,7 @@ from dear.rerank.template import PairEncoder, PairTemplate
 def build_student(model: str, revision: str | None = None, lora: dict | None = None,
                   quantization: dict | None = None, gradient_checkpointing: bool = False, dtype: str = "auto",
                   kind: str = "cross_encoder", **_):
-    """→ (tokenizer, model). ``lora``: peft LoraConfig fields (r, lora_alpha, lora_dropout,
-    target_modules, ...) or None for full fine-tuning; ``quantization``: BitsAndBytesConfig fields
-    (e.g. ``load_in_4bit: true``) for a 4-bit frozen base (QLoRA). Other student keys (template,
-    pooling) are read by the module. ``kind``: ``cross_encoder`` (a one-logit classifier over the
-    joined pair) or ``bi_encoder`` (the bare encoder body: queries and documents embedded apart)."""
+    """→ (tokenizer, model); ``lora``: LoraConfig fields (None: full fine-tuning); ``quantization``: 4-bit (QLoRA)."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     student_kind({"kind": kind})  # a known kind, else a ValueError naming them

@@ -1,10 +1,5 @@
-"""The teacher as Stage-1 training sees it: its config, how to build it, and its cached logits.
-
-``Teacher`` is what a composition root hands the data module: the scorer's config (what its
-logits depend on) and a function that builds the scorer (called only when a cache shard has to
-be scored, so a complete cache never loads the model). ``TeacherLogits`` is one teacher's cache
-over one training source: its fingerprint, directory, precompute and lookup.
-"""
+"""The teacher as Stage-1 training sees it. ``Teacher``: the scorer's config and a builder called only when a shard
+must be scored (a complete cache never loads the model); ``TeacherLogits``: one teacher's cache over one source."""
 
 from __future__ import annotations
 
@@ -20,8 +15,7 @@ from dear.utils.progress import log
 
 
 def runtime_only(config: dict) -> frozenset[str]:
-    """The settings of ``config``'s ``_target_`` scorer that do not change its scores (its
-    ``runtime_only`` attribute: device, batch sizes, memo sizes); none for a target without one."""
+    """Settings of ``config``'s scorer that do not change scores (its ``runtime_only``: device, batch sizes)."""
     target = config.get("_target_")
     if not target:
         return frozenset()
@@ -31,17 +25,13 @@ def runtime_only(config: dict) -> frozenset[str]:
 
 
 def scoring_settings(config: dict) -> dict:
-    """``config`` less its scorer's runtime-only settings: what the teacher's logits depend on,
-    with every ``dtype: auto`` that computes in bf16 autocast on this CPU said so (its logits
-    differ from an fp32 host's, so the two never share a cache)."""
+    """``config`` less runtime-only settings, CPU bf16 autocast marked (its logits differ: caches never mix)."""
     skip = runtime_only(config)
     return {k: v for k, v in with_cpu_precision(config).items() if k not in skip}
 
 
 def with_cpu_precision(node):
-    """``node`` with each ``dtype: auto`` (at any depth, e.g. a fusion member) that runs on a CPU
-    with native bf16 rewritten ``auto (bf16 autocast on CPU)``; elsewhere unchanged, so caches
-    made on GPUs or fp32 CPUs keep their fingerprints."""
+    """``node`` with each ``dtype: auto`` run in native CPU bf16 marked so; GPU and fp32 fingerprints unchanged."""
     if isinstance(node, dict):
         out = {k: with_cpu_precision(v) for k, v in node.items()}
         if out.get("dtype") == "auto":
@@ -56,12 +46,8 @@ def with_cpu_precision(node):
 
 
 class Teacher:
-    """``config``: the teacher scorer's plain config (``_target_`` and settings); ``build``:
-    ``build(**overrides) -> scorer`` (e.g. ``functools.partial(hydra.utils.instantiate, node)``),
-    called with ``device=...`` by the distributed precompute.
-
-    A plain class, not a dataclass: Hydra would turn a dataclass passed to ``instantiate`` into a
-    config, and build the scorer its ``_target_`` names."""
+    """``config``: the teacher scorer's plain config; ``build(**overrides) -> scorer`` (``device=`` from the
+    distributed precompute). Not a dataclass: ``instantiate`` would treat one as a config."""
 
     def __init__(self, config: dict, build: Callable[..., object]):
         self.config, self.build = config, build
@@ -72,16 +58,14 @@ class Teacher:
 
 
 class TeacherLogits:
-    """``teacher``'s logits for every pair of ``source``, cached under ``cache_dir`` in the
-    directory its fingerprint names (shards of about ``shard_size`` pairs)."""
+    """``teacher``'s logits for every pair of ``source``, in ``cache_dir``'s directory named by its fingerprint."""
 
     def __init__(self, teacher: Teacher, source, cache_dir: str = ".cache/teacher", shard_size: int = 4096):
         self.teacher, self.source, self.cache_root, self.shard_size = teacher, source, cache_dir, shard_size
 
     @cached_property
     def fingerprint(self) -> dict:
-        """What the logits depend on: the teacher's scoring settings and the source's description
-        (computed once: the description hashes the source's files, e.g. a training run or JSONL)."""
+        """What the logits depend on: scoring settings and the source's description (computed once: it hashes files)."""
         return cache_fingerprint(scoring_settings(self.teacher.config), self.source.describe())
 
     @cached_property
@@ -97,8 +81,7 @@ class TeacherLogits:
         return self.cache.recorded
 
     def precompute(self, queries: list[TrainQuery], docs: DocStore) -> float:
-        """Score what the cache lacks in this process (the teacher is built only if a shard needs
-        it). → seconds taken."""
+        """Score what the cache lacks in this process (building the teacher only if needed) → seconds taken."""
         start = time.perf_counter()
         log(f"teacher cache missing: scoring with {self.teacher.name} into {self.cache.dir}")
         self.cache.precompute(self.teacher.build, self.fingerprint, queries, docs, self.shard_size)

@@ -1,20 +1,15 @@
-"""Frozen-teacher logits, computed once per (teacher, template, data) and reused by training.
+"""Frozen-teacher logits, computed once per (teacher, template, data) and reused by training (docs/stage1.md).
 
 Layout of a cache directory::
 
-    manifest.json         fingerprint, the pair list's digest, shard size, pair count; once every
-                          shard exists also ``shards``: {file: {rows, sha256}}
-    shard-00000.parquet   columns qid, docid, logit — about `shard_size` pairs each, in pair order,
-                          never splitting a query (scorers that normalise per query, e.g. a fused
-                          teacher, see all of a query's pairs in one ranking)
-    complete              written last, after the shard records
+    manifest.json         fingerprint, pair-list digest, shard size, pair count; when complete also
+                          ``shards``: {file: {rows, sha256}}
+    shard-00000.parquet   qid, docid, logit: about `shard_size` pairs in pair order, never splitting a query
+    complete              written last
 
-Each shard is scored under its own lock, written to a temporary file and renamed, so a killed
-precompute leaves only whole shards and any number of processes (a multirun sharing one cache,
-or the ranks of a distributed precompute) can fill one directory. A precompute re-verifies every
-shard it finds (schema, rows, the exact pairs of the plan, finite logits) and rescores only the
-bad or missing ones; training verifies each shard against the checksum in the manifest. Because
-the pair order is a pure function of the data, a resumed cache is identical to an uninterrupted one.
+Shards are scored under their own lock and written atomically, so any number of processes can fill one directory and a
+kill leaves only whole shards. A precompute re-verifies every shard and rescores bad or missing ones; training checks
+manifest checksums. The pair order is a pure function of the data, so a resumed cache equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -45,8 +40,7 @@ _REBUILD = "re-run `python -m dear.distill.precompute` with the same overrides: 
 
 
 def fingerprint(teacher: dict, source: dict) -> dict:
-    """Everything the logits depend on: teacher id/revision, template, lengths and scorer settings
-    (the teacher config), dataset id and candidate source (the source's description)."""
+    """Everything the logits depend on: the teacher config and the source's description."""
     return {"format": FORMAT, "teacher": teacher, "source": source}
 
 
@@ -89,9 +83,7 @@ class TeacherCache:
 
     # --- building ---------------------------------------------------------------------------------
     def precompute(self, scorer, fp: dict, queries: list[TrainQuery], docs: DocStore, shard_size: int = 4096) -> None:
-        """Score every pair with ``scorer`` (a pointwise engine, or a function that builds one —
-        called only if a shard needs scoring) in this process: verifies what is there, scores bad
-        or missing shards only, then records checksums and marks it complete."""
+        """Verify, score bad or missing shards with ``scorer`` (or a builder), record checksums, mark complete."""
         plan = self.start(fp, queries, shard_size)
         get_scorer = (lambda: scorer) if hasattr(scorer, "score") else scorer
         scored = self.build_shards(plan, range(len(plan.shards)), get_scorer, docs)
@@ -109,9 +101,7 @@ class TeacherCache:
 
     def build_shards(self, plan: CachePlan, indices: Iterable[int], get_scorer: Callable[[], object],
                      docs: DocStore) -> int:
-        """Make shards ``indices`` valid: each is checked, and rescored only when missing or bad.
-        ``get_scorer`` is called once, when the first shard needs scoring (a 13B teacher is not
-        loaded to find a cache whole). Returns the number of shards scored."""
+        """Rescore missing or bad shards of ``indices``, calling ``get_scorer`` at most once → shards scored."""
         scorer, scored = None, 0
         for i in indices:
             with exclusive_lock(self.dir / ".locks" / self._shard(i).name):  # another job may be scoring it
@@ -127,8 +117,7 @@ class TeacherCache:
         return scored
 
     def finish(self, plan: CachePlan) -> None:
-        """Record every shard's rows and checksum in the manifest, then write ``complete``.
-        Call once all shards were built (by this process or others); a missing one is an error."""
+        """Record every shard's rows and checksum, then write ``complete``; a missing shard is an error."""
         with exclusive_lock(self.dir / ".lock"):
             records = {}
             for i, pairs in enumerate(plan.shards):
@@ -168,8 +157,7 @@ class TeacherCache:
 
     # --- reading ----------------------------------------------------------------------------------
     def load(self, fp: dict, needed: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
-        """{(qid, docid): logit}; refuses a cache made for other settings, missing a needed pair, or
-        whose shards do not match the manifest (checksum, schema, rows) or hold a non-finite logit."""
+        """{(qid, docid): logit}; refuses other settings, a missing pair, a bad shard or a non-finite logit."""
         if not self.complete:
             raise DataError(f"teacher cache {self.dir} is incomplete: run the precompute (it resumes)")
         manifest = json.loads((self.dir / "manifest.json").read_text())
@@ -232,8 +220,7 @@ def _read_shard(path: Path, rows: int) -> pa.Table:
 
 
 def query_aligned_shards(pairs: list[tuple[str, str]], shard_size: int) -> list[list[tuple[str, str]]]:
-    """Consecutive pairs cut into shards of at least ``shard_size`` pairs (the last may be
-    smaller), each ending where a query's pairs end."""
+    """Consecutive pairs in shards of at least ``shard_size`` (the last may be smaller), ending at query bounds."""
     shards: list[list[tuple[str, str]]] = [[]]
     for i, pair in enumerate(pairs):
         shards[-1].append(pair)

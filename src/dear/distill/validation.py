@@ -1,9 +1,5 @@
-"""Stage-1 validation: a harness benchmark's judged queries, reranked by the student being trained.
-
-The benchmark's candidates are flattened into (qid, docid) pairs in a fixed order; the student
-scores them in chunks, and ``evaluate`` turns the flat scores back into rankings and metrics.
-Its judged queries are held out of training (``held_out``).
-"""
+"""Stage-1 validation: a harness benchmark's judged queries (held out of training), reranked by the student; its
+candidates are flat (qid, docid) pairs in a fixed order, scored in chunks, turned back into rankings by ``evaluate``."""
 
 from __future__ import annotations
 

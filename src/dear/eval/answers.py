@@ -1,9 +1,5 @@
-"""DPR's answer matching.
-
-``has_answer`` follows DPR's ``string`` match: Unicode NFD normalisation, DPR's SimpleTokenizer
-(runs of letters/digits/marks, or single other non-space characters), lower-cased; a passage
-has the answer when the answer's token sequence occurs contiguously in the passage's tokens.
-"""
+"""DPR's answer matching: ``has_answer`` is DPR's ``string`` match (NFD, DPR's SimpleTokenizer, lower-cased): the
+answer's tokens occur contiguously in the passage's."""
 
 from __future__ import annotations
 

@@ -45,8 +45,7 @@ class RelevanceJudge:
         return _mean(per_query, self.names), per_query
 
     def warnings(self, run: Run) -> list[str]:
-        """What makes the scores of ``run`` suspect: judged queries none of whose candidates is
-        judged (every metric 0 — usually docids from another collection or a docid format mismatch)."""
+        """Judged queries none of whose candidates is judged (usually docids of another collection)."""
         blind = sorted(q for q, r in run.items() if q in self.qrels and not any(c.docid in self.qrels[q]
                                                                                 for c in r.candidates))
         if not blind:

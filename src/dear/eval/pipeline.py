@@ -1,17 +1,12 @@
 """Candidates → zero or more reranking stages → a TREC run, metrics and a table per stage.
 
-Writes into ``out_dir``:
-  runs/<stage>.trec        every stage's ranking with its own scores (made order-reproducing under
-                           trec_eval: see Ranking.eval_scores)
-  metrics.json             {"<stage>": {"nDCG@10": 0.5058, ..., "sec_per_query": 0.12}, ...,
-                            "warnings": [...] only when the input looks wrong}; each reranking
-                           stage's row also holds "significance": its paired tests against
-                           first_stage per metric (dear.eval.significance); written once every
-                           stage is done, so its presence means the run is complete
+Writes into ``out_dir`` (docs/evaluation.md):
+  runs/<stage>.trec        each stage's ranking, order-reproducing under trec_eval (Ranking.eval_scores)
+  metrics.json             {"<stage>": {"nDCG@10": ..., "sec_per_query": ..., "significance": tests vs first_stage},
+                           "warnings": [...] if any}; written last: its presence means the run is complete
   per_query.json           {"<stage>": {"<qid>": {"nDCG@10": ...}}}, also at the end
-  metrics.partial.json,    the same after each stage while the run goes on (nothing computed is
-  per_query.partial.json   lost when it dies); removed when the finals are written
-  <stage>.details.jsonl    per-query notes a stage leaves (e.g. listwise justifications)
+  *.partial.json           both, after each stage while running; removed at the end
+  <stage>.details.jsonl    per-query notes of a stage (e.g. listwise justifications)
   results.md               the Markdown table that is also printed
 """
 
@@ -39,9 +34,7 @@ WARNINGS = "warnings"  # the one key of metrics.json that is not a stage
 
 @dataclass
 class Stage:
-    """A reranker applied to the top ``depth`` of the previous stage (or of the stage named by
-    ``source``, e.g. ``first_stage`` to compare rerankers on the same candidates); the tail keeps
-    its order."""
+    """A reranker over the top ``depth`` of the previous stage (or of ``source``); the tail keeps its order."""
 
     name: str
     reranker: object  # anything with rerank(list[Ranking]) -> list[Ranking]
@@ -53,9 +46,7 @@ class Stage:
 
 
 def stages_from_config(stages, build, field: str = "pipeline.stages") -> list[Stage]:
-    """``{name: {reranker: <_target_ node>, depth: k, source: optional stage} | null}`` → stages, each
-    reranker made by ``build(node)`` (the entry point's ``hydra.utils.instantiate``) once every
-    depth is checked; ``field``: where ``stages`` sits in the config, for error messages."""
+    """``{name: {reranker, depth, source?} | null}`` → stages, built by ``build`` once every depth is checked."""
     stages = {name: s for name, s in stages.items() if s is not None}  # null: a stage switched off
     check_depths(stages, field)  # before any reranker loads a model
     return [Stage(name, build(s.reranker), s.depth, s.get("source")) for name, s in stages.items()]
@@ -91,9 +82,7 @@ def timed_load(benchmark: Benchmark) -> tuple[Loaded, float]:
 
 def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path,
                  loaded: tuple[Loaded, float] | None = None) -> dict:
-    """Run and evaluate every stage, on what ``timed_load(benchmark)`` gives (or gave: ``loaded``,
-    when the caller checked the inputs before writing anything); returns
-    ``{"metrics": ..., "table": ..., "per_query": ..., "warnings": ...}``."""
+    """Run and evaluate every stage (on ``loaded`` if given) → ``{"metrics", "table", "per_query", "warnings"}``."""
     out_dir = Path(out_dir)
     loaded, load_seconds = loaded or timed_load(benchmark)
     _final(out_dir, METRICS).unlink(missing_ok=True)  # a rerun into the same dir is not complete until it ends

@@ -1,15 +1,9 @@
 """Paired significance of systems against one baseline on the same queries.
 
-Each system's per-query values are compared with the baseline's by a paired t-test
-(``scipy.stats.ttest_rel``) and a two-sided paired randomisation test (``scipy.stats.
-permutation_test``, ``permutation_type="samples"``: each query's two values are swapped at
-random; exact when 2^n ≤ the resample budget; fixed seed). With several systems the p-values are
-Holm–Bonferroni adjusted across them. The † marker uses the adjusted randomisation p-value: it
-assumes no normality of the per-query differences (nDCG differences are bounded and skewed).
-
-Holm is written here (a few lines, checked against a hand computation in the tests) rather than
-taken from statsmodels' ``multipletests``: that would add statsmodels and its dependencies for
-one loop; scipy's ``false_discovery_control`` is Benjamini–Hochberg, a different correction.
+A paired t-test and a two-sided paired randomisation test (``permutation_test``, ``samples``; exact when 2^n ≤ the
+resample budget; fixed seed), Holm–Bonferroni adjusted across systems. The † marker uses the adjusted randomisation
+p-value: no normality is assumed of bounded, skewed per-query differences. Holm is written here rather than adding
+statsmodels (scipy's ``false_discovery_control`` is Benjamini–Hochberg).
 """
 
 from __future__ import annotations
@@ -68,9 +62,8 @@ def paired_test(system: np.ndarray, baseline: np.ndarray, seed: int = SEED,
 
 
 def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm–Bonferroni adjusted p-values, in the given order (None stays None, not counted).
-
-    Sorted ascending p_(1) ≤ … ≤ p_(m): adjusted p_(i) = max over j ≤ i of min(1, (m − j + 1)·p_(j))."""
+    """Holm–Bonferroni adjusted p-values in the given order (None stays None, not counted): for sorted p_(1) ≤ … ≤
+    p_(m), p_(i) = max over j ≤ i of min(1, (m − j + 1)·p_(j))."""
     present = [i for i, p in enumerate(p_values) if p is not None]
     adjusted: list[float | None] = [None] * len(p_values)
     running = 0.0
@@ -81,8 +74,7 @@ def holm(p_values: list[float | None]) -> list[float | None]:
 
 
 def compare_to_baseline(per_query: dict[str, dict[str, float]], baseline: str) -> dict[str, PairedTest]:
-    """``{system: {qid: value}}`` → ``{system: PairedTest}`` for every system but the baseline,
-    Holm-adjusted across them. Every system must have the baseline's queries."""
+    """``{system: {qid: value}}`` → ``{system: PairedTest}``, Holm-adjusted; all need the baseline's queries."""
     if baseline not in per_query:
         raise DataError(f"significance: no baseline {baseline!r} among {list(per_query)}")
     qids = sorted(per_query[baseline])
@@ -123,8 +115,7 @@ SIGNIFICANCE = "significance"  # the key, in a stage's row of metrics.json, of i
 
 def stage_significance(per_query: dict[str, dict[str, dict[str, float]]], metrics: list[str],
                        baseline: str) -> dict[str, dict]:
-    """per_query.json's ``{stage: {qid: {metric: value}}}`` → ``{stage: {"baseline": name,
-    metric: PairedTest as JSON}}`` for every stage but the baseline; Holm over the stages, per metric."""
+    """per_query.json's ``{stage: {qid: {metric: v}}}`` → tests per stage and metric, Holm over the stages."""
     out: dict[str, dict] = {stage: {"baseline": baseline} for stage in per_query if stage != baseline}
     for metric in metrics:
         values = {stage: {qid: row[metric] for qid, row in rows.items()} for stage, rows in per_query.items()}

@@ -7,9 +7,8 @@ from dear.eval.significance import MARKER
 
 def markdown_table(metrics: dict[str, dict[str, float]], columns: list[str],
                    marked: set[tuple[str, str]] = frozenset(), time_key: str = "sec_per_query") -> str:
-    """Rows = stages (in pipeline order), columns = metrics, then any stage's own rates
-    (``stage_metrics()``, e.g. listwise ``parse_clean``; "–" for stages without them), then
-    seconds per query. ``marked``: (stage, metric) cells that get the significance marker."""
+    """Rows = stages; columns = metrics, the stages' own rates ("–" where absent), seconds per query; ``marked``:
+    (stage, metric) cells with the significance marker."""
     extra = list(dict.fromkeys(k for row in metrics.values() for k in row if k not in columns and k != time_key))
     columns = [*columns, *extra]
     header = ["stage", *columns, "s/query"]

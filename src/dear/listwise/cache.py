@@ -1,11 +1,8 @@
 """Generations cached on disk by content, so a killed listwise run resumes where it stopped.
 
-One JSON file per window under ``<dir>/<key[:2]>/<key>.json``, written atomically as soon as
-the window is generated. The key is the sha256 of everything that decides the output: the back
-end's identity (model, adapter, decoding settings with the seed) and the exact prompt (the
-messages and whether the chat template renders them). A run pointed at the same directory
-(``cache_dir: ${paths.output_dir}/listwise_cache``, i.e. the same ``hydra.run.dir``) reads
-back every window it finished and generates only the rest.
+One JSON file per window at ``<dir>/<key[:2]>/<key>.json``, written atomically once generated. The key is the sha256
+of everything deciding the output: the back end's identity (model, adapter, decoding settings, seed) and the exact
+prompt (messages, chat template or not).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """A listwise SFT export run as it was trained and evaluated (``listwise=export listwise.path=RUN``).
 
-``ListwiseSFTModule.export`` writes ``dear_listwise.json`` beside the adapter: the prompt the
-data was rendered with, the sliding window and the generation settings the run evaluated its
-export with. ``reranker_from_export`` rebuilds that reranker; anything given explicitly (a
-cache directory, ``top_k``, back-end options such as ``dtype`` or ``batch_size``) wins.
+``dear_listwise.json`` beside the adapter records the prompt, sliding window and generation settings;
+``reranker_from_export`` rebuilds that reranker, with anything given explicitly (cache directory, ``top_k``, back-end
+options) winning.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ EXPORT_META = "dear_listwise.json"
 
 
 def export_settings(reranker, generation: dict) -> dict | None:
-    """The meta file's content from the module's ``ListwiseReranker`` partial (``module.reranker``,
-    Hydra's ``_partial_``) and generation options; ``None`` for a reranker factory that does not
-    say its prompt (the export then runs only through ``export_reranker``)."""
+    """The meta file from the module's ``ListwiseReranker`` partial and generation options (None: prompt unknown)."""
     keywords = dict(getattr(reranker, "keywords", {}))
     prompt = keywords.pop("prompt", None)
     if isinstance(prompt, ListwisePrompt):
@@ -46,8 +43,7 @@ def export_dir(path: str | Path) -> Path:
 def reranker_from_export(path: str, cache_dir: str | None = None, top_k: int | None = None,
                          window_size: int | None = None, step: int | None = None, prompt: dict | None = None,
                          backend: dict | None = None):
-    """The ``ListwiseReranker`` of a listwise export: its prompt, window and generation settings,
-    with ``prompt`` fields, ``window_size``/``step`` and ``backend`` options overriding them."""
+    """The export's ``ListwiseReranker``, ``prompt``/``window_size``/``step``/``backend`` overriding its settings."""
     from dear.listwise.backends.hf import TransformersBackend
     from dear.listwise.reranker import ListwiseReranker
 

@@ -1,23 +1,13 @@
 """Read a permutation out of a listwise model's free text, whatever the model wrote.
 
-The ranking comes from the final-ranking line (``### Final Reranking: [2] > [1] > ...``, also
-as a numbered list ``1. [2]`` per line) or, when the prompt asks for none, from the longest run
-of ``[i] > [j] ...`` in the answer (the earliest of equally long ones: an explanation after the
-answer is not the answer); when the prompt asks for a final-ranking line and the model left it
-out, from the last run. Ids mentioned in the reasoning are not ranks: reasoning inside
-``<think>`` is never read for ids, and an unclosed ``<think>``, a generation cut at the token
-limit before the final-ranking line, or a final-ranking line that lists no ranking
-(``Final Reranking: 2023 was decisive.``) falls back to the previous order. A run joined by
-``<`` lists the worst first and is reversed. Duplicates are dropped, unknown ids ignored and
-missing ids appended in their previous order, so the result is always a permutation of
-``range(n)``.
+The ranking comes from the final-ranking line (``### Final Reranking: [2] > [1] > ...`` or a numbered list); without a
+marker in the prompt, from the longest (earliest) ``[i] > [j] ...`` run; when the asked-for line is missing, from the
+last run. ``<think>`` content is never read for ids; an unclosed ``<think>``, truncation before the final-ranking
+line, or a final line without a ranking falls back to the previous order. ``<`` runs are reversed. Duplicates are
+dropped, unknown ids ignored, missing ones appended in previous order: always a permutation of ``range(n)``. Status:
+``clean``, ``repaired`` or ``fallback``.
 
-Status per output: ``clean`` (exactly what was asked), ``repaired`` (a ranking was found but
-needed fixing or was not where the prompt asked for it) or ``fallback`` (no usable ranking:
-the previous order is kept).
-
-Every pattern is linear: quantifiers are possessive (``*+``) wherever a run of spaces could
-otherwise be split between two of them, so 10 MB of any text parses in well under a second.
+Every pattern is linear in the text (possessive ``*+`` wherever spaces could split between two quantifiers).
 """
 
 from __future__ import annotations
@@ -55,12 +45,8 @@ class Parsed:
 
 
 def marker_pattern(marker: str) -> re.Pattern:
-    """``### Final Reranking:`` → its words with any spacing, case and Markdown emphasis.
-
-    Group ``lead`` is set when the marker starts a line (after ``#``/``*``/spaces), group
-    ``colon`` when a colon follows it: either makes it the final-ranking line; a marker phrase
-    in mid-sentence without a colon is prose ("the final reranking above puts ...").
-    """
+    """``### Final Reranking:`` with any spacing, case and emphasis; group ``lead`` (line start) or ``colon`` makes it
+    the final-ranking line, else it is prose."""
     words = re.findall(r"[A-Za-z0-9]+", marker)
     if not words:
         raise ValueError(f"marker {marker!r} has no words to match")
@@ -69,11 +55,8 @@ def marker_pattern(marker: str) -> re.Pattern:
 
 
 def parse_ranking(text: str, n: int, first_id: int = 1, marker: str | None = None, truncated: bool = False) -> Parsed:
-    """Parse ``text`` for a window of ``n`` passages numbered from ``first_id``.
-
-    ``marker``: the final-ranking line the prompt asked for (``None``: the answer is the ranking).
-    ``truncated``: the generation stopped at the token limit rather than at an end token.
-    """
+    """Parse ``text`` for ``n`` passages numbered from ``first_id``; ``marker``: the line asked for (None: the whole
+    answer); ``truncated``: generation hit the token limit."""
     issues: list[str] = []
     reasoning, answer, unclosed = _split_think(text)
     if unclosed:
@@ -101,8 +84,7 @@ def parse_ranking(text: str, n: int, first_id: int = 1, marker: str | None = Non
 
 
 def _split_think(text: str) -> tuple[str, str, bool]:
-    """→ (reasoning, answer, unclosed). Text after the last ``</think>`` is the answer. After an
-    unclosed ``<think>`` everything is reasoning: only a final-ranking line inside it is read."""
+    """→ (reasoning, answer, unclosed); after an unclosed ``<think>`` only a final-ranking line is read."""
     last = None
     for match in _THINK_CLOSE.finditer(text):
         last = match
@@ -134,11 +116,7 @@ def _after_marker(answer: str, pattern: re.Pattern) -> tuple[bool, str | None, s
 
 
 def _find_run(answer: str, last: bool) -> tuple[str | None, str]:
-    """A run of ``[i] > [j] ...`` (or, failing that, ``i > j ...``) → (its text, text before it).
-
-    ``last``: the last run (reasoning came first); otherwise the one with most ids, the earliest
-    of equally long ones (what follows the answer is an explanation).
-    """
+    """An ``[i] > [j]`` (else ``i > j``) run → (its text, text before): ``last`` the last, else the longest."""
     for pattern in (_ID_RUN, _BARE_RUN):
         best, best_len = None, 0
         for run in pattern.finditer(answer):
@@ -151,8 +129,7 @@ def _find_run(answer: str, last: bool) -> tuple[str | None, str]:
 
 
 def _ids(span: str, issues: list[str]) -> list[str] | None:
-    """The ids of a matched list as written, best first: a list joined by ``<`` is reversed,
-    one mixing ``>`` and ``<`` is no ranking (None)."""
+    """The ids of a matched list, best first: ``<`` lists are reversed, mixed ``>``/``<`` is no ranking (None)."""
     ids = _NUMBER.findall(span)
     if "<" not in span:
         return ids
@@ -164,12 +141,8 @@ def _ids(span: str, issues: list[str]) -> list[str] | None:
 
 
 def _normalise(ids: list[str], first_id: int, n: int) -> tuple[list[int], list[str]]:
-    """Ids as written → window positions: drop repeated and out-of-range ones, append the missing
-    ones in their previous order.
-
-    Repeats are dropped on the strings first (in C: a degenerate output can list millions of
-    ids), then on the numbers (``01`` and ``1``).
-    """
+    """Ids → window positions: repeats (as strings first: outputs can list millions) and unknowns dropped, missing ids
+    appended in their previous order."""
     issues = []
     distinct = [int(x) - first_id for x in dict.fromkeys(ids)]
     valid = [p for p in distinct if 0 <= p < n]

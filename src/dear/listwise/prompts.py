@@ -1,17 +1,9 @@
 """Listwise prompts: one window of passages → chat messages (config group ``conf/prompt``).
 
-Two shapes cover every prompt the project uses:
-
-* multi-turn (DeAR, RankGPT): a user turn introducing the ``num`` passages, one user turn per
-  passage ``[i] text`` each acknowledged by the assistant, then a final user turn with the
-  query and instructions;
-* single-turn (the released model card, RankZephyr): one user message holding the
-  introduction, the passage list and the instructions.
-
-Passages are cut to a word budget (and/or a character budget, as the model card does).
-``max_words: auto`` picks the largest budget, at most ``auto_cap``, whose rendered window fits
-the model's context next to ``max_new_tokens`` — so a long window is cut, never silently
-overflowed; a fixed budget that overflows is an error.
+Multi-turn (DeAR, RankGPT: one acknowledged user turn per passage) or single-turn (model card, RankZephyr). Passages
+are cut to a word and/or character budget; ``max_words: auto`` picks the largest budget (≤ ``auto_cap``) that fits the
+context beside ``max_new_tokens``, so windows are never silently overflowed; a fixed budget that overflows is an
+error.
 """
 
 from __future__ import annotations
@@ -30,13 +22,10 @@ PassageTokens = Callable[[list[str]], list[list[int]]]
 class ListwisePrompt:
     """Templates take ``{num}`` and ``{query}``; passage templates also ``{id}`` and ``{text}``.
 
-    ``first_id`` numbers passages from 1 (DeAR, RankGPT) or 0 (the model card). ``marker`` is the
-    final-ranking line the answer carries (``None``: the whole answer is the ranking).
-    ``chat_template: false`` renders the user text alone, without the tokenizer's chat template
-    (the model card feeds the raw prompt to the tokenizer). ``drop`` is a literal removed from
-    every passage before it is cut (the DeAR reference removes rank_llm's ``"Title: Content: "``
-    of untitled passages). ``max_chars`` keeps a passage's first characters verbatim (the model
-    card's ``doc[:300]``); ``max_words: null`` then leaves the words alone.
+    ``first_id``: 1 (DeAR, RankGPT) or 0 (model card). ``marker``: the final-ranking line (None: the answer is the
+    ranking). ``chat_template: false``: raw user text (model card). ``drop``: a literal removed from passages before
+    cutting (the DeAR reference drops rank_llm's ``"Title: Content: "``). ``max_chars``: the model card's
+    ``doc[:300]``.
     """
 
     name: str
@@ -112,16 +101,8 @@ SAMPLE_WORDS = 32  # words per passage whose tokens are counted; the rest extrap
 
 def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_tokens: Callable[[Messages], int],
                limit: int | None, passage_tokens: PassageTokens | None = None) -> tuple[Messages, int | None]:
-    """Messages for one window that fit in ``limit`` prompt tokens → (messages, words per passage).
-
-    ``limit`` is the context size minus the generation budget (``None``: no limit known). A fixed
-    budget that overflows raises, naming the setting. ``max_words: auto``: the template's own
-    tokens (one small render) and one pass counting the tokens of each passage's first
-    ``SAMPLE_WORDS`` words (``passage_tokens``; without it, one token a word), extrapolated at
-    each passage's tokens per word, give the largest budget (at most ``auto_cap``; every word is
-    at least a token) predicted to fit; one render checks it, and only a misprediction costs
-    another (the budget then shrinks by the measured ratio).
-    """
+    """Messages fitting ``limit`` prompt tokens → (messages, words per passage); an overflowing fixed budget raises.
+    ``auto`` predicts the budget from a sample of each passage's tokens, checked by one render (rescaled if wrong)."""
     words = prompt.auto_cap if prompt.max_words == "auto" else prompt.max_words
     if limit is None or prompt.max_words != "auto":
         messages = prompt.messages(query, texts, words)
@@ -150,8 +131,7 @@ def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_token
 
 
 def _token_curves(cut: list[list[str]], bound: int, passage_tokens: PassageTokens | None) -> list[list[float]]:
-    """Per passage, predicted tokens of its first w words for w = 1 … min(len, bound): counted for
-    the first ``SAMPLE_WORDS`` words, then linear at the passage's sampled tokens per word."""
+    """Per passage, tokens of its first w words: counted up to ``SAMPLE_WORDS``, then extrapolated linearly."""
     sample = min(SAMPLE_WORDS, bound)
     counted = passage_tokens([" ".join(c[:sample]) for c in cut]) if passage_tokens else \
         [list(range(1, min(len(c), sample) + 1)) for c in cut]
@@ -168,7 +148,7 @@ def _passage_total(prefix: list[list[int]], words: int) -> int:
 
 
 def _largest_fitting(prefix: list[list[int]], high: int, budget: float) -> int:
-    """The largest w in [0, high] with Σ tokens(first w words) ≤ budget (binary search: the sum grows with w)."""
+    """The largest w in [0, high] with Σ tokens(first w words) ≤ budget (binary search)."""
     low = 0
     while low < high:
         mid = (low + high + 1) // 2

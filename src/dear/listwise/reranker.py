@@ -1,11 +1,8 @@
-"""The listwise reranking stage: a sliding window over each query's top-k candidates, one window
-step across all queries per back-end call, each window's generation cached on disk when
-``cache_dir`` is set (a killed run re-run with the same directory generates only what is missing).
+"""The listwise reranking stage: a sliding window over each query's top-k, one window step across all queries per
+back-end call; with ``cache_dir`` each window's generation is cached so a killed run resumes.
 
-Per query, ``Ranking.meta`` records the parse status (worst window), the justification (the
-reasoning of the window that set the top ranks) and, per window, its ranks, status, issues,
-raw output and token counts; ``stage_metrics()`` gives the rates of clean / repaired /
-fallback queries of the last run.
+``Ranking.meta`` records per query the parse status (worst window), the justification (reasoning of the window that
+set the top ranks) and per-window details; ``stage_metrics()`` gives the last run's clean / repaired / fallback rates.
 """
 
 from __future__ import annotations
@@ -20,11 +17,8 @@ from dear.utils.progress import log
 
 
 class ListwiseReranker:
-    """``backend``: anything with ``generate`` / ``count_tokens`` / ``prompt_limit`` (see
-    ``dear.listwise.backends``; ``cache_dir`` also needs its ``identity``); ``prompt``: a
-    :class:`ListwisePrompt` or its config dict. ``top_k``: windows cover the first ``top_k``
-    candidates a query arrives with (``None``: all); the rest keep their order.
-    """
+    """``backend``: see ``dear.listwise.backends``; ``prompt``: a :class:`ListwisePrompt` or its config; ``top_k``:
+    the candidates windows cover (None: all), the rest keep their order."""
 
     def __init__(self, backend, prompt: ListwisePrompt | dict, window_size: int = 20, step: int = 10,
                  top_k: int | None = None, cache_dir: str | None = None):
@@ -74,8 +68,7 @@ class ListwiseReranker:
         return out
 
     def _generate(self, chats: list, desc: str) -> list:
-        """The back end's generations for ``chats``; with a cache, only for windows not in it, and
-        each one stored as soon as the back end reports it (a kill loses at most a batch)."""
+        """Generations for ``chats``; with a cache, only for missing windows, each stored as soon as it is reported."""
         chat = self.prompt.chat_template
         if self.cache is None:
             return self.backend.generate(chats, chat=chat, desc=desc)

@@ -1,9 +1,8 @@
 """Listwise SFT data: DeAR-COT examples → chat-template tokens with the loss on the response only.
 
-A training sequence is exactly what inference sees plus the target: the prompt is tokenised
-alone through the chat template with the generation prompt (as the back ends do), and the
-assistant turn the template writes after it (response + end-of-turn token) is tokenised
-separately and appended. Prompt tokens get label −100, so only response tokens are learned.
+A sequence is exactly what inference sees plus the target: the prompt tokenised alone through the chat template with
+the generation prompt (as the back ends do), then the template's assistant turn (response + end-of-turn) appended.
+Prompt tokens get label −100.
 """
 
 from __future__ import annotations
@@ -46,14 +45,9 @@ def collate(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Te
 
 
 class ListwiseSFTDataModule(L.LightningDataModule):
-    """``train`` / ``val``: a DeAR-COT source (file, folder or HF id; see ``dear.data.cot``) or a
-    list of examples. Without ``val``, ``val_fraction`` of train is held out (seeded).
-    Examples longer than ``max_length`` tokens are dropped (counted in the log), never cut: a cut
-    prompt loses passages and a cut response loses the ranking.
-    ``prompt``: the prompt the examples were rendered with, kept with the data it describes (the
-    data config names it; the exported adapter is evaluated with it). A source may also be a
-    builder with ``examples(teacher)`` (``dear.listwise.teacher_data.TeacherPermutations``):
-    ``teacher`` (handed over by ``train.py`` from the config's ``teacher`` group) is passed to it."""
+    """``train`` / ``val``: a DeAR-COT source, examples, or a builder with ``examples(teacher)``; without ``val`` a
+    seeded ``val_fraction`` is held out. Examples over ``max_length`` are dropped, never cut (that would lose passages
+    or the ranking). ``prompt``: the one the examples were rendered with."""
 
     def __init__(self, tokenizer: str, train, val=None, val_fraction: float = 0.0, split: str = "train",
                  limit: int | None = None, max_length: int = 4096, batch_size: int = 1, num_workers: int = 0,

@@ -1,10 +1,7 @@
-"""Listwise SFT (DeAR-L): a LoRA adapter named ``listwise`` on an instruction model, trained with
-the causal-LM loss on response tokens (labels −100 elsewhere, see ``sft_data``).
+"""Listwise SFT (DeAR-L): a LoRA adapter named ``listwise`` on an instruction model, causal-LM loss on the response.
 
-With ``pointwise_adapter`` (a Stage-1 DeAR-P LoRA on the same base) the Stage-1 adapter is
-loaded frozen beside it, so one base in memory carries both named adapters; only ``listwise``
-trains and is exported. Stage-1 classifier heads (``score``) are not part of a causal LM and
-are not loaded.
+With ``pointwise_adapter`` (a Stage-1 DeAR-P LoRA on the same base) that adapter is loaded frozen beside it on one
+base; only ``listwise`` trains and is exported. Stage-1 ``score`` heads are not loaded.
 """
 
 from __future__ import annotations
@@ -56,10 +53,8 @@ def _check_shared_base(base_path: str, adapter: str) -> None:
 
 
 class ListwiseSFTModule(L.LightningModule):
-    """``lora``: LoraConfig fields (paper: r 16, lora_alpha 8). AdamW on the adapter, linear warm-up
-    over ``warmup_ratio`` of the steps, then ``scheduler`` (a transformers schedule name).
-    ``reranker`` (a partial ``ListwiseReranker``) and ``generation`` (``TransformersBackend``
-    options) say how ``export_reranker`` runs the exported adapter."""
+    """``lora``: LoraConfig fields (paper: r 16, lora_alpha 8); AdamW, linear warm-up, then ``scheduler``.
+    ``reranker`` and ``generation`` configure ``export_reranker``."""
 
     def __init__(self, model: str, lora: dict, pointwise_adapter: str | None = None, lr: float = 1e-4,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.1, scheduler: str = "cosine",
@@ -81,10 +76,7 @@ class ListwiseSFTModule(L.LightningModule):
     @classmethod
     def from_student(cls, student: dict, lr: float = 1e-4, weight_decay: float = 0.0, warmup_ratio: float = 0.1,
                      scheduler: str = "cosine", reranker=None, generation: dict | None = None):
-        """The module for a ``conf/student/*_instruct`` option (model, lora, pointwise_adapter, dtype,
-        gradient_checkpointing), as Stage 1's module takes its ``student``; the optimiser's
-        ``lr`` / ``weight_decay`` / ``warmup_ratio`` are the module's own (``module.lr``, as in
-        Stage 1). The export is generated with the student's dtype unless ``generation`` sets one."""
+        """The module for a ``conf/student/*_instruct`` option (export in its dtype unless ``generation`` sets one)."""
         student = to_plain(student)
         names = ("lora", "pointwise_adapter", "dtype", "gradient_checkpointing")
         unknown = sorted(set(student) - {"model", *names})
@@ -98,12 +90,8 @@ class ListwiseSFTModule(L.LightningModule):
                    generation=generation)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over the batch's response tokens; batch tensors are (B, L).
-
-        Logits are computed only from the first response position on (``logits_to_keep``): a
-        listwise prompt is thousands of tokens and its answer about a hundred, so the LM head and
-        its (L, vocabulary) logits over the prompt would be most of the step's memory and a
-        sixth of its time, for labels that are all ignored. Same loss as ``labels=`` (tested)."""
+        """Mean cross-entropy over response tokens of (B, L) batches; logits only from the first response position
+        (``logits_to_keep``: prompt logits would dominate memory). Same loss as ``labels=`` (tested)."""
         labels = batch["labels"]
         answered = labels != IGNORE
         if not bool(answered.any()):
@@ -124,8 +112,7 @@ class ListwiseSFTModule(L.LightningModule):
         self.log("val/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=batch["input_ids"].size(0))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep only trainable tensors (the adapter, plus any modules_to_save): the frozen base is
-        reloaded from the hub, not checkpointed."""
+        """Keep only trainable tensors: the frozen base is reloaded from the hub, not checkpointed."""
         checkpoint["state_dict"] = trainable_state(self, checkpoint["state_dict"])
 
     def configure_optimizers(self):
@@ -139,8 +126,7 @@ class ListwiseSFTModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def export(self, directory: str | Path) -> Path:
-        """Save the ``listwise`` adapter, the tokenizer and this module's resolved settings
-        (``module.yaml``) flat into ``directory``, which back ends then load as ``model``."""
+        """Save the ``listwise`` adapter, tokenizer and resolved settings (``module.yaml``) flat into ``directory``."""
         directory = Path(directory)
         self.model.save_pretrained(directory, selected_adapters=[ADAPTER])
         for f in (directory / ADAPTER).iterdir():  # PEFT nests named adapters; flatten

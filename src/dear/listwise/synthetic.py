@@ -1,9 +1,7 @@
-"""A synthetic listwise task a tiny model can learn on a CPU in seconds (tests, smoke runs).
+"""A synthetic listwise task a tiny model can learn on a CPU (tests, smoke runs).
 
-Each query asks about one topic word; exactly one of the ``n`` passages mentions it, the
-others mention other topics, at a random position. The target ranks the matching passage
-first and keeps the rest in input order, with a one-line reasoning naming it — the DeAR
-output format in miniature. Input order ranks the relevant passage first in 1/n of queries.
+Each query asks about one topic word that exactly one of the ``n`` passages mentions, at a random position. The target
+ranks it first, the rest in input order, with a one-line reasoning: the DeAR output format in miniature.
 """
 
 from __future__ import annotations

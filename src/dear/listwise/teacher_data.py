@@ -1,15 +1,9 @@
-"""Listwise SFT data without a GPT-4o: windows of first-stage candidates whose target permutation
-comes from the Stage-1 teacher's cached logits (permutation distillation, as RankZephyr
-distils RankGPT's orders; the DeAR-COT set descends from the same idea with GPT-4o as teacher).
+"""Listwise SFT data without GPT-4o: first-stage windows whose target permutation comes from the Stage-1 teacher's
+cached logits (permutation distillation, as RankZephyr distils RankGPT).
 
-Per training query: the first ``window_size`` candidates in the first stage's own order (a
-source without a ranking, e.g. JSONL positives and negatives, is shuffled with the seed so that
-position says nothing), rendered with the listwise prompt at ``max_words`` words per passage;
-the answer is the prompt's ranking line (``### Final Reranking: [i] > [j] > ...``) with the
-judged positives of the window first, each group in the teacher's order. No reasoning is
-written (``think`` is empty): the answer is the ranking alone, nothing is presented as a
-model's chain of thought. Windows without a judged positive are kept when ``require_positive``
-is false (the teacher alone orders them).
+Per query: the first ``window_size`` candidates (an unranked source shuffled with the seed); the answer is the ranking
+line, judged positives first, each group in teacher order. No reasoning is written (``think`` empty): nothing is
+presented as a model's chain of thought.
 """
 
 from __future__ import annotations
@@ -24,13 +18,9 @@ from dear.utils.progress import log
 
 
 class TeacherPermutations:
-    """``sources``: Stage-1 training sources (``dear.distill.sources``), each read with its own
-    teacher cache (``cache_dir``, the directory Stage 1 shares: the same source and teacher reuse
-    Stage 1's logits). ``max_words``: words per passage (``None``: the prompt's fixed budget, or its
-    ``auto_cap`` when it is ``auto``). ``skip_queries``: the first training queries of each source
-    left out (e.g. the ones Stage 1 holds out for validation). ``shuffle``: the window's passages
-    in a seeded random order even when the source ranks them (RankZephyr's remedy when a student
-    learns to copy the input order: copying then earns nothing)."""
+    """``sources``: Stage-1 sources read with Stage 1's teacher cache (``cache_dir``). ``max_words`` None: the
+    prompt's budget, or its ``auto_cap``. ``skip_queries``: Stage 1's validation queries. ``shuffle``: seeded window
+    order even for ranked sources (against copying the input order)."""
 
     def __init__(self, sources, prompt: ListwisePrompt | dict, window_size: int = 20, max_words: int | None = None,
                  max_queries: int | None = None, skip_queries: int = 0, require_positive: bool = True,
@@ -48,8 +38,7 @@ class TeacherPermutations:
         self.cache_dir, self.shard_size, self.shuffle = cache_dir, shard_size, shuffle
 
     def examples(self, teacher) -> list[CotExample]:
-        """One example per training query (see the module doc); ``teacher``: a
-        ``dear.distill.teacher.Teacher`` whose logits order each window."""
+        """One example per training query; ``teacher``: a ``dear.distill.teacher.Teacher`` ordering each window."""
         from dear.distill.teacher import TeacherLogits
 
         if teacher is None:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 
 def window_spans(k: int, size: int = 20, step: int = 10) -> list[tuple[int, int]]:
-    """``[start, end)`` spans (0-based, end exclusive) in processing order.
+    """``[start, end)`` spans (0-based) in processing order: the first ends at ``k``, each next moves ``step`` up.
 
-    The first window ends at ``k``; each next one moves ``step`` ranks up; the last one is
-    ``[0, min(size, k))``. The RankGPT-era loop stops once ``start`` would go below zero, so
-    the top is skipped whenever k, size and step do not line up (k=25, size 20, step 10 reranks
-    ranks 6–25 then stops); clamping the last window to start at 0 covers ranks 1–20 too:
+    Unlike the RankGPT-era loop, which can skip the top, the last window is clamped to ``[0, min(size, k))``:
 
         window_spans(25, 20, 10) == [(5, 25), (0, 20)]
-        window_spans(100, 20, 10) == [(80, 100), (70, 90), ..., (0, 20)]   # 9 windows
     """
     if size < 2:
         raise ValueError(f"window size must be at least 2, got {size}")

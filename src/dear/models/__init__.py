@@ -1,4 +1,2 @@
-"""The model layer every stage loads through: names → paths (hub ids, local dirs, ``tiny:``,
-``pypi:``, GGUF files dequantized once), dtype/device (bf16 autocast where native), inference
-and training loaders, PEFT adapters (LoRA, QLoRA), tiny random test models, and length-bucketed
-batching."""
+"""The model layer every stage loads through: name resolution (hub, local, ``tiny:``, ``pypi:``, GGUF), dtype and
+device, inference and training loaders, PEFT adapters, tiny test models, length-bucketed batching."""

@@ -1,5 +1,4 @@
-"""PEFT adapters: recognising an adapter dir and its base, attaching one for inference, adding a
-trainable LoRA."""
+"""PEFT adapters: recognising an adapter dir and its base, attaching one for inference, adding a trainable LoRA."""
 
 from __future__ import annotations
 
@@ -14,9 +13,7 @@ def is_adapter_dir(path: str) -> bool:
 
 
 def adapter_base(path: str) -> str:
-    """The ``base_model_name_or_path`` an adapter dir was trained on (as written, unresolved), or
-    a DataError naming the file. The file may have come with a downloaded adapter: a ``pypi:``
-    name in it must be a known packaged model (``dear.models.packaged``: never imported)."""
+    """An adapter dir's ``base_model_name_or_path`` (unresolved); a ``pypi:`` name must be a known packaged model."""
     from dear.models.packaged import PREFIX, packaged_model
 
     file = Path(path) / "adapter_config.json"

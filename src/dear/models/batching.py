@@ -6,12 +6,7 @@ import torch
 
 
 def length_batches(lengths: list[int], max_items: int, max_tokens: int) -> list[list[int]]:
-    """Group indices into batches of similar length, longest first.
-
-    A batch holds at most ``max_items`` sequences and at most ``max_tokens`` padded tokens
-    (items × longest length), so memory is bounded by tokens rather than by a fixed batch
-    size. Longest-first means an out-of-memory error shows up on the first batch.
-    """
+    """Indices in batches of similar length within ``max_items`` and ``max_tokens``, longest first (OOM at once)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches, current = [], []
     for i in order:
@@ -27,8 +22,7 @@ def length_batches(lengths: list[int], max_items: int, max_tokens: int) -> list[
 
 def pad(sequences: list[list[int]], pad_id: int, width: int | None = None,
         left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad to the batch's longest sequence (or to ``width``), on the right, or on the left with
-    ``left`` (real tokens flush right, as generation wants): (ids, attention_mask), both (B, L) int64."""
+    """Pad to the longest (or ``width``), right or ``left`` (for generation) → (ids, attention_mask), (B, L) int64."""
     width = max(len(s) for s in sequences) if width is None else width
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)

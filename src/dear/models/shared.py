@@ -1,25 +1,11 @@
-"""One base model in memory carrying several PEFT adapters (DeAR's Stage-1 and Stage-2 LoRAs,
-both trained on one LLM), each stage seeing it through its own view.
+"""One base model in memory carrying several PEFT adapters (DeAR's Stage-1 and Stage-2 LoRAs), each stage seeing it
+through its own view.
 
-The base is loaded once, as an ``AutoModelForCausalLM``; every adapter is attached to it under
-its own name, unmerged, and a view activates its adapter (``set_adapter``, only when another one
-is active) before every forward pass:
-
-``SharedBase.sequence_classifier`` — what ``load_sequence_classifier`` returns, for a Stage-1
-    (``SEQ_CLS``) adapter: the shared backbone plus the adapter's own one-logit ``score`` head
-    (saved in the adapter as a ``modules_to_save`` weight, ``base_model.model.score.weight``),
-    read from the adapter and kept beside the base. Its ``config`` is the base's with the missing
-    pad id set to 0, as ``load_sequence_classifier`` sets it (pooling reads it).
-``SharedBase.causal_lm`` — what ``load_causal_lm`` returns, for a Stage-2 (``CAUSAL_LM``)
-    adapter: the base's own language-model head.
-
-Every adapter must have been trained on the same base: its ``adapter_config.json``'s
-``base_model_name_or_path`` (resolved like a model name) must be the one the first adapter
-brought, else a ConfigError naming both adapters. The stages must also agree on revision,
-dtype and device (one copy of the weights has one of each).
-
-Unmerged adapters cost the LoRA products in every forward pass (merged copies do not): the price
-of one copy of the weights instead of two (``benchmarks/shared_base.py`` measures both).
+The base is loaded once as an ``AutoModelForCausalLM``; adapters stay unmerged and a view activates its own before
+every forward pass. ``sequence_classifier`` stands in for ``load_sequence_classifier`` (the adapter's own ``score``
+head, pad id 0), ``causal_lm`` for ``load_causal_lm``. Every adapter must share the base (else a ConfigError naming
+both), revision, dtype and device. Unmerged adapters cost the LoRA products on every pass: the price of one copy of
+the weights.
 """
 
 from __future__ import annotations
@@ -51,8 +37,7 @@ class _Attached:
 
 
 class SharedBase:
-    """One base model for every stage that is handed this object (``shared=``): the first
-    adapter loads its base, later ones must have been trained on the same one."""
+    """One base for every stage handed this object (``shared=``): the first adapter loads it, later ones must match."""
 
     def __init__(self):
         self.net = None  # the PeftModel over the causal LM, once the first adapter arrives
@@ -65,8 +50,7 @@ class SharedBase:
     def sequence_classifier(self, model: str, adapter: str | None = None, revision: str | None = None,
                             dtype: str = "auto", device: str = "auto", merge: bool = True,
                             name: str = "pointwise"):
-        """(tokenizer, ``ClassifierView``) for a Stage-1 adapter (``model`` the adapter dir, or a
-        base with ``adapter`` on it); ``merge`` is ignored: adapters on a shared base stay unmerged."""
+        """(tokenizer, ``ClassifierView``) for a Stage-1 adapter; ``merge`` is ignored (kept unmerged)."""
         adapter_dir = _adapter_dir(name, model, adapter)
         head = _score_head(adapter_dir)  # before loading anything: an adapter without one fails here
         attached, tokenizer = self._attach(name, adapter_dir, model, adapter, revision, dtype, device)
@@ -105,9 +89,8 @@ class SharedBase:
         self._check_base(role, adapter_dir, written, base, key)
         name = self._unique(role)
         config = PeftConfig.from_pretrained(adapter_dir)
-        # Attached to a causal LM whatever task it was trained for: a sequence classifier's head is
-        # read apart (_score_head), as the causal LM has none; other modules_to_save (a Stage-2
-        # adapter's own lm_head) stay, and PEFT swaps them in with their adapter.
+        # Attached to a causal LM whatever its task: a classifier's head is read apart (_score_head); other
+        # modules_to_save (a Stage-2 lm_head) stay and PEFT swaps them in with their adapter.
         saved = [m for m in config.modules_to_save or [] if m not in CLASSIFIER_HEADS]
         config.task_type, config.modules_to_save, config.inference_mode = None, saved or None, True
         if self.net is None:
@@ -217,9 +200,7 @@ class _Backbone:
 
 
 class ClassifierView(_View):
-    """A one-logit sequence classifier on the shared base: what ``dear.rerank.pooling`` needs of
-    ``LlamaForSequenceClassification`` (``config``, ``base_model_prefix`` → the backbone,
-    ``score``), and a call that pools as it does (the rightmost token that is not the pad id)."""
+    """What ``dear.rerank.pooling`` needs of ``LlamaForSequenceClassification``, on the shared base."""
 
     base_model_prefix = "backbone"
 

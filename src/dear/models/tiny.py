@@ -1,9 +1,7 @@
 """Tiny randomly initialised models of real architectures, for tests and benchmarks offline.
 
-The tokenizer is a byte-level BPE trained on the fly with the `tokenizers` library and given
-the special tokens and pair template of the family it stands in for (Llama-3:
-``<|begin_of_text|> A <|begin_of_text|> B``). Weights are random; shapes and code paths are
-the real ones (same HF classes as Llama-3.x / Qwen2.5 / Qwen3 / BERT checkpoints).
+The tokenizer is a byte-level BPE trained on the fly with the family's special tokens and pair template (Llama-3:
+``<|begin_of_text|> A <|begin_of_text|> B``); weights are random, classes and shapes real.
 """
 
 from __future__ import annotations
@@ -66,10 +64,7 @@ def tiny_config(arch: str, vocab_size: int, tokenizer, hidden: int = 32, layers:
 
 
 def build_tiny(out_dir: str | Path, arch: str = "llama", task: str = "seqcls", seed: int = 0, **sizes) -> str:
-    """Save a tiny random ``arch`` (llama, qwen2, qwen3, bert) model + tokenizer; returns its dir.
-
-    ``task``: ``seqcls`` (one-logit AutoModelForSequenceClassification) or ``causal`` (AutoModelForCausalLM).
-    """
+    """Save a tiny random ``arch`` (llama, qwen2, qwen3, bert) ``seqcls`` or ``causal`` model + tokenizer → its dir."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -81,13 +76,11 @@ def build_tiny(out_dir: str | Path, arch: str = "llama", task: str = "seqcls", s
     if task == "seqcls":
         config.num_labels = 1
     auto = AutoModelForSequenceClassification if task == "seqcls" else AutoModelForCausalLM
-    # Seeded on a forked RNG: the caller's global RNG is the same whether this built the model or
-    # found it on disk, so a fresh machine's first run equals its later runs.
+    # A forked RNG: the caller's global RNG is the same whether the model was built or found.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = auto.from_config(config)
-    # Built beside the target and renamed into place: a killed build never looks finished; a model
-    # another process finished first is kept.
+    # Built beside and renamed: a killed build never looks finished; another process's finished one is kept.
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -97,10 +90,7 @@ def build_tiny(out_dir: str | Path, arch: str = "llama", task: str = "seqcls", s
 
 def build_tiny_on_tokenizer(out_dir: str | Path, tokenizer_dir: str | Path, arch: str = "llama", hidden: int = 64,
                             layers: int = 2, seed: int = 0, pad_token_id: int | None = None) -> str:
-    """A tiny random one-logit ``arch`` classifier over a **real** tokenizer's vocabulary (e.g. the
-    Llama-3 files in ``../shared/data/tokenizers``), saved with that tokenizer: real token ids and
-    lengths, random weights. ``pad_token_id`` stays unset in the config by default, as in the
-    released DeAR checkpoints."""
+    """A tiny one-logit classifier on a real tokenizer; ``pad_token_id`` unset as in DeAR's checkpoints."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 

@@ -8,13 +8,9 @@
     python -m dear.report multirun/toy/T --against paper       # beside the paper's Figure 5 (paper_layout.py)
     python -m dear.report --diff RUN_A RUN_B                   # environments, configs, metrics with p-values
 
-Rows, figure, averaged sets and baseline come from the runs' ``sweep.report`` config
-(sweeps/*.yaml) unless given here. Runs that differ only by ``seed`` form one cell (mean ± sd).
-Writes <out>/table.md, table.tex, cells.json (every number with its runs, seeds and p-values) and
-figure.png (the average vs the figure field, sd over seeds as error bars) — by default into
-<sweep dir>/report/; with ``--against paper`` also against_paper.md/.tex (and the published curve in
-the figure when the paper table is Figure 5). ``--diff`` prints (and with --out writes diff.md,
-diff.json) what differs between two runs (dear/report/diff.py).
+Defaults come from the runs' ``sweep.report`` config; runs differing only by ``seed`` form one cell (mean ± sd).
+Writes table.md, table.tex, cells.json, figure.png (and against_paper.md/.tex) into ``--out``, default <sweep
+dir>/report/.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
-"""Measured cells beside the DeAR paper's published ones (``dear.report.paper``): the published
-value, Δ = measured − published (×100, the paper's scale), and whether Δ is within the tolerance.
+"""Measured cells beside the DeAR paper's published ones: Δ = measured − published (×100) and whether it is within
+tolerance.
 
-Tolerances, in points of the metric ×100:
-  first stage (BM25)  ±0.5  the same BM25 over the same collection and queries: a larger Δ means the
-                            index, its tokenisation or the collection differs, not chance.
-  models              ±2.0  a trained or released model re-run on other hardware, seeds and library
-                            versions; outside it, compare environments (``python -m dear.report --diff``).
-A published cell measured with another setup (a different teacher, student, loss, α, training data,
-candidate depth or averaged sets: e.g. a tiny student against the paper's 8B row) is shown with what
-differs and never flagged: its Δ is not a reproduction gap.
-
-Which published cells a run measures: its first stage against the paper's BM25 on the same benchmark
-and metric; its final stage (the trained export, or the last pipeline stage) against the cells its
-config names in ``paper.cells`` (every ``conf/experiment/`` row names its own).
+Tolerances (points ×100): first stage ±0.5 (same BM25 over the same data: larger means the index or collection
+differs); models ±2.0 (other hardware, seeds, library versions). A cell measured in another setup is shown with what
+differs and never flagged. The first stage is compared with the paper's BM25, the final stage with the cells its
+config names in ``paper.cells``.
 """
 
 from __future__ import annotations
@@ -144,8 +136,7 @@ def run_choices(run_dir: str | Path) -> dict:
 
 def compare_run(metrics: dict[str, dict], benchmark: str, config: DictConfig, choices: dict,
                 final_stage: str | None = None) -> list[Comparison]:
-    """``metrics``: one benchmark's ``{stage: {metric: value ×1}}`` (metrics.json). The first stage
-    against the paper's BM25, the final stage (default: the last) against ``paper.cells``."""
+    """``metrics``: one benchmark's metrics.json ``{stage: {metric: value ×1}}`` → the comparisons."""
     stages = [s for s, values in metrics.items() if isinstance(values, dict)]
     final_stage = final_stage or (stages[-1] if stages else None)
     named = [paper.cell(c) for c in (OmegaConf.select(config, "paper.cells", default=None) or [])]
@@ -209,8 +200,7 @@ def markdown(comparisons: list[Comparison], benchmark: str) -> str:
 
 def write_against_paper(out_dir: str | Path, metrics: dict[str, dict], benchmark: str, config: DictConfig,
                         choices: dict, final_stage: str | None = None) -> str:
-    """Compare one benchmark's results with the paper, write ``paper.json`` and append the table to
-    ``results.md`` in ``out_dir``; → the Markdown ('' when no cell has a published counterpart)."""
+    """Write ``paper.json``, append the table to ``results.md`` → the Markdown."""
     out_dir = Path(out_dir)
     comparisons = compare_run(metrics, benchmark, config, choices, final_stage)
     text = markdown(comparisons, benchmark)
@@ -227,8 +217,7 @@ LOG_HEADER = ("| date | cell | stage | measured | published | Δ | within | mach
 
 
 def log_lines(run_dir: str | Path) -> list[str]:
-    """docs/reproduction.md rows for a finished run: one per compared cell of each benchmark it
-    evaluated (its ``paper.json`` files), with where (GPU or CPU model), the commit and the command."""
+    """docs/reproduction.md rows for a finished run, one per compared cell in its ``paper.json`` files."""
     from dear.utils.io import read_json
     from dear.utils.repro import RECORD
 

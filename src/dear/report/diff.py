@@ -1,13 +1,10 @@
-"""What differs between two runs: their environments (``repro.json``), their configs, and, when
-both have metrics, each shared metric's Δ with paired tests over the queries both judged.
+"""What differs between two runs: environments (``repro.json``), configs, and each shared metric's Δ with paired
+tests.
 
     python -m dear.report --diff RUN_A RUN_B [--out DIR]
 
-Environment: the score-deciding packages first (``utils.repro.SCORING_PACKAGES``), then the other
-installed packages, Python, the code's commit, the CPU/GPU model and CUDA build, and every loaded
-model's revision (hub commit or local-files fingerprint), dtype and device class and every
-tokenizer's fingerprint. Not compared: what only says where or when a run happened (host, paths,
-command line, timestamps, cluster job ids).
+Environment: score-deciding packages first, then other packages, Python, commit, hardware, and loaded models' and
+tokenizers' identities; where and when a run happened (host, paths, command, timestamps, job ids) is not compared.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""The PNG of the average column against one row field (paper Figure 5: BEIR-8 average vs α),
-one line per value of the other row fields, error bars ± the sample sd over seeds where a row has
-several. Rows whose average is missing are left out, never interpolated; the caption says how many."""
+"""The PNG of the average column against one row field (paper Figure 5: BEIR-8 average vs α), one line per value of
+the other row fields, error bars ± sd over seeds; rows without an average are left out and counted."""
 
 from __future__ import annotations
 
@@ -35,8 +34,7 @@ def figure_points(table: Table) -> dict[str, list[tuple[float, float, float | No
 
 def write_figure(table: Table, path: str | Path, published: list[tuple[float, float]] = (),
                  published_from: str | None = None) -> bool:
-    """Plot into ``path`` (PNG); False, and nothing written, when no row has an average.
-    ``published``: the paper's (x, value) points (``published_from``: its table), drawn dashed."""
+    """Plot into ``path`` (PNG), ``published`` points dashed; False, writing nothing, when no row has an average."""
     import matplotlib
 
     matplotlib.use("Agg")

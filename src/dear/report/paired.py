@@ -1,11 +1,9 @@
 """Significance markers of a report table: every row against its baseline row, per benchmark.
 
-``--baseline 'α=0'`` (or ``sweep.report.baseline``) fixes row fields, each named by its label
-(``α``), its config path (``alpha.value``) or that path's first part (``alpha``); a row's baseline
-is the row with those values and the row's own values in the other fields (with rows Loss × α,
-``α=0`` tests each loss against its own α = 0). Per query, a cell's value is the mean over its
-seeds; the paired tests are dear.eval.significance's, Holm–Bonferroni corrected over the rows
-tested in one column. Cells whose runs lack per_query.json (W&B groups) are not tested.
+``--baseline 'α=0'`` (or ``sweep.report.baseline``) fixes row fields, named by label (``α``), config path
+(``alpha.value``) or its first part (``alpha``); a row's baseline has those values and the row's own in the other
+fields. Per query a cell's value is the mean over its seeds; tests are dear.eval.significance's, Holm–Bonferroni
+corrected over one column's rows. Cells without per_query.json (W&B groups) are not tested.
 """
 
 from __future__ import annotations

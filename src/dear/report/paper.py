@@ -1,53 +1,32 @@
 """The DeAR paper's published figures, one cell per row of ``paper_dear.csv`` (shipped with the package).
 
-``paper_dear.csv`` is plain CSV (UTF-8, comma-separated, ``"``-quoted where a field has a comma, one
-row a line, no comments) with the header
+``paper_dear.csv`` is plain CSV (UTF-8, comma-separated, ``"``-quoted where needed, one row a line, no comments) with
+the header
 
     cell,table,method,teacher,student,loss,alpha,top_k,stage,benchmark,metric,value,source
 
-- ``cell``: the cell's stable id, ``<where>/<row>/<benchmark>/<metric>`` in lowercase (``/`` in a
-  metric becomes ``-``): ``t1/dearp-llama31-8b-bce/dl19/ndcg@10``, ``t2/bm25/noveleval/ndcg@10``,
-  ``f5/alpha0.1/beir8-avg/ndcg@10``. ``<where>``: ``t1`` … ``t7`` (Tables 1–7), ``f5`` (Figure 5),
-  ``readme`` and ``card`` (the repository README and the DeAR-L-8B model card; their ``<row>`` is
-  ``<section>.<row>``, a section being one of their tables).
-- ``table``: ``Table 1`` … ``Table 7``, ``Figure 5``; ``README: <section>`` / ``Model card: <section>``.
-- ``method``: the row as the paper prints it; DeAR rows as ``DeAR-P Llama3.1-8B (RL)``, ``DeAR-P
-  Qwen3-14B -> Qwen3-1.7B`` (Tables 4, 7: teacher -> student), ``DeAR-L GPT-4 on DeAR-P
-  Llama3.1-8B (RL)`` (the listwise model, then the pointwise run whose top-k it reranks: the
-  paper's † ‡ § ¶ in the ``prev.`` column).
-- ``teacher``, ``student``, ``loss``: this repository's option names (``conf/teacher/``,
-  ``conf/student/``, ``conf/loss/``) of the DeAR-P run a row measures; for a ``listwise`` row, of
-  the DeAR-P run its listwise model reranked (empty where the paper does not say which: Table 3's
-  and Table 5's DeAR-L rows). The paper's "Llama3.1-3B" is ``llama32_3b`` (Table 4 prints
-  LLaMA-3.2-3B with the same figures), its "Qwen1.5-1.5B/3B" students of the Qwen2.5-14B teacher
-  are ``qwen25_1_5b`` / ``qwen25_3b``, LLaMA2-13B is ``rankllama_13b``. RL ("RankLoss") is
-  ``ranknet``; BC / BCE is ``softmax_ce``, the loss the released ``-ce-`` students were trained
-  with (docs/paper_rows.md; the paper's eq. 4 is ``pointce``).
-- ``alpha``: the KD weight α (0.1 for every DeAR-P row: "we adopt α = 0.1 for all KL-based
-  distillation"; Figure 5 varies it). ``top_k``: the candidates the method reranks, from the
-  table's Top-K column or its caption (Table 3: top 20, Table 5: top 100), else the paper's text
-  (DeAR-P: BM25's top 100; DeAR-L in Table 5: the top 20). Empty for BM25 and where not given.
-- ``stage``: ``first_stage`` (BM25), ``pointwise`` (DeAR-P), ``listwise`` (DeAR-L), or empty (other
-  methods). These are the stage names of the pipeline's ``metrics.json``.
-- ``benchmark``: a ``conf/benchmark`` name (``BENCHMARKS``) or an average (``AVERAGES``):
-  ``beir8-avg`` (the 8 BEIR sets), ``beir6-avg`` (Table 6's six), ``dl19-dl20-avg``, and the averages
-  over nDCG@1/5/10 of one set, ``noveleval-avg`` (Table 2) and ``dl19-avg`` (Table 3), whose metric
-  is ``nDCG@1/5/10``.
-- ``metric``: the ``metrics.json`` key (ir_measures names ``nDCG@k``; DPR answer accuracy ``Top-k``).
-- ``value``: as printed, in percent (``76.2`` stays ``76.2``).
-- ``source``: ``paper``, ``repo-readme``, ``model-card``, or ``anserini`` (a BM25 regression
-  Anserini publishes, for a set the paper does not run: TREC DL21 passage, BM25 default k1 0.9
-  b 0.4, nDCG@10 0.4458 in docs/regressions/regressions-dl21-passage.md; table ``Anserini: <page>``).
+- ``cell``: stable lowercase id ``<where>/<row>/<benchmark>/<metric>`` (``/`` in a metric becomes ``-``), e.g.
+  ``t1/dearp-llama31-8b-bce/dl19/ndcg@10``; ``<where>``: ``t1`` … ``t7``, ``f5`` (Figure 5), ``readme`` / ``card``
+  (README, DeAR-L-8B model card; ``<row>`` is ``<section>.<row>``).
+- ``table``: ``Table 1`` … ``Table 7``, ``Figure 5``, ``README: <section>``, ``Model card: <section>``.
+- ``method``: the row as printed, e.g. ``DeAR-P Qwen3-14B -> Qwen3-1.7B`` (teacher -> student), ``DeAR-L GPT-4 on
+  DeAR-P Llama3.1-8B (RL)`` (listwise model on the pointwise run it reranks).
+- ``teacher``, ``student``, ``loss``: ``conf/`` option names of the DeAR-P run (for ``listwise`` rows, the one
+  reranked; empty where unsaid). Paper "Llama3.1-3B" is ``llama32_3b``, "Qwen1.5-1.5B/3B" are ``qwen25_1_5b`` /
+  ``qwen25_3b``, LLaMA2-13B ``rankllama_13b``; RL is ``ranknet``, BC / BCE ``softmax_ce`` (the released ``-ce-``
+  students' loss; eq. 4 is ``pointce``; docs/paper_rows.md).
+- ``alpha``: the KD weight α (0.1 for every DeAR-P row). ``top_k``: candidates reranked (Top-K column, caption, else
+  text); empty for BM25 and where not given.
+- ``stage``: ``first_stage`` (BM25), ``pointwise``, ``listwise`` (``metrics.json`` stage names), or empty.
+- ``benchmark``: a ``BENCHMARKS`` name or an ``AVERAGES`` key; ``noveleval-avg`` / ``dl19-avg`` average nDCG@1/5/10
+  (metric ``nDCG@1/5/10``).
+- ``metric``: the ``metrics.json`` key (``nDCG@k``; DPR answer accuracy ``Top-k``). ``value``: as printed, in percent.
+- ``source``: ``paper``, ``repo-readme``, ``model-card``, or ``anserini`` (Anserini's BM25 regression for a set the
+  paper does not run, e.g. DL21; table ``Anserini: <page>``).
 
-A published ``-`` is no cell. Figure 5's per-α values are not printed; the two the text states are
-its cells (52.5 at α 0.1, 48.5 at α 0.5).
-
-The paper's own figures disagree in places, recorded as printed: Table 1's "Llama3.1-3B (BC)"
-NFCorpus/Touche (35.78 / 36.17) are Table 7's LLaMA-3.2-3B touche/nfc; Figure 5's α 0.1 (52.5) is
-not Table 4/7's BEIR average of the same pair (51.95).
-
-API: ``cells()`` (every row, parsed once), ``cell(id)``, ``find(...)``, ``bm25(benchmark, metric)``;
-``parse(path)`` reads any file of this format.
+A published ``-`` is no cell; Figure 5's cells are the two α values its text states. Disagreeing figures are recorded
+as printed (Table 1's "Llama3.1-3B (BC)" NFCorpus/Touche are Table 7's touche/nfc; Figure 5's α 0.1 is not Table 4/7's
+BEIR average of the same pair).
 """
 
 from __future__ import annotations
@@ -66,8 +45,7 @@ from dear.utils.io import read_lines
 
 PAPER_TITLE = "DeAR: Dual-Stage Document Reranking with Reasoning Agents via LLM Distillation"
 PAPER_AUTHORS = "Abdelrahman Abdallah, Jamshid Mozafari, Bhawna Piryani, Adam Jatowt"
-# The paper's text names no arXiv id or version; the id is the one the repository README and the
-# model card cite, the venue the README's ("Accepted at EMNLP Findings 2025").
+# The paper names no arXiv id; id and venue are those the README and model card cite.
 PAPER_ARXIV = "2508.16998"
 PAPER = f"{PAPER_AUTHORS}. {PAPER_TITLE}. Findings of EMNLP 2025. arXiv:{PAPER_ARXIV}."
 CSV_NAME = "paper_dear.csv"
@@ -75,8 +53,7 @@ CSV_NAME = "paper_dear.csv"
 COLUMNS = ("cell", "table", "method", "teacher", "student", "loss", "alpha", "top_k", "stage", "benchmark",
            "metric", "value", "source")
 PAPER_TABLES = ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Table 7", "Figure 5")
-# source → its tables' prefix. "anserini": the published BM25 regressions (castorini/anserini
-# docs/regressions/) for sets the paper does not run, e.g. TREC DL21, whose rank_llm BM25 runs come from them.
+# source → its tables' prefix. "anserini": castorini/anserini's BM25 regressions, for sets the paper does not run.
 SOURCES = {"paper": "", "repo-readme": "README: ", "model-card": "Model card: ", "anserini": "Anserini: "}
 STAGES = ("first_stage", "pointwise", "listwise")
 BENCHMARKS = ("dl19", "dl20", "trec_covid", "nfcorpus", "touche", "dbpedia", "scifact", "signal", "news", "robust04",
@@ -123,8 +100,7 @@ def metric_slug(metric: str) -> str:
 
 
 def parse(path: str | Path) -> tuple[PaperCell, ...]:
-    """Every row of a file in this module's format, strictly: any bad row is a one-line DataError
-    naming the file, line and field."""
+    """Every row of a file in this format, strictly: a bad row is a one-line DataError naming file, line and field."""
     out, seen = [], {}
     header = False
     for lineno, line in read_lines(path):
@@ -234,8 +210,7 @@ def cell(cell_id: str) -> PaperCell:
 def find(*, benchmark: str, metric: str, stage: str | None = None, teacher: str | None = None,
          student: str | None = None, loss: str | None = None, alpha: float | None = None, top_k: int | None = None,
          method: str | None = None, source: str | None = "paper") -> list[PaperCell]:
-    """The cells matching every field given (None: any), in the file's order. ``source`` defaults
-    to the paper's own figures; ``source=None``: the README's and model card's too."""
+    """The cells matching every field given (None: any); ``source=None`` includes README and model card."""
     wanted = {"benchmark": benchmark, "metric": metric, "stage": stage, "teacher": teacher, "student": student,
               "loss": loss, "top_k": top_k, "method": method, "source": source}
     wanted = {k: v for k, v in wanted.items() if v is not None}
@@ -244,9 +219,7 @@ def find(*, benchmark: str, metric: str, stage: str | None = None, teacher: str 
 
 
 def first_bm25(rows, benchmark: str, metric: str) -> PaperCell | None:
-    """The BM25 cell (stage ``first_stage``) of ``rows`` for ``benchmark`` × ``metric`` from the
-    paper, the first by table order (Table 1 … Table 7, then Figure 5), then file order; for a set
-    the paper does not run, Anserini's published regression."""
+    """The BM25 cell of ``rows`` for ``benchmark`` × ``metric``: the paper's first by table order, else Anserini's."""
     found = [c for c in rows if c.stage == "first_stage" and c.source in ("paper", "anserini")
              and c.benchmark == benchmark and c.metric == metric]
     found.sort(key=lambda c: (c.source != "paper", PAPER_TABLES.index(c.table) if c.table in PAPER_TABLES else 0))
@@ -254,6 +227,5 @@ def first_bm25(rows, benchmark: str, metric: str) -> PaperCell | None:
 
 
 def bm25(benchmark: str, metric: str) -> PaperCell | None:
-    """The paper's BM25 baseline for a benchmark and metric (None if it publishes none). Where
-    several tables print it, the first table's (they agree: tests/report/test_paper_figures.py)."""
+    """The paper's BM25 baseline for a benchmark and metric, or None; where tables repeat it, the first's."""
     return first_bm25(cells(), benchmark, metric)

@@ -3,13 +3,9 @@
     python -m dear.report multirun/toy/<time> --against paper                  # Figure 5 for an α sweep
     python -m dear.report multirun/pairing/<time> --against paper --paper-table 'Table 7'
 
-The paper table is ``--paper-table``, else ``sweep.report.paper``, else the one that varies the
-sweep's row field (α → Figure 5, teacher/student → Table 7, loss → Table 1). A measured row is
-matched to the paper row whose α / teacher / student / loss equal its row fields (teacher and
-student by the model their config option sets); the paper's rows nobody measured are shown with
-their published values alone. A row measured in another setup than the paper's (another student,
-teacher, training data, candidate depth, or an average over other sets) is marked ‡ with what
-differs: its Δ is a comparison, not a reproduction gap.
+The table is ``--paper-table``, else ``sweep.report.paper``, else the one varying the row field (α → Figure 5,
+teacher/student → Table 7, loss → Table 1). Measured rows match paper rows by α / teacher / student / loss (models by
+the model their option sets); a row measured in another setup is marked ‡ with what differs.
 """
 
 from __future__ import annotations

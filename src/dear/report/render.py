@@ -1,7 +1,6 @@
-"""Markdown, LaTeX (booktabs) and JSON renderings of a report table; numbers ×100 with two
-decimals (mean ± sd when a cell has several seeds), the best mean of each column in bold, † where
-a row differs significantly from its baseline row, missing cells as "–" (LaTeX "--"); the notes
-saying what ± and † mean go under the table (LaTeX: into the caption)."""
+"""Markdown, LaTeX (booktabs) and JSON renderings of a report table: numbers ×100, two decimals (mean ± sd over
+seeds), each column's best mean in bold, † for a significant difference from the baseline row, missing cells "–"
+(LaTeX "--"); the notes on ± and † go under the table (LaTeX: the caption)."""
 
 from __future__ import annotations
 
@@ -61,8 +60,7 @@ def latex(table: Table) -> str:
 
 
 def cells_json(table: Table) -> dict:
-    """Every number with the runs and stage it came from (missing cells are absent), the seeds'
-    values, and the paired tests against the row's baseline (p-values; differences ×1, not ×100)."""
+    """Every number with its runs, seeds' values and paired tests (differences ×1, not ×100)."""
     return {"name": table.spec.name, "metric": table.spec.metric, "row_fields": table.spec.rows,
             "columns": table.columns, "average": table.spec.average, "baseline": table.spec.baseline,
             "notes": notes(table),

@@ -7,10 +7,7 @@ From run directories (what train.py and evaluate.py write):
     <run>/benchmarks/<name>/metrics.json   a benchmark set (train.py evaluation.benchmarks)
     per_query.json beside each metrics.json  per-query values, for the paired tests
 
-Runs of a sweep that differ only by ``seed`` are the seeds of one cell (table.py).
-
-or from a W&B group (runs logged by train.py with logger=wandb: config, and the summary values
-``final/<benchmark>/<stage>/<metric>``).
+or from a W&B group (train.py with logger=wandb: config and summary ``final/<benchmark>/<stage>/<metric>``).
 """
 
 from __future__ import annotations
@@ -66,8 +63,7 @@ class RunResult:
 
     @property
     def final_stage(self) -> str | None:
-        """The stage the run's config ends with: train.py's exported model, evaluate.py's last
-        pipeline stage (None: the first stage alone). A run still in progress lacks it."""
+        """The stage the run's config ends with (None: first stage alone; a running run lacks it)."""
         exported = self.select("evaluation.exported.name")
         stages = self.select("pipeline.stages")
         return exported or (list(stages)[-1] if stages else None)
@@ -105,8 +101,7 @@ def load_run_dir(run_dir: Path) -> RunResult:
 
 
 def load_run_dirs(roots: list[str | Path]) -> list[RunResult]:
-    """The runs under each root (a sweep or run directory), roots in the given order, each
-    root's runs in sweep order."""
+    """The runs under each root (sweep or run directory): roots in the given order, each in sweep order."""
     runs = []
     for root in roots:
         runs += sorted((load_run_dir(d) for d in find_run_dirs(root)), key=lambda r: r.order)

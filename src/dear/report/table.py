@@ -1,10 +1,9 @@
-"""Tables in the layout of the paper (Tables 1, 4, 7): one row per value of the sweep's row
-fields (teacher–student pair, α, loss...), columns DL19, DL20, the BEIR-8 sets in Table 1 order,
-any other benchmark the runs have, then the average.
+"""Tables in the layout of the paper (Tables 1, 4, 7): one row per value of the sweep's row fields, columns DL19,
+DL20, the BEIR-8 sets in Table 1 order, other benchmarks the runs have, then the average.
 
-A cell is one stage's metric on one benchmark, ×100: the mean over the runs of the row that
-differ only by ``seed``, with the sample sd over them. A cell no run has is missing ("–"), and so
-is an average unless every averaged benchmark is present for the same seeds: nothing is filled in.
+A cell is one stage's metric on one benchmark, ×100: the mean (and sample sd) over the row's runs differing only by
+``seed``. Nothing is filled in: a cell no run has is missing ("–"), and so is an average unless every averaged
+benchmark is present for the same seeds.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ OTHER_LABELS = {"noveleval": "NovelEval", "dl21": "DL21", "nq": "NQ", "webq": "W
 
 
 def _benchmark_set(name: str) -> list[str]:
-    """The benchmarks of ``conf/benchmark_set/<name>.yaml``, in its order (the one place they are listed)."""
+    """The benchmarks of ``conf/benchmark_set/<name>.yaml``, in its order."""
     from omegaconf import OmegaConf
 
     defaults = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "benchmark_set" / f"{name}.yaml"))["defaults"]
@@ -38,9 +37,7 @@ MISSING = "–"
 
 @dataclass
 class Spec:
-    """What to tabulate. ``rows``: header label → config path (``a|b``: the first set);
-    ``stage``: None = the stage each run's config ends with (RunResult.final_stage); ``figure``: the row
-    field plotted on the x axis."""
+    """``rows``: header label → config path (``a|b``: first set); ``stage`` None: each run's final stage."""
 
     rows: dict[str, str]
     metric: str = "nDCG@10"
@@ -93,8 +90,7 @@ class Table:
         return None if cell is None else cell.sd
 
     def average_values(self, row: tuple[str, ...]) -> list[float] | None:
-        """Per seed, the mean over ``spec.average``; None if any is missing or the averaged
-        cells do not have the same seeds."""
+        """Per seed, the mean over ``spec.average``; None if any is missing or seeds differ."""
         cells = [self.cells.get((row, c)) for c in self.spec.average]
         if not cells or None in cells or any(c.values.keys() != cells[0].values.keys() for c in cells):
             return None
@@ -146,8 +142,7 @@ def column_label(name: str) -> str:
 
 
 def display(value) -> str:
-    """A row-field value as shown: numbers plainly (0.1), hub ids by name (``org/model`` →
-    ``model``), anything else as is; unset → "–"."""
+    """A row-field value as shown: numbers plainly (0.1), ``org/model`` → ``model``, unset → "–"."""
     if value is None:
         return MISSING
     if isinstance(value, float):

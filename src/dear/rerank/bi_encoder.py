@@ -1,10 +1,9 @@
-"""Bi-encoder inputs and embeddings, shared by the scorer (evaluation, teacher) and the Stage-1
-bi-encoder student, so a trained student is scored exactly as it was trained.
+"""Bi-encoder inputs and embeddings, shared by the scorer and the Stage-1 bi-encoder student, so a student is scored
+exactly as trained.
 
-A query is ``query_prefix + text``, a document ``doc_prefix + full_text`` (title and body joined
-as ``Candidate.full_text``), each tokenised with the model's own special tokens and cut to
-``max_len``; the embedding is the attention-masked mean of the last hidden states, L2-normalised
-(sentence-transformers' all-MiniLM-L6-v2 recipe); the score is ``logit_scale`` × cosine.
+Query ``query_prefix + text``, document ``doc_prefix + full_text``, each with the model's special tokens, cut to
+``max_len``; embedding: attention-masked mean of the last hidden states, L2-normalised (all-MiniLM-L6-v2's recipe);
+score: ``logit_scale`` × cosine.
 """
 
 from __future__ import annotations

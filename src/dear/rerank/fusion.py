@@ -1,16 +1,8 @@
-"""A fused (hybrid) scorer: several pointwise scorers combined per query, e.g. BM25 + a dense
-bi-encoder — a teacher better than either member, as hybrid lexical + dense retrieval is.
+"""A fused (hybrid) scorer: several pointwise scorers combined per query, e.g. BM25 + a dense bi-encoder.
 
-Normalisations, each over one query's candidates (the ranking given to ``score``):
-- ``rrf``: reciprocal-rank fusion, Σ w / (k + rank) (Cormack, Clarke & Büttcher, SIGIR 2009;
-  k = 60 as there);
-- ``zscore``: Σ w · (s − mean) / sd (CombSUM over z-normalised scores; Fox & Shaw 1994, Lee 1997);
-- ``minmax``: Σ w · (s − min) / (max − min) (CombSUM over min-max normalised scores, ibid.).
-Scores are ``scale`` × the fused value: order is unaffected, but as a distillation teacher the
-scale sets how peaked its group distribution is (RRF values differ by ~1e-3 between ranks).
-
-Because normalisation is per ranking, a query's candidates must be scored together (the
-teacher cache scores each query's pool in one ranking).
+Normalisations over one query's candidates: ``rrf`` Σ w / (k + rank) (Cormack et al. 2009, k = 60); ``zscore`` Σ w ·
+(s − mean) / sd and ``minmax`` Σ w · (s − min) / (max − min) (CombSUM). Scores are ``scale`` × the fused value (sets
+how peaked a teacher's distribution is). Normalisation is per ranking: a query's candidates must be scored together.
 """
 
 from __future__ import annotations
@@ -39,11 +31,9 @@ def normalise(scores: np.ndarray, how: str, rrf_k: float = 60.0) -> np.ndarray:
 
 
 class FusionScorer:
-    """``members``: {name: {"scorer": a pointwise scorer, "weight": float}} (Hydra builds the
-    member scorers from their ``_target_`` nodes)."""
+    """``members``: {name: {"scorer": a pointwise scorer, "weight": float}} (Hydra builds the scorers)."""
 
-    # Every setting shapes the fused scores; members' configs are fingerprinted whole (nested
-    # runtime knobs included, as the caches made so far were).
+    # Members' configs are fingerprinted whole (nested runtime knobs included, as existing caches were).
     runtime_only = frozenset()
     # Scores are normalised over all of a ranking's candidates: score a ranking whole, never in parts.
     whole_rankings = True

@@ -1,10 +1,6 @@
-"""BM25 as a pointwise scorer: the first stage's own score for any (query, document) pair.
-
-The harness's first stage ranks a corpus with bm25s (``dear.data.bm25``); this scorer reads the
-same cached index and returns each pair's BM25 score over the whole corpus, so a document the
-first stage did not retrieve (a training positive outside the BM25 pool) still gets its real
-score. Used as a member of a fused teacher (``dear.rerank.fusion``).
-"""
+"""BM25 as a pointwise scorer: the first stage's own score for any (query, document) pair, read from the same cached
+bm25s index (``dear.data.bm25``) over the whole corpus, so a document outside the BM25 pool still gets its real score.
+A member of fused teachers (``dear.rerank.fusion``)."""
 
 from __future__ import annotations
 
@@ -16,8 +12,7 @@ from dear.errors import DataError
 
 
 class BM25Scorer:
-    """``dataset``: the ir_datasets corpus the first stage indexes (e.g. ``beir/scifact/train``:
-    BEIR's SciFact splits share one corpus); BM25 parameters as the harness's first stage."""
+    """``dataset``: the ir_datasets corpus the first stage indexes; BM25 parameters as the first stage's."""
 
     # Fingerprinted whole: ``cache_dir`` holds the index the scores come from.
     runtime_only = frozenset()
@@ -45,10 +40,7 @@ class BM25Scorer:
 
 
 class FirstStageScorer:
-    """Each candidate's own first-stage score (e.g. BM25's, as the benchmark's run gives it): the
-    lexical member of a fused teacher on a benchmark whose corpus has no index here (DL21's
-    rank_llm run, NovelEval's pooled BM25). On a BM25 run it ranks the candidates as
-    ``BM25Scorer`` over that corpus would."""
+    """Each candidate's first-stage score: the lexical fusion member where the corpus has no index (DL21, NovelEval)."""
 
     runtime_only = frozenset()
 

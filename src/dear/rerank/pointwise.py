@@ -1,10 +1,6 @@
-"""The pointwise scoring engine (evaluation now, teacher-logit precompute later) and its stage.
-
-Scorers take rankings and return one score per candidate. Every unique query and document is
-tokenised once; pairs are scored in length-sorted, dynamically padded batches under
-``torch.inference_mode`` (bf16 autocast on GPU, and on CPUs with native bf16 when ``dtype`` is
-``auto``: ``dear.models.loading.compute_autocast``).
-"""
+"""The pointwise scoring engine (evaluation, teacher-logit precompute) and its stage. Each unique query and document
+is tokenised once; pairs are scored in length-sorted, dynamically padded batches under ``torch.inference_mode`` with
+``dear.models.loading.compute_autocast``."""
 
 from __future__ import annotations
 
@@ -35,11 +31,8 @@ def _unique(items):
 
 
 class CrossEncoderScorer:
-    """Any one-logit ``AutoModelForSequenceClassification`` (cross-encoder or LLM), with the DeAR
-    pair template. ``model`` may be a hub id, a local dir, a PEFT adapter dir or ``pypi:<pkg>``.
-    ``pooling``: a mode of ``dear.rerank.pooling`` (``auto``: ``reference`` for decoders, the
-    model's own head for encoders). ``shared``: a ``dear.models.shared.SharedBase`` to load the
-    adapter onto (one base in memory with the listwise stage's adapter; ``pipeline.shared_base``)."""
+    """Any one-logit ``AutoModelForSequenceClassification`` with the DeAR pair template; ``pooling``: a
+    ``dear.rerank.pooling`` mode (``auto``: ``reference`` for decoders); ``shared``: a ``SharedBase``."""
 
     # Settings that change how fast it scores, not what (left out of a teacher cache's fingerprint).
     runtime_only = frozenset({"max_batch_pairs", "max_batch_tokens", "device"})
@@ -61,8 +54,7 @@ class CrossEncoderScorer:
 
     @classmethod
     def from_export(cls, path: str, **kwargs) -> CrossEncoderScorer:
-        """A Stage-1 export (``train.py``'s ``export/`` or its run dir): the model or adapter with
-        the template and pooling it was trained with (``dear_scorer.json``)."""
+        """A Stage-1 export (``export/`` or its run dir) with the template and pooling it was trained with."""
         path = export_dir(path)
         meta = export_meta(path, template=dict, pooling=str)
         return cls(str(path), template=meta["template"], pooling=meta["pooling"], **kwargs)
@@ -92,13 +84,8 @@ class CrossEncoderScorer:
 
 
 class BiEncoderScorer:
-    """Cosine similarity of mean-pooled embeddings (sentence-transformers style, e.g. MiniLM).
-
-    Embeddings are memoised by text (up to ``memo_size`` texts, least recently used dropped first), so a
-    document shared by many queries, calls or cache shards is embedded once. Scores are
-    ``logit_scale`` × cosine: order is unaffected, but as a distillation teacher the scale sets
-    how peaked its group distribution is (sentence-transformers trains MiniLM with scale 20).
-    """
+    """Cosine of mean-pooled embeddings (LRU-memoised by text); scores ``logit_scale`` × cosine (sets how peaked a
+    teacher's distribution is; sentence-transformers trains MiniLM with 20)."""
 
     runtime_only = frozenset({"max_batch_items", "max_batch_tokens", "device", "memo_size"})
 
@@ -143,8 +130,7 @@ class BiEncoderScorer:
 
 
 def scorer_from_export(path: str, **kwargs):
-    """The scorer for a Stage-1 export (``train.py``'s ``export/`` or its run dir), as it was
-    trained: a cross-encoder with its template and pooling, or a bi-encoder with its inputs."""
+    """The scorer for a Stage-1 export (``export/`` or its run dir), as trained: cross-encoder or bi-encoder."""
     directory = export_dir(path)
     meta = export_meta(directory)
     if meta.get("kind", "cross_encoder") == "bi_encoder":
@@ -170,8 +156,7 @@ def export_dir(path: str) -> Path:
 
 
 def export_meta(directory: Path, **fields) -> dict:
-    """``<directory>/dear_scorer.json`` as a dict whose ``fields`` have their types (``name=type``),
-    else a DataError naming the file (and the field)."""
+    """``<directory>/dear_scorer.json`` with typed ``fields``, else a DataError naming file and field."""
     path = directory / EXPORT_META
     meta = json_object(read_json(path), str(path))
     for name, kind in fields.items():

@@ -1,21 +1,11 @@
-"""Which hidden state a one-logit classifier is scored from, made explicit.
+"""Which hidden state a one-logit classifier is scored from, made explicit (docs/fidelity.md).
 
-``reference`` — what every released DeAR-P model and the RankLLaMA teacher were trained on
-(``pointwise_reranker/data.py`` + ``modeling.py``): each pair right-padded with the tokenizer's
-pad token (EOS when it has none) to ``max_length`` = 32 + 196 = 228 tokens, attention mask 0 on
-the padding, and ``config.pad_token_id`` forced to 0 when the checkpoint leaves it unset, so
-``LlamaForSequenceClassification`` pools the rightmost token whose id is not 0. For a pair of
-n < 228 tokens that is **position 227, a padding EOS**: its query attends to the n real tokens
-(the padding, itself included, is masked as a key) and its rotary position is 227.
-
-Computed exactly at the cost of the real tokens: the pair plus one appended pad token with
-position id 227 and attention mask 0 (so nothing, itself included, attends to it). The padded
-tokens in between cannot reach position 227 (masked keys), so its hidden state is the one the
-padded computation gives. Per pair: n + 1 tokens instead of 228.
-
-``reference_padded`` — the same state by the literal padded computation (the slow baseline, kept
-to prove equality). ``last`` — the last real token of right-padded input. ``model`` — the
-checkpoint's own head (encoders: [CLS] through their pooler).
+``reference``: what the released DeAR-P models and the RankLLaMA teacher were trained on: pairs right-padded with the
+pad token (EOS when none) to ``max_length`` = 32 + 196 = 228, mask 0 on padding, ``config.pad_token_id`` forced to 0
+when unset, so HF pools **position 227, a padding EOS** attending to the real tokens. Computed exactly on n + 1
+tokens: one appended masked pad token at position id 227 (the padding in between is masked as keys).
+``reference_padded``: the literal padded computation (kept to prove equality). ``last``: the last real token.
+``model``: the checkpoint's own head (encoders: [CLS]).
 """
 
 from __future__ import annotations
@@ -26,17 +16,14 @@ MODES = ("reference", "reference_padded", "last", "model")
 
 
 def pooled_pad_id(config) -> int:
-    """The id the classifier skips when it looks for its pooled token: the checkpoint's own
-    ``pad_token_id``, or 0 when unset (the reference forces 0)."""
+    """The id the classifier skips when pooling: the checkpoint's ``pad_token_id``, else 0 (the reference forces 0)."""
     return 0 if config.pad_token_id is None else int(config.pad_token_id)
 
 
 def reference_view(input_ids: torch.Tensor, attention_mask: torch.Tensor, fill_id: int, pooled_id: int,
                    max_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded (B, W) pairs → (ids, mask, position_ids, pool_index) of shapes (B, W + 1) ×3
-    and (B,): one pad token appended after each pair's n real tokens at position ``max_length - 1``,
-    masked, and pooled — unless the padded view pools a real token (n = ``max_length``, or a pad
-    id equal to ``pooled_id``), which is then pooled at its own position."""
+    """Right-padded (B, W) pairs → (ids, mask, position_ids) (B, W + 1), pool_index (B,): a masked pad token appended
+    at position ``max_length - 1`` and pooled, unless the padded view pools a real token (then pooled in place)."""
     B, W = input_ids.shape
     lengths = attention_mask.sum(dim=1)  # (B,)
     if int(lengths.max()) > max_length:
@@ -55,8 +42,7 @@ def reference_view(input_ids: torch.Tensor, attention_mask: torch.Tensor, fill_i
 
 def padded_view(input_ids: torch.Tensor, attention_mask: torch.Tensor, fill_id: int, pooled_id: int,
                 max_length: int) -> tuple[torch.Tensor, torch.Tensor, None, torch.Tensor]:
-    """The literal reference batch: (B, max_length) ids padded with ``fill_id``, mask, no
-    position ids, pool_index = the rightmost id that is not ``pooled_id`` (as HF pools)."""
+    """The literal reference batch: (B, max_length), no position ids, pooling the rightmost id not ``pooled_id``."""
     B, W = input_ids.shape
     ids = input_ids.new_full((B, max_length), fill_id)
     mask = attention_mask.new_zeros((B, max_length))
@@ -75,11 +61,8 @@ def head_scores(model, input_ids, attention_mask, position_ids, pool_index) -> t
 
 
 class Pooling:
-    """Scores a right-padded batch of pairs with one of ``MODES``.
-
-    ``fill_id``: the token the reference pads with (the tokenizer's pad token, EOS when none);
-    ``pooled_id``: the id the classifier skips (``pooled_pad_id(config)``); ``max_length``: the
-    reference's padded length (the template's ``max_length``)."""
+    """Scores right-padded pairs with a ``MODES`` mode; ``fill_id``: the reference's pad token (EOS when none);
+    ``pooled_id``: ``pooled_pad_id(config)``; ``max_length``: the template's padded length."""
 
     def __init__(self, mode: str, fill_id: int | None = None, pooled_id: int = 0, max_length: int = 228):
         if mode not in MODES:

@@ -1,16 +1,10 @@
-"""The DeAR pointwise input, built token-exactly as the released checkpoints were trained.
+"""The DeAR pointwise input, built token-exactly as the released checkpoints were trained (docs/fidelity.md).
 
-The released DeAR code (``pointwise_reranker/data.py``) encodes ``query: {q}`` and
-``document: {title} {text}`` separately without special tokens, cuts the query to 32 tokens and
-the document to ``p_max_len - 3`` = 193, and joins them with
-``prepare_for_model([bos] + q, [bos] + d)`` (``join: reference``). In transformers 4.x that call
-adds nothing more for Llama-3's and Qwen's fast tokenizers (a plain concatenation) and one more
-BOS per segment for Llama-2's ``LlamaTokenizerFast`` (``segment_specials: true``: the RankLLaMA
-teacher saw ``<s> <s> q <s> <s> d``). A joined pair longer than ``max_length`` (32 + 196 = 228)
-loses its overflow from the end of one segment (``overflow``: ``only_second`` at inference,
-``only_first`` in the training collator). Qwen tokenizers have no BOS: the reference uses
-``<|endoftext|>``. ``join: tokenizer`` joins with the tokenizer's own pair template instead
-(BERT: ``[CLS] q [SEP] d [SEP]``).
+As ``pointwise_reranker/data.py``: ``query: {q}`` and ``document: {title} {text}`` encoded without special tokens, cut
+to 32 and ``p_max_len - 3`` = 193 tokens, joined by ``prepare_for_model([bos] + q, [bos] + d)`` (``join: reference``;
+Llama-2 adds one more BOS per segment: ``segment_specials: true``; Qwen has no BOS: ``<|endoftext|>``). A pair over
+``max_length`` (228) loses its overflow from one segment's end (``only_second`` at inference, ``only_first`` in
+training). ``join: tokenizer``: the tokenizer's own pair template.
 """
 
 from __future__ import annotations
@@ -52,19 +46,13 @@ class PairTemplate:
 
 
 def words_prefix(text: str, words: int) -> str:
-    """``text`` cut after its first ``words`` whitespace-separated words (unchanged if shorter).
-
-    Every word yields at least one token and pre-tokenizers never join tokens across
-    whitespace, so the first ``words - 1`` tokens of the cut text are those of the whole text:
-    cutting long documents before tokenising them loses nothing that truncation keeps.
-    """
+    """``text`` cut after ``words`` words; a word is ≥ 1 token and no token spans a space: truncation loses nothing."""
     parts = text.split(None, words)
     return text if len(parts) <= words else text[: len(text) - len(parts[words])].rstrip()
 
 
 def pair_layout(post_processor: dict | None) -> list[tuple[str, object, int]] | None:
-    """The tokenizer's pair template as pieces ``("special", [ids], type_id)`` / ``("seq", "A"|"B",
-    type_id)``, read from its serialised post-processor; None when the kind is not known here."""
+    """The tokenizer's pair template as ``("special", ids, type)`` / ``("seq", "A"|"B", type)`` pieces, or None."""
     if post_processor is None:
         return None
     kind = post_processor.get("type")
@@ -91,15 +79,8 @@ def pair_layout(post_processor: dict | None) -> list[tuple[str, object, int]] | 
 
 
 class PairEncoder:
-    """Tokenises queries and documents once each, then joins pairs with the model's template.
-
-    Works on the tokenizer's Rust backend: ``encode_batch`` without special tokens (documents
-    first cut to a word prefix that keeps every token truncation would keep), in-place
-    ``truncate``, and the pair template read once from the tokenizer's post-processor, so joining
-    a pair is list concatenation. The template is checked against the tokenizer's own
-    ``post_process`` on the first pair; tokenizers whose template cannot be read (or disagrees)
-    join each pair with ``post_process``.
-    """
+    """Tokenises queries and documents once each (Rust backend), then joins pairs by list concatenation with the pair
+    template, checked on the first pair against ``post_process``, which joins instead when they differ."""
 
     def __init__(self, hf_tokenizer, template: PairTemplate):
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
@@ -121,8 +102,7 @@ class PairEncoder:
         spec = json.loads(self.backend.to_str())
         self.layout = pair_layout(spec.get("post_processor"))
         self.layout_checked = False
-        # Word pre-cut needs a pre-tokenizer that splits on whitespace (all BPE/WordPiece/Unigram
-        # set-ups of BERT, Llama, Qwen); without one a token could span words, so no cut.
+        # Word pre-cut needs a whitespace-splitting pre-tokenizer; without one a token could span words.
         self.can_precut = spec.get("pre_tokenizer") is not None
 
     def queries(self, texts: list[str]) -> list[Encoding]:

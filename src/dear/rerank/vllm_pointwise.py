@@ -1,19 +1,8 @@
 """vLLM pointwise scoring for LLM sequence classifiers (GPU; optional: ``pip install vllm``).
 
-Our token ids go in (the DeAR pair template applied by ``CrossEncoderScorer.encode``, one
-``TokensPrompt`` per pair), vLLM's pooling runner schedules all pairs of a call at once, and
-the classifier's raw logit comes back (the activation switched off), in bf16 by default.
-
-Pooling: vLLM pools the hidden state of the **last real token** of each pair (``LAST`` pooling
-over unpadded input): the transformers path's ``pooling: last``. It cannot reproduce the released
-checkpoints' reference pooling (position 227 of a 228-token, EOS-right-padded input, a padding
-EOS that attends to the real tokens but not to the padding or to itself): a prompt carries token
-ids only, with no attention mask and no position ids, so ``pooling: reference`` is refused (a
-one-line ConfigError saying to set ``pooling=last``).
-
-Chosen in a config as the pointwise engine ``vllm`` (conf/engine/pointwise/vllm.yaml, over any
-DeAR-P model file: ``pointwise=dear_8b_ce engine/pointwise@pointwise=vllm``), which sets
-``pooling: last`` over the model's ``reference``; the scorer logs the pooling it uses when built.
+Our token ids go in (``CrossEncoderScorer.encode``) and raw logits come out. vLLM pools the **last real token**; it
+cannot reproduce the reference pooling (prompts carry no mask or position ids), so ``pooling: reference`` is refused
+with a ConfigError saying to set ``pooling=last`` (conf/engine/pointwise/vllm.yaml sets it).
 """
 
 from __future__ import annotations
@@ -34,13 +23,8 @@ REPRODUCED_POOLING = "last"
 
 
 class VLLMPointwiseScorer(CrossEncoderScorer):
-    """A one-logit ``*ForSequenceClassification`` checkpoint (full weights) served by vLLM.
-
-    Shares ``CrossEncoderScorer``'s input building (``encode``); only the forward pass differs.
-    ``device``: vLLM takes its GPUs from ``CUDA_VISIBLE_DEVICES`` (and ``tensor_parallel_size``),
-    so only ``auto``/``cuda``/``cuda:0`` are accepted: run one process per GPU with its own
-    ``CUDA_VISIBLE_DEVICES`` (e.g. a submitit array), not Lightning DDP ranks sharing one node's GPUs.
-    """
+    """A one-logit ``*ForSequenceClassification`` (full weights) served by vLLM. ``device``:
+    ``auto``/``cuda``/``cuda:0`` only (vLLM takes ``CUDA_VISIBLE_DEVICES``): one process per GPU, not DDP ranks."""
 
     # vLLM schedules its own batches; its memory and parallelism settings stay fingerprinted.
     runtime_only = frozenset({"device"})

@@ -1,13 +1,9 @@
-"""The rerank server: Cohere-compatible ``POST /v1/rerank`` and ``/v2/rerank``, ``GET /health``,
-``GET /v1/models`` (OpenAPI docs at ``/docs``), over any pointwise scorer of ``conf/pointwise``.
+"""The rerank server: Cohere-compatible ``POST /v1/rerank`` and ``/v2/rerank``, ``GET /health``, ``GET /v1/models``,
+over any pointwise scorer (docs/serving.md).
 
-Status codes: 401 without the bearer key (when one is configured), 413 when a request exceeds a
-limit (the message names it), 422 for a malformed body (FastAPI names the field; text that is not
-valid Unicode too) or input the scorer refuses (a ``DataError``), 429 at once when the
-micro-batcher's queue is full, 500 for a server fault — for the failing request only. In-flight
-requests finish on shutdown: uvicorn stops accepting, waits for open requests, then the lifespan
-drains the batcher. Responses name the model by ``model_name`` (default ``served_name``), never
-by a filesystem path.
+Errors fail only their request: 401 without the bearer key, 413 over a named limit, 422 for a malformed body or
+refused input, 429 when the queue is full, 500 for a fault. Shutdown drains in-flight requests. Responses name the
+model by ``model_name``, never a filesystem path.
 """
 
 from __future__ import annotations
@@ -65,18 +61,13 @@ def check_limits(body: RerankRequest, docs: list[RerankDocument], limits: Limits
 
 
 def document_cut(scorer) -> int | None:
-    """The most tokens of a document ``scorer`` reads: its pair template's ``doc_max_len``
-    (cross-encoders) or its ``max_len`` (bi-encoders); None when it has neither."""
+    """The most tokens of a document ``scorer`` reads (template ``doc_max_len`` or ``max_len``), or None."""
     return getattr(getattr(scorer, "template", None), "doc_max_len", None) or getattr(scorer, "max_len", None)
 
 
 class DocumentTokens:
-    """Documents as the scorer reads them, in its tokens: ``read`` cuts a text to Cohere's
-    ``max_tokens_per_doc`` (at a character offset, so the kept prefix is verbatim text) and counts
-    its tokens up to ``model_cut`` (the scorer's own cut: what the model reads is the work). A
-    private copy of the scorer's Rust tokenizer (the scorer thread may be changing its own
-    tokenizer's truncation settings meanwhile); for a scorer without one, ``CHARS_PER_TOKEN``
-    characters make a token."""
+    """Documents in the scorer's tokens (a private copy of its tokenizer; else ``CHARS_PER_TOKEN``): ``read`` cuts to
+    ``max_tokens_per_doc`` at a character offset (verbatim prefix) and counts tokens up to ``model_cut``."""
 
     def __init__(self, hf_tokenizer=None, model_cut: int | None = None):
         self.backend, self.model_cut, self.precut = None, model_cut or sys.maxsize, False
@@ -101,9 +92,7 @@ class DocumentTokens:
 
 
 def to_ranking(body: RerankRequest, docs: list[RerankDocument], tokens: DocumentTokens, limits: Limits) -> Ranking:
-    """The request as the project's data contract (candidate ``docid`` = its index in
-    ``documents``), within ``serve.limits.max_request_tokens``: the documents' tokens (title and
-    text, after ``max_tokens_per_doc``), each up to the model's own document cut."""
+    """The request as a ``Ranking`` (``docid`` = index), within ``max_request_tokens`` as the model reads it."""
     texts, total = [], 0
     for d in docs:
         text, n = tokens.read(d.text, body.max_tokens_per_doc)
@@ -117,9 +106,7 @@ def to_ranking(body: RerankRequest, docs: list[RerankDocument], tokens: Document
 
 
 def relevance(scorer, scores: np.ndarray) -> np.ndarray:
-    """Raw scores → Cohere's ``relevance_score`` in [0, 1], order kept (monotone): (cosine + 1) / 2
-    for a bi-encoder (whose score is ``logit_scale`` × cosine), else the logistic sigmoid (a
-    classifier's logit; a fused or lexical score is squashed the same way)."""
+    """Raw scores → ``relevance_score`` in [0, 1], monotone: (cosine + 1) / 2 for bi-encoders, else sigmoid."""
     s = np.asarray(scores, dtype=np.float64)
     if isinstance(scorer, BiEncoderScorer):
         return np.clip((s / (scorer.logit_scale or 1.0) + 1) / 2, 0.0, 1.0)
@@ -127,9 +114,7 @@ def relevance(scorer, scores: np.ndarray) -> np.ndarray:
 
 
 def served_name(scorer) -> str:
-    """The model's name in responses when ``serve.model_name`` is unset, never a filesystem path:
-    a local model by its run's name (the directory's base name; a run's ``export/`` or
-    ``merged/`` by the run directory's), else the scorer's model id."""
+    """The model's name in responses, never a path: a local model by its run's name, else its model id."""
     name = str(getattr(scorer, "name", type(scorer).__name__))
     path = Path(name).expanduser()
     if not (path.is_absolute() or path.exists()):
@@ -139,9 +124,7 @@ def served_name(scorer) -> str:
 
 
 class Reranking:
-    """Pointwise scores through the micro-batcher, then optionally a listwise reranker over the
-    pointwise top ``listwise_depth`` (its own worker thread: a long generation does not hold up
-    pointwise batching)."""
+    """Pointwise scores via the micro-batcher, then optionally listwise over the top ``listwise_depth`` (own thread)."""
 
     def __init__(self, batcher: MicroBatcher, listwise=None, listwise_depth: int = 20):
         self.batcher, self.listwise, self.listwise_depth = batcher, listwise, listwise_depth
@@ -193,8 +176,7 @@ def known_keys(settings: dict, target, field: str) -> dict:
 
 def build_app(scorer, model_name: str | None = None, limits: Limits | dict | None = None, batching: dict | None = None,
               api_key: str | None = None, listwise=None, listwise_depth: int = 20) -> FastAPI:
-    """A FastAPI app serving ``scorer`` (anything with ``score(rankings)``; its ``tokenizer``, when
-    it has one, counts tokens). ``model_name``: None for ``served_name(scorer)``."""
+    """A FastAPI app serving ``scorer`` (anything with ``score(rankings)``); ``model_name`` None: ``served_name``."""
     model_name = model_name or served_name(scorer)
     limits = limits if isinstance(limits, Limits) else Limits(**known_keys(limits or {}, Limits, "serve.limits"))
     batching = known_keys(dict(batching or {}), MicroBatcher, "serve.batching")

@@ -1,27 +1,12 @@
-"""Dynamic micro-batching: concurrent rerank requests merged into scorer calls, large requests
-split into chunks and interleaved with the others, a failure kept to its own request.
+"""Dynamic micro-batching: concurrent rerank requests merged into scorer calls, large requests chunked and
+interleaved, a failure kept to its own request (docs/serving.md).
 
-The scorer is not thread-safe and a CPU/GPU does one forward at a time, so one worker thread
-scores. A request larger than ``chunk_pairs`` (at most ``max_batch_pairs``) is scored a chunk
-at a time. Pending requests wait in one line; a scorer call takes the next chunk of the first
-one and of every other one of the same kind (small requests, scored whole, merge with small
-ones; large requests' chunks with large ones' chunks) up to ``max_batch_pairs`` pairs. A request
-skipped keeps its place; one served goes back in line, behind those that arrived during the
-call. So a small request arriving while a large one is being scored waits for about one chunk
-(the call in progress), not for the whole large request, and the large one still gets every
-other call. ``chunk_pairs=None`` scores each request whole, as one unit (the load benchmark's
-head-of-line baseline). After an idle spell the worker waits up to ``max_wait_ms`` for more
-requests; requests that arrive while it is busy join the next call at once.
-
-A call is ``scorer.score(rankings)`` itself — the engine ``evaluate.py`` uses — so a request's
-scores are those of its pairs, whatever they were merged or chunked with (up to the fp noise of
-a different padded length when its pairs share a batch with longer ones).
-
-When a merged call raises, each of its chunks is scored again on its own: only a chunk that
-still raises fails, and with it its request; the other requests get their scores.
-
-The queue is bounded in requests (waiting + being scored): one more answers ``QueueFull`` at
-once, so overload costs a 429 instead of memory.
+One worker thread scores (the scorer is not thread-safe). Requests over ``chunk_pairs`` go a chunk at a time; a call
+takes the first pending request's next chunk plus those of requests of the same kind (whole or chunked) up to
+``max_batch_pairs``, and a served request goes back in line, so a small request waits about one chunk. A call is
+``scorer.score(rankings)`` itself, so scores do not depend on batch mates (up to fp noise of padding). A raising
+merged call is retried chunk by chunk: only a chunk that still raises fails its request. The queue is bounded: one
+more request raises ``QueueFull`` (a 429).
 """
 
 from __future__ import annotations
@@ -84,11 +69,7 @@ class _Chunk:
 
 
 class MicroBatcher:
-    """``score_fn(rankings) -> list[np.ndarray]`` (one array of candidate scores per ranking).
-
-    ``enabled=False`` puts one chunk in each call (no merging: the baseline the load benchmark
-    compares against); the queue bound and the single worker stay the same.
-    """
+    """``score_fn(rankings) -> list[np.ndarray]``; ``enabled=False``: one chunk per call (the no-merging baseline)."""
 
     def __init__(self, score_fn: Callable[[list[Ranking]], list[np.ndarray]], enabled: bool = True,
                  max_wait_ms: float = 2.0, max_batch_pairs: int = 512, chunk_pairs: int | None = 64,
@@ -148,8 +129,7 @@ class MicroBatcher:
             self._pending += [c.job for c in chunks if c.job.next_size() and not c.job.future.done()]
 
     async def _wait_for_work(self, loop) -> bool:
-        """Until a request is pending (False once closing and drained); after an idle spell, up to
-        ``max_wait_ms`` more while the next call has room."""
+        """Until a request is pending (False once closed and drained), then up to ``max_wait_ms`` more."""
         idle = not self._pending
         while not self._pending:
             if self._closing:
@@ -169,10 +149,7 @@ class MicroBatcher:
         return sum(job.next_size() for job in self._pending) < self.max_batch_pairs
 
     def _take(self) -> list[_Chunk]:
-        """The next call's chunks: the first pending request's next chunk, joined in line order by
-        the next chunk of each other pending request of its kind that fits in ``max_batch_pairs``
-        (the first goes whatever its size). Kinds: whole requests, large (split) ones — a small
-        request never shares a call with a large one's chunk. A request skipped keeps its place."""
+        """The next call's chunks: the first request's next chunk plus the next chunks of its kind that fit."""
         chunks, pairs = [], 0
         self._pending = [job for job in self._pending if not job.future.done()]  # failed, or client gone
         for job in list(self._pending):

@@ -1,22 +1,11 @@
-"""Client-side tokenisation for serving engines: DeAR's pair input as plain token ids.
+"""Client-side tokenisation for serving engines: DeAR's pair input as plain token ids (docs/serving.md).
 
-An engine's rerank endpoint joins query and document as one string and truncates the joined
-pair; DeAR cuts them separately (``query: {q}`` to ``query_max_len`` tokens, ``document:
-{title} {text}`` to ``doc_max_len``), joins them as the reference did (``[bos] q [bos] d``) and
-pools a fixed position. This module builds exactly those token ids (through the same
-``PairEncoder`` as training, whose ids are tested against the reference on real tokenizers) and
-pads them so that a plain ``*ForSequenceClassification`` pools the right hidden state, from a
-merged export directory (``python -m dear.export``) and the settings in its
-``dear_scorer.json``. ``dear.export --verify`` scores through it.
-
-Padding per pooling (always right padding, attention mask 0 on padding):
-
-* ``reference`` (DeAR's released checkpoints): every pair padded with the pad token to the
-  template's ``max_length`` (228); the merged config's ``pad_token_id`` is 0, so
-  ``*ForSequenceClassification`` pools the rightmost non-0 token: the last padding position.
-* ``last``: padded to the batch's longest pair; ``pad_token_id`` is the tokenizer's pad, so the
-  rightmost non-pad token (the last real one) is pooled.
-* ``model`` (encoders): [CLS] through the model's own head; token type ids are passed.
+Engines truncate the joined pair; DeAR cuts query and document separately and joins them as the reference did
+(``[bos] q [bos] d``). This builds those ids with the training ``PairEncoder`` from a merged export and its
+``dear_scorer.json``, right-padded (mask 0) so a plain ``*ForSequenceClassification`` pools our position:
+``reference`` pads to ``max_length`` (228) with config ``pad_token_id`` 0 (the last padding position is pooled);
+``last`` pads to the longest with the tokenizer's pad (the last real token); ``model`` (encoders) pools [CLS] and
+passes token type ids. ``dear.export --verify`` scores through it.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """The Cohere rerank wire format (v1 and v2; Jina and vLLM clients send the same shape).
 
-Request: ``model``, ``query``, ``documents`` (strings or ``{text, title}`` objects), ``top_n``,
-``return_documents``, ``max_tokens_per_doc``. Response: ``id``, ``results`` (best first:
-``index`` into the request's documents, ``relevance_score`` in [0, 1], ``raw_score``, ``document``
-when asked for) and ``meta``. Fields a client may send that we do not use (``priority``,
-``relevant_spans``, ``rank_fields``) are accepted and ignored, as Cohere's own API does for
-unknown options.
-
-Every text must be encodable as UTF-8: JSON can carry a lone surrogate (``"\\ud800"``), which no
-tokenizer takes, so such a request is refused (422 naming the field, e.g. ``documents[3]``)
-before it can reach the scorer (pydantic itself refuses one in ``query``, a length-checked
-string).
+Unused request fields (``priority``, ``relevant_spans``, ``rank_fields``) are accepted and ignored, as Cohere does.
+Texts must encode as UTF-8: a lone surrogate (``"\\ud800"``), which JSON can carry but no tokenizer takes, is refused
+with a 422 naming the field.
 """
 
 from __future__ import annotations

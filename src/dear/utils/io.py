@@ -1,6 +1,5 @@
-"""Atomic file writes and copies (readers never see a half-written file, and a crash loses
-nothing old), readers of text, JSON and JSONL input with one-line errors (``DataError``), and an
-inter-process lock for caches that concurrent jobs build once."""
+"""Atomic file writes and copies (readers never see a half-written file; a crash loses nothing old), readers of text,
+JSON and JSONL with one-line ``DataError``s, and an inter-process lock for caches built once."""
 
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: str | Path, write, binary: bool = False) -> None:
-    """``write(f)`` into a temporary sibling of ``path`` (same filesystem), fsync, rename: ``path``
-    is the old file or the whole new one, never a part (a full disk, a kill)."""
+    """``write(f)`` into a temporary sibling, fsync, rename: ``path`` is old or whole new, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -49,8 +47,7 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """``shutil.copy2`` through ``atomic_write``: ``dst`` appears whole or not at all, so a job
-    that finds it existing never reads a copy another job is still writing."""
+    """``shutil.copy2`` through ``atomic_write``: ``dst`` appears whole or not at all."""
 
     def copy(f):
         with open(src, "rb") as source:
@@ -61,10 +58,8 @@ def atomic_copy(src: str | Path, dst: str | Path) -> None:
 
 
 def atomic_dir(directory: str | Path, write, replace: bool = True) -> Path:
-    """``write(tmp)`` fills a temporary sibling folder, which is then renamed to ``directory``: a
-    crash never leaves a half-written folder. ``replace``: an existing ``directory`` is swapped
-    out (set aside, then deleted); otherwise one that another process finished first is kept and
-    this copy dropped."""
+    """Fill a temporary sibling folder and rename it (a crash never leaves a half folder); ``replace``: swap out an
+    existing one, else keep one another process finished first."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
@@ -90,15 +85,13 @@ def atomic_dir(directory: str | Path, write, replace: bool = True) -> Path:
 
 
 def read_jsonl(path: str | Path):
-    """``(line number, value)`` for every non-blank line of a JSONL file (a BOM is skipped); a
-    missing file or a line that is not JSON is a DataError naming ``file:line``."""
+    """``(line number, value)`` per non-blank JSONL line (BOM skipped); a DataError names ``file:line``."""
     for lineno, line in read_lines(path):
         yield lineno, json_line(line, path, lineno)
 
 
 def read_lines(path: str | Path):
-    """``(line number, line)`` for every line of a text file (as ``text_lines``) that holds more
-    than ASCII whitespace."""
+    """``(line number, line)`` for every line of a text file (as ``text_lines``) with non-whitespace content."""
     for lineno, line in text_lines(path):
         if line.strip(ASCII_SPACE):
             yield lineno, line
@@ -108,11 +101,8 @@ ASCII_SPACE = " \t\n\r\f\v"  # C's isspace(), what trec_eval splits on (str.spli
 
 
 def text_lines(path: str | Path):
-    """``(line number, line without its line end)`` for every line of a UTF-8 text file.
-
-    Lines end at a newline only (as for trec_eval: a lone carriage return stays), a BOM is skipped
-    (it would glue itself to the first id); a missing or unreadable file, or a line that is not
-    UTF-8, is a one-line DataError naming the file (and line)."""
+    """``(line number, line)`` of a UTF-8 file, split at newlines only (as trec_eval), BOM skipped; a missing file or
+    non-UTF-8 line is a one-line DataError."""
     with open_input(path) as f:
         for lineno, raw in enumerate(f, start=1):
             yield lineno, decoded(raw[3:] if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else raw,
@@ -120,8 +110,7 @@ def text_lines(path: str | Path):
 
 
 def tsv_rows(lines, path: str | Path):
-    """``(line number, line)`` pairs read as tab-separated CSV (quoted fields) → ``(line number of
-    the row's end, row)``; a malformed row is a DataError naming ``file:line``."""
+    """Tab-separated CSV rows (quoted fields) → ``(line of the row's end, row)``, else a DataError."""
     last = [0]
 
     def feed():
@@ -149,8 +138,7 @@ def decoded(raw: bytes, path: str | Path, lineno: int = 1) -> str:
 
 
 def open_input(path: str | Path):
-    """``path`` opened for binary reading, or a one-line DataError naming it (missing, a folder,
-    no permission)."""
+    """``path`` opened for binary reading, or a one-line DataError naming it."""
     try:
         return open(path, "rb")
     except FileNotFoundError:
@@ -172,8 +160,7 @@ def read_json(path: str | Path):
 
 
 def first_char(path: str | Path) -> str:
-    """The first character of a file that is not a BOM or whitespace ('' for none): '[' or '{'
-    tell JSON from a line format."""
+    """A file's first non-BOM, non-whitespace character ('' for none): '[' or '{' tell JSON from a line format."""
     with open_input(path) as f:
         head = f.read(4096)
     head = head[3:] if head.startswith(codecs.BOM_UTF8) else head
@@ -181,8 +168,7 @@ def first_char(path: str | Path) -> str:
 
 
 def json_line(line: str, path: str | Path, lineno: int | None = None):
-    """JSON text parsed (one JSONL line at ``lineno``, or a whole file), or a DataError naming
-    ``file:line``."""
+    """JSON text parsed (a JSONL line at ``lineno``, or a whole file), or a DataError naming ``file:line``."""
     try:
         return json.loads(line)
     except json.JSONDecodeError as e:
@@ -195,8 +181,7 @@ def json_line(line: str, path: str | Path, lineno: int | None = None):
 
 @contextmanager
 def exclusive_lock(path: str | Path):
-    """Hold an exclusive POSIX ``flock`` on ``path`` (created, with its folder) for the block:
-    concurrent jobs building the same cache wait for the first instead of racing it."""
+    """Hold an exclusive POSIX ``flock`` on ``path`` (created with its folder) for the block."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as lock:
@@ -205,8 +190,7 @@ def exclusive_lock(path: str | Path):
 
 
 class JsonlAppender:
-    """Append-only JSONL that survives being killed: one ``write`` + ``fsync`` per line, and on
-    open a torn last line (a kill mid-write) is cut off, so every line read back is whole."""
+    """Append-only JSONL surviving a kill: ``fsync`` per line, a torn last line cut on open."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

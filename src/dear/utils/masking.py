@@ -1,13 +1,9 @@
-"""Secrets kept out of everything a run writes: Hydra's ``.hydra/*.yaml``, log records, error
-messages (``repro.json`` and logger configs go through ``dear.utils.repro.scrub`` already).
+"""Secrets kept out of everything a run writes: ``.hydra/*.yaml``, log records, error messages (``repro.json`` and
+logger configs use ``dear.utils.repro.scrub``).
 
-A secret is a value ``scrub`` would hide: under a key that names one (``api_key``, ``token``,
-``password``...), a value shaped like a key (``sk-…``, ``hf_…``) under any key — e.g. a key typed
-into ``endpoint.api_key_env``, which should name a variable — or a password inside a URL
-(``http://user:key@host``). Every literal secret found in the config or the overrides is then
-replaced wherever it appears in text, whatever the surrounding format (literals of at least
-``MIN_LITERAL`` characters: a 3-letter password would mask every word that contains it; shorter
-ones are still hidden in ``config.yaml`` and ``overrides.yaml``, which are rewritten by key).
+A secret is what ``scrub`` hides (by key name, key-shaped value, URL password); each literal from the config or
+overrides is masked wherever it appears, those shorter than ``MIN_LITERAL`` only by key in ``config.yaml`` /
+``overrides.yaml``.
 """
 
 from __future__ import annotations
@@ -79,11 +75,9 @@ def job_secrets(cfg, hydra_cfg) -> set[str]:
 
 
 def save_hydra_job(cfg, hydra_cfg, secrets: set[str]) -> None:
-    """Hydra's record of the job, ``<run dir>/.hydra/{config,hydra,overrides}.yaml``, without
-    secrets: written here when the config sets ``hydra.output_subdir: null`` (so that nothing is
-    written before the entry point has looked at the run directory), else rewritten masked
-    (Hydra wrote it before the task function ran); the sweep's ``multirun.yaml`` masked too, and
-    secrets masked in every log handler's records. Written by the global-zero process only."""
+    """Hydra's ``.hydra/*.yaml`` (and ``multirun.yaml``) without secrets, and masking log handlers; written here when
+    ``hydra.output_subdir: null`` (nothing is written before the entry point checks the run dir), else rewritten.
+    Global-zero process only."""
     overrides = [scrub_override(o) for o in hydra_cfg.overrides.task]
     config = OmegaConf.to_yaml(scrub(OmegaConf.to_container(cfg, resolve=False)))
     if hydra_cfg.output_subdir is None:

@@ -6,9 +6,7 @@ from collections import OrderedDict
 
 
 class LRUMemo:
-    """Up to ``size`` values by key; the least recently used go first. ``get_many`` computes the
-    missing keys in one call and trims only after every value of the call is gathered, so a batch
-    larger than ``size`` still gets all of its values."""
+    """Up to ``size`` values, LRU first out; trimmed after each call, so a batch larger than ``size`` gets all."""
 
     def __init__(self, size: int):
         self.size = size
@@ -18,8 +16,7 @@ class LRUMemo:
         return len(self._values)
 
     def get_many(self, keys, compute) -> list:
-        """The values of ``keys`` (in order); ``compute(new)`` → the values of the keys not held
-        (each once, in first-seen order)."""
+        """The values of ``keys``; ``compute(new)`` → values of the keys not held (each once)."""
         keys = list(keys)
         new = [k for k in dict.fromkeys(keys) if k not in self._values]
         for k in keys:

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 
 
 def to_plain(value):
-    """A DictConfig/ListConfig (or a mapping or list holding them) as plain, resolved Python
-    containers (JSON-serialisable); other values unchanged."""
+    """OmegaConf containers (also nested in mappings or lists) as plain, resolved Python containers."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     if isinstance(value, (DictConfig, ListConfig)):

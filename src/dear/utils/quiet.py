@@ -1,18 +1,9 @@
-"""Quiet logs: the one place that drops what libraries print about correct behaviour.
-
-Each entry matches one message exactly (by logger and text), never a whole category, so a new
-warning still shows. What is dropped and why:
-- transformers' LOAD REPORT when its only rows are the sequence-classification head (``classifier.*``
-  / ``score.*``) MISSING from a checkpoint that has no such head (its config's ``architectures`` name
-  no ``*ForSequenceClassification``): a headless body always gets a new head; our student trains it
-  and an export's adapter supplies it. A classifier checkpoint that lacks its head still reports.
-- bm25s sets its own logger to DEBUG at import ("Building index from IDs objects" per query).
-- bitsandbytes' CPU backend on every import: no ``kernels`` package for 4-bit CPU kernels (4-bit
-  loading is for GPUs here).
-- Lightning's "Tip" advertising litlogger, and its internal use of torch's deprecated ``LeafSpec``.
-- peft's ``getattr(model, "is_gradient_checkpointing")`` inside ``PeftModel`` (transformers 5
-  deprecated the name; no call of ours).
-"""
+"""Quiet logs: the one place that drops what libraries print about correct behaviour, each by exact logger and text
+(new warnings still show):
+- transformers' LOAD REPORT listing only a new classification head MISSING from a headless checkpoint (the student
+  trains it; a classifier checkpoint lacking its head still reports);
+- bm25s' DEBUG logger at import; bitsandbytes' CPU-backend notice (4-bit is for GPUs here);
+- Lightning's litlogger "Tip" and its ``LeafSpec`` deprecation; peft's own ``is_gradient_checkpointing`` deprecation."""
 
 from __future__ import annotations
 
@@ -34,8 +25,7 @@ class FreshHeadReport(logging.Filter):
 
 
 def is_fresh_head_report(text: str) -> bool:
-    """True for transformers' load-report text (colours stripped) that says only that a headless
-    checkpoint's new classification head is missing."""
+    """True for a load report (colours stripped) saying only that a headless checkpoint's new head is missing."""
     first, _, rest = text.partition("\n")
     source = first.partition(" LOAD REPORT from: ")[2].strip()
     if not source:

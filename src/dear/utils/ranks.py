@@ -6,10 +6,8 @@ import os
 
 
 def rank_world(launcher_env: bool = True) -> tuple[int, int]:
-    """(global rank, world size): torch.distributed's once its process group is up, else (with
-    ``launcher_env``) what launchers set before it is (torchrun/Lightning: ``RANK``/``WORLD_SIZE``,
-    ``LOCAL_RANK``; SLURM tasks: ``SLURM_PROCID``/``SLURM_NTASKS``); (0, 1) when launched alone.
-    Data sharding passes ``launcher_env=False``: only a process group shares the data."""
+    """(global rank, world size): torch.distributed's, else (``launcher_env``) torchrun's or SLURM's variables; (0, 1)
+    alone. Data sharding passes ``launcher_env=False``: only a process group shares data."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

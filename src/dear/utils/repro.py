@@ -11,13 +11,9 @@
                 "device": "cuda:NVIDIA H200", ...}, "tokenizer:...": {"fingerprint": "3f1c..."}},
      "finished": "2026-12-03T14:00:00+00:00"}
 
-``scoring`` lists the packages whose versions decide scores (None: not installed); ``loaded`` the
-models and tokenizers the run loaded, by what identifies their weights (the hub commit, else a
-fingerprint of the local files), with dtype and device class; it is written when the run ends
-(``mark_finished``). ``python -m dear.report --diff A B`` compares two records.
-
-``command`` re-runs this one job alone (in a multirun the process's ``argv`` is the sweep command,
-or submitit's ``-m submitit.core._submit`` in a submitit job).
+``scoring``: versions of the score-deciding packages (None: not installed); ``loaded``: the models and tokenizers
+loaded (``dear.models.provenance``), written at ``mark_finished``. ``command`` re-runs this one job alone (in a
+multirun ``argv`` is the sweep's). ``python -m dear.report --diff A B`` compares two records.
 """
 
 from __future__ import annotations
@@ -39,8 +35,7 @@ from dear.utils.paths import ROOT
 from dear.utils.ranks import rank_world
 
 RECORD = "repro.json"
-# Keys whose values are secrets (``api_key``, ``hf_token``, ``password``...); ``*_env`` keys name
-# an environment variable, not its value. ``max_new_tokens`` and ``tokenizer`` are not secrets.
+# Keys whose values are secrets; ``*_env`` keys name a variable. ``max_new_tokens``/``tokenizer`` are not secrets.
 _SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?|auth)(_|$)",
                          re.IGNORECASE)
 SECRET_SHAPE = r"(?:sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}"  # an API key or token, by its look
@@ -57,8 +52,7 @@ _LOADED: dict[str, dict] = {}  # what this process loaded: "model:<name>" / "tok
 
 
 def scrub(obj, key: str = ""):
-    """A copy of plain containers with secret values replaced by ``***`` (by key name, by known
-    token prefixes, and passwords inside URLs)."""
+    """A copy with secrets replaced by ``***`` (by key name, token prefixes, URL passwords)."""
     if isinstance(obj, dict):
         return {k: scrub(v, str(k)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -143,8 +137,7 @@ def normal_name(name: str) -> str:
 
 
 def note_loaded(kind: str, name: str, facts: dict) -> None:
-    """Remember that this process loaded a ``kind`` ("model", "tokenizer") called ``name``; the
-    facts go into ``repro.json``'s ``loaded`` when the run finishes."""
+    """Remember that this process loaded a ``kind`` ("model", "tokenizer") ``name``, for ``repro.json``'s ``loaded``."""
     _LOADED[f"{kind}:{name}"] = facts
 
 
@@ -175,8 +168,8 @@ def mark_finished(run_dir: str | Path) -> None:
 
 
 def refuse_finished(run_dir: str | Path) -> None:
-    """A DataError if ``run_dir`` holds a finished run (``repro.json`` says so, or the run's
-    ``metrics.json`` is there): a new run never changes a finished one's files."""
+    """A DataError if ``run_dir`` holds a finished run (``repro.json`` says so, or ``metrics.json`` exists): a new run
+    never changes a finished one's files."""
     run_dir = Path(run_dir)
     found = None
     try:

@@ -8,10 +8,7 @@ _WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.
 
 
 def trainable_state(module: torch.nn.Module, state: dict) -> dict:
-    """The entries of ``state`` that are trainable parameters of ``module`` (adapters + heads).
-
-    Names are compared without the wrapper prefixes FSDP, activation checkpointing and
-    torch.compile insert into ``named_parameters`` but not into full state dicts."""
+    """``state``'s trainable parameters of ``module``, ignoring FSDP / checkpointing / compile name prefixes."""
     def clean(name: str) -> str:
         for prefix in _WRAPPERS:
             name = name.replace(prefix, "")

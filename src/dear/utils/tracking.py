@@ -1,11 +1,7 @@
-"""Experiment tracking around Lightning's loggers (CSV, W&B).
-
-When a run starts: every logger gets the resolved config with secrets removed; a W&B run also
-gets the tags ``teacher:`` / ``student:`` / ``loss:`` / ``alpha:``. When it ends: W&B gets the final
-metrics as summary values ``final/<benchmark>/<stage>/<metric>`` and a table ``final/metrics``,
-and the run is closed — Lightning's WandbLogger would otherwise reuse the still-open run in the
-next job of a multirun in the same process.
-"""
+"""Experiment tracking around Lightning's loggers (CSV, W&B): at start every logger gets the resolved config without
+secrets, W&B runs the tags ``teacher:``/``student:``/``loss:``/``alpha:``; at the end W&B gets the final metrics
+(summary ``final/<benchmark>/<stage>/<metric>``, table ``final/metrics``) and the run is closed, else WandbLogger
+would reuse it in the next job of a multirun."""
 
 from __future__ import annotations
 
@@ -24,8 +20,7 @@ MAX_TAG = 64
 
 
 def run_tags(cfg) -> list[str]:
-    """``["teacher:llama2-13b-rankllama-teacher", "student:Llama-3.1-8B", "loss:pointce", "alpha:0.1"]``
-    for the fields the config has (model ids and paths cut to their last part)."""
+    """``["teacher:…", "student:…", "loss:pointce", "alpha:0.1"]`` from the config (models by last path part)."""
     tags = []
     for name, path in TAG_FIELDS.items():
         value = OmegaConf.select(cfg, path, default=None)
@@ -47,8 +42,7 @@ def start(loggers: list[Logger], cfg) -> None:
 
 @contextmanager
 def _scrubbed_argv():
-    """``sys.argv`` with secret override values replaced, restored afterwards (child processes
-    that Lightning launches reuse the real one)."""
+    """``sys.argv`` with secret override values replaced, then restored (Lightning's child processes reuse it)."""
     argv = list(sys.argv)
     sys.argv[:] = [scrub_override(a) for a in argv]
     try:
@@ -58,8 +52,7 @@ def _scrubbed_argv():
 
 
 def final_table(results: dict[str, dict[str, dict[str, float]]]) -> tuple[list[str], list[list]]:
-    """{benchmark: {stage: {metric: value}}} → (columns, rows): one row per benchmark and stage,
-    ``None`` where a stage lacks a metric."""
+    """{benchmark: {stage: {metric: value}}} → (columns, rows), one row per benchmark and stage, None where missing."""
     metrics = list(dict.fromkeys(m for stages in results.values() for row in stages.values() for m in row))
     rows = [[bench, stage, *(row.get(m) for m in metrics)]
             for bench, stages in results.items() for stage, row in stages.items()]

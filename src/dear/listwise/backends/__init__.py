@@ -1,8 +1,8 @@
 """Text generation back ends for listwise reranking and CoT data generation.
 
-Every back end has ``generate(conversations, chat=True) -> list[Generation]`` (one per chat, in
-order), ``count_tokens(messages, chat) -> int`` and ``prompt_limit`` (context size minus the
-generation budget, ``None`` when unknown). Heavy libraries are imported when a back end is built.
+Each has ``generate(conversations, chat=True) -> list[Generation]`` (one per chat, in order),
+``count_tokens(messages, chat) -> int`` and ``prompt_limit`` (context minus generation budget; ``None``: unknown).
+Heavy libraries are imported when a back end is built.
 """
 
 from dear.listwise.backends.base import Generation

@@ -35,17 +35,12 @@ def plain_text(messages: list[dict[str, str]]) -> str:
 
 
 class TokenizerRenderer:
-    """Chat → prompt token ids through a Hugging Face tokenizer.
-
-    ``chat=True``: the tokenizer's chat template with the generation prompt (the template
-    writes BOS itself, so no special tokens are added again); ``chat=False``: the raw text with
-    the tokenizer's usual special tokens (BOS), as the model card feeds its prompt.
-    """
+    """Chat → prompt token ids: ``chat=True`` the chat template with generation prompt (it writes BOS: no special
+    tokens added); ``chat=False`` raw text with the usual special tokens, as the model card does."""
 
     def __init__(self, tokenizer, memo_size: int = 256):
         self.tokenizer = tokenizer
-        # The last renders by content: fitting a window to the context counts the very prompt
-        # that generation then needs, so it is tokenised once.
+        # Cached by content: fitting a window counts the very prompt generation then needs.
         self.memo = LRUMemo(memo_size)
 
     def ids(self, messages: list[dict[str, str]], chat: bool = True) -> list[int]:
@@ -66,9 +61,7 @@ class TokenizerRenderer:
 
     @property
     def passage_tokens(self):
-        """``texts → counts`` for the ``auto`` word budget (``None`` for a tokenizer without offsets):
-        ``counts[p][w - 1]`` is the number of tokens of text p's first w words, from one batched
-        call. Each text is read after a space, as it follows ``[i]`` in the prompt."""
+        """``counts[p][w - 1]``: tokens of text p's first w words read after a space; None without offsets."""
         return self._passage_tokens if self.tokenizer.is_fast else None
 
     def _passage_tokens(self, texts: list[str]) -> list[list[int]]:
@@ -90,8 +83,7 @@ class TokenizerRenderer:
 
 
 class LocalBackend:
-    """What the back ends that render prompts themselves share: the prompt budget (``context_size``
-    less ``max_new_tokens``) and token counts through their ``renderer`` (a ``TokenizerRenderer``)."""
+    """Prompt budget (``context_size`` − ``max_new_tokens``) and token counts via ``renderer``, for local back ends."""
 
     renderer: TokenizerRenderer
     context_size: int | None

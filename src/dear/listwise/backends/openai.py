@@ -1,8 +1,8 @@
-"""Any OpenAI-compatible chat-completions endpoint (OpenAI, Azure-compatible gateways, vLLM or
-SGLang servers, …): concurrent requests under a concurrency cap and a request-rate limit.
+"""Any OpenAI-compatible chat-completions endpoint (OpenAI, gateways, vLLM or SGLang servers), with a concurrency cap
+and a request-rate limit.
 
-The API key is read from the environment variable named by ``api_key_env`` and is never part
-of a config, a log line or an error message.
+The API key is read from the environment variable named by ``api_key_env`` and never appears in a config, log line or
+error message.
 """
 
 from __future__ import annotations
@@ -44,14 +44,8 @@ class RateLimiter:
 
 
 class OpenAIChatBackend:
-    """Chat completions from ``model`` at ``base_url``.
-
-    ``max_concurrency`` requests are in flight at most, starting no faster than
-    ``requests_per_minute``; the client retries rate-limit and server errors itself
-    (``max_retries``, exponential back-off). Token counts for ``max_words: auto`` are estimated
-    as characters / ``chars_per_token`` (no tokenizer for remote models); ``context_size``
-    ``None`` skips the check.
-    """
+    """Chat completions from ``model`` at ``base_url``: at most ``max_concurrency`` in flight, no faster than
+    ``requests_per_minute``, retries by the client; tokens estimated as characters / ``chars_per_token``."""
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
                  max_new_tokens: int = 4096, temperature: float = 0.0, top_p: float = 1.0,
@@ -135,9 +129,7 @@ class OpenAIChatBackend:
 
 
 def refusal(backend: OpenAIChatBackend, error) -> str:
-    """An HTTP error answer (an ``openai.APIStatusError``) → one line naming the setting to check,
-    with the server's own reason: OpenAI's ``{"error": {"message"}}``, FastAPI's ``{"detail"}``
-    (``transformers serve``, vLLM) or the raw body."""
+    """An HTTP error → one line naming the setting to check, with the server's reason."""
     status, body = error.status_code, error.body
     detail = (body.get("message") or body.get("detail") or body.get("error")) if isinstance(body, dict) else body
     if detail is None or detail == "":

@@ -1,9 +1,7 @@
 """vLLM offline generation (GPU; optional: ``pip install vllm``), imported only when built.
 
-All prompts of a call go to the engine at once (it schedules them with paged attention);
-adapters are served through a ``LoRARequest`` on the unmerged base. Chosen in a config as the
-listwise engine ``vllm`` (conf/engine/listwise/vllm.yaml: ``engine/listwise@listwise=vllm``), over
-the same model file as the transformers engine.
+All prompts of a call go to the engine at once; adapters are served through a ``LoRARequest`` on the unmerged base.
+The listwise engine ``vllm`` (conf/engine/listwise/vllm.yaml), over the same model as the transformers engine.
 """
 
 from __future__ import annotations
@@ -14,24 +12,20 @@ from dear.models.loading import base_and_adapter
 
 def vllm_identity(model: str, adapter: str | None, revision: str | None, dtype: str, max_new_tokens: int,
                   temperature: float, top_k: int, top_p: float, seed: int) -> dict:
-    """The generation cache's identity of a vLLM back end (``revision`` only when one is pinned, so
-    windows cached before the back end took one keep their entries)."""
+    """The generation cache identity of a vLLM back end (``revision`` only when pinned, so older entries stay valid)."""
     return {"backend": "vllm", "model": model, "adapter": adapter, **({"revision": revision} if revision else {}),
             "dtype": dtype, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
             "top_p": top_p, "seed": seed}
 
 
 def sampling_temperature(do_sample: bool | None, temperature: float) -> float:
-    """vLLM's temperature for transformers-style settings: ``do_sample: false`` is greedy
-    (temperature 0); ``true`` or ``None`` samples at ``temperature`` (0 is greedy there too)."""
+    """vLLM's temperature: ``do_sample: false`` greedy (0); ``true`` or ``None``: ``temperature``."""
     return 0.0 if do_sample is False else temperature
 
 
 class VLLMBackend(LocalBackend):
-    """``do_sample``, ``temperature``, ``top_k``, ``top_p`` and ``seed`` mean what they mean to
-    ``TransformersBackend`` (a model's decoding is written once, for either engine), except that
-    ``do_sample: None`` leaves it to ``temperature`` (0: greedy). ``revision``: of the weights vLLM
-    loads (the base, for an adapter)."""
+    """Decoding settings as ``TransformersBackend``'s, but ``do_sample: None`` defers to ``temperature``;
+    ``revision``: of the weights vLLM loads (the base, for an adapter)."""
 
     def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
                  max_new_tokens: int = 1024, do_sample: bool | None = None, temperature: float = 0.0,
