@@ -24,8 +24,6 @@ the batches of one accumulated step; and the removal of cut-short checkpoint wri
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import signal
 import subprocess
@@ -36,14 +34,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from dear.utils.checkpoints import load_checkpoint
 from tests.helpers import ROOT, shared
-
-TOPICS = ["llama", "edison", "coffee", "volcano", "violin", "glacier", "comet", "tulip", "falcon", "desert",
-          "piano", "harbor", "saturn", "cactus", "marble", "tundra"]
-
+from tests.helpers.outcome import run_outcome, write_topic_jsonl
 
 # --- test hooks, loaded by the train.py subprocess (+callbacks.hang=...) --------------------------
 
@@ -89,13 +83,7 @@ class HangInCheckpointWrite(L.Callback):
 
 @pytest.fixture(scope="module")
 def train_jsonl(tmp_path_factory) -> Path:
-    """FlagEmbedding rows: 16 queries, each with its topic's passage and 5 others as negatives."""
-    path = tmp_path_factory.mktemp("resume") / "train.jsonl"
-    rows = [{"query": f"tell me about the {t}", "pos": [f"a passage about the {t} and its history"],
-             "neg": [f"a passage about the {o}" for o in TOPICS if o != t][i % 8: i % 8 + 5]}
-            for i, t in enumerate(TOPICS)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_topic_jsonl(tmp_path_factory.mktemp("resume") / "train.jsonl")
 
 
 def command(run: Path, train_jsonl: Path, *extra: str) -> list[str]:
@@ -142,28 +130,8 @@ def kill_when(cmd: list[str], log: Path, ready, timeout: float = 300) -> None:
         proc.wait()
 
 
-def outcome(run: Path) -> tuple[dict, dict, dict, dict]:
-    """(metrics.json without timings, the exported adapter's tensors, the final last.ckpt's weights,
-    {(column, step): value} of csv/metrics.csv, the last row of a step winning: a resumed run
-    appends the steps it redoes). The export is best.ckpt's, which may predate the kill: the final
-    weights and the logged values are what see every step."""
-    def plain(value):
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items() if not k.startswith("sec_")}
-        return value
-
-    logged = {}
-    for row in csv.DictReader(open(run / "csv" / "metrics.csv")):
-        for column in ("train/loss", "train/kd", "val/nDCG@10"):
-            if row.get(column):
-                logged[column, int(row["step"])] = float(row[column])
-    return (plain(json.loads((run / "metrics.json").read_text())),
-            load_file(run / "export" / "adapter_model.safetensors"),
-            load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"], logged)
-
-
 def assert_same(run: Path, reference: tuple[dict, dict, dict, dict]) -> None:
-    metrics, exported, final, logged = outcome(run)
+    metrics, exported, final, logged = run_outcome(run)
     want_metrics, want_exported, want_final, want_logged = reference
     diverged = sorted((k for k in want_logged if logged.get(k) != want_logged[k]), key=lambda k: (k[1], k[0]))
     assert not diverged, f"the first logged values that differ (column, step): {diverged[:4]}"
@@ -199,7 +167,7 @@ def killed_and_resumed(tmp_path: Path, train_jsonl: Path, point: str, *extra: st
 def reference(tmp_path_factory, train_jsonl):
     run = tmp_path_factory.mktemp("reference") / "whole"
     train(command(run, train_jsonl), Path(f"{run}.log"))
-    return outcome(run)
+    return run_outcome(run)
 
 
 @pytest.mark.slow

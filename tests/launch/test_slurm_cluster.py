@@ -21,7 +21,6 @@ Each python process here starts in about 9 s of imports, most of these tests' ti
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -32,10 +31,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from dear.utils.checkpoints import load_checkpoint
 from tests.helpers import ROOT, shared
+from tests.helpers.outcome import run_outcome, write_topic_jsonl
 
 
 def controller() -> str | None:
@@ -57,8 +55,6 @@ _WHY = controller()
 pytestmark = [pytest.mark.slurm,
               pytest.mark.skipif(_WHY is not None, reason=f"no SLURM controller answers ({_WHY}): "
                                                         "`bash scripts/slurm_local.sh start` as root starts one")]
-TOPICS = ["llama", "edison", "coffee", "volcano", "violin", "glacier", "comet", "tulip", "falcon", "desert",
-          "piano", "harbor", "saturn", "cactus", "marble", "tundra"]
 # The cluster's default partition (slurm_local.sh's: debug); 1 CPU and 2 GB a task fit its node.
 CPU_JOB = ["launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
 
@@ -109,13 +105,7 @@ def release_requeued(ids) -> None:
 
 @pytest.fixture(scope="module")
 def train_jsonl(tmp_path_factory) -> Path:
-    """FlagEmbedding rows: 16 queries, each with its topic's passage and 5 others as negatives."""
-    path = tmp_path_factory.mktemp("slurm-data") / "train.jsonl"
-    rows = [{"query": f"tell me about the {t}", "pos": [f"a passage about the {t} and its history"],
-             "neg": [f"a passage about the {o}" for o in TOPICS if o != t][i % 8: i % 8 + 5]}
-            for i, t in enumerate(TOPICS)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_topic_jsonl(tmp_path_factory.mktemp("slurm-data") / "train.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -149,24 +139,6 @@ def toy_sweep(train_jsonl: Path, student: Path, cache: Path, batch: int = 2) -> 
 
 def metrics_of(run: Path) -> Path:
     return run / "benchmarks" / "noveleval"
-
-
-def outcome(run: Path, benchmark: Path) -> tuple[dict, dict, dict, dict]:
-    """(metrics.json without timings, the export's tensors, last.ckpt's weights, {(column, step):
-    value} of csv/metrics.csv, a step's last row winning: a resumed run appends the steps it redoes)."""
-    def plain(value):
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items() if not k.startswith("sec_")}
-        return value
-
-    logged = {}
-    for row in csv.DictReader(open(run / "csv" / "metrics.csv")):
-        for column in ("train/loss", "train/kd", "val/nDCG@10"):
-            if row.get(column):
-                logged[column, int(row["step"])] = float(row[column])
-    return (plain(json.loads((benchmark / "metrics.json").read_text())),
-            load_file(run / "export" / "adapter_model.safetensors"),
-            load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"], logged)
 
 
 def assert_same(got: tuple, want: tuple) -> None:
@@ -272,7 +244,7 @@ def test_a_stopped_job_is_requeued_and_resumes_to_the_uninterrupted_run(sweeps, 
     assert log.count("Restoring states from the checkpoint path") == 1
     assert json.loads((run / "repro.json").read_text()).get("finished")
     local = sweeps["local"] / str(num)
-    assert_same(outcome(run, metrics_of(run)), outcome(local, metrics_of(local)))
+    assert_same(run_outcome(run, metrics_of(run)), run_outcome(local, metrics_of(local)))
 
 
 # --- DDP: one task per device ----------------------------------------------------------------------
@@ -321,8 +293,8 @@ def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(tmp_pa
 
     run, one = tmp_path / "two" / "0", sweeps["local"] / "1"
     assert {"alpha=a0.5", "seed=0"} <= set(json.loads((one / "repro.json").read_text())["overrides"])
-    metrics, exported, final, logged = outcome(run, metrics_of(run))
-    want_metrics, want_exported, want_final, want_logged = outcome(one, metrics_of(one))
+    metrics, exported, final, logged = run_outcome(run, metrics_of(run))
+    want_metrics, want_exported, want_final, want_logged = run_outcome(one, metrics_of(one))
     assert metrics == want_metrics  # every number of metrics.json but the timings
     # Validation (the best checkpoint's choice) alike. The logged training loss is rank 0's groups'.
     validated = [key for key in logged if key[0] == "val/nDCG@10"]

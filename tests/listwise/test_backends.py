@@ -3,6 +3,7 @@ the engine as a config choice (conf/engine/listwise/)."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import sys
 import types
@@ -73,13 +74,18 @@ def test_the_decode_loop_makes_generates_greedy_choices(backend):
 
 
 def test_the_decode_loop_stops_when_every_row_has_stopped(backend, monkeypatch):
+    def stop_at(token):  # the back end's stop ids, which its generation config carries to generate
+        config = copy.deepcopy(backend.generation_config)
+        config.eos_token_id = [token]
+        monkeypatch.setattr(backend, "generation_config", config)
+        monkeypatch.setattr(backend, "stop", [token])
+
     prompt = backend.renderer.ids(CHATS[0])
-    first = backend._decode([prompt])[0][0]
-    monkeypatch.setattr(backend, "stop", [first])
-    assert backend._decode([prompt]) == [[first]]  # stopped at once: no further forward passes
     row = hf_generate(backend, [prompt])[0]
-    monkeypatch.setattr(backend, "stop", [row[3]])
-    assert backend._decode([prompt, prompt])[0] == row[:4]
+    stop_at(row[0])
+    assert backend._decode([prompt]) == [row[:1]]  # stopped at once: no further forward passes
+    stop_at(row[3])
+    assert backend._decode([prompt, prompt]) == [row[:4], row[:4]]
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 0, 0.9), (0.5, 50, 0.9), (1.0, 5, 1.0)])

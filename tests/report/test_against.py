@@ -128,13 +128,18 @@ def test_sweep_in_the_papers_setup_is_unmarked_and_table_choice_is_checked(tmp_p
     assert bad.returncode == 2 and "--paper-table 'Table 9': the paper's tables are Table 1" in bad.stderr
 
 
+def evaluate_first_stage(benchmark: str, out: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """``python evaluate.py benchmark=<benchmark>`` into ``out`` → (the process, first-stage nDCG@10 ×100)."""
+    proc = subprocess.run([sys.executable, "evaluate.py", f"benchmark={benchmark}", f"hydra.run.dir={out}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads((out / "metrics.json").read_text())["first_stage"]["nDCG@10"] * 100
+
+
 def test_evaluate_prints_bm25_beside_the_published_noveleval_figure(tmp_path):
     shared("noveleval", "qrels.txt")
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "evaluate.py", "benchmark=noveleval", f"hydra.run.dir={out}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    measured = json.loads((out / "metrics.json").read_text())["first_stage"]["nDCG@10"] * 100
+    proc, measured = evaluate_first_stage("noveleval", out)
     line = f"| first_stage | nDCG@10 | {measured:.2f} | 55.77 | {measured - 55.77:+.2f} | Table 2: BM25 |"
     assert line in proc.stdout and line in (out / "results.md").read_text()
     record = json.loads((out / "paper.json").read_text())
@@ -152,11 +157,7 @@ def test_evaluate_prints_bm25_beside_the_published_noveleval_figure(tmp_path):
 
 def test_evaluate_prints_dl21_bm25_beside_anserinis_published_regression(tmp_path):
     shared("trec-dl21", "retrieve_results_dl21_top100.json")
-    out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "evaluate.py", "benchmark=dl21", f"hydra.run.dir={out}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    measured = json.loads((out / "metrics.json").read_text())["first_stage"]["nDCG@10"] * 100
+    proc, measured = evaluate_first_stage("dl21", tmp_path / "run")
     assert f"| first_stage | nDCG@10 | {measured:.2f} | 44.58 |" in proc.stdout
     assert "Anserini's BM25 regressions" in proc.stdout and "-0.00" not in proc.stdout
 
