@@ -90,6 +90,13 @@ def option_model(group: str, option: str) -> str | None:
     return None
 
 
+def same_model(role: str, option: str, run_model, choices: dict) -> bool:
+    """Whether a run's ``<role>.model`` is the one the paper's ``option`` sets (by the model id; by
+    the option name only when the option sets no model)."""
+    model = option_model(role, option)
+    return run_model == model if model else choices.get(role) == option
+
+
 def setup_differences(cell, config: DictConfig, choices: dict, benchmark_label: str | None = None) -> list[str]:
     """What the run did otherwise than the paper's cell (nothing when the paper says nothing)."""
     out = []
@@ -101,11 +108,11 @@ def setup_differences(cell, config: DictConfig, choices: dict, benchmark_label: 
         wanted = getattr(cell, role)
         if not wanted:
             continue
-        paper_model, run_model = option_model(role, wanted), value(f"{role}.model")
+        run_model = value(f"{role}.model")
         if run_model is None:
             out.append(f"no {role} (paper: {wanted})")
-        elif run_model != paper_model if paper_model else choices.get(role) != wanted:  # the model decides
-            out.append(f"{role} {run_model} (paper: {paper_model or wanted})")
+        elif not same_model(role, wanted, run_model, choices):
+            out.append(f"{role} {run_model} (paper: {option_model(role, wanted) or wanted})")
     if cell.loss and choices.get("loss", cell.loss) != cell.loss:
         out.append(f"loss {choices.get('loss')} (paper: {cell.loss})")
     alpha = value("alpha.value")
@@ -219,10 +226,10 @@ LOG_HEADER = ("| date | cell | stage | measured | published | Δ | within | mach
 def log_lines(run_dir: str | Path) -> list[str]:
     """docs/reproduction.md rows for a finished run, one per compared cell in its ``paper.json`` files."""
     from dear.utils.io import read_json
-    from dear.utils.repro import RECORD
+    from dear.utils.repro import read_record
 
     run_dir = Path(run_dir)
-    record = read_json(run_dir / RECORD)
+    record = read_record(run_dir)
     hardware = record.get("hardware") or {}
     machine = ", ".join(g.get("name", "?") for g in hardware.get("gpus") or []) or hardware.get("cpu") or "?"
     git = record.get("git") or {}

@@ -18,8 +18,7 @@ from omegaconf import OmegaConf
 from dear.errors import DataError
 from dear.eval.significance import paired_test
 from dear.report.runs import RunResult, flatten, load_run_dir
-from dear.utils.io import read_json
-from dear.utils.repro import RECORD, SCORING_PACKAGES, normal_name
+from dear.utils.repro import normal_name, read_record, scoring_versions
 
 MISSING = "—"
 
@@ -34,7 +33,7 @@ class Change:
 def environment(record: dict) -> dict[str, object]:
     """The comparable facts of a ``repro.json`` record, flat, score-deciding packages first."""
     packages = {normal_name(k): v for k, v in (record.get("packages") or {}).items()}
-    scoring = {**{name: packages.get(name) for name in SCORING_PACKAGES}, **(record.get("scoring") or {})}
+    scoring = {**scoring_versions(packages), **(record.get("scoring") or {})}
     hardware = record.get("hardware") or {}
     git = record.get("git") or {}
     out = {f"package {name}": version for name, version in scoring.items()}
@@ -52,16 +51,6 @@ def changes(a: dict, b: dict) -> list[Change]:
     """Keys whose values differ (a key one side lacks counts), in ``a``'s order then ``b``'s."""
     keys = list(dict.fromkeys([*a, *b]))
     return [Change(k, a.get(k, MISSING), b.get(k, MISSING)) for k in keys if a.get(k, MISSING) != b.get(k, MISSING)]
-
-
-def read_record(run_dir: Path) -> dict:
-    path = run_dir / RECORD
-    if not path.is_file():
-        raise DataError(f"{path}: no reproducibility record (the run was not made by train.py or evaluate.py)")
-    record = read_json(path)
-    if not isinstance(record, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(record).__name__}")
-    return record
 
 
 @dataclass

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from dear.errors import DataError
 from dear.report import paper
-from dear.report.against import OTHER, PAPER_AVERAGES, option_model, run_choices, setup_differences, signed
+from dear.report.against import OTHER, PAPER_AVERAGES, option_model, run_choices, same_model, setup_differences, signed
 from dear.report.render import escape
 from dear.report.runs import RunResult
-from dear.report.table import BEIR8, MISSING, Table, column_label, display
+from dear.report.table import BEIR8, MISSING, Table, column_label, display, row_key
 
 # Row field config path → the paper cell's field it is matched with, and the table that varies it.
 ROW_FIELDS = {"alpha.value": "alpha", "teacher.model": "teacher", "student.model": "student", "loss.rank": "loss"}
@@ -74,8 +74,7 @@ def _matches(cell: paper.PaperCell, run: RunResult, spec_rows: dict[str, str], c
             if value is None or abs(float(value) - wanted) > 1e-9:
                 return False
         elif attr in ("teacher", "student"):
-            model = option_model(attr, wanted)
-            if (value != model) if model else (choices.get(attr) != wanted):
+            if not same_model(attr, wanted, value, choices):
                 return False
         elif str(value) != str(wanted) and choices.get("loss") != wanted:
             return False
@@ -98,7 +97,7 @@ def build_layout(table: Table, runs: list[RunResult], paper_table: str | None = 
 
     rows, used = [], set()
     for row in table.rows:
-        run = next(r for r in runs if tuple(display(r.select(p)) for p in spec.rows.values()) == row)
+        run = next(r for r in runs if row_key(r, spec) == row)
         choices = run_choices(run.name)
         method = next((m for m, cs in by_method.items() if m not in used
                        and _matches(cs[0], run, spec.rows, choices)), None)

@@ -154,6 +154,11 @@ def display(value) -> str:
     return text
 
 
+def row_key(run: RunResult, spec: Spec) -> tuple[str, ...]:
+    """The table row a run belongs to: its row fields' values as shown."""
+    return tuple(display(run.select(path)) for path in spec.rows.values())
+
+
 def build_table(runs: list[RunResult], spec: Spec) -> Table:
     """Cells from runs (in the given order: it is the row order)."""
     if not spec.rows:
@@ -164,7 +169,7 @@ def build_table(runs: list[RunResult], spec: Spec) -> Table:
     incomplete = []
     by_name = {run.name: run for run in runs}
     for run in runs:
-        row = tuple(display(run.select(path)) for path in spec.rows.values())
+        row = row_key(run, spec)
         rows.setdefault(row)
         if not run.metrics:
             incomplete.append(run.name)

@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from dear.errors import DataError
-from dear.utils.io import atomic_write_json
+from dear.utils.io import atomic_write_json, read_json
 from dear.utils.paths import ROOT
 from dear.utils.ranks import rank_world
 
@@ -118,17 +118,29 @@ def rerun_command(hydra_cfg, overrides: list[str]) -> str:
 def build_record(cfg, hydra_cfg) -> dict:
     """The record for the running Hydra job (``cfg``: its config, ``hydra_cfg``: HydraConfig.get())."""
     overrides = [scrub_override(o) for o in hydra_cfg.overrides.task]
+    packages = package_versions()
     return {"command": rerun_command(hydra_cfg, overrides), "argv": [scrub_override(a) for a in sys.argv],
             "cwd": hydra_cfg.runtime.cwd, "overrides": overrides, "seed": cfg.get("seed"), "git": git_state(),
-            "python": platform.python_version(), "executable": sys.executable, "packages": package_versions(),
+            "python": platform.python_version(), "executable": sys.executable, "packages": packages,
             "hardware": hardware(), "cluster": {k: os.environ[k] for k in _CLUSTER_ENV if k in os.environ},
-            "scoring": scoring_versions()}
+            "scoring": scoring_versions(packages)}
 
 
-def scoring_versions() -> dict[str, str | None]:
-    """``SCORING_PACKAGES`` → installed version (None: not installed)."""
-    versions = {normal_name(name): version for name, version in package_versions().items()}
+def scoring_versions(packages: dict[str, str] | None = None) -> dict[str, str | None]:
+    """``SCORING_PACKAGES`` → version in ``packages`` (default: the installed ones; None: absent)."""
+    versions = {normal_name(name): version for name, version in (packages or package_versions()).items()}
     return {name: versions.get(normal_name(name)) for name in SCORING_PACKAGES}
+
+
+def read_record(run_dir: str | Path) -> dict:
+    """A run directory's ``repro.json``, or a one-line DataError (missing, not JSON, not an object)."""
+    path = Path(run_dir) / RECORD
+    if not path.is_file():
+        raise DataError(f"{path}: no reproducibility record (the run was not made by train.py or evaluate.py)")
+    record = read_json(path)
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def normal_name(name: str) -> str:
