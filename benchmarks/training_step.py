@@ -51,7 +51,7 @@ def batches(cfg, module, steps: int) -> list[dict]:
     teacher = {(q.qid, d): float(rng.normal()) for q in queries for d in q.docids}
     student = cfg.student
     encoder = (student_inputs(student, module.tokenizer) if student.get("kind") == "bi_encoder"
-               else PairEncoder(module.tokenizer, PairTemplate(**student.template)))
+               else PairEncoder(module.tokenizer, PairTemplate.of(student.template)))
     collate = PairCollator(encoder, {q.qid: q.text for q in queries}, docs, teacher)
     groups = GroupDataset(queries, cfg.data.group_size, seed=0)
     b = cfg.data.batch_size

@@ -54,7 +54,7 @@ def merge(export_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
     tokenizer, model = load_pretrained(AutoModelForSequenceClassification, str(export_dir), dtype=dtype,
                                        device="cpu", fill_pad_id=False, num_labels=1)
     model.config.pad_token_id = serving_pad_id(model.config.pad_token_id, tokenizer.pad_token_id, meta["pooling"])
-    settings = {"template": asdict(PairTemplate(**meta.get("template") or {})), "pooling": meta["pooling"],
+    settings = {"template": asdict(PairTemplate.of(meta.get("template"))), "pooling": meta["pooling"],
                 "base_model": meta.get("base_model"), "merged_from": str(export_dir.resolve())}
 
     def write(tmp: Path) -> None:

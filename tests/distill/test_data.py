@@ -44,7 +44,7 @@ def test_collator_gives_teacher_logits_of_the_very_documents_in_the_batch(tiny_b
     from dear.models.loading import load_tokenizer
     from dear.rerank.template import PairEncoder, PairTemplate
 
-    encoder = PairEncoder(load_tokenizer(tiny_bert_cls), PairTemplate())
+    encoder = PairEncoder(load_tokenizer(tiny_bert_cls), PairTemplate.of())
     docs = DocStore("mem", {d: ("", f"text of {d}") for q in QUERIES for d in q.docids})
     teacher = {(q.qid, d): float(hash((q.qid, d)) % 1000) for q in QUERIES for d in q.docids}
     collate = PairCollator(encoder, {q.qid: q.text for q in QUERIES}, docs, teacher, memo_size=5)

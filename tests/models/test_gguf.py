@@ -109,7 +109,7 @@ def test_smollm2_student_pools_the_padding_eos_as_the_padded_reference(smollm2_d
     tok, net = build_student(SMOLLM2, lora=None, dtype="float32")
     assert pooled_pad_id(net.config) == 0 and tok.pad_token_id == 2
     net.eval()
-    template = PairTemplate(doc_max_len=125, max_length=160)
+    template = PairTemplate.of(dict(doc_max_len=125, max_length=160))
     encoder = PairEncoder(tok, template)
     texts = [("", "the aurora borealis is caused by the solar wind"), ("", "bread is baked in an oven " * 40)]
     query = encoder.queries(["what causes the northern lights"])[0]

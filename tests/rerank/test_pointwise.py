@@ -82,7 +82,7 @@ def test_reranker_sorts_by_score_and_keeps_ties_in_order():
 
 
 def test_template_defaults_are_the_released_ones():
-    t = PairTemplate()
+    t = PairTemplate.of()
     assert (t.query_prefix, t.doc_prefix, t.query_max_len, t.doc_max_len) == ("query: ", "document: ", 32, 193)
     assert (t.join, t.max_length, t.overflow) == ("reference", 228, "only_second")
 

@@ -58,11 +58,11 @@ class CrossEncoderKind:
         self.template = dict(spec.get("template") or {})
         self.pooling = auto_mode(base_net(net)) if pooling == "auto" else pooling
         self.pool = Pooling(self.pooling, tokenizer.pad_token_id, pooled_pad_id(base_net(net).config),
-                            PairTemplate(**self.template).max_length)
+                            PairTemplate.of(self.template).max_length)
 
     @staticmethod
     def encoder(spec: dict, tokenizer) -> PairEncoder:
-        return PairEncoder(tokenizer, PairTemplate(**(spec.get("template") or {})))
+        return PairEncoder(tokenizer, PairTemplate.of(spec.get("template")))
 
     def scores(self, net, batch: dict) -> torch.Tensor:
         """(N,) scores of N tokenised joined pairs."""

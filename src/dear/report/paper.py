@@ -41,6 +41,7 @@ from importlib import resources
 from pathlib import Path
 
 from dear.errors import ConfigError, DataError, at, shown, trec_float
+from dear.report import table
 from dear.utils.io import read_lines
 
 PAPER_TITLE = "DeAR: Dual-Stage Document Reranking with Reasoning Agents via LLM Distillation"
@@ -58,7 +59,7 @@ SOURCES = {"paper": "", "repo-readme": "README: ", "model-card": "Model card: ",
 STAGES = ("first_stage", "pointwise", "listwise")
 BENCHMARKS = ("dl19", "dl20", "trec_covid", "nfcorpus", "touche", "dbpedia", "scifact", "signal", "news", "robust04",
               "noveleval", "nq", "webq", "dl21")
-BEIR8 = ("trec_covid", "nfcorpus", "touche", "dbpedia", "scifact", "signal", "news", "robust04")
+BEIR8 = tuple(table.BEIR8)  # conf/benchmark_set/beir.yaml
 NDCG_1_5_10 = ("nDCG@1", "nDCG@5", "nDCG@10")
 # average → (the benchmarks averaged, the metrics averaged; None: the cell's own metric)
 AVERAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {

@@ -44,7 +44,7 @@ class CrossEncoderScorer:
         self.name, self.dtype = model, dtype
         load = load_sequence_classifier if shared is None else shared.sequence_classifier
         self.tokenizer, self.model = load(model, adapter, revision, dtype, device)
-        self.template = template if isinstance(template, PairTemplate) else PairTemplate(**(template or {}))
+        self.template = PairTemplate.of(template)
         self.encoder = PairEncoder(self.tokenizer, self.template)
         self.pooling = auto_mode(self.model) if pooling == "auto" else pooling
         self.pool = Pooling(self.pooling, self.tokenizer.pad_token_id, pooled_pad_id(self.model.config),

@@ -1,18 +1,21 @@
 """The DeAR pointwise input, built token-exactly as the released checkpoints were trained (docs/fidelity.md).
 
-As ``pointwise_reranker/data.py``: ``query: {q}`` and ``document: {title} {text}`` encoded without special tokens, cut
-to 32 and ``p_max_len - 3`` = 193 tokens, joined by ``prepare_for_model([bos] + q, [bos] + d)`` (``join: reference``;
-Llama-2 adds one more BOS per segment: ``segment_specials: true``; Qwen has no BOS: ``<|endoftext|>``). A pair over
-``max_length`` (228) loses its overflow from one segment's end (``only_second`` at inference, ``only_first`` in
-training). ``join: tokenizer``: the tokenizer's own pair template.
+The released settings are ``conf/template/dear_p.yaml``, their one copy: ``PairTemplate.of`` lays a
+config's ``template:`` fields over them. ``join: reference`` joins ``[bos] + q`` and ``[bos] + d``
+as the reference's ``prepare_for_model`` (Qwen has no BOS: ``<|endoftext|>``); ``join: tokenizer``
+uses the tokenizer's own pair template. A pair over ``max_length`` loses its overflow from one
+segment's end (``overflow``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cache
 
 from tokenizers import Encoding, Tokenizer
+
+from dear.utils.paths import ROOT
 
 JOINS = ("reference", "tokenizer")
 OVERFLOWS = ("only_second", "only_first")
@@ -21,15 +24,27 @@ QWEN_BOS = "<|endoftext|>"  # what the reference uses when a (Qwen) tokenizer ha
 
 @dataclass(frozen=True)
 class PairTemplate:
-    query_prefix: str = "query: "
-    doc_prefix: str = "document: "
-    query_max_len: int = 32
-    doc_max_len: int = 193
-    join: str = "reference"
-    segment_specials: bool = False
-    max_length: int = 228
-    overflow: str = "only_second"
-    append_eos: bool = False
+    """How a (query, document) pair becomes one token sequence; ``of`` builds one from a config."""
+
+    query_prefix: str
+    doc_prefix: str
+    query_max_len: int
+    doc_max_len: int
+    join: str
+    segment_specials: bool
+    max_length: int
+    overflow: str
+    append_eos: bool
+
+    @classmethod
+    def of(cls, settings=None) -> PairTemplate:
+        """The released DeAR-P template with ``settings`` (a mapping, or a ``PairTemplate`` kept as is) over it."""
+        if isinstance(settings, PairTemplate):
+            return settings
+        unknown = sorted(set(settings or {}) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"template: unknown field(s) {unknown}; known: {[f.name for f in fields(cls)]}")
+        return cls(**{**released_settings(), **(settings or {})})
 
     def __post_init__(self):
         if self.join not in JOINS:
@@ -43,6 +58,17 @@ class PairTemplate:
     def doc_text(self, title: str, text: str) -> str:
         # Exactly the released format: an empty title still leaves its separating space.
         return f"{self.doc_prefix}{title} {text}"
+
+
+@cache
+def released_settings() -> dict:
+    """``conf/template/dear_p.yaml``: the settings the released DeAR-P weights were trained with."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(DEAR_P_FILE))
+
+
+DEAR_P_FILE = ROOT / "conf" / "template" / "dear_p.yaml"
 
 
 def words_prefix(text: str, words: int) -> str:

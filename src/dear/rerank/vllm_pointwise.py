@@ -39,7 +39,7 @@ class VLLMPointwiseScorer(CrossEncoderScorer):
             "DeAR-P weights' 'reference' pooling needs the transformers engine (vLLM cannot express it)")
         self.name, self.pooling = model, REPRODUCED_POOLING
         self.tokenizer = load_tokenizer(model, revision)
-        self.template = template if isinstance(template, PairTemplate) else PairTemplate(**(template or {}))
+        self.template = PairTemplate.of(template)
         self.encoder = PairEncoder(self.tokenizer, self.template)
         self.llm = LLM(model=base_and_adapter(model)[0], revision=revision, dtype=dtype, seed=seed,
                        max_model_len=max_model_len or self.template.max_len,

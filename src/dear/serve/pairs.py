@@ -31,7 +31,7 @@ class PairTokenizer:
     """``tokenizer``: the export's ``AutoTokenizer``; ``settings``: its ``dear_scorer.json``."""
 
     def __init__(self, tokenizer, settings: dict):
-        self.template, self.pooling = PairTemplate(**settings["template"]), settings["pooling"]
+        self.template, self.pooling = PairTemplate.of(settings["template"]), settings["pooling"]
         self.encoder = PairEncoder(tokenizer, self.template)
         self.pad_id = tokenizer.pad_token_id
 
