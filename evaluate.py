@@ -1,7 +1,7 @@
 """Evaluate a first stage and reranking stages on one benchmark (see conf/evaluate.yaml).
 
-    python evaluate.py benchmark=scifact pipeline=pointwise
-    python evaluate.py benchmark=files benchmark.candidates=run.trec benchmark.qrels=qrels.txt
+python evaluate.py benchmark=scifact pipeline=pointwise
+python evaluate.py benchmark=files benchmark.candidates=run.trec benchmark.qrels=qrels.txt
 """
 
 from __future__ import annotations

@@ -28,7 +28,14 @@ from dear.cli import entry_point, run
 from dear.config import prepare_environment, register_resolvers
 from dear.errors import positive_depth
 from dear.eval.pipeline import check_depths
-from dear.training import build_datamodule, evaluate_export, export_initial, exportable, objective, resume_path
+from dear.training import (
+    build_datamodule,
+    evaluate_export,
+    export_initial,
+    exportable,
+    objective,
+    resume_path,
+)
 from dear.utils import tracking
 from dear.utils.io import atomic_write_json
 from dear.utils.progress import Timings, log
@@ -43,12 +50,18 @@ def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float 
     both data modules report ``timings`` and ``records()`` (files for the run directory)."""
     datamodule = build_datamodule(cfg)
     module = instantiate(cfg.module)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]  # null: switched off
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir))
+    callbacks = [
+        instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c
+    ]  # null: switched off
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
+    )
     timings = Timings(run_dir / "timings.json")
     initial_dir = export_initial(cfg, module, run_dir) if trainer.is_global_zero else None
     with timings("fit"):  # includes the teacher precompute when its cache is missing
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir), weights_only=True)
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=resume_path(run_dir), weights_only=True
+        )
     timings.update(datamodule.timings)
     if not trainer.is_global_zero:
         return None

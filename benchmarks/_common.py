@@ -20,8 +20,14 @@ def scifact_candidates(queries: int, depth: int = 100):
     from dear.data.irds import use_home
 
     use_home(None, str(DATA / "ir_datasets"))
-    bench = IrDatasetsBenchmark("scifact", "beir/scifact/test", ["nDCG@10"], depth=depth, limit=queries,
-                                cache_dir=str(ROOT / ".cache" / "bm25"))
+    bench = IrDatasetsBenchmark(
+        "scifact",
+        "beir/scifact/test",
+        ["nDCG@10"],
+        depth=depth,
+        limit=queries,
+        cache_dir=str(ROOT / ".cache" / "bm25"),
+    )
     return list(bench.load().run.values())
 
 
@@ -47,6 +53,9 @@ def interleaved(fns: dict, repeats: int = 3) -> tuple[dict[str, float], dict[str
 
 
 def table(rows: list[tuple], header: tuple) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

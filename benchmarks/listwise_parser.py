@@ -40,7 +40,9 @@ def shapes(size: int) -> dict[str, str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mb", type=float, default=10.0, help="size of each output in MB (10**6 characters)")
+    p.add_argument(
+        "--mb", type=float, default=10.0, help="size of each output in MB (10**6 characters)"
+    )
     args = p.parse_args()
     rows, wall = [], time.perf_counter()
     for name, text in shapes(int(args.mb * 1_000_000)).items():

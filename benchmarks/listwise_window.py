@@ -70,15 +70,27 @@ WINDOW = 20  # passages a window: NovelEval has 20 candidates a query, so one wi
 
 def card_loop(backend: TransformersBackend, chats: list, prompt) -> list:
     """The model card's per-query loop: tokenise one prompt, `generate`, decode, parse → (order, text) per chat."""
-    renderer = TokenizerRenderer(backend.tokenizer, memo_size=0)  # the card tokenises every prompt itself
+    renderer = TokenizerRenderer(
+        backend.tokenizer, memo_size=0
+    )  # the card tokenises every prompt itself
     out = []
     for messages in chats:
         ids = torch.tensor([renderer.ids(messages, prompt.chat_template)])
         with torch.inference_mode():
-            row = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                         generation_config=backend.generation_config)[0, ids.shape[1]:].tolist()
+            row = backend.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                generation_config=backend.generation_config,
+            )[0, ids.shape[1] :].tolist()
         gen = backend._completion(row, ids.shape[1])
-        out.append((parse_ranking(gen.text, WINDOW, prompt.first_id, prompt.marker, gen.truncated).order, gen.text))
+        out.append(
+            (
+                parse_ranking(
+                    gen.text, WINDOW, prompt.first_id, prompt.marker, gen.truncated
+                ).order,
+                gen.text,
+            )
+        )
     return out
 
 
@@ -90,9 +102,15 @@ def timed(fn) -> tuple[float, object]:
 
 def precision(args, rankings, prompt_cfg) -> None:
     """fp32 vs bf16 weights on the same windows: seconds per window and agreement, side by side."""
-    backends = {dtype: TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                           dtype=dtype) for dtype in ("float32", "bfloat16")}
-    rerankers = {d: ListwiseReranker(b, prompt_cfg, window_size=WINDOW, step=10) for d, b in backends.items()}
+    backends = {
+        dtype: TransformersBackend(
+            args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, dtype=dtype
+        )
+        for dtype in ("float32", "bfloat16")
+    }
+    rerankers = {
+        d: ListwiseReranker(b, prompt_cfg, window_size=WINDOW, step=10) for d, b in backends.items()
+    }
     load_before = os.getloadavg()[0]
     times = {d: [] for d in backends}
     outs = {}
@@ -102,16 +120,29 @@ def precision(args, rankings, prompt_cfg) -> None:
             times[dtype].append(seconds)
     n = len(rankings)
     fp32, bf16 = (min(times[d]) / n for d in ("float32", "bfloat16"))
-    same = sum([c.docid for c in a.candidates] == [c.docid for c in b.candidates]
-               for a, b in zip(outs["float32"], outs["bfloat16"]))
+    same = sum(
+        [c.docid for c in a.candidates] == [c.docid for c in b.candidates]
+        for a, b in zip(outs["float32"], outs["bfloat16"])
+    )
     tokens = statistics.mean(w["prompt_tokens"] for r in outs["float32"] for w in r.meta["windows"])
-    print(f"\n{args.model}, NovelEval {n} windows of 20 passages (~{tokens:.0f} prompt tokens), "
-          f"max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
-          f"{args.rounds} interleaved rounds, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}\n")
-    print(table([("float32 weights", f"{fp32:.1f}", "1.00"), ("bfloat16 weights", f"{bf16:.1f}", f"{fp32 / bf16:.2f}")],
-                ("precision", "seconds/window", "speed vs fp32")))
-    print(f"\nsame ranking in both: {same}/{n} windows; parse (fp32, bf16): "
-          f"{rerankers['float32'].stage_metrics()}, {rerankers['bfloat16'].stage_metrics()}")
+    print(
+        f"\n{args.model}, NovelEval {n} windows of 20 passages (~{tokens:.0f} prompt tokens), "
+        f"max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
+        f"{args.rounds} interleaved rounds, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}\n"
+    )
+    print(
+        table(
+            [
+                ("float32 weights", f"{fp32:.1f}", "1.00"),
+                ("bfloat16 weights", f"{bf16:.1f}", f"{fp32 / bf16:.2f}"),
+            ],
+            ("precision", "seconds/window", "speed vs fp32"),
+        )
+    )
+    print(
+        f"\nsame ranking in both: {same}/{n} windows; parse (fp32, bf16): "
+        f"{rerankers['float32'].stage_metrics()}, {rerankers['bfloat16'].stage_metrics()}"
+    )
 
 
 def recording(backend: TransformersBackend) -> list:
@@ -122,39 +153,66 @@ def recording(backend: TransformersBackend) -> list:
     return chats
 
 
-def hf_generate(backend: TransformersBackend, batch: list[list[int]], cache=None) -> list[list[int]]:
+def hf_generate(
+    backend: TransformersBackend, batch: list[list[int]], cache=None
+) -> list[list[int]]:
     """``model.generate`` on the left-padded batch with the back end's generation config → new ids per row."""
-    ids, mask = (t.to(backend.device) for t in pad(batch, backend.tokenizer.pad_token_id, left=True))
-    out = backend.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
-                                 generation_config=backend.generation_config)
-    return out[:, ids.shape[1]:].tolist()
+    ids, mask = (
+        t.to(backend.device) for t in pad(batch, backend.tokenizer.pad_token_id, left=True)
+    )
+    out = backend.model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        past_key_values=cache,
+        generation_config=backend.generation_config,
+    )
+    return out[:, ids.shape[1] :].tolist()
 
 
 def decode(args, rankings, prompt_cfg) -> None:
     """The decode step alone: the back end's, ``generate``'s, and ``generate``'s from rows prefilled alone."""
     sampling = dict(do_sample=True, temperature=0.5, top_k=50, top_p=0.9) if args.sample else {}
-    backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                  dtype=args.dtype, **sampling)
+    backend = TransformersBackend(
+        args.model,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        **sampling,
+    )
     reranker = ListwiseReranker(backend, prompt_cfg, window_size=WINDOW, step=10)
     chats = recording(backend)
     reranker.rerank(rankings)  # the windows ours sends (one a query), and a warm-up
     prompts = [backend.renderer.ids(m, reranker.prompt.chat_template) for m in chats]
-    batches = [[prompts[i] for i in batch] for batch in
-               length_batches([len(p) + backend.max_new_tokens for p in prompts], backend.batch_size,
-                              backend.max_batch_tokens)]
+    batches = [
+        [prompts[i] for i in batch]
+        for batch in length_batches(
+            [len(p) + backend.max_new_tokens for p in prompts],
+            backend.batch_size,
+            backend.max_batch_tokens,
+        )
+    ]
 
     def prefilled(batch):
-        alone = len(batch) > 1 and min(map(len, batch)) > 1  # as the back end: a one-token row has nothing to cache
-        return hf_generate(backend, batch, backend._prefill(batch, max(map(len, batch))) if alone else None)
+        alone = (
+            len(batch) > 1 and min(map(len, batch)) > 1
+        )  # as the back end: a one-token row has nothing to cache
+        return hf_generate(
+            backend, batch, backend._prefill(batch, max(map(len, batch))) if alone else None
+        )
 
-    ways = {"back end": backend._decode, "generate": lambda batch: hf_generate(backend, batch),
-            "generate+prefill": prefilled}
+    ways = {
+        "back end": backend._decode,
+        "generate": lambda batch: hf_generate(backend, batch),
+        "generate+prefill": prefilled,
+    }
     if args.batch_size == 1:
         del ways["generate+prefill"]  # nothing to prefill row by row: it is generate's own path
 
     def run(way, batch):
         if backend.generation_config.do_sample:
-            torch.manual_seed(backend.seed)  # as the back end's generate(): each batch from the seed
+            torch.manual_seed(
+                backend.seed
+            )  # as the back end's generate(): each batch from the seed
         return way(batch)
 
     load_before = os.getloadavg()[0]
@@ -178,22 +236,49 @@ def decode(args, rankings, prompt_cfg) -> None:
     load_after = os.getloadavg()[0]
     params = sum(p.numel() for p in backend.model.parameters()) / 1e6
     tokens = statistics.mean(map(len, prompts))
-    print(f"\ndecode step alone: {args.model} ({params:.1f}M parameters, {backend.model.dtype}), NovelEval "
-          f"{len(prompts)} windows (~{tokens:.0f} prompt tokens), {len(batches)} batches of <= {args.batch_size} "
-          f"(token budget {backend.max_batch_tokens}), max_new_tokens {args.max_new_tokens}, "
-          f"{'sampled (seed ' + str(backend.seed) + ')' if args.sample else 'greedy'}, torch threads "
-          f"{torch.get_num_threads()}, {args.rounds} interleaved rounds, load average {load_before:.1f} -> "
-          f"{load_after:.1f} on {os.cpu_count()} cores\n")
+    print(
+        f"\ndecode step alone: {args.model} ({params:.1f}M parameters, {backend.model.dtype}), NovelEval "
+        f"{len(prompts)} windows (~{tokens:.0f} prompt tokens), {len(batches)} batches of <= {args.batch_size} "
+        f"(token budget {backend.max_batch_tokens}), max_new_tokens {args.max_new_tokens}, "
+        f"{'sampled (seed ' + str(backend.seed) + ')' if args.sample else 'greedy'}, torch threads "
+        f"{torch.get_num_threads()}, {args.rounds} interleaved rounds, load average {load_before:.1f} -> "
+        f"{load_after:.1f} on {os.cpu_count()} cores\n"
+    )
+
+    def listed(values):
+        return ", ".join(f"{r:.2f}" for r in values)
+
     ratios = {(c, n): [t / b for t, b in zip(times[c, n], times[c, "back end"])] for c, n in times}
     same = {name: sum(a == b for a, b in zip(rows[name], rows["back end"])) for name in ways}
-    print(table([(name, *(f"{min(times[c, name]):.2f}" for c in clocks),
-                  *(f"**{statistics.median(ratios[c, name]):.3f}** ({', '.join(f'{r:.2f}' for r in ratios[c, name])})"
-                    for c in clocks), f"{same[name]}/{len(prompts)}") for name in ways],
-                ("decoded by", "wall s (best round)", "CPU s (best round)", "wall time / back end's: median (rounds)",
-                 "CPU time / back end's: median (rounds)", "rows identical to the back end's")))
+    print(
+        table(
+            [
+                (
+                    name,
+                    *(f"{min(times[c, name]):.2f}" for c in clocks),
+                    *(
+                        f"**{statistics.median(ratios[c, name]):.3f}** ({listed(ratios[c, name])})"
+                        for c in clocks
+                    ),
+                    f"{same[name]}/{len(prompts)}",
+                )
+                for name in ways
+            ],
+            (
+                "decoded by",
+                "wall s (best round)",
+                "CPU s (best round)",
+                "wall time / back end's: median (rounds)",
+                "CPU time / back end's: median (rounds)",
+                "rows identical to the back end's",
+            ),
+        )
+    )
     new = [sum(1 for t in row if t != backend.tokenizer.pad_token_id) for row in rows["back end"]]
     print(f"\nnew tokens a row: mean {statistics.mean(new):.1f}, max {max(new)}")
-    alike = "generate+prefill" if "generate+prefill" in ways else "generate"  # the back end's arithmetic
+    alike = (
+        "generate+prefill" if "generate+prefill" in ways else "generate"
+    )  # the back end's arithmetic
     assert same[alike] == len(prompts), f"the back end and {alike} disagree"
 
 
@@ -205,34 +290,66 @@ def main():
     parser.add_argument("--max-words", default="auto")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--prompt", default="model_card", help="a conf/prompt option")
-    parser.add_argument("--queries", type=int, default=None, help="the first N NovelEval queries (default: all 21)")
-    parser.add_argument("--precision", action="store_true", help="fp32 vs bf16 weights instead of ours vs the card")
-    parser.add_argument("--decode", action="store_true",
-                        help="the decode step alone: the back end's vs generate's on the same batches")
-    parser.add_argument("--sample", action="store_true", help="--decode: sampled (seeded) instead of greedy")
-    parser.add_argument("--dtype", default="float32", help="--decode: the back end's dtype (auto: bf16 where native)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--queries", type=int, default=None, help="the first N NovelEval queries (default: all 21)"
+    )
+    parser.add_argument(
+        "--precision", action="store_true", help="fp32 vs bf16 weights instead of ours vs the card"
+    )
+    parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="the decode step alone: the back end's vs generate's on the same batches",
+    )
+    parser.add_argument(
+        "--sample", action="store_true", help="--decode: sampled (seeded) instead of greedy"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        help="--decode: the back end's dtype (auto: bf16 where native)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     d = DATA / "noveleval"
-    rankings = list(PooledBM25Benchmark("noveleval", str(d / "corpus.tsv"), str(d / "queries.tsv"),
-                                        str(d / "qrels.txt"), ["nDCG@10"]).load().run.values())[: args.queries]
+    rankings = list(
+        PooledBM25Benchmark(
+            "noveleval",
+            str(d / "corpus.tsv"),
+            str(d / "queries.tsv"),
+            str(d / "qrels.txt"),
+            ["nDCG@10"],
+        )
+        .load()
+        .run.values()
+    )[: args.queries]
     rankings = [r.head(WINDOW) for r in rankings]
-    prompt_cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "prompt" / f"{args.prompt}.yaml"))
+    prompt_cfg = OmegaConf.to_container(
+        OmegaConf.load(ROOT / "conf" / "prompt" / f"{args.prompt}.yaml")
+    )
     prompt_cfg.pop("_target_")
     # Words, not the card's 300 characters: auto has to cut 20 x 300 words to the 4,096 positions.
-    prompt_cfg.update(max_chars=None, max_words=args.max_words if args.max_words == "auto" else int(args.max_words))
+    prompt_cfg.update(
+        max_chars=None,
+        max_words=args.max_words if args.max_words == "auto" else int(args.max_words),
+    )
     if args.precision:
         return precision(args, rankings, prompt_cfg)
     if args.decode:
         return decode(args, rankings, prompt_cfg)
-    backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens,
-                                  batch_size=args.batch_size, dtype="float32")
+    backend = TransformersBackend(
+        args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, dtype="float32"
+    )
     reranker = ListwiseReranker(backend, prompt_cfg, window_size=WINDOW, step=10)
 
-    chats = recording(backend)  # what our reranker sends, so the card's loop gets the very same prompts
+    chats = recording(
+        backend
+    )  # what our reranker sends, so the card's loop gets the very same prompts
     reranker.rerank(rankings[:2])  # warm-up
 
     def ours():
@@ -240,29 +357,53 @@ def main():
         return reranker.rerank(rankings)
 
     load_before = os.getloadavg()[0]
-    rounds = [(timed(ours), timed(lambda: card_loop(backend, list(chats), reranker.prompt)))
-              for _ in range(args.rounds)]
+    rounds = [
+        (timed(ours), timed(lambda: card_loop(backend, list(chats), reranker.prompt)))
+        for _ in range(args.rounds)
+    ]
     load_after = os.getloadavg()[0]
     times = {"ours": min(o[0] for o, _ in rounds), "card": min(c[0] for _, c in rounds)}
     speed_up = statistics.median(c[0] / o[0] for o, c in rounds)
     ours_out, card_out = rounds[-1][0][1], rounds[-1][1][1]
     ours_orders = [[c.docid for c in o.candidates] for o in ours_out]
-    card_orders = [[r.candidates[i].docid for i in order] for r, (order, _) in zip(rankings, card_out)]
-    same_text = sum(o.meta["windows"][0]["output"] == text for o, (_, text) in zip(ours_out, card_out))
+    card_orders = [
+        [r.candidates[i].docid for i in order] for r, (order, _) in zip(rankings, card_out)
+    ]
+    same_text = sum(
+        o.meta["windows"][0]["output"] == text for o, (_, text) in zip(ours_out, card_out)
+    )
     n = len(rankings)
     params = sum(p.numel() for p in backend.model.parameters()) / 1e6
-    print(f"\nNovelEval {n} queries x 20 passages, window 20 step 10, {args.model} ({params:.1f}M parameters), "
-          f"max_words {args.max_words}, max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, "
-          f"token budget {backend.max_batch_tokens}, torch threads {torch.get_num_threads()}, "
-          f"{args.rounds} interleaved rounds, load average {load_before:.1f} -> {load_after:.1f} "
-          f"on {os.cpu_count()} cores\n")
-    print(table([("ours (windows batched across queries)", f"{n / times['ours']:.2f}", f"{times['ours']:.1f}"),
-                 ("model card loop (one generate per query)", f"{n / times['card']:.2f}", f"{times['card']:.1f}")],
-                ("approach", "queries/s", "seconds")))
+    print(
+        f"\nNovelEval {n} queries x 20 passages, window 20 step 10, {args.model} ({params:.1f}M parameters), "
+        f"max_words {args.max_words}, max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, "
+        f"token budget {backend.max_batch_tokens}, torch threads {torch.get_num_threads()}, "
+        f"{args.rounds} interleaved rounds, load average {load_before:.1f} -> {load_after:.1f} "
+        f"on {os.cpu_count()} cores\n"
+    )
+    print(
+        table(
+            [
+                (
+                    "ours (windows batched across queries)",
+                    f"{n / times['ours']:.2f}",
+                    f"{times['ours']:.1f}",
+                ),
+                (
+                    "model card loop (one generate per query)",
+                    f"{n / times['card']:.2f}",
+                    f"{times['card']:.1f}",
+                ),
+            ],
+            ("approach", "queries/s", "seconds"),
+        )
+    )
     identical = ours_orders == card_orders
-    print(f"\nspeed-up {speed_up:.2f}x (median of {args.rounds} rounds: "
-          f"{', '.join(f'{c[0] / o[0]:.2f}' for o, c in rounds)}; target >= 1); rankings identical: {identical}; "
-          f"generations identical: {same_text}/{n}")
+    print(
+        f"\nspeed-up {speed_up:.2f}x (median of {args.rounds} rounds: "
+        f"{', '.join(f'{c[0] / o[0]:.2f}' for o, c in rounds)}; target >= 1); rankings identical: {identical}; "
+        f"generations identical: {same_text}/{n}"
+    )
     assert identical, "batched and per-query generation disagree"
 
 

@@ -36,9 +36,20 @@ def main():
     cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "prompt" / f"{args.prompt}.yaml"))
     cfg.pop("_target_")
     d = DATA / "noveleval"
-    sets = {"NovelEval": list(PooledBM25Benchmark("noveleval", str(d / "corpus.tsv"), str(d / "queries.tsv"),
-                                                  str(d / "qrels.txt"), ["nDCG@10"]).load().run.values()),
-            "DL21": dl21_candidates(53, 20)}
+    sets = {
+        "NovelEval": list(
+            PooledBM25Benchmark(
+                "noveleval",
+                str(d / "corpus.tsv"),
+                str(d / "queries.tsv"),
+                str(d / "qrels.txt"),
+                ["nDCG@10"],
+            )
+            .load()
+            .run.values()
+        ),
+        "DL21": dl21_candidates(53, 20),
+    }
     limit = args.context - args.max_new_tokens
     rows = []
     for name, rankings in sets.items():
@@ -50,14 +61,22 @@ def main():
                 counts = [renderer.count(prompt.messages(q, texts, words)) for texts, q in windows]
                 cells.append(f"{statistics.mean(counts):,.0f} / {max(counts):,}")
             auto = ListwisePrompt(**{**cfg, "max_words": "auto", "auto_cap": 300})
-            fitted = [fit_window(auto, q, texts, renderer.count, limit, renderer.passage_tokens)[1]
-                      for texts, q in windows]
+            fitted = [
+                fit_window(auto, q, texts, renderer.count, limit, renderer.passage_tokens)[1]
+                for texts, q in windows
+            ]
             cells.append(f"{statistics.mean(fitted):.0f} / {min(fitted)}")
             rows.append(cells)
-    header = ["set", "window", *(f"{w} words: tokens mean / max" for w in args.words.split(",")),
-              f"auto words in {args.context:,} - {args.max_new_tokens}: mean / min"]
-    print(f"\n{args.model}, prompt {args.prompt}, context {args.context:,} tokens, "
-          f"{args.max_new_tokens} kept for the answer\n")
+    header = [
+        "set",
+        "window",
+        *(f"{w} words: tokens mean / max" for w in args.words.split(",")),
+        f"auto words in {args.context:,} - {args.max_new_tokens}: mean / min",
+    ]
+    print(
+        f"\n{args.model}, prompt {args.prompt}, context {args.context:,} tokens, "
+        f"{args.max_new_tokens} kept for the answer\n"
+    )
     print(table(rows, header))
 
 

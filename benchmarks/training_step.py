@@ -37,7 +37,9 @@ def compose(overrides: list[str]):
 
     register_resolvers()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("train", overrides=[f"paths.output_dir={tempfile.mkdtemp()}", *overrides])
+        return hydra_compose(
+            "train", overrides=[f"paths.output_dir={tempfile.mkdtemp()}", *overrides]
+        )
 
 
 def batches(cfg, module, steps: int) -> list[dict]:
@@ -45,13 +47,20 @@ def batches(cfg, module, steps: int) -> list[dict]:
     from dear.distill.student import student_inputs
     from dear.rerank.template import PairEncoder, PairTemplate
 
-    queries, docs = IrDatasetsTrainSource("beir/scifact/train", depth=30, max_queries=4 * steps,
-                                          cache_dir=str(ROOT / ".cache" / "bm25")).load()
+    queries, docs = IrDatasetsTrainSource(
+        "beir/scifact/train",
+        depth=30,
+        max_queries=4 * steps,
+        cache_dir=str(ROOT / ".cache" / "bm25"),
+    ).load()
     rng = np.random.default_rng(0)
     teacher = {(q.qid, d): float(rng.normal()) for q in queries for d in q.docids}
     student = cfg.student
-    encoder = (student_inputs(student, module.tokenizer) if student.get("kind") == "bi_encoder"
-               else PairEncoder(module.tokenizer, PairTemplate.of(student.template)))
+    encoder = (
+        student_inputs(student, module.tokenizer)
+        if student.get("kind") == "bi_encoder"
+        else PairEncoder(module.tokenizer, PairTemplate.of(student.template))
+    )
     collate = PairCollator(encoder, {q.qid: q.text for q in queries}, docs, teacher)
     groups = GroupDataset(queries, cfg.data.group_size, seed=0)
     b = cfg.data.batch_size
@@ -82,11 +91,21 @@ def ours(cfg, module, data: list[dict]) -> float:
     from torch.utils.data import DataLoader
 
     clock = StepClock()
-    callbacks = [instantiate(c) for name, c in (cfg.get("callbacks") or {}).items()
-                 if c and name not in ("progress", "lr_monitor")]  # both need a display or logger
-    trainer = instantiate(cfg.trainer, max_steps=len(data), limit_val_batches=0, logger=False,
-                          enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks + [clock.callback],
-                          default_root_dir=tempfile.mkdtemp())
+    callbacks = [
+        instantiate(c)
+        for name, c in (cfg.get("callbacks") or {}).items()
+        if c and name not in ("progress", "lr_monitor")
+    ]  # both need a display or logger
+    trainer = instantiate(
+        cfg.trainer,
+        max_steps=len(data),
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks + [clock.callback],
+        default_root_dir=tempfile.mkdtemp(),
+    )
     trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=None, collate_fn=lambda x: x))
     return (clock.end - clock.start) / (len(data) - 1)
 
@@ -96,7 +115,9 @@ def raw(cfg, module, data: list[dict]) -> float:
 
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.module.lr, weight_decay=cfg.module.weight_decay)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.module.warmup_ratio * len(data)), len(data))
+    schedule = get_linear_schedule_with_warmup(
+        optimizer, int(cfg.module.warmup_ratio * len(data)), len(data)
+    )
     module.train()
     for i, batch in enumerate(data):
         if i == 1:
@@ -131,11 +152,19 @@ def main():
         seconds["ours"].append(ours(cfg, copy.deepcopy(initial), data))
         seconds["raw"].append(raw(cfg, copy.deepcopy(initial), data))
     med = {k: statistics.median(v) for k, v in seconds.items()}
-    print(f"\n{cfg.student.model} ({cfg.student.get('kind', 'cross_encoder')}), {args.steps} steps of "
-          f"{cfg.data.batch_size} groups x {cfg.data.group_size} ({tokens / args.steps:.0f} real tokens per step), "
-          f"torch threads {torch.get_num_threads()}, overrides {' '.join(overrides) or 'none'}\n")
-    print(table([(k, f"{t:.3f}", f"{1 / t:.2f}") for k, t in med.items()], ("loop", "s/step", "steps/s")))
-    print(f"\nours runs at {100 * med['raw'] / med['ours']:.1f}% of the raw loop's speed (goal >= 90%)")
+    print(
+        f"\n{cfg.student.model} ({cfg.student.get('kind', 'cross_encoder')}), {args.steps} steps of "
+        f"{cfg.data.batch_size} groups x {cfg.data.group_size} ({tokens / args.steps:.0f} real tokens per step), "
+        f"torch threads {torch.get_num_threads()}, overrides {' '.join(overrides) or 'none'}\n"
+    )
+    print(
+        table(
+            [(k, f"{t:.3f}", f"{1 / t:.2f}") for k, t in med.items()], ("loop", "s/step", "steps/s")
+        )
+    )
+    print(
+        f"\nours runs at {100 * med['raw'] / med['ours']:.1f}% of the raw loop's speed (goal >= 90%)"
+    )
 
 
 if __name__ == "__main__":

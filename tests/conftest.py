@@ -55,8 +55,14 @@ def flag_jsonl(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("flag") / "train.jsonl"
     topics = ["llama", "edison", "coffee", "volcano", "violin", "glacier", "comet", "tulip"]
-    rows = [{"query": f"tell me about {t}", "pos": [f"a passage about {t}"],
-             "neg": [f"a passage about {o}" for o in topics if o != t][:5]} for t in topics]
+    rows = [
+        {
+            "query": f"tell me about {t}",
+            "pos": [f"a passage about {t}"],
+            "neg": [f"a passage about {o}" for o in topics if o != t][:5],
+        }
+        for t in topics
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -73,19 +79,38 @@ def toy_files(tmp_path) -> dict[str, Path]:
         "d4": "coffee is a popular drink",
     }
     queries = {"q1": "what is a llama", "q2": "who invented the light bulb"}
-    paths = {k: tmp_path / n for k, n in [("docs", "docs.tsv"), ("queries", "queries.tsv"), ("qrels", "qrels.txt"),
-                                          ("run", "run.trec"), ("json", "rankllm.json")]}
+    paths = {
+        k: tmp_path / n
+        for k, n in [
+            ("docs", "docs.tsv"),
+            ("queries", "queries.tsv"),
+            ("qrels", "qrels.txt"),
+            ("run", "run.trec"),
+            ("json", "rankllm.json"),
+        ]
+    }
     paths["docs"].write_text("".join(f"{d}\t{t}\n" for d, t in docs.items()))
     paths["queries"].write_text("".join(f"{q}\t{t}\n" for q, t in queries.items()))
     paths["qrels"].write_text("q1 0 d1 2\nq1 0 d2 0\nq2 0 d3 1\nq2 0 d4 0\n")
     # The run puts the relevant document last for both queries.
-    paths["run"].write_text("q1 Q0 d2 1 3.0 bm25\nq1 Q0 d4 2 2.0 bm25\nq1 Q0 d1 3 1.0 bm25\n"
-                            "q2 Q0 d4 1 3.0 bm25\nq2 Q0 d2 2 2.0 bm25\nq2 Q0 d3 3 1.0 bm25\n")
-    paths["json"].write_text(json.dumps([
-        {"query": queries[q], "hits": [{"content": docs[d], "qid": q, "docid": d, "rank": i + 1, "score": 3.0 - i}
-                                       for i, d in enumerate(order)]}
-        for q, order in [("q1", ["d2", "d4", "d1"]), ("q2", ["d4", "d2", "d3"])]
-    ]))
+    paths["run"].write_text(
+        "q1 Q0 d2 1 3.0 bm25\nq1 Q0 d4 2 2.0 bm25\nq1 Q0 d1 3 1.0 bm25\n"
+        "q2 Q0 d4 1 3.0 bm25\nq2 Q0 d2 2 2.0 bm25\nq2 Q0 d3 3 1.0 bm25\n"
+    )
+    paths["json"].write_text(
+        json.dumps(
+            [
+                {
+                    "query": queries[q],
+                    "hits": [
+                        {"content": docs[d], "qid": q, "docid": d, "rank": i + 1, "score": 3.0 - i}
+                        for i, d in enumerate(order)
+                    ],
+                }
+                for q, order in [("q1", ["d2", "d4", "d1"]), ("q2", ["d4", "d2", "d3"])]
+            ]
+        )
+    )
     return paths
 
 
@@ -122,8 +147,16 @@ def chat_server():
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from types import SimpleNamespace
 
-    state = SimpleNamespace(requests=[], starts=[], in_flight=0, max_in_flight=0, delay=0.0, auth=[],
-                            respond=lambda body: "[1] > [2]", lock=threading.Lock())
+    state = SimpleNamespace(
+        requests=[],
+        starts=[],
+        in_flight=0,
+        max_in_flight=0,
+        delay=0.0,
+        auth=[],
+        respond=lambda body: "[1] > [2]",
+        lock=threading.Lock(),
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):  # keep test output clean
@@ -146,14 +179,27 @@ def chat_server():
             finally:
                 with state.lock:
                     state.in_flight -= 1
-            content, finish, extra = (answer, "stop", {}) if isinstance(answer, str) else (*answer, {})[:3]
-            payload = {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                       "model": body["model"],
-                       "choices": [{"index": 0, "finish_reason": finish,
-                                    "message": {"role": "assistant", "content": content, **extra}}],
-                       "usage": {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
-                                 "completion_tokens": len(content.split()),
-                                 "total_tokens": 0}}
+            content, finish, extra = (
+                (answer, "stop", {}) if isinstance(answer, str) else (*answer, {})[:3]
+            )
+            payload = {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": finish,
+                        "message": {"role": "assistant", "content": content, **extra},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
+                    "completion_tokens": len(content.split()),
+                    "total_tokens": 0,
+                },
+            }
             data = json.dumps(payload).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

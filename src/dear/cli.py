@@ -51,10 +51,18 @@ def our_error(exc: BaseException) -> BaseException | None:
 
 def one_line(exc: BaseException, secrets=frozenset()) -> str:
     """``exc``'s message on one line, secrets masked; config errors get the traceback hint."""
-    lines = [line.strip() for line in str(exc).split("Config search path:")[0].splitlines() if line.strip()]
-    text = "".join(line + (" " if line.endswith((":", ".")) else "; ") for line in lines).rstrip("; ")
+    lines = [
+        line.strip()
+        for line in str(exc).split("Config search path:")[0].splitlines()
+        if line.strip()
+    ]
+    text = "".join(line + (" " if line.endswith((":", ".")) else "; ") for line in lines).rstrip(
+        "; "
+    )
     text = text or type(exc).__name__
-    hint = "" if isinstance(exc, (DataError, OSError)) else " (HYDRA_FULL_ERROR=1 for the traceback)"
+    hint = (
+        "" if isinstance(exc, (DataError, OSError)) else " (HYDRA_FULL_ERROR=1 for the traceback)"
+    )
     return mask(text, secrets) + hint
 
 

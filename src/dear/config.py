@@ -78,15 +78,21 @@ def build_stages(pipeline, build=None) -> list:
                 return build(node, **{part: {**to_plain(child), "shared": shared}})
             if _accepts(child, "shared"):
                 return build(node, **{part: build(child, shared=shared)})
-            raise ConfigError(f"pipeline.shared_base=true: {child['_target_']} cannot load onto a shared base "
-                              "(a DeAR-P scorer and a transformers listwise back end on PEFT adapters can)")
-        raise ConfigError(f"pipeline.shared_base=true: {node.get('_target_')} has no model to put on a shared base")
+            raise ConfigError(
+                f"pipeline.shared_base=true: {child['_target_']} cannot load onto a shared base "
+                "(a DeAR-P scorer and a transformers listwise back end on PEFT adapters can)"
+            )
+        raise ConfigError(
+            f"pipeline.shared_base=true: {node.get('_target_')} has no model to put on a shared base"
+        )
 
     stages = stages_from_config(pipeline.stages, on_shared_base)
     if len(shared.attached) != len(stages):
-        raise ConfigError(f"pipeline.shared_base=true: {len(stages)} stages but {len(shared.attached)} adapter(s) "
-                          f"on the shared base ({', '.join(shared.adapters) or 'none'}): every stage's model must "
-                          "be a PEFT adapter loaded through it")
+        raise ConfigError(
+            f"pipeline.shared_base=true: {len(stages)} stages but {len(shared.attached)} adapter(s) "
+            f"on the shared base ({', '.join(shared.adapters) or 'none'}): every stage's model must "
+            "be a PEFT adapter loaded through it"
+        )
     return stages
 
 
@@ -100,4 +106,6 @@ def _accepts(node, name: str, any_keyword: bool = True) -> bool:
     if target is None:
         return False
     params = inspect.signature(get_object(target)).parameters.values()
-    return any(p.name == name or (any_keyword and p.kind is inspect.Parameter.VAR_KEYWORD) for p in params)
+    return any(
+        p.name == name or (any_keyword and p.kind is inspect.Parameter.VAR_KEYWORD) for p in params
+    )

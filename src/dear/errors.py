@@ -66,12 +66,21 @@ def trec_int(text: str, where: str, field: str, limit: int = INT64_MAX) -> int:
     if not _INT.fullmatch(text):
         raise DataError(f"{where}: {field} must be an integer, got {shown(text)}")
     if len(text) > 4000 or abs(value := int(text)) > limit:  # int() refuses 4300 digits
-        raise DataError(f"{where}: {field} must be an integer from {-limit} to {limit}, got {shown(text)}")
+        raise DataError(
+            f"{where}: {field} must be an integer from {-limit} to {limit}, got {shown(text)}"
+        )
     return value
 
 
-_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-               float: "a number", type(None): "null"}
+_JSON_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def json_text(value, where: str, expected: str = "a string") -> str:
@@ -80,7 +89,9 @@ def json_text(value, where: str, expected: str = "a string") -> str:
         raise DataError(f"{where}: expected {expected}, found {_kind(value)}")
     surrogate = _SURROGATE.search(value)
     if surrogate:
-        raise DataError(f"{where}: not valid Unicode (a lone surrogate U+{ord(surrogate.group()):04X})")
+        raise DataError(
+            f"{where}: not valid Unicode (a lone surrogate U+{ord(surrogate.group()):04X})"
+        )
     return value
 
 

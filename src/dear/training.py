@@ -41,13 +41,17 @@ def checkpoint_state(path: str) -> dict:
 def export_checkpoint(trainer: L.Trainer) -> str:
     """The best (else latest "last") checkpoint, or ""; by file name in the callback's directory, as a recorded path
     may point anywhere (a moved run, a crafted file)."""
-    callbacks = sorted(trainer.checkpoint_callbacks, key=lambda c: c.monitor is None)  # monitored first
+    callbacks = sorted(
+        trainer.checkpoint_callbacks, key=lambda c: c.monitor is None
+    )  # monitored first
     for callback in callbacks:
         for recorded in (callback.best_model_path, callback.last_model_path):
             if recorded:
                 path = Path(callback.dirpath) / Path(recorded).name
                 if not path.exists():
-                    raise FileNotFoundError(f"{path}: the checkpoint to export (recorded as {recorded}) is missing")
+                    raise FileNotFoundError(
+                        f"{path}: the checkpoint to export (recorded as {recorded}) is missing"
+                    )
                 return str(path)
     return ""
 
@@ -56,23 +60,33 @@ def exportable(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer) -
     """The best weights in a whole module on rank 0 (FSDP / ZeRO-3: a fresh module loaded with the full weights)."""
     from lightning.pytorch.strategies import FSDPStrategy
 
-    sharded = isinstance(trainer.strategy, FSDPStrategy) or getattr(trainer.strategy, "zero_stage_3", False)
+    sharded = isinstance(trainer.strategy, FSDPStrategy) or getattr(
+        trainer.strategy, "zero_stage_3", False
+    )
     path = export_checkpoint(trainer)
     if sharded and not path:
-        raise RuntimeError("a sharded strategy needs a checkpoint to export from: keep callbacks.checkpoint")
+        raise RuntimeError(
+            "a sharded strategy needs a checkpoint to export from: keep callbacks.checkpoint"
+        )
     target = instantiate(cfg.module) if sharded else module
     if path:
         log(f"exporting the weights of {path}")
         missing = target.load_state_dict(checkpoint_state(path), strict=False).unexpected_keys
         if missing:
-            raise RuntimeError(f"{path}: {len(missing)} weights match no parameter of the module, e.g. {missing[:3]}")
+            raise RuntimeError(
+                f"{path}: {len(missing)} weights match no parameter of the module, e.g. {missing[:3]}"
+            )
     return target
 
 
 def benchmark_outputs(evaluation: DictConfig, run_dir: Path) -> dict[str, tuple[DictConfig, Path]]:
     """{name: (benchmark config, output dir)}: the run dir, or benchmarks/<name>/ for each of a set."""
     if evaluation.get("benchmarks"):
-        return {name: (node, run_dir / "benchmarks" / name) for name, node in evaluation.benchmarks.items() if node}
+        return {
+            name: (node, run_dir / "benchmarks" / name)
+            for name, node in evaluation.benchmarks.items()
+            if node
+        }
     return {evaluation.benchmark.name: (evaluation.benchmark, run_dir)}
 
 
@@ -88,24 +102,44 @@ def export_initial(cfg: DictConfig, module: L.LightningModule, run_dir: Path) ->
     return target
 
 
-def evaluate_export(cfg: DictConfig, module, export_dir: Path, run_dir: Path,
-                    initial_dir: Path | None = None) -> dict[str, dict]:
+def evaluate_export(
+    cfg: DictConfig, module, export_dir: Path, run_dir: Path, initial_dir: Path | None = None
+) -> dict[str, dict]:
     """first_stage → stages → initial → exported model, per benchmark → {benchmark: {stage: metrics}}."""
     ev = cfg.evaluation
     stages = stages_from_config(ev.get("stages") or {}, instantiate, "evaluation.stages")
     exported = ev.get("exported")
     if exported and initial_dir is not None:
-        stages.append(Stage(exported.initial, module.export_reranker(initial_dir), exported.depth,
-                            exported.get("source")))
+        stages.append(
+            Stage(
+                exported.initial,
+                module.export_reranker(initial_dir),
+                exported.depth,
+                exported.get("source"),
+            )
+        )
     if exported:
-        stages.append(Stage(exported.name, module.export_reranker(export_dir), exported.depth, exported.get("source")))
+        stages.append(
+            Stage(
+                exported.name,
+                module.export_reranker(export_dir),
+                exported.depth,
+                exported.get("source"),
+            )
+        )
     results = {}
     for name, (node, out_dir) in benchmark_outputs(ev, run_dir).items():
         benchmark = instantiate(node)
         result = run_pipeline(benchmark, stages, out_dir)
         print(f"\n## {benchmark.name}\n\n{result['table']}")
-        against = write_against_paper(out_dir, result["metrics"], benchmark.name, cfg, hydra_choices(),
-                                      exported.name if exported else None)
+        against = write_against_paper(
+            out_dir,
+            result["metrics"],
+            benchmark.name,
+            cfg,
+            hydra_choices(),
+            exported.name if exported else None,
+        )
         if against:
             print(against)
         results[name] = result["metrics"]
@@ -125,4 +159,6 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
         return instantiate(cfg.data)
     teacher = Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher))
     loss = cfg.module.get("loss")  # Stage 2 has none: its data reads the teacher's orders
-    return instantiate(cfg.data, teacher=teacher if loss is None or instantiate(loss).needs_teacher else None)
+    return instantiate(
+        cfg.data, teacher=teacher if loss is None or instantiate(loss).needs_teacher else None
+    )

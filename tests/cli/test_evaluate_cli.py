@@ -12,18 +12,28 @@ from tests.helpers import ROOT, shared
 
 
 def evaluate(*overrides: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "evaluate.py", *overrides], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
 def test_files_benchmark_trec_run_with_bi_encoder_reranker(toy_files, tmp_path):
     out = tmp_path / "out"
-    proc = evaluate("benchmark=files", f"benchmark.candidates={toy_files['run']}",
-                    f"benchmark.qrels={toy_files['qrels']}",
-                    f"benchmark.docs={toy_files['docs']}", f"benchmark.queries={toy_files['queries']}",
-                    "pipeline=pointwise", f"hydra.run.dir={out}")
+    proc = evaluate(
+        "benchmark=files",
+        f"benchmark.candidates={toy_files['run']}",
+        f"benchmark.qrels={toy_files['qrels']}",
+        f"benchmark.docs={toy_files['docs']}",
+        f"benchmark.queries={toy_files['queries']}",
+        "pipeline=pointwise",
+        f"hydra.run.dir={out}",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == ["first_stage", "pointwise"]
     assert metrics["first_stage"]["nDCG@1"] == 0.0  # the toy run ranks every relevant doc last
@@ -36,16 +46,33 @@ def test_files_benchmark_trec_run_with_bi_encoder_reranker(toy_files, tmp_path):
 
 
 def test_files_benchmark_rankllm_json(toy_files, tmp_path):
-    evaluate("benchmark=files", f"benchmark.candidates={toy_files['json']}", f"benchmark.qrels={toy_files['qrels']}",
-             f"hydra.run.dir={tmp_path}")
-    assert json.loads((tmp_path / "metrics.json").read_text())["first_stage"]["nDCG@10"] == pytest.approx(0.5, abs=0.01)
+    evaluate(
+        "benchmark=files",
+        f"benchmark.candidates={toy_files['json']}",
+        f"benchmark.qrels={toy_files['qrels']}",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["first_stage"][
+        "nDCG@10"
+    ] == pytest.approx(0.5, abs=0.01)
 
 
 def test_malformed_input_exits_with_named_location(toy_files, tmp_path):
     toy_files["qrels"].write_text("q1 0 d1 yes\n")
-    proc = subprocess.run([sys.executable, "evaluate.py", "benchmark=files", f"benchmark.candidates={toy_files['run']}",
-                           f"benchmark.qrels={toy_files['qrels']}", f"hydra.run.dir={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            "benchmark=files",
+            f"benchmark.candidates={toy_files['run']}",
+            f"benchmark.qrels={toy_files['qrels']}",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "qrels.txt:1: relevance grade must be an integer" in proc.stderr
 

@@ -41,6 +41,7 @@ from tests.helpers.outcome import run_outcome, write_topic_jsonl
 
 # --- test hooks, loaded by the train.py subprocess (+callbacks.hang=...) --------------------------
 
+
 def _hang(marker: str, what: str) -> None:
     Path(marker).write_text(what)
     time.sleep(600)  # until kill -9
@@ -81,6 +82,7 @@ class HangInCheckpointWrite(L.Callback):
 
 # --- running train.py ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def train_jsonl(tmp_path_factory) -> Path:
     return write_topic_jsonl(tmp_path_factory.mktemp("resume") / "train.jsonl")
@@ -88,38 +90,61 @@ def train_jsonl(tmp_path_factory) -> Path:
 
 def command(run: Path, train_jsonl: Path, *extra: str) -> list[str]:
     noveleval = shared("noveleval")
-    files = ", ".join(f"{k}: '{noveleval / f}'" for k, f in
-                      [("corpus", "corpus.tsv"), ("queries", "queries.tsv"), ("qrels", "qrels.txt")])
-    return [sys.executable, "train.py",
-            "data=flagembedding", f"data.train.path={train_jsonl}", "data.group_size=4", "data.batch_size=2",
-            f"data.val={{_target_: dear.data.benchmarks.PooledBM25Benchmark, name: noveleval, measures: [nDCG@10], "
-            f"{files}}}",
-            f"data.cache_dir={run}.teacher",  # this run's own teacher cache: its first attempt computes it
-            "student=minilm_cross_encoder", "student.model=tiny:bert-seqcls",
-            "student.lora.target_modules=[query,value]",
-            "teacher=rankllama_13b", "teacher.model=tiny:bert-seqcls", "teacher.pooling=auto", "alpha=a0.5",
-            "trainer.max_steps=12", "trainer.max_epochs=2", "trainer.val_check_interval=6",
-            "trainer.log_every_n_steps=1",
-            "callbacks.last.every_n_train_steps=4", "~callbacks.progress",
-            "benchmark@evaluation.benchmark=noveleval", "~evaluation.stages.teacher",
-            f"hydra.run.dir={run}", *extra]
+    files = ", ".join(
+        f"{k}: '{noveleval / f}'"
+        for k, f in [("corpus", "corpus.tsv"), ("queries", "queries.tsv"), ("qrels", "qrels.txt")]
+    )
+    return [
+        sys.executable,
+        "train.py",
+        "data=flagembedding",
+        f"data.train.path={train_jsonl}",
+        "data.group_size=4",
+        "data.batch_size=2",
+        f"data.val={{_target_: dear.data.benchmarks.PooledBM25Benchmark, name: noveleval, measures: [nDCG@10], "
+        f"{files}}}",
+        f"data.cache_dir={run}.teacher",  # this run's own teacher cache: its first attempt computes it
+        "student=minilm_cross_encoder",
+        "student.model=tiny:bert-seqcls",
+        "student.lora.target_modules=[query,value]",
+        "teacher=rankllama_13b",
+        "teacher.model=tiny:bert-seqcls",
+        "teacher.pooling=auto",
+        "alpha=a0.5",
+        "trainer.max_steps=12",
+        "trainer.max_epochs=2",
+        "trainer.val_check_interval=6",
+        "trainer.log_every_n_steps=1",
+        "callbacks.last.every_n_train_steps=4",
+        "~callbacks.progress",
+        "benchmark@evaluation.benchmark=noveleval",
+        "~evaluation.stages.teacher",
+        f"hydra.run.dir={run}",
+        *extra,
+    ]
 
 
 def environment() -> dict[str, str]:
-    return os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),  # the hooks
-                         "OMP_NUM_THREADS": "1"}  # tiny matrices; immune to a busy second core
+    return os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),  # the hooks
+        "OMP_NUM_THREADS": "1",
+    }  # tiny matrices; immune to a busy second core
 
 
 def train(cmd: list[str], log: Path) -> None:
     with open(log, "w") as out:
-        proc = subprocess.run(cmd, cwd=ROOT, env=environment(), stdout=out, stderr=subprocess.STDOUT, timeout=600)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=environment(), stdout=out, stderr=subprocess.STDOUT, timeout=600
+        )
     assert proc.returncode == 0, log.read_text()[-4000:]
 
 
 def kill_when(cmd: list[str], log: Path, ready, timeout: float = 300) -> None:
     """Start ``cmd``; SIGKILL it as soon as ``ready()`` holds (it must not end first)."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=environment(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=environment(), stdout=out, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + timeout
     try:
         while not ready() and proc.poll() is None and time.monotonic() < deadline:
@@ -133,7 +158,9 @@ def kill_when(cmd: list[str], log: Path, ready, timeout: float = 300) -> None:
 def assert_same(run: Path, reference: tuple[dict, dict, dict, dict]) -> None:
     metrics, exported, final, logged = run_outcome(run)
     want_metrics, want_exported, want_final, want_logged = reference
-    diverged = sorted((k for k in want_logged if logged.get(k) != want_logged[k]), key=lambda k: (k[1], k[0]))
+    diverged = sorted(
+        (k for k in want_logged if logged.get(k) != want_logged[k]), key=lambda k: (k[1], k[0])
+    )
     assert not diverged, f"the first logged values that differ (column, step): {diverged[:4]}"
     assert metrics == want_metrics  # exact: every number of metrics.json but the timings
     for weights, want in [(exported, want_exported), (final, want_final)]:
@@ -141,20 +168,26 @@ def assert_same(run: Path, reference: tuple[dict, dict, dict, dict]) -> None:
         assert all(torch.equal(weights[k], want[k]) for k in weights), "weights differ"
 
 
-def killed_and_resumed(tmp_path: Path, train_jsonl: Path, point: str, *extra: str) -> tuple[Path, int]:
+def killed_and_resumed(
+    tmp_path: Path, train_jsonl: Path, point: str, *extra: str
+) -> tuple[Path, int]:
     """A run killed at ``point``, then re-run with the same command; → (run dir, step resumed from)."""
     run, marker = tmp_path / point, tmp_path / f"{point}.marker"
     ckpts = run / "checkpoints"
     here = "tests.cli.test_resume_real_command"
-    hooks = {"validation": f"+callbacks.hang={{_target_: {here}.HangInValidation, step: 12, marker: '{marker}'}}",
-             "checkpoint_write": f"+callbacks.hang={{_target_: {here}.HangInCheckpointWrite, step: 8, "
-                                 f"marker: '{marker}'}}"}
+    hooks = {
+        "validation": f"+callbacks.hang={{_target_: {here}.HangInValidation, step: 12, marker: '{marker}'}}",
+        "checkpoint_write": f"+callbacks.hang={{_target_: {here}.HangInCheckpointWrite, step: 8, "
+        f"marker: '{marker}'}}",
+    }
     cmd = command(run, train_jsonl, *extra, *([hooks[point]] if point in hooks else []))
     ready = (lambda: (ckpts / "last.ckpt").exists()) if point == "mid_epoch" else marker.exists
     kill_when(cmd, Path(f"{run}.killed.log"), ready)
     if point == "checkpoint_write":  # killed between the temp file's creation and its rename
         assert list(ckpts.glob(".last.ckpt.*.tmp")), sorted(p.name for p in ckpts.iterdir())
-    step = max(int(load_checkpoint(p)["global_step"]) for p in ckpts.glob("*.ckpt"))  # what it resumes from
+    step = max(
+        int(load_checkpoint(p)["global_step"]) for p in ckpts.glob("*.ckpt")
+    )  # what it resumes from
     train(cmd, Path(f"{run}.log"))
     log = " ".join(Path(f"{run}.log").read_text().split())
     assert "Restoring states from the checkpoint path" in log
@@ -171,15 +204,19 @@ def reference(tmp_path_factory, train_jsonl):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point, resumed_from", [("mid_epoch", 4), ("validation", 8), ("checkpoint_write", 6)])
-def test_killed_train_py_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, train_jsonl, reference, point,
-                                                                        resumed_from):
+@pytest.mark.parametrize(
+    "point, resumed_from", [("mid_epoch", 4), ("validation", 8), ("checkpoint_write", 6)]
+)
+def test_killed_train_py_resumes_to_the_metrics_of_an_uninterrupted_run(
+    tmp_path, train_jsonl, reference, point, resumed_from
+):
     run, step = killed_and_resumed(tmp_path, train_jsonl, point)
     assert step == resumed_from
     assert_same(run, reference)
 
 
 # --- fast: the causes, in-process -----------------------------------------------------------------
+
 
 class Killed(Exception):
     """Stands in for kill -9 in-process: raised before a batch, after the checkpoints before it."""
@@ -207,13 +244,27 @@ class ValBenchmark:
         from dear.data.benchmarks import Loaded, Qrels
         from dear.data.contract import Candidate, Query, Ranking
 
-        run = {"v1": Ranking(Query("v1", "tell me about llama"),
-                             [Candidate("x2", "a passage about coffee"), Candidate("x1", "a passage about llama")])}
+        run = {
+            "v1": Ranking(
+                Query("v1", "tell me about llama"),
+                [
+                    Candidate("x2", "a passage about coffee"),
+                    Candidate("x1", "a passage about llama"),
+                ],
+            )
+        }
         return Loaded(run, Qrels({"v1": {"x1": 1}}, ["nDCG@10"]))
 
 
-def fit_bounded(student_dir: str, tmp_path: Path, batches: Batches, ckpt_path: str | None = None,
-                accumulate: int = 1, val_every: int | None = None, every: int = 3) -> dict:
+def fit_bounded(
+    student_dir: str,
+    tmp_path: Path,
+    batches: Batches,
+    ckpt_path: str | None = None,
+    accumulate: int = 1,
+    val_every: int | None = None,
+    every: int = 3,
+) -> dict:
     """train.py's setting in-process: a LoRA student with dropout, a scheduler sized by
     ``estimated_stepping_batches`` and ``max_epochs`` set (so Lightning builds the train loader
     before it restores a checkpoint); 6 steps, 2 batches an epoch, last.ckpt every ``every``
@@ -225,33 +276,66 @@ def fit_bounded(student_dir: str, tmp_path: Path, batches: Batches, ckpt_path: s
     from dear.utils.resume import SeedEveryStep
     from tests.helpers.distill import FixtureSource
 
-    student = {"model": student_dir, "pooling": "auto", "dtype": "float32",
-               "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1, "target_modules": ["query", "value"]},
-               "template": {"query_max_len": 16, "doc_max_len": 24}}
+    student = {
+        "model": student_dir,
+        "pooling": "auto",
+        "dtype": "float32",
+        "lora": {
+            "r": 4,
+            "lora_alpha": 8,
+            "lora_dropout": 0.1,
+            "target_modules": ["query", "value"],
+        },
+        "template": {"query_max_len": 16, "doc_max_len": 24},
+    }
     L.seed_everything(0)
-    dm = DistillDataModule(FixtureSource(), student, None, val=ValBenchmark() if val_every else None, group_size=4,
-                           batch_size=3, seed=0)
+    dm = DistillDataModule(
+        FixtureSource(),
+        student,
+        None,
+        val=ValBenchmark() if val_every else None,
+        group_size=4,
+        batch_size=3,
+        seed=0,
+    )
     module = DistillModule(student, DistillLoss("pointce", alpha=0.0), lr=1e-2, warmup_ratio=0.3)
-    trainer = L.Trainer(accelerator="cpu", max_steps=6, max_epochs=3 * accumulate, accumulate_grad_batches=accumulate,
-                        val_check_interval=val_every, check_val_every_n_epoch=None if val_every else 1,
-                        logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        use_distributed_sampler=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-                        callbacks=[LastCheckpoint(str(tmp_path / "ckpt"), every_n_train_steps=every), SeedEveryStep(0),
-                                   batches])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=6,
+        max_epochs=3 * accumulate,
+        accumulate_grad_batches=accumulate,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None if val_every else 1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
+        callbacks=[
+            LastCheckpoint(str(tmp_path / "ckpt"), every_n_train_steps=every),
+            SeedEveryStep(0),
+            batches,
+        ],
+    )
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("settings, kill_at, resumed_at", [
-    # Lightning drops a stateful loader's checkpointed position when configure_optimizers asks for
-    # estimated_stepping_batches (Lightning #20550): the resumed run restarted the epoch's batches.
-    ({}, 4, 3),
-    # A validation between the two batches of a step: its checkpoint would hold half an accumulation.
-    ({"accumulate": 2, "val_every": 3, "every": 2}, 3, None),
-])
+@pytest.mark.parametrize(
+    "settings, kill_at, resumed_at",
+    [
+        # Lightning drops a stateful loader's checkpointed position when configure_optimizers asks for
+        # estimated_stepping_batches (Lightning #20550): the resumed run restarted the epoch's batches.
+        ({}, 4, 3),
+        # A validation between the two batches of a step: its checkpoint would hold half an accumulation.
+        ({"accumulate": 2, "val_every": 3, "every": 2}, 3, None),
+    ],
+)
 def test_a_resumed_run_trains_on_the_batches_and_ends_on_the_weights_of_an_uninterrupted_one(
-        tiny_bert_cls, tmp_path, settings, kill_at, resumed_at):
+    tiny_bert_cls, tmp_path, settings, kill_at, resumed_at
+):
     whole = Batches()
     expected = fit_bounded(tiny_bert_cls, tmp_path / "a", whole, **settings)
     first = Batches(kill_at=kill_at)
@@ -259,11 +343,17 @@ def test_a_resumed_run_trains_on_the_batches_and_ends_on_the_weights_of_an_unint
         fit_bounded(tiny_bert_cls, tmp_path / "b", first, **settings)
     path = tmp_path / "b" / "ckpt" / "last.ckpt"
     state = load_checkpoint(path) if path.exists() else None
-    progress = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["ready"] if state else None
+    progress = (
+        state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["ready"] if state else None
+    )
     assert progress == resumed_at  # batches done when the checkpoint was taken
     second = Batches()
-    resumed = fit_bounded(tiny_bert_cls, tmp_path / "b", second, str(path) if state else None, **settings)
-    assert sorted(second.seen) == list(range(resumed_at or 0, len(whole.seen)))  # nothing redone, nothing skipped
+    resumed = fit_bounded(
+        tiny_bert_cls, tmp_path / "b", second, str(path) if state else None, **settings
+    )
+    assert sorted(second.seen) == list(
+        range(resumed_at or 0, len(whole.seen))
+    )  # nothing redone, nothing skipped
     for index, ids in whole.seen.items():
         assert torch.equal((first.seen | second.seen)[index], ids), f"batch {index}: other groups"
     for name, tensor in expected.items():  # LoRA and hidden dropout included: bit for bit
@@ -273,7 +363,9 @@ def test_a_resumed_run_trains_on_the_batches_and_ends_on_the_weights_of_an_unint
 def test_resume_deletes_the_temporary_files_of_cut_short_checkpoint_writes(tmp_path):
     from dear.utils.checkpoints import AtomicCheckpointIO, resume_checkpoint
 
-    AtomicCheckpointIO().save_checkpoint({"global_step": 3, "state_dict": {}}, tmp_path / "last.ckpt")
+    AtomicCheckpointIO().save_checkpoint(
+        {"global_step": 3, "state_dict": {}}, tmp_path / "last.ckpt"
+    )
     (tmp_path / ".last.ckpt.x1y2z3.tmp").write_bytes(b"PK\x03\x04 cut short")
     (tmp_path / ".other.tmp").write_text("not a checkpoint's: kept")
     assert resume_checkpoint(tmp_path) == str(tmp_path / "last.ckpt")

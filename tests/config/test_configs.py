@@ -25,7 +25,10 @@ def test_every_option_composes(option: Path):
     name = option.stem
     errors = []
     for primary in PRIMARY:
-        for override in (f"{group}={name}", f"+{group}={name}"):  # a group in the defaults, or added
+        for override in (
+            f"{group}={name}",
+            f"+{group}={name}",
+        ):  # a group in the defaults, or added
             try:
                 compose_resolved(primary, [override])
                 return
@@ -35,11 +38,11 @@ def test_every_option_composes(option: Path):
 
 
 def test_overrides_reach_objects():
-    cfg = compose_resolved("evaluate", ["benchmark=noveleval", "pipeline=pointwise", "pointwise=dear_8b_ce"])
+    cfg = compose_resolved(
+        "evaluate", ["benchmark=noveleval", "pipeline=pointwise", "pointwise=dear_8b_ce"]
+    )
     assert cfg["benchmark"]["_target_"].endswith("PooledBM25Benchmark")
     scorer = cfg["pipeline"]["stages"]["pointwise"]["reranker"]["scorer"]
     assert scorer["model"] == "abdoelsayed/dear-8b-reranker-ce-v1"
     assert scorer["template"]["query_max_len"] == 32 and scorer["template"]["doc_max_len"] == 193
     assert scorer["pooling"] == "reference" and scorer["template"]["join"] == "reference"
-
-

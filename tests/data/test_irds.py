@@ -31,8 +31,16 @@ def test_concurrent_jobs_on_a_fresh_home_read_whole_documents(tmp_path):
     ids = ["4983", "5836", "7912", "18670", "19238", "198309074"]
     env = {"IR_DATASETS_HOME": str(home), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     code = READER.format(src=str(ROOT / "src"))
-    procs = [subprocess.Popen([sys.executable, "-c", code, *ids], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *ids],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     assert len({out for out, _ in outs}) == 1 and all(i in outs[0][0] for i in ids)
@@ -62,9 +70,18 @@ def test_concurrent_jobs_filling_a_home_from_the_mirror_read_whole_files(tmp_pat
     (mirror / "big.bin").write_bytes(os.urandom(64 << 20))
     expected = hashlib.sha256((mirror / "big.bin").read_bytes()).hexdigest()
     code, start = MIRROR_READER.format(src=str(ROOT / "src")), time.time() + 5
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(start), str(tmp_path / "home"), str(mirror.parent)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(start), str(tmp_path / "home"), str(mirror.parent)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     assert [out.strip() for out, _ in outs] == [expected] * 4
-    assert sorted(p.name for p in (tmp_path / "home" / "beir").iterdir()) == ["big.bin"]  # no temp copies left
+    assert sorted(p.name for p in (tmp_path / "home" / "beir").iterdir()) == [
+        "big.bin"
+    ]  # no temp copies left

@@ -17,8 +17,10 @@ M = ["nDCG@10"]
 
 
 def test_run_round_trip_preserves_order_even_with_ties(tmp_path):
-    ranking = Ranking(Query("q", "t"),
-                      [Candidate("b", score=1.0), Candidate("a", score=1.0), Candidate("c", score=0.5)])
+    ranking = Ranking(
+        Query("q", "t"),
+        [Candidate("b", score=1.0), Candidate("a", score=1.0), Candidate("c", score=0.5)],
+    )
     write_run(tmp_path / "r.trec", {"q": ranking}, tag="x")
     assert [d for d, _ in read_run(tmp_path / "r.trec")["q"]] == ["b", "a", "c"]
 
@@ -36,7 +38,10 @@ def ranked(qid: str, scores: list[float]) -> Ranking:
 
 def by_rank_scores(run: dict) -> dict:
     """An independent order-reproducing scoring: n - position (no ties, no real scores)."""
-    return {q: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)} for q, r in run.items()}
+    return {
+        q: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)}
+        for q, r in run.items()
+    }
 
 
 def test_written_run_rescores_to_the_in_memory_metrics_with_ties_and_many_candidates(tmp_path):
@@ -44,20 +49,33 @@ def test_written_run_rescores_to_the_in_memory_metrics_with_ties_and_many_candid
     import numpy as np
 
     rng = np.random.default_rng(0)
-    coarse = np.sort(np.round(rng.normal(size=1000), 1))[::-1]  # 1,000 candidates, ~60 distinct values
-    run = {"all_tied": ranked("all_tied", [0.0] * 50), "coarse": ranked("coarse", list(coarse)),
-           # reranked top 3 (logits), then the tail keeps its higher, tied BM25 scores
-           "tail": ranked("tail", [2.0, 2.0, -1.0, 15.0, 15.0, 14.0, 14.0]),
-           "tiny_gaps": ranked("tiny_gaps", [1.0, 1.0 - 1e-9, 1.0 - 2e-9, 1.0 - 2e-9])}
+    coarse = np.sort(np.round(rng.normal(size=1000), 1))[
+        ::-1
+    ]  # 1,000 candidates, ~60 distinct values
+    run = {
+        "all_tied": ranked("all_tied", [0.0] * 50),
+        "coarse": ranked("coarse", list(coarse)),
+        # reranked top 3 (logits), then the tail keeps its higher, tied BM25 scores
+        "tail": ranked("tail", [2.0, 2.0, -1.0, 15.0, 15.0, 14.0, 14.0]),
+        "tiny_gaps": ranked("tiny_gaps", [1.0, 1.0 - 1e-9, 1.0 - 2e-9, 1.0 - 2e-9]),
+    }
     qrels = {q: {c.docid: int(rng.integers(0, 3)) for c in r.candidates} for q, r in run.items()}
     write_run(tmp_path / "r.trec", run, tag="x")
     measures = [ir_measures.parse_measure(m) for m in ["nDCG@10", "nDCG@3", "RR", "AP"]]
-    from_file = {(m.query_id, str(m.measure)): m.value
-                 for m in ir_measures.iter_calc(measures, qrels, ir_measures.read_trec_run(str(tmp_path / "r.trec")))}
-    expected = {(m.query_id, str(m.measure)): m.value
-                for m in ir_measures.iter_calc(measures, qrels, by_rank_scores(run))}
+    from_file = {
+        (m.query_id, str(m.measure)): m.value
+        for m in ir_measures.iter_calc(
+            measures, qrels, ir_measures.read_trec_run(str(tmp_path / "r.trec"))
+        )
+    }
+    expected = {
+        (m.query_id, str(m.measure)): m.value
+        for m in ir_measures.iter_calc(measures, qrels, by_rank_scores(run))
+    }
     assert from_file == expected  # exactly, per query and measure
-    assert [d for d, _ in read_run(tmp_path / "r.trec")["coarse"]] == [c.docid for c in run["coarse"].candidates]
+    assert [d for d, _ in read_run(tmp_path / "r.trec")["coarse"]] == [
+        c.docid for c in run["coarse"].candidates
+    ]
 
 
 def test_written_scores_are_the_real_ones_up_to_the_tie_nudge(tmp_path):
@@ -66,7 +84,11 @@ def test_written_scores_are_the_real_ones_up_to_the_tie_nudge(tmp_path):
     scores = [3.25, 1.5, 1.5, 1.5, -0.75]
     write_run(tmp_path / "r.trec", {"q": ranked("q", scores)}, tag="x")
     # read as trec_eval reads: text → double → float32
-    written = [np.float32(float(line.split()[4])) for line in (tmp_path / "r.trec").read_text().splitlines()]
+    written = [
+        np.float32(float(line.split()[4]))
+        for line in (tmp_path / "r.trec").read_text().splitlines()
+    ]
+
     def step_below(x):
         return np.nextafter(np.float32(x), np.float32(-np.inf))
 
@@ -109,13 +131,19 @@ def test_run_line_with_five_fields_names_file_and_line(tmp_path):
 def test_qrels_non_integer_grade_names_file_and_line(tmp_path):
     path = tmp_path / "qrels.txt"
     path.write_text("1 0 a 1\n1 0 b 1\n1 0 c high\n")
-    with pytest.raises(DataError, match=r"qrels\.txt:3: relevance grade must be an integer, got 'high'"):
+    with pytest.raises(
+        DataError, match=r"qrels\.txt:3: relevance grade must be an integer, got 'high'"
+    ):
         read_qrels(path)
 
 
 def test_json_missing_hits_names_entry(tmp_path):
     path = tmp_path / "c.json"
-    path.write_text(json.dumps([{"query": "a", "hits": [{"content": "x", "qid": 1, "docid": "d"}]}, {"query": "b"}]))
+    path.write_text(
+        json.dumps(
+            [{"query": "a", "hits": [{"content": "x", "qid": 1, "docid": "d"}]}, {"query": "b"}]
+        )
+    )
     with pytest.raises(DataError, match=r"c\.json: entry \[1\] is missing field\(s\) \['hits'\]"):
         rankllm_json(str(path), depth=100)
 
@@ -130,7 +158,9 @@ def test_json_query_with_no_candidates(tmp_path):
 def test_judged_query_without_candidates_in_run(toy_files):
     toy_files["run"].write_text("q1 Q0 d1 1 1.0 t\n")
     bench = FilesBenchmark("toy", str(toy_files["run"]), str(toy_files["qrels"]), M)
-    with pytest.raises(DataError, match=r"run\.trec: 1 judged queries have no candidates, e\.g\. \['q2'\]"):
+    with pytest.raises(
+        DataError, match=r"run\.trec: 1 judged queries have no candidates, e\.g\. \['q2'\]"
+    ):
         bench.load()
 
 

@@ -11,8 +11,10 @@ from dear.distill.groups import GroupDataset, GroupSampler, PairCollator
 from dear.distill.sources import FlagEmbeddingSource, TevatronSource, TrainQuery
 from dear.errors import DataError
 
-QUERIES = [TrainQuery(f"q{i}", f"query {i}", (f"p{i}", f"p{i}b"), tuple(f"n{i}_{j}" for j in range(12)))
-           for i in range(5)]
+QUERIES = [
+    TrainQuery(f"q{i}", f"query {i}", (f"p{i}", f"p{i}b"), tuple(f"n{i}_{j}" for j in range(12)))
+    for i in range(5)
+]
 
 
 def test_groups_are_deterministic_per_seed_and_epoch():
@@ -23,7 +25,11 @@ def test_groups_are_deterministic_per_seed_and_epoch():
     assert epoch0 != epoch1
     for qid, docs in epoch0 + epoch1:
         q = next(x for x in QUERIES if x.qid == qid)
-        assert docs[0] in q.positives and all(d in q.negatives for d in docs[1:]) and len(set(docs[1:])) == 3
+        assert (
+            docs[0] in q.positives
+            and all(d in q.negatives for d in docs[1:])
+            and len(set(docs[1:])) == 3
+        )
 
 
 def test_small_pools_are_sampled_with_replacement():
@@ -56,20 +62,41 @@ def test_collator_gives_teacher_logits_of_the_very_documents_in_the_batch(tiny_b
         assert batch["teacher"][g].tolist() == [teacher[(qid, d)] for d in group_docs]
         for j, d in enumerate(group_docs):  # row g*4+j holds exactly that (query, doc) pair
             q_text = next(q.text for q in QUERIES if q.qid == qid)
-            expected = encoder.pair(encoder.queries([q_text])[0], encoder.docs([("", f"text of {d}")])[0])[0]
+            expected = encoder.pair(
+                encoder.queries([q_text])[0], encoder.docs([("", f"text of {d}")])[0]
+            )[0]
             assert batch["input_ids"][g * 4 + j, : len(expected)].tolist() == expected
 
 
 def test_tevatron_and_flagembedding_sources(tmp_path):
     tev = tmp_path / "tev.jsonl"
-    tev.write_text(json.dumps({"query_id": "7", "query": "q", "positive_passages": [{"title": "T", "text": "pos"}],
-                               "negative_passages": [{"title": "", "text": "neg1"}, {"text": "neg2"}]}) + "\n")
+    tev.write_text(
+        json.dumps(
+            {
+                "query_id": "7",
+                "query": "q",
+                "positive_passages": [{"title": "T", "text": "pos"}],
+                "negative_passages": [{"title": "", "text": "neg1"}, {"text": "neg2"}],
+            }
+        )
+        + "\n"
+    )
     queries, docs = TevatronSource(str(tev)).load()
     assert queries[0].qid == "7" and len(queries[0].negatives) == 2
     assert docs.get_many(queries[0].positives) == {queries[0].positives[0]: ("T", "pos")}
     flag = tmp_path / "flag.jsonl"
-    flag.write_text(json.dumps({"query": "q", "pos": ["a"], "neg": ["b", "c"], "pos_scores": [1.0],
-                                "neg_scores": [0, 0]}) + "\n")
+    flag.write_text(
+        json.dumps(
+            {
+                "query": "q",
+                "pos": ["a"],
+                "neg": ["b", "c"],
+                "pos_scores": [1.0],
+                "neg_scores": [0, 0],
+            }
+        )
+        + "\n"
+    )
     fq, _ = FlagEmbeddingSource(str(flag)).load()
     assert fq[0].qid == FlagEmbeddingSource(str(flag)).load()[0][0].qid  # stable content-hash ids
     flag.write_text('{"query": "q", "neg": ["b"]}\n')

@@ -22,7 +22,12 @@ from safetensors.torch import load_file
 
 from dear.distill.groups import GroupDataset, GroupSampler, ResumableLoader
 from dear.distill.sources import TrainQuery
-from dear.utils.checkpoints import AtomicCheckpointIO, LastCheckpoint, load_checkpoint, resume_checkpoint
+from dear.utils.checkpoints import (
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    load_checkpoint,
+    resume_checkpoint,
+)
 from dear.utils.resume import AppendingCSVLogger, SeedEveryStep
 from tests.helpers import ROOT
 from tests.helpers.distill import make
@@ -49,10 +54,21 @@ def fit(student, tmp_path, ckpt_dir, recorder, ckpt_path=None):
     """6 steps of 3 groups (2 batches an epoch: 3 epochs), last.ckpt every 3 steps (mid-epoch)."""
     dm, module = make(student, tmp_path, alpha=0.5)
     L.seed_everything(0)
-    trainer = L.Trainer(accelerator="cpu", max_steps=6, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, use_distributed_sampler=False, num_sanity_val_steps=0,
-                        plugins=[AtomicCheckpointIO()],
-                        callbacks=[LastCheckpoint(str(ckpt_dir), every_n_train_steps=3), SeedEveryStep(0), recorder])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=6,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
+        callbacks=[
+            LastCheckpoint(str(ckpt_dir), every_n_train_steps=3),
+            SeedEveryStep(0),
+            recorder,
+        ],
+    )
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -82,8 +98,13 @@ def test_the_loader_state_resumes_mid_epoch_and_forgets_a_finished_epoch():
     data = GroupDataset(queries, group_size=2, seed=3)
 
     def loader():
-        return ResumableLoader(data, batch_size=2, sampler=GroupSampler(len(data), seed=3), drop_last=True,
-                               collate_fn=lambda groups: groups)
+        return ResumableLoader(
+            data,
+            batch_size=2,
+            sampler=GroupSampler(len(data), seed=3),
+            drop_last=True,
+            collate_fn=lambda groups: groups,
+        )
 
     whole = loader()
     whole.sampler.set_epoch(1)
@@ -104,7 +125,9 @@ def test_the_loader_state_resumes_mid_epoch_and_forgets_a_finished_epoch():
 
 
 def save(path: Path, step: int) -> None:
-    AtomicCheckpointIO().save_checkpoint({"global_step": step, "state_dict": {"w": torch.ones(64, 64)}}, path)
+    AtomicCheckpointIO().save_checkpoint(
+        {"global_step": step, "state_dict": {"w": torch.ones(64, 64)}}, path
+    )
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -147,12 +170,16 @@ def test_a_crafted_checkpoint_does_not_run_code(tmp_path):
     marker = tmp_path / "pwned"
     with open(tmp_path / "evil.ckpt", "wb") as f:
         pickle.dump({"state_dict": _Payload(marker)}, f)
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": _Payload(marker)}, tmp_path / "zip.ckpt")
+    torch.save(
+        {"state_dict": {"w": torch.zeros(1)}, "payload": _Payload(marker)}, tmp_path / "zip.ckpt"
+    )
     for name in ("evil.ckpt", "zip.ckpt"):
         with pytest.raises(pickle.UnpicklingError):
             load_checkpoint(tmp_path / name)
         with pytest.raises(pickle.UnpicklingError):
-            AtomicCheckpointIO().load_checkpoint(tmp_path / name, weights_only=False)  # the caller cannot opt out
+            AtomicCheckpointIO().load_checkpoint(
+                tmp_path / name, weights_only=False
+            )  # the caller cannot opt out
     assert not marker.exists()
 
 
@@ -164,8 +191,12 @@ def test_export_reads_the_recorded_checkpoint_from_the_run_only(tmp_path, monkey
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     save(elsewhere / "best.ckpt", 1)
-    callback = SimpleNamespace(monitor="val/nDCG@10", dirpath=str(tmp_path / "run"),
-                               best_model_path=str(elsewhere / "best.ckpt"), last_model_path="")
+    callback = SimpleNamespace(
+        monitor="val/nDCG@10",
+        dirpath=str(tmp_path / "run"),
+        best_model_path=str(elsewhere / "best.ckpt"),
+        last_model_path="",
+    )
     trainer = SimpleNamespace(checkpoint_callbacks=[callback])
     with pytest.raises(FileNotFoundError, match="run/best.ckpt"):
         export_checkpoint(trainer)
@@ -176,10 +207,15 @@ def test_export_reads_the_recorded_checkpoint_from_the_run_only(tmp_path, monkey
 def test_csv_metrics_are_appended_on_resume(tmp_path):
     for step in (0, 1):
         logger = AppendingCSVLogger(save_dir=str(tmp_path), name="csv", version="")
-        logger.log_metrics({"train/loss": 1.0 + step} | ({"val/nDCG@10": 0.5} if step else {}), step=step)
+        logger.log_metrics(
+            {"train/loss": 1.0 + step} | ({"val/nDCG@10": 0.5} if step else {}), step=step
+        )
         logger.save()
     rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
-    assert [(r["step"], r["train/loss"], r["val/nDCG@10"]) for r in rows] == [("0", "1.0", ""), ("1", "2.0", "0.5")]
+    assert [(r["step"], r["train/loss"], r["val/nDCG@10"]) for r in rows] == [
+        ("0", "1.0", ""),
+        ("1", "2.0", "0.5"),
+    ]
 
 
 def test_building_a_tiny_model_leaves_the_global_rng_alone(tmp_path):
@@ -192,11 +228,15 @@ def test_building_a_tiny_model_leaves_the_global_rng_alone(tmp_path):
     build_tiny(tmp_path / "a", "bert", "seqcls")  # already there: nothing built
     assert torch.equal(torch.get_rng_state(), state)
     second = build_tiny(tmp_path / "b", "bert", "seqcls")
-    a, b = load_file(Path(first) / "model.safetensors"), load_file(Path(second) / "model.safetensors")
+    a, b = (
+        load_file(Path(first) / "model.safetensors"),
+        load_file(Path(second) / "model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 # --- train.py for real: kill -9, truncated checkpoint ---------------------------------------------
+
 
 class HangAtStep(L.Callback):
     """Test hook: at ``step`` writes ``marker`` and waits to be killed."""
@@ -213,19 +253,41 @@ class HangAtStep(L.Callback):
 def train_cli(run_dir, toy_files, flag_jsonl, tiny_bert_cls, *extra, wait=True):
     """train.py on the fixtures of test_train_cli: 8 steps of 2 groups (4 batches an epoch),
     validation every 2 steps, last.ckpt every 3 (and after each validation)."""
-    files = {"candidates": toy_files["run"], "qrels": toy_files["qrels"], "docs": toy_files["docs"],
-             "queries": toy_files["queries"]}
+    files = {
+        "candidates": toy_files["run"],
+        "qrels": toy_files["qrels"],
+        "docs": toy_files["docs"],
+        "queries": toy_files["queries"],
+    }
     val = ", ".join(f"{k}: '{v}'" for k, v in files.items())
-    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", "student=minilm_cross_encoder",
-            f"student.model={tiny_bert_cls}",
-            f"data.val={{_target_: dear.data.benchmarks.FilesBenchmark, name: val, measures: [nDCG@10], {val}}}",
-            "student.lora.target_modules=[query,value]", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
-            "teacher.pooling=auto", "alpha=a0.5", "data.group_size=4", "data.batch_size=2", "trainer.max_steps=8",
-            "trainer.max_epochs=10", "trainer.log_every_n_steps=1", "trainer.val_check_interval=2",
-            "callbacks.last.every_n_train_steps=3", "~callbacks.progress", "benchmark@evaluation.benchmark=files",
-            *(f"evaluation.benchmark.{k}={v}" for k, v in files.items()), "evaluation.depth=3",
-            f"hydra.run.dir={run_dir}", *extra]
-    env = os.environ | {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}  # for tests.distill.test_faults.HangAtStep
+    args = [
+        "data=flagembedding",
+        f"data.train.path={flag_jsonl}",
+        "student=minilm_cross_encoder",
+        f"student.model={tiny_bert_cls}",
+        f"data.val={{_target_: dear.data.benchmarks.FilesBenchmark, name: val, measures: [nDCG@10], {val}}}",
+        "student.lora.target_modules=[query,value]",
+        "teacher=rankllama_13b",
+        f"teacher.model={tiny_bert_cls}",
+        "teacher.pooling=auto",
+        "alpha=a0.5",
+        "data.group_size=4",
+        "data.batch_size=2",
+        "trainer.max_steps=8",
+        "trainer.max_epochs=10",
+        "trainer.log_every_n_steps=1",
+        "trainer.val_check_interval=2",
+        "callbacks.last.every_n_train_steps=3",
+        "~callbacks.progress",
+        "benchmark@evaluation.benchmark=files",
+        *(f"evaluation.benchmark.{k}={v}" for k, v in files.items()),
+        "evaluation.depth=3",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+    env = os.environ | {
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"
+    }  # for tests.distill.test_faults.HangAtStep
     cmd = [sys.executable, "train.py", *args]
     if not wait:  # output to a file: a full pipe would stall the run before it reaches the step
         with open(f"{run_dir}.log", "w") as log:
@@ -237,21 +299,26 @@ def train_cli(run_dir, toy_files, flag_jsonl, tiny_bert_cls, *extra, wait=True):
 
 def outcome(run: Path) -> tuple[dict, dict]:
     """({stage: {metric: value}} without timings, exported adapter weights)."""
-    metrics = {stage: {k: v for k, v in values.items() if not k.startswith("sec_")}
-               for stage, values in json.loads((run / "metrics.json").read_text()).items()}
+    metrics = {
+        stage: {k: v for k, v in values.items() if not k.startswith("sec_")}
+        for stage, values in json.loads((run / "metrics.json").read_text()).items()
+    }
     return metrics, load_file(run / "export" / "adapter_model.safetensors")
 
 
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run_and_a_truncated_checkpoint_never_blocks(
-        tmp_path, flag_jsonl, toy_files, tiny_bert_cls):
+    tmp_path, flag_jsonl, toy_files, tiny_bert_cls
+):
     train_cli(tmp_path / "whole", toy_files, flag_jsonl, tiny_bert_cls)
     metrics, weights = outcome(tmp_path / "whole")
 
     for kill_at, truncate in [(5, False), (7, True)]:
         run, marker = tmp_path / f"killed{kill_at}", tmp_path / f"hang{kill_at}"
-        hang = (f"+callbacks.hang={{_target_: tests.distill.test_faults.HangAtStep, step: {kill_at}, "
-                f"marker: '{marker}'}}")
+        hang = (
+            f"+callbacks.hang={{_target_: tests.distill.test_faults.HangAtStep, step: {kill_at}, "
+            f"marker: '{marker}'}}"
+        )
         proc = train_cli(run, toy_files, flag_jsonl, tiny_bert_cls, hang, wait=False)
         deadline = time.monotonic() + 300
         try:
@@ -271,6 +338,14 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run_and_a_truncated_checkpoi
         assert "not resumable" not in again.stderr
         got_metrics, got_weights = outcome(run)
         assert got_metrics == metrics
-        assert got_weights.keys() == weights.keys() and all(torch.equal(got_weights[k], weights[k]) for k in weights)
-        steps = [int(r["step"]) for r in csv.DictReader(open(run / "csv" / "metrics.csv")) if r.get("train/loss")]
-        assert steps[0] == 0 and steps[-1] == 7  # the killed attempt's rows kept, the resumed ones appended
+        assert got_weights.keys() == weights.keys() and all(
+            torch.equal(got_weights[k], weights[k]) for k in weights
+        )
+        steps = [
+            int(r["step"])
+            for r in csv.DictReader(open(run / "csv" / "metrics.csv"))
+            if r.get("train/loss")
+        ]
+        assert (
+            steps[0] == 0 and steps[-1] == 7
+        )  # the killed attempt's rows kept, the resumed ones appended

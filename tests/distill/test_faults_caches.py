@@ -23,11 +23,24 @@ from tests.helpers import ROOT, shared
 
 
 def _precompute(tmp_path, flag_jsonl, tiny_bert_cls) -> str:
-    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", "data.shard_size=4",
-            f"data.cache_dir={tmp_path}/cache", "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}",
-            "teacher.pooling=auto", f"hydra.run.dir={tmp_path}/pre"]
-    proc = subprocess.run([sys.executable, "-m", "dear.distill.precompute", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "COLUMNS": "400"})
+    args = [
+        "data=flagembedding",
+        f"data.train.path={flag_jsonl}",
+        "data.shard_size=4",
+        f"data.cache_dir={tmp_path}/cache",
+        "teacher=rankllama_13b",
+        f"teacher.model={tiny_bert_cls}",
+        "teacher.pooling=auto",
+        f"hydra.run.dir={tmp_path}/pre",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "dear.distill.precompute", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "400"},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stderr
 
@@ -44,11 +57,15 @@ def _poison(path: Path, manifest: Path) -> None:
 
 
 @pytest.mark.slow  # two precompute commands: about 50 s here
-def test_damaged_shards_are_refused_then_rebuilt_by_rerunning_precompute(tmp_path, flag_jsonl, tiny_bert_cls):
+def test_damaged_shards_are_refused_then_rebuilt_by_rerunning_precompute(
+    tmp_path, flag_jsonl, tiny_bert_cls
+):
     _precompute(tmp_path, flag_jsonl, tiny_bert_cls)
     (cache_dir,) = (tmp_path / "cache").iterdir()
     manifest = json.loads((cache_dir / "manifest.json").read_text())
-    before = {p.name: pq.read_table(p).to_pylist() for p in sorted(cache_dir.glob("shard-*.parquet"))}
+    before = {
+        p.name: pq.read_table(p).to_pylist() for p in sorted(cache_dir.glob("shard-*.parquet"))
+    }
     assert len(before) == 8  # 48 pairs in shards of 4 that never split a query's pairs
 
     shard = lambda i: cache_dir / f"shard-{i:05d}.parquet"  # noqa: E731
@@ -57,17 +74,25 @@ def test_damaged_shards_are_refused_then_rebuilt_by_rerunning_precompute(tmp_pat
     shard(6).unlink()  # deleted
     _poison(shard(7), cache_dir / "manifest.json")
     cache = TeacherCache(cache_dir)
-    with pytest.raises(DataError, match=r"shard-00001\.parquet: checksum differs.*re-run `python -m dear\.distill"):
+    with pytest.raises(
+        DataError, match=r"shard-00001\.parquet: checksum differs.*re-run `python -m dear\.distill"
+    ):
         cache.load(manifest["fingerprint"], [])  # what training's setup calls: no pyarrow traceback
 
-    log = " ".join(_precompute(tmp_path, flag_jsonl, tiny_bert_cls).split())  # the `complete` marker is not trusted
+    log = " ".join(
+        _precompute(tmp_path, flag_jsonl, tiny_bert_cls).split()
+    )  # the `complete` marker is not trusted
     for i in (1, 4, 7):
         assert f"shard-{i:05d}.parquet" in log and "rescoring it" in log
     assert "rank 0: scored 4 of its 8 shards" in log  # 1, 4, 6 and 7; the 4 valid ones are kept
-    after = {p.name: pq.read_table(p).to_pylist() for p in sorted(cache_dir.glob("shard-*.parquet"))}
+    after = {
+        p.name: pq.read_table(p).to_pylist() for p in sorted(cache_dir.glob("shard-*.parquet"))
+    }
     assert after.keys() == before.keys()
     for name in before:
-        assert [r["logit"] for r in after[name]] == pytest.approx([r["logit"] for r in before[name]], abs=1e-6)
+        assert [r["logit"] for r in after[name]] == pytest.approx(
+            [r["logit"] for r in before[name]], abs=1e-6
+        )
     assert len(cache.load(manifest["fingerprint"], [])) == 48
 
 
@@ -77,7 +102,8 @@ def test_concurrent_harness_bm25_builds_on_a_fresh_cache(tmp_path):
     BM25 cache at once, as four `evaluate.py benchmark=scifact` jobs do: all succeed, one index."""
     shared("ir_datasets", "beir", "scifact")
     script = tmp_path / "index.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import json, sys, time
         from dear.data.bm25 import BM25Params
         from dear.data.candidates import dataset_bm25_index
@@ -86,10 +112,19 @@ def test_concurrent_harness_bm25_builds_on_a_fresh_cache(tmp_path):
             time.sleep(0.01)
         index = dataset_bm25_index("beir/scifact/test", sys.argv[2], BM25Params())
         print(json.dumps(index.search(["microglia activation in the brain"], 5)))
-    """))
+    """)
+    )
     start = time.time() + 10
-    jobs = [subprocess.Popen([sys.executable, str(script), str(start), str(tmp_path / "bm25")], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(start), str(tmp_path / "bm25")],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     results = [job.communicate(timeout=600) for job in jobs]
     assert [job.returncode for job in jobs] == [0] * 4, [err[-2000:] for _, err in results]
     hits = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]

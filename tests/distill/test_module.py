@@ -15,9 +15,16 @@ from tests.helpers.distill import N_QUERIES, POOL, TEACHER_PREFERS, FixtureSourc
 
 def fit(dm, module, steps):
     L.seed_everything(0)
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-                        num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, datamodule=dm)
     return trainer
 
@@ -32,10 +39,17 @@ def group_scores(dm, module):
 
 def test_fast_dev_run(tiny_bert_cls, tmp_path):
     dm, module = make(tiny_bert_cls, tmp_path, alpha=0.5)
-    trainer = L.Trainer(accelerator="cpu", fast_dev_run=True, logger=False, enable_progress_bar=False,
-                        use_distributed_sampler=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        fast_dev_run=True,
+        logger=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+    )
     trainer.fit(module, datamodule=dm)
-    assert (tmp_path / "teacher").is_dir() and dm.teacher.cache.complete  # the cache was computed on the way
+    assert (
+        tmp_path / "teacher"
+    ).is_dir() and dm.teacher.cache.complete  # the cache was computed on the way
 
 
 @pytest.mark.parametrize("rank", ["ranknet_eq5", "ranknet"])
@@ -97,8 +111,13 @@ def test_export_loads_with_peft_alone_and_scores_like_our_engine(tiny_llama_cls,
     from dear.data.contract import Candidate, Query, Ranking
     from dear.rerank.pointwise import CrossEncoderScorer
 
-    student = {"model": tiny_llama_cls, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-               "pooling": "last", "dtype": "float32", "template": {"query_max_len": 16, "doc_max_len": 24}}
+    student = {
+        "model": tiny_llama_cls,
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        "pooling": "last",
+        "dtype": "float32",
+        "template": {"query_max_len": 16, "doc_max_len": 24},
+    }
     module = DistillModule(student, DistillLoss("ranknet", alpha=0.0))
     with torch.no_grad():  # make the adapter non-trivial
         for n, p in module.named_parameters():
@@ -107,26 +126,41 @@ def test_export_loads_with_peft_alone_and_scores_like_our_engine(tiny_llama_cls,
     export = module.export(tmp_path / "export")
     assert (export / "adapter_config.json").is_file() and (export / "dear_scorer.json").is_file()
 
-    ranking = Ranking(Query("q", "tell me about llamas"),
-                      [Candidate("a", "llamas are camelids"), Candidate("b", "cats")])
+    ranking = Ranking(
+        Query("q", "tell me about llamas"),
+        [Candidate("a", "llamas are camelids"), Candidate("b", "cats")],
+    )
     ours = CrossEncoderScorer.from_export(str(tmp_path)).score([ranking])[0]  # run dir works too
-    plain = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(tiny_llama_cls, num_labels=1),
-                                      str(export)).eval()
+    plain = PeftModel.from_pretrained(
+        AutoModelForSequenceClassification.from_pretrained(tiny_llama_cls, num_labels=1),
+        str(export),
+    ).eval()
     ids, _ = CrossEncoderScorer.from_export(str(export)).encode([ranking])
     with torch.inference_mode():
         theirs = [plain(input_ids=torch.tensor([x])).logits.item() for x in ids]
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     with torch.inference_mode():
-        trained = module(module_batch := {"input_ids": torch.tensor([ids[0]]),
-                                          "attention_mask": torch.ones(1, len(ids[0]), dtype=torch.long)})
+        trained = module(
+            module_batch := {
+                "input_ids": torch.tensor([ids[0]]),
+                "attention_mask": torch.ones(1, len(ids[0]), dtype=torch.long),
+            }
+        )
     assert trained.item() == pytest.approx(ours[0], abs=1e-5) and module_batch
 
 
 def test_qlora_student_trains_on_cpu(tiny_llama_cls):
-    student = {"model": tiny_llama_cls, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-               "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
-                                "bnb_4bit_compute_dtype": "float32"},
-               "pooling": "last", "dtype": "float32"}
+    student = {
+        "model": tiny_llama_cls,
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        "quantization": {
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": "nf4",
+            "bnb_4bit_compute_dtype": "float32",
+        },
+        "pooling": "last",
+        "dtype": "float32",
+    }
     module = DistillModule(student, DistillLoss("pointce", alpha=0.0))
     assert "4bit" in type(module._net.model.layers[0].self_attn.q_proj.base_layer).__name__
     ids = torch.randint(10, 200, (4, 9))
@@ -150,19 +184,37 @@ def test_checkpoints_keep_trainable_weights_whatever_the_wrapper_prefixes():
             super().__init__()
             self._fsdp_wrapped_module = net
 
-    assert trainable_state(Wrapped(), {"_fsdp_wrapped_module.1.bias": 4, "1.weight": 3, "0.bias": 2}) == \
-        {"_fsdp_wrapped_module.1.bias": 4, "1.weight": 3}
+    assert trainable_state(
+        Wrapped(), {"_fsdp_wrapped_module.1.bias": 4, "1.weight": 3, "0.bias": 2}
+    ) == {"_fsdp_wrapped_module.1.bias": 4, "1.weight": 3}
 
 
 def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_bert_cls, tmp_path):
     from dear.data.contract import Candidate, Query, Ranking
     from dear.rerank.pointwise import BiEncoderScorer, scorer_from_export
 
-    student = {"model": tiny_bert_cls, "kind": "bi_encoder", "lora": None, "dtype": "float32", "max_len": 24,
-               "query_prefix": "q: ", "doc_prefix": "d: ", "logit_scale": 20.0}
-    dm = DistillDataModule(FixtureSource(), student, None, group_size=POOL + 1, batch_size=3,
-                           cache_dir=str(tmp_path / "teacher"), seed=0)  # alpha = 0: no teacher
-    module = DistillModule(student, DistillLoss("ranknet_eq5", alpha=0.0), lr=1e-2, warmup_ratio=0.0)
+    student = {
+        "model": tiny_bert_cls,
+        "kind": "bi_encoder",
+        "lora": None,
+        "dtype": "float32",
+        "max_len": 24,
+        "query_prefix": "q: ",
+        "doc_prefix": "d: ",
+        "logit_scale": 20.0,
+    }
+    dm = DistillDataModule(
+        FixtureSource(),
+        student,
+        None,
+        group_size=POOL + 1,
+        batch_size=3,
+        cache_dir=str(tmp_path / "teacher"),
+        seed=0,
+    )  # alpha = 0: no teacher
+    module = DistillModule(
+        student, DistillLoss("ranknet_eq5", alpha=0.0), lr=1e-2, warmup_ratio=0.0
+    )
     dm.setup()
     batch = dm.collate([dm.train_set[i] for i in range(N_QUERIES)])
     assert set(batch) >= {"query_ids", "doc_ids", "labels"} and batch["query_ids"].shape[1] <= 24
@@ -176,13 +228,21 @@ def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_
     fit(dm, module, steps=30)
     assert loss() < 0.5 * before
     export = module.export(tmp_path / "export")
-    scorer = scorer_from_export(str(tmp_path), dtype="auto", max_batch_pairs=64)  # as conf/pointwise/export.yaml passes
-    assert isinstance(scorer, BiEncoderScorer) and scorer.logit_scale == 20.0 and scorer.max_len == 24
+    scorer = scorer_from_export(
+        str(tmp_path), dtype="auto", max_batch_pairs=64
+    )  # as conf/pointwise/export.yaml passes
+    assert (
+        isinstance(scorer, BiEncoderScorer) and scorer.logit_scale == 20.0 and scorer.max_len == 24
+    )
     q = dm.queries[0]
-    ranking = Ranking(Query(q.qid, dm.collate.queries[q.qid]),
-                      [Candidate(d, *reversed(dm.collate.docs.get_many([d])[d])) for d in q.docids])
+    ranking = Ranking(
+        Query(q.qid, dm.collate.queries[q.qid]),
+        [Candidate(d, *reversed(dm.collate.docs.get_many([d])[d])) for d in q.docids],
+    )
     ours = scorer.score([ranking])[0]
-    np.testing.assert_allclose(ours, group_scores(dm, module)[0], atol=1e-5)  # training forward == export
+    np.testing.assert_allclose(
+        ours, group_scores(dm, module)[0], atol=1e-5
+    )  # training forward == export
     assert not (export / "adapter_config.json").exists()  # a plain encoder directory
     with pytest.raises(ValueError, match="fully fine-tuned"):
         DistillModule({**student, "lora": {"r": 4}}, DistillLoss("ranknet", alpha=0.0))

@@ -37,14 +37,27 @@ def test_teacher_cache_fingerprints_are_unchanged(teacher):
 
 
 def test_each_scorer_names_the_settings_that_do_not_change_its_scores():
-    cross = {"_target_": "dear.rerank.pointwise.CrossEncoderScorer", "model": "m", "device": "cuda:1",
-             "max_batch_pairs": 8, "max_batch_tokens": 99, "dtype": "auto"}
+    cross = {
+        "_target_": "dear.rerank.pointwise.CrossEncoderScorer",
+        "model": "m",
+        "device": "cuda:1",
+        "max_batch_pairs": 8,
+        "max_batch_tokens": 99,
+        "dtype": "auto",
+    }
     assert scoring_settings(cross) == {"_target_": cross["_target_"], "model": "m", "dtype": "auto"}
-    bi = {"_target_": "dear.rerank.pointwise.BiEncoderScorer", "model": "m", "memo_size": 5, "max_batch_items": 3}
+    bi = {
+        "_target_": "dear.rerank.pointwise.BiEncoderScorer",
+        "model": "m",
+        "memo_size": 5,
+        "max_batch_items": 3,
+    }
     assert scoring_settings(bi) == {"_target_": bi["_target_"], "model": "m"}
     lexical = {"_target_": "dear.rerank.lexical.BM25Scorer", "dataset": "d", "cache_dir": "/c"}
     assert scoring_settings(lexical) == lexical  # the index it scores from is part of what it is
-    assert runtime_only({"_target_": "dear.rerank.vllm_pointwise.VLLMPointwiseScorer"}) == {"device"}
+    assert runtime_only({"_target_": "dear.rerank.vllm_pointwise.VLLMPointwiseScorer"}) == {
+        "device"
+    }
     assert runtime_only({"_target_": "dear.rerank.fusion.FusionScorer"}) == set()
     assert runtime_only({"model": "no target"}) == set()
 
@@ -52,7 +65,9 @@ def test_each_scorer_names_the_settings_that_do_not_change_its_scores():
 class Source:
     def load(self):
         docs = {f"d{i}": ("", f"doc {i}") for i in range(6)}
-        queries = [TrainQuery(f"q{i}", f"query {i}", (f"d{2 * i}",), (f"d{2 * i + 1}",)) for i in range(3)]
+        queries = [
+            TrainQuery(f"q{i}", f"query {i}", (f"d{2 * i}",), (f"d{2 * i + 1}",)) for i in range(3)
+        ]
         return queries, DocStore("toy", docs)
 
     def describe(self):
@@ -66,8 +81,10 @@ class Scorer:
 
 def test_the_teacher_is_built_only_while_its_cache_is_missing(tmp_path):
     built = []
-    teacher = Teacher({"_target_": "tests.distill.test_pieces.Scorer", "model": "toy"},
-                      build=lambda **kw: built.append(kw) or Scorer())
+    teacher = Teacher(
+        {"_target_": "tests.distill.test_pieces.Scorer", "model": "toy"},
+        build=lambda **kw: built.append(kw) or Scorer(),
+    )
     logits = TeacherLogits(teacher, Source(), str(tmp_path), shard_size=2)
     assert not logits.ready
     queries, docs = Source().load()
@@ -81,7 +98,11 @@ def test_the_teacher_is_built_only_while_its_cache_is_missing(tmp_path):
 
 class Benchmark:
     def load(self):
-        run = {"q1": Ranking(Query("q1", "query 1"), [Candidate("d2", "two"), Candidate("d3", "three")])}
+        run = {
+            "q1": Ranking(
+                Query("q1", "query 1"), [Candidate("d2", "two"), Candidate("d3", "three")]
+            )
+        }
         return Loaded(run, Qrels({"q1": {"d3": 1}}, ["nDCG@10"]))
 
 
@@ -96,12 +117,17 @@ def test_validation_set_holds_out_its_queries_and_scores_flat_pairs():
 
 def test_data_module_without_a_teacher_has_nothing_to_cache(tiny_bert_cls, tmp_path):
     student = {"model": tiny_bert_cls, "template": {"query_max_len": 8, "doc_max_len": 8}}
-    dm = DistillDataModule(Source(), student, None, val=Benchmark(), group_size=2, cache_dir=str(tmp_path))
+    dm = DistillDataModule(
+        Source(), student, None, val=Benchmark(), group_size=2, cache_dir=str(tmp_path)
+    )
     dm.prepare_data()
     dm.setup()
     assert dm.records() == {} and not any(tmp_path.iterdir())
     assert [q.qid for q in dm.queries] == ["q0", "q2"]  # q1 is the validation set's
-    assert "teacher" not in dm.collate([dm.train_set[0]]) and dm.val_pairs == [("q1", "d2"), ("q1", "d3")]
+    assert "teacher" not in dm.collate([dm.train_set[0]]) and dm.val_pairs == [
+        ("q1", "d2"),
+        ("q1", "d3"),
+    ]
 
 
 @pytest.mark.parametrize("alpha, wanted", [("a0", False), ("a0.5", True)])

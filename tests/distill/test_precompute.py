@@ -45,7 +45,8 @@ def test_ranks_splitting_the_shards_build_the_single_process_cache(tmp_path):
     """Two processes, each scoring the shards it owns (i mod 2) into one directory at the same time,
     then one finish: the cache equals one process's, and each pair was scored once."""
     script = tmp_path / "rank.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from tests.helpers.teacher_cache import QUERIES, DOCS, FP, Recording
@@ -57,11 +58,17 @@ def test_ranks_splitting_the_shards_build_the_single_process_cache(tmp_path):
         scorer = Recording()
         cache.build_shards(plan, range(rank, len(plan.shards), world), lambda: scorer, DOCS)
         print(" ".join(d.split()[-1] for d in scorer.scored))
-    """))
+    """)
+    )
     shared = tmp_path / "shared"
-    ranks = [subprocess.Popen([sys.executable, str(script), str(shared), str(r), "2"], stdout=subprocess.PIPE,
-                              text=True)
-             for r in range(2)]
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(shared), str(r), "2"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     scored = [sorted(int(i) for i in rank.communicate(timeout=120)[0].split()) for rank in ranks]
     assert [rank.returncode for rank in ranks] == [0, 0]
     from dear.distill.teacher_cache import pair_list, query_aligned_shards
@@ -79,11 +86,21 @@ def test_ranks_splitting_the_shards_build_the_single_process_cache(tmp_path):
     assert TeacherCache(shared).load(FP, pair_list(QUERIES)) == single.load(FP, pair_list(QUERIES))
 
 
-def _precompute_args(flag_jsonl, tiny_bert_cls, cache_root: Path, run_dir: Path, processes: int, delay: float):
-    args = ["data=flagembedding", f"data.train.path={flag_jsonl}", "data.shard_size=4", f"data.cache_dir={cache_root}",
-            "teacher=rankllama_13b", f"teacher.model={tiny_bert_cls}", "teacher.pooling=auto",
-            "teacher._target_=tests.distill.test_precompute.SlowCrossEncoder", f"+teacher.delay={delay}",
-            f"hydra.run.dir={run_dir}"]
+def _precompute_args(
+    flag_jsonl, tiny_bert_cls, cache_root: Path, run_dir: Path, processes: int, delay: float
+):
+    args = [
+        "data=flagembedding",
+        f"data.train.path={flag_jsonl}",
+        "data.shard_size=4",
+        f"data.cache_dir={cache_root}",
+        "teacher=rankllama_13b",
+        f"teacher.model={tiny_bert_cls}",
+        "teacher.pooling=auto",
+        "teacher._target_=tests.distill.test_precompute.SlowCrossEncoder",
+        f"+teacher.delay={delay}",
+        f"hydra.run.dir={run_dir}",
+    ]
     if processes > 1:
         args += ["trainer=ddp", f"trainer.devices={processes}", "trainer.accelerator=cpu"]
     return [sys.executable, "-m", "dear.distill.precompute", *args]
@@ -91,7 +108,11 @@ def _precompute_args(flag_jsonl, tiny_bert_cls, cache_root: Path, run_dir: Path,
 
 def _env() -> dict:
     # COLUMNS: rich wraps log lines at 80 columns when not on a terminal
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "COLUMNS": "400"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "COLUMNS": "400",
+    }
 
 
 def _run(cmd) -> str:
@@ -102,8 +123,9 @@ def _run(cmd) -> str:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_completes(tmp_path, flag_jsonl,
-                                                                                    tiny_bert_cls):
+def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_completes(
+    tmp_path, flag_jsonl, tiny_bert_cls
+):
     """`trainer=ddp trainer.devices=2 trainer.accelerator=cpu` (Lightning launches rank 1, gloo): 8 shards
     (one query of 6 pairs each: a shard never splits a query), equal to one process's. Then a
     2-process run killed part way (SIGKILL) leaves only whole shards, and a 1-process re-run scores
@@ -117,10 +139,20 @@ def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_comp
     _assert_same_cache(_rows(pair), _rows(single))
 
     killed = tmp_path / "killed"
-    job = subprocess.Popen(_precompute_args(flag_jsonl, tiny_bert_cls, killed, tmp_path / "r3", 2, delay), cwd=ROOT,
-                           env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    job = subprocess.Popen(
+        _precompute_args(flag_jsonl, tiny_bert_cls, killed, tmp_path / "r3", 2, delay),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
-    while len(list(killed.glob("*/shard-*.parquet"))) < 3 and time.time() < deadline and job.poll() is None:
+    while (
+        len(list(killed.glob("*/shard-*.parquet"))) < 3
+        and time.time() < deadline
+        and job.poll() is None
+    ):
         time.sleep(0.05)
     os.kill(job.pid, signal.SIGKILL)  # rank 0 dies part way; then its orphaned rank 1
     job.wait()
@@ -134,5 +166,7 @@ def test_two_gloo_processes_build_the_single_process_cache_and_a_killed_run_comp
         assert pq.read_table(shard).num_rows == 6
 
     rerun = _run(_precompute_args(flag_jsonl, tiny_bert_cls, killed, tmp_path / "r3", 1, delay))
-    assert "rank 0/1: 8 of 8 shards" in rerun and f"rank 0: scored {8 - done} of its 8 shards" in rerun
+    assert (
+        "rank 0/1: 8 of 8 shards" in rerun and f"rank 0: scored {8 - done} of its 8 shards" in rerun
+    )
     _assert_same_cache(_rows(killed), _rows(single))

@@ -34,10 +34,21 @@ class Source:
 
     def load(self):
         order = ("d5", "d1", "d7", "d0", "d3", "d9")
-        q0 = TrainQuery("q0", "first query", ("d1", "d3"), tuple(d for d in order if d not in ("d1", "d3")),
-                        order if self.ranked else ())
+        q0 = TrainQuery(
+            "q0",
+            "first query",
+            ("d1", "d3"),
+            tuple(d for d in order if d not in ("d1", "d3")),
+            order if self.ranked else (),
+        )
         q1 = TrainQuery("q1", "second query", ("d2",), ("d4", "d6", "d8"), ())
-        q2 = TrainQuery("q2", "no positive in its window", ("d11",), ("d4", "d6", "d10"), ("d4", "d6", "d10", "d11"))
+        q2 = TrainQuery(
+            "q2",
+            "no positive in its window",
+            ("d11",),
+            ("d4", "d6", "d10"),
+            ("d4", "d6", "d10", "d11"),
+        )
         return [q0, q1, q2], DocStore("mem", DOCS)
 
 
@@ -54,7 +65,9 @@ class Scorer:
 @pytest.fixture
 def teacher():
     Scorer.calls = 0
-    return Teacher({"_target_": "tests.distill.test_teacher.Scorer", "model": "toy"}, lambda **_: Scorer())
+    return Teacher(
+        {"_target_": "tests.distill.test_teacher.Scorer", "model": "toy"}, lambda **_: Scorer()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +79,12 @@ def ids(line: str) -> list[int]:
     return [int(i) for i in re.findall(r"\[(\d+)\]", line)]
 
 
-def test_window_keeps_first_stage_order_and_answer_puts_positives_first_then_teacher_order(teacher, dear_prompt,
-                                                                                           tmp_path):
-    builder = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path))
+def test_window_keeps_first_stage_order_and_answer_puts_positives_first_then_teacher_order(
+    teacher, dear_prompt, tmp_path
+):
+    builder = TeacherPermutations(
+        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
+    )
     examples = builder.examples(teacher)
     assert len(examples) == 3  # q0, q1 (shuffled), q2 (its positive d11 is 4th)
     first = examples[0]
@@ -81,36 +97,75 @@ def test_window_keeps_first_stage_order_and_answer_puts_positives_first_then_tea
     assert first.think == "" and first.system == dear_prompt.system
 
 
-def test_queries_without_a_positive_in_the_window_are_skipped_unless_asked(teacher, dear_prompt, tmp_path):
-    small = TeacherPermutations(Source(), dear_prompt, window_size=3, max_words=4, cache_dir=str(tmp_path))
+def test_queries_without_a_positive_in_the_window_are_skipped_unless_asked(
+    teacher, dear_prompt, tmp_path
+):
+    small = TeacherPermutations(
+        Source(), dear_prompt, window_size=3, max_words=4, cache_dir=str(tmp_path)
+    )
     assert len(small.examples(teacher)) == 2  # q2's top 3 lack d11
-    kept = TeacherPermutations(Source(), dear_prompt, window_size=3, max_words=4, cache_dir=str(tmp_path),
-                               require_positive=False)
+    kept = TeacherPermutations(
+        Source(),
+        dear_prompt,
+        window_size=3,
+        max_words=4,
+        cache_dir=str(tmp_path),
+        require_positive=False,
+    )
     assert len(kept.examples(teacher)) == 3
 
 
 def test_a_source_without_a_ranking_is_shuffled_by_seed(teacher, dear_prompt, tmp_path):
-    windows = {seed: TeacherPermutations(Source(ranked=False), dear_prompt, window_size=6, max_words=4, seed=seed,
-                                         cache_dir=str(tmp_path)).window(Source(False).load()[0][0])
-               for seed in (0, 0, 1)}
+    windows = {
+        seed: TeacherPermutations(
+            Source(ranked=False),
+            dear_prompt,
+            window_size=6,
+            max_words=4,
+            seed=seed,
+            cache_dir=str(tmp_path),
+        ).window(Source(False).load()[0][0])
+        for seed in (0, 0, 1)
+    }
     assert sorted(windows[0]) == sorted(("d1", "d3", "d5", "d7", "d0", "d9"))
     assert windows[0] != ["d1", "d3", "d5", "d7", "d0", "d9"] or windows[1] != windows[0]
 
 
-def test_shuffle_reorders_a_ranked_window_but_keeps_its_passages_and_the_target_follows(teacher, dear_prompt, tmp_path):
+def test_shuffle_reorders_a_ranked_window_but_keeps_its_passages_and_the_target_follows(
+    teacher, dear_prompt, tmp_path
+):
     query = Source().load()[0][0]
-    plain = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path))
-    mixed = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path),
-                                shuffle=True, seed=3)
-    assert sorted(mixed.window(query)) == sorted(plain.window(query)) and mixed.window(query) == mixed.window(query)
+    plain = TeacherPermutations(
+        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
+    )
+    mixed = TeacherPermutations(
+        Source(),
+        dear_prompt,
+        window_size=5,
+        max_words=4,
+        cache_dir=str(tmp_path),
+        shuffle=True,
+        seed=3,
+    )
+    assert sorted(mixed.window(query)) == sorted(plain.window(query)) and mixed.window(
+        query
+    ) == mixed.window(query)
     example = mixed.examples(teacher)[0]
     window = mixed.window(query)
     best = [window[i - 1] for i in ids(example.output)]
-    assert best == ["d3", "d1", "d7", "d5", "d0"]  # positives by teacher logit, then the rest: any input order
+    assert best == [
+        "d3",
+        "d1",
+        "d7",
+        "d5",
+        "d0",
+    ]  # positives by teacher logit, then the rest: any input order
 
 
 def test_teacher_logits_are_cached_once_and_reused(teacher, dear_prompt, tmp_path):
-    builder = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path))
+    builder = TeacherPermutations(
+        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
+    )
     first = builder.examples(teacher)
     calls = Scorer.calls
     assert calls >= 1
@@ -126,20 +181,37 @@ def test_no_teacher_and_bad_settings_fail_naming_the_field(dear_prompt, tmp_path
         TeacherPermutations(Source(), dear_prompt, max_words=0)
 
 
-def test_datamodule_tokenizes_the_windows_for_response_only_training(teacher, dear_prompt, tiny_llama_causal, tmp_path):
-    builder = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path))
+def test_datamodule_tokenizes_the_windows_for_response_only_training(
+    teacher, dear_prompt, tiny_llama_causal, tmp_path
+):
+    builder = TeacherPermutations(
+        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
+    )
     data = ListwiseSFTDataModule(tiny_llama_causal, builder, teacher=teacher)
     data.setup()
-    assert len(data.train_rows) == 3 and all(-100 in r["labels"] and r["labels"][-1] != -100 for r in data.train_rows)
+    assert len(data.train_rows) == 3 and all(
+        -100 in r["labels"] and r["labels"][-1] != -100 for r in data.train_rows
+    )
 
 
-def test_answer_only_logits_give_the_same_loss_as_full_labels(tiny_llama_causal, dear_prompt, teacher, tmp_path):
-    builder = TeacherPermutations(Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path))
-    module = ListwiseSFTModule(tiny_llama_causal, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+def test_answer_only_logits_give_the_same_loss_as_full_labels(
+    tiny_llama_causal, dear_prompt, teacher, tmp_path
+):
+    builder = TeacherPermutations(
+        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
+    )
+    module = ListwiseSFTModule(
+        tiny_llama_causal, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    )
     module.eval()
     data = ListwiseSFTDataModule(tiny_llama_causal, builder, teacher=teacher)
     rows = [tokenize_example(data.tokenizer, e) for e in builder.examples(teacher)]
-    rows[1]["input_ids"] = rows[1]["input_ids"][:-3] + [5, 6, 7, 8]  # unequal lengths: right padding
+    rows[1]["input_ids"] = rows[1]["input_ids"][:-3] + [
+        5,
+        6,
+        7,
+        8,
+    ]  # unequal lengths: right padding
     rows[1]["labels"] = rows[1]["labels"][:-3] + [5, 6, 7, 8]
     batch = collate(rows, data.tokenizer.pad_token_id)
     with torch.no_grad():
@@ -149,7 +221,9 @@ def test_answer_only_logits_give_the_same_loss_as_full_labels(tiny_llama_causal,
         module({**batch, "labels": torch.full_like(batch["labels"], -100)})
 
 
-def test_listwise_export_runs_as_trained_and_settings_can_be_overridden(tiny_llama_causal, tmp_path):
+def test_listwise_export_runs_as_trained_and_settings_can_be_overridden(
+    tiny_llama_causal, tmp_path
+):
     from functools import partial
 
     from dear.listwise.exported import EXPORT_META, reranker_from_export
@@ -157,9 +231,12 @@ def test_listwise_export_runs_as_trained_and_settings_can_be_overridden(tiny_lla
     from dear.listwise.synthetic import synthetic_examples
 
     compact = instantiate(OmegaConf.load(CONF_DIR / "prompt" / "compact.yaml"))
-    module = ListwiseSFTModule(tiny_llama_causal, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-                               generation={"max_new_tokens": 12, "dtype": "float32", "batch_size": 2},
-                               reranker=partial(ListwiseReranker, prompt=compact, window_size=3, step=2))
+    module = ListwiseSFTModule(
+        tiny_llama_causal,
+        {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        generation={"max_new_tokens": 12, "dtype": "float32", "batch_size": 2},
+        reranker=partial(ListwiseReranker, prompt=compact, window_size=3, step=2),
+    )
     with torch.no_grad():
         for name, p in module.model.named_parameters():
             if "lora_B" in name:
@@ -171,9 +248,14 @@ def test_listwise_export_runs_as_trained_and_settings_can_be_overridden(tiny_lla
     chats = [e.messages() for e in synthetic_examples(compact, 3, seed=5)]
     expected = module.export_reranker(tmp_path / "run" / "export").backend.generate(chats)
     assert reranker.backend.generate(chats) == expected
-    overridden = reranker_from_export(str(tmp_path / "run"), top_k=5, prompt={"max_words": 7},
-                                      backend={"max_new_tokens": 4})
-    assert overridden.top_k == 5 and overridden.prompt.max_words == 7 and overridden.backend.max_new_tokens == 4
+    overridden = reranker_from_export(
+        str(tmp_path / "run"), top_k=5, prompt={"max_words": 7}, backend={"max_new_tokens": 4}
+    )
+    assert (
+        overridden.top_k == 5
+        and overridden.prompt.max_words == 7
+        and overridden.backend.max_new_tokens == 4
+    )
     with pytest.raises(DataError, match=f"not a listwise SFT run or export \\(no {EXPORT_META}"):
         reranker_from_export(str(tmp_path))
     (tmp_path / "run" / "export" / EXPORT_META).write_text('{"prompt": []}')
@@ -184,7 +266,10 @@ def test_listwise_export_runs_as_trained_and_settings_can_be_overridden(tiny_lla
 def test_generation_dtype_auto_is_bf16_only_where_native(monkeypatch):
     from dear.listwise.backends import hf
 
-    assert hf.generation_dtype("float32") == "float32" and hf.generation_dtype("bfloat16") == "bfloat16"
+    assert (
+        hf.generation_dtype("float32") == "float32"
+        and hf.generation_dtype("bfloat16") == "bfloat16"
+    )
     monkeypatch.setattr(hf, "native_bf16", lambda device: True)
     assert hf.generation_dtype("auto", "cpu") == "bfloat16"
     monkeypatch.setattr(hf, "native_bf16", lambda device: False)

@@ -31,9 +31,14 @@ def test_refuses_other_settings_and_missing_pairs(tmp_path):
     cache = TeacherCache(tmp_path / "c")
     cache.precompute(FakeScorer(), FP, QUERIES[:5], DOCS, shard_size=50)
     other = fingerprint({"model": "fake", "template": {"query_max_len": 64}}, {"dataset": "toy"})
-    with pytest.raises(DataError, match=r"other settings: teacher\.template\.query_max_len: cached 32 != requested 64"):
+    with pytest.raises(
+        DataError,
+        match=r"other settings: teacher\.template\.query_max_len: cached 32 != requested 64",
+    ):
         cache.load(other, [])
-    with pytest.raises(DataError, match=r"lacks 9 needed \(qid, docid\) pairs, e\.g\. \[\('q5', 'd5'\)"):
+    with pytest.raises(
+        DataError, match=r"lacks 9 needed \(qid, docid\) pairs, e\.g\. \[\('q5', 'd5'\)"
+    ):
         cache.load(FP, pair_list(QUERIES[:6]))
     with pytest.raises(DataError, match="started for other settings or another pair list"):
         cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
@@ -44,13 +49,15 @@ def test_refuses_other_settings_and_missing_pairs(tmp_path):
 def test_killed_precompute_resumes_to_an_identical_cache(tmp_path):
     """Kill a precompute part way (SIGKILL, no cleanup), resume it, compare with an uninterrupted run."""
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r}); sys.path.insert(0, {str(ROOT)!r})
         from tests.helpers.teacher_cache import QUERIES, DOCS, FP, FakeScorer
         from dear.distill.teacher_cache import TeacherCache
         TeacherCache(sys.argv[1]).precompute(FakeScorer(delay=float(sys.argv[2])), FP, QUERIES, DOCS, shard_size=20)
-    """))
+    """)
+    )
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(script), str(killed), "0.3"])
     deadline = time.time() + 120
@@ -74,7 +81,8 @@ def test_killed_precompute_resumes_to_an_identical_cache(tmp_path):
 def test_concurrent_precomputes_score_each_pair_once(tmp_path):
     """Two jobs of a multirun sharing one cache: the second waits for the first, scores nothing."""
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from tests.helpers.teacher_cache import QUERIES, DOCS, FP, FakeScorer
@@ -87,9 +95,12 @@ def test_concurrent_precomputes_score_each_pair_once(tmp_path):
                 return super().score(rankings, desc)
 
         TeacherCache(sys.argv[1]).precompute(Counting(delay=0.05), FP, QUERIES, DOCS, shard_size=20)
-    """))
+    """)
+    )
     cache, counts = tmp_path / "shared", tmp_path / "counts.txt"
-    jobs = [subprocess.Popen([sys.executable, str(script), str(cache), str(counts)]) for _ in range(2)]
+    jobs = [
+        subprocess.Popen([sys.executable, str(script), str(cache), str(counts)]) for _ in range(2)
+    ]
     assert [j.wait(timeout=120) for j in jobs] == [0, 0]
     assert sum(int(x) for x in counts.read_text().split()) == len(pair_list(QUERIES))
     assert TeacherCache(cache).load(FP, pair_list(QUERIES))
@@ -101,7 +112,9 @@ def _rows(directory):
 
 def test_nan_teacher_logit_is_an_error_naming_shard_and_pair(tmp_path):
     cache = TeacherCache(tmp_path / "c")
-    with pytest.raises(DataError, match=r"non-finite logit \(nan\) for pair \('q3', 'd5'\) of shard-00000\.parquet"):
+    with pytest.raises(
+        DataError, match=r"non-finite logit \(nan\) for pair \('q3', 'd5'\) of shard-00000\.parquet"
+    ):
         cache.precompute(Recording(nan_at=("q3", "d5")), FP, QUERIES, DOCS, shard_size=50)
     assert not (cache.dir / "shard-00000.parquet").exists() and not cache.complete
 
@@ -111,9 +124,13 @@ def test_manifest_records_rows_and_checksum_of_every_shard(tmp_path):
     cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
     shards = json.loads((cache.dir / "manifest.json").read_text())["shards"]
     assert list(shards) == [f"shard-{i:05d}.parquet" for i in range(5)]
-    assert [s["rows"] for s in shards.values()] == [54] * 5  # 9 pairs a query: shards end with a query
-    assert (shards["shard-00002.parquet"]["sha256"]
-            == hashlib.sha256((cache.dir / "shard-00002.parquet").read_bytes()).hexdigest())
+    assert [s["rows"] for s in shards.values()] == [
+        54
+    ] * 5  # 9 pairs a query: shards end with a query
+    assert (
+        shards["shard-00002.parquet"]["sha256"]
+        == hashlib.sha256((cache.dir / "shard-00002.parquet").read_bytes()).hexdigest()
+    )
 
 
 def _truncate(path):
@@ -136,19 +153,27 @@ def _nan_with_fresh_checksum(path):
     manifest_path.write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (_truncate, "checksum differs from the manifest"),
-    (_empty, "checksum differs from the manifest"),
-    (lambda p: p.unlink(), "shard missing"),
-    (_nan_with_fresh_checksum, r"non-finite teacher logit nan for pair \('q\d+', 'd\d+'\) \(row 7\)"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_truncate, "checksum differs from the manifest"),
+        (_empty, "checksum differs from the manifest"),
+        (lambda p: p.unlink(), "shard missing"),
+        (
+            _nan_with_fresh_checksum,
+            r"non-finite teacher logit nan for pair \('q\d+', 'd\d+'\) \(row 7\)",
+        ),
+    ],
+)
 def test_damaged_shard_is_refused_on_read_and_rebuilt_alone(tmp_path, damage, message):
     cache = TeacherCache(tmp_path / "c")
     cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
     before = _rows(cache.dir)
     damage(cache.dir / "shard-00003.parquet")
-    with pytest.raises(DataError,
-                       match=rf"shard-00003\.parquet: {message}.*re-run `python -m dear\.distill\.precompute`"):
+    with pytest.raises(
+        DataError,
+        match=rf"shard-00003\.parquet: {message}.*re-run `python -m dear\.distill\.precompute`",
+    ):
         cache.load(FP, pair_list(QUERIES))
 
     again = Recording()
@@ -162,7 +187,9 @@ def test_shard_with_other_pairs_is_rescored(tmp_path):
     """A shard whose rows are whole and finite but not the plan's pairs (e.g. copied from another cache)."""
     cache = TeacherCache(tmp_path / "c")
     cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
-    (cache.dir / "shard-00001.parquet").write_bytes((cache.dir / "shard-00000.parquet").read_bytes())
+    (cache.dir / "shard-00001.parquet").write_bytes(
+        (cache.dir / "shard-00000.parquet").read_bytes()
+    )
     again = Recording()
     cache.precompute(again, FP, QUERIES, DOCS, shard_size=50)
     assert again.scored == ["shard 1"]
@@ -172,13 +199,20 @@ def test_valid_cache_is_verified_without_building_the_teacher(tmp_path):
     cache = TeacherCache(tmp_path / "c")
     cache.precompute(FakeScorer(), FP, QUERIES, DOCS, shard_size=50)
     plan = cache.start(FP, QUERIES, 50)
-    assert cache.build_shards(plan, range(len(plan.shards)), lambda: pytest.fail("teacher built"), DOCS) == 0
+    assert (
+        cache.build_shards(
+            plan, range(len(plan.shards)), lambda: pytest.fail("teacher built"), DOCS
+        )
+        == 0
+    )
 
 
 def test_shards_never_split_a_query():
     from dear.distill.teacher_cache import query_aligned_shards
 
-    pairs = [(q, f"{q}-d{j}") for q, n in [("a", 3), ("b", 4), ("c", 1), ("d", 5)] for j in range(n)]
+    pairs = [
+        (q, f"{q}-d{j}") for q, n in [("a", 3), ("b", 4), ("c", 1), ("d", 5)] for j in range(n)
+    ]
     shards = query_aligned_shards(pairs, 4)
     assert [p for s in shards for p in s] == pairs  # every pair once, in order
     assert [[q for q, _ in s] for s in shards] == [["a"] * 3 + ["b"] * 4, ["c"] + ["d"] * 5]

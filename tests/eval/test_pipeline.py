@@ -25,18 +25,31 @@ class Dies:
 
 
 def bench(toy_files) -> FilesBenchmark:
-    return FilesBenchmark("files", str(toy_files["run"]), str(toy_files["qrels"]), ["nDCG@1"],
-                          docs=str(toy_files["docs"]), queries=str(toy_files["queries"]))
+    return FilesBenchmark(
+        "files",
+        str(toy_files["run"]),
+        str(toy_files["qrels"]),
+        ["nDCG@1"],
+        docs=str(toy_files["docs"]),
+        queries=str(toy_files["queries"]),
+    )
 
 
-def test_a_run_that_dies_in_a_stage_leaves_no_metrics_json_but_keeps_finished_stages(toy_files, tmp_path):
+def test_a_run_that_dies_in_a_stage_leaves_no_metrics_json_but_keeps_finished_stages(
+    toy_files, tmp_path
+):
     (tmp_path / "metrics.json").write_text("{}")  # an earlier complete run into the same dir
     with pytest.raises(RuntimeError, match="killed mid-stage"):
-        run_pipeline(bench(toy_files), [Stage("reverse", Reverse(), 3), Stage("dies", Dies(), 3)], tmp_path)
+        run_pipeline(
+            bench(toy_files), [Stage("reverse", Reverse(), 3), Stage("dies", Dies(), 3)], tmp_path
+        )
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "per_query.json").exists()
     partial = json.loads((tmp_path / "metrics.partial.json").read_text())
     assert list(partial) == ["first_stage", "reverse"] and partial["reverse"]["nDCG@1"] == 1.0
-    assert list(json.loads((tmp_path / "per_query.partial.json").read_text())) == ["first_stage", "reverse"]
+    assert list(json.loads((tmp_path / "per_query.partial.json").read_text())) == [
+        "first_stage",
+        "reverse",
+    ]
 
 
 def test_a_complete_run_replaces_the_partial_files(toy_files, tmp_path):
@@ -45,7 +58,9 @@ def test_a_complete_run_replaces_the_partial_files(toy_files, tmp_path):
     assert sorted(p.name for p in out.glob("*.json")) == ["metrics.json", "per_query.json"]
     written = json.loads((out / "metrics.json").read_text())
     assert list(written) == list(result["metrics"])  # the stages, no warnings key: none
-    assert {k: v for k, v in written["reverse"].items() if k != "significance"} == result["metrics"]["reverse"]
+    assert {k: v for k, v in written["reverse"].items() if k != "significance"} == result[
+        "metrics"
+    ]["reverse"]
     assert result["warnings"] == []
 
 
@@ -56,4 +71,6 @@ def test_warnings_reach_the_log_and_metrics_json_and_readers_skip_them(toy_files
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["warnings"] == result["warnings"] and "e.g. ['q2']" in metrics["warnings"][0]
     assert "WARNING files: 1 of 2 judged queries" in " ".join(capsys.readouterr().err.split())
-    assert list(_read_metrics(out / "metrics.json")) == ["first_stage"]  # dear.report sees stages only
+    assert list(_read_metrics(out / "metrics.json")) == [
+        "first_stage"
+    ]  # dear.report sees stages only

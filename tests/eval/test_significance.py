@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from dear.errors import DataError
-from dear.eval.significance import ALPHA, compare_to_baseline, holm, paired_test, significant_cells, stage_significance
+from dear.eval.significance import (
+    ALPHA,
+    compare_to_baseline,
+    holm,
+    paired_test,
+    significant_cells,
+    stage_significance,
+)
 from dear.eval.tables import markdown_table
 from tests.helpers import ROOT
 
@@ -51,7 +58,9 @@ def test_small_sample_is_the_exact_randomisation_test():
 
 def test_fixed_seed_gives_the_same_p_value(baseline):
     other = baseline + np.random.default_rng(3).normal(0.01, 0.1, size=60)
-    assert paired_test(other, baseline).randomisation_p == paired_test(other, baseline).randomisation_p
+    assert (
+        paired_test(other, baseline).randomisation_p == paired_test(other, baseline).randomisation_p
+    )
 
 
 def test_holm_against_a_hand_computation():
@@ -63,9 +72,12 @@ def test_holm_against_a_hand_computation():
 
 def test_compare_to_baseline_adjusts_across_systems(baseline):
     rng = np.random.default_rng(4)
-    systems = {"base": per_query(baseline), "same": per_query(baseline),
-               "better": per_query(baseline + 0.2 + rng.normal(0, 0.05, 60)),
-               "noisy": per_query(baseline + rng.normal(0, 0.1, 60))}
+    systems = {
+        "base": per_query(baseline),
+        "same": per_query(baseline),
+        "better": per_query(baseline + 0.2 + rng.normal(0, 0.05, 60)),
+        "noisy": per_query(baseline + rng.normal(0, 0.1, 60)),
+    }
     tests = compare_to_baseline(systems, "base")
     assert list(tests) == ["same", "better", "noisy"]
     raw = [tests[s].randomisation_p for s in tests]
@@ -75,7 +87,9 @@ def test_compare_to_baseline_adjusts_across_systems(baseline):
 
 def test_different_queries_are_refused(baseline):
     systems = {"base": per_query(baseline), "other": per_query(baseline[:-1])}
-    with pytest.raises(DataError, match=r"'other' and the baseline 'base' differ in queries, e.g. \['q59'\]"):
+    with pytest.raises(
+        DataError, match=r"'other' and the baseline 'base' differ in queries, e.g. \['q59'\]"
+    ):
         compare_to_baseline(systems, "base")
 
 
@@ -83,8 +97,11 @@ def test_stage_significance_per_metric(baseline):
     def rows(v):
         return {f"q{i}": {"nDCG@10": float(x), "RR": 0.5} for i, x in enumerate(v)}
 
-    sig = stage_significance({"first_stage": rows(baseline), "student": rows(baseline + 0.2)}, ["nDCG@10", "RR"],
-                             "first_stage")
+    sig = stage_significance(
+        {"first_stage": rows(baseline), "student": rows(baseline + 0.2)},
+        ["nDCG@10", "RR"],
+        "first_stage",
+    )
     assert list(sig) == ["student"] and sig["student"]["baseline"] == "first_stage"
     assert sig["student"]["nDCG@10"]["randomisation_p_holm"] < ALPHA
     assert sig["student"]["RR"]["randomisation_p"] == 1.0  # equal per query
@@ -94,11 +111,16 @@ def test_significant_cells_get_the_marker_in_the_stage_table(baseline):
     def rows(v):
         return {f"q{i}": {"nDCG@10": float(x)} for i, x in enumerate(v)}
 
-    sig = stage_significance({"first_stage": rows(baseline), "better": rows(baseline + 0.2),
-                              "same": rows(baseline)}, ["nDCG@10"], "first_stage")
+    sig = stage_significance(
+        {"first_stage": rows(baseline), "better": rows(baseline + 0.2), "same": rows(baseline)},
+        ["nDCG@10"],
+        "first_stage",
+    )
     assert significant_cells(sig) == {("better", "nDCG@10")}
-    metrics = {s: {"nDCG@10": float(np.mean(baseline)) + d, "sec_per_query": 0.1}
-               for s, d in [("first_stage", 0), ("better", 0.2), ("same", 0)]}
+    metrics = {
+        s: {"nDCG@10": float(np.mean(baseline)) + d, "sec_per_query": 0.1}
+        for s, d in [("first_stage", 0), ("better", 0.2), ("same", 0)]
+    }
     lines = markdown_table(metrics, ["nDCG@10"], significant_cells(sig)).splitlines()
     assert lines[3] == f"| better | {100 * metrics['better']['nDCG@10']:.2f}† | 0.100 |"
     assert "†" not in lines[2] + lines[4]
@@ -107,17 +129,44 @@ def test_significant_cells_get_the_marker_in_the_stage_table(baseline):
 def test_evaluate_writes_p_values_and_markers(toy_files, tmp_path):
     """MiniLM reranking the toy run (which ranks the relevant documents last) against the first
     stage: 2 queries are too few for p < 0.05, so no marker, but the note and the p-values."""
-    args = ["benchmark=files", f"benchmark.candidates={toy_files['run']}", f"benchmark.qrels={toy_files['qrels']}",
-            f"benchmark.docs={toy_files['docs']}", f"benchmark.queries={toy_files['queries']}",
-            "pipeline=pointwise", "pointwise=minilm_bi_encoder", f"hydra.run.dir={tmp_path}"]
-    proc = subprocess.run([sys.executable, "evaluate.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    args = [
+        "benchmark=files",
+        f"benchmark.candidates={toy_files['run']}",
+        f"benchmark.qrels={toy_files['qrels']}",
+        f"benchmark.docs={toy_files['docs']}",
+        f"benchmark.queries={toy_files['queries']}",
+        "pipeline=pointwise",
+        "pointwise=minilm_bi_encoder",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert list(metrics) == ["first_stage", "pointwise"] and "significance" not in metrics["first_stage"]
+    assert (
+        list(metrics) == ["first_stage", "pointwise"]
+        and "significance" not in metrics["first_stage"]
+    )
     test = metrics["pointwise"]["significance"]["nDCG@10"]
     assert metrics["pointwise"]["significance"]["baseline"] == "first_stage" and test["n"] == 2
-    assert set(test) == {"n", "mean_diff", "t_test_p", "randomisation_p", "t_test_p_holm", "randomisation_p_holm"}
-    assert test["randomisation_p"] >= 0.5  # 2 queries: 4 sign flips, the observed one and its mirror at least
+    assert set(test) == {
+        "n",
+        "mean_diff",
+        "t_test_p",
+        "randomisation_p",
+        "t_test_p_holm",
+        "randomisation_p_holm",
+    }
+    assert (
+        test["randomisation_p"] >= 0.5
+    )  # 2 queries: 4 sign flips, the observed one and its mirror at least
     results = (tmp_path / "results.md").read_text()
-    assert ("†" not in results.split("\n\n")[1]
-            and "†: differs from first_stage (better or worse) at p < 0.05" in results)
+    assert (
+        "†" not in results.split("\n\n")[1]
+        and "†: differs from first_stage (better or worse) at p < 0.05" in results
+    )

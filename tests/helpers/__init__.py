@@ -15,5 +15,7 @@ def shared(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test with the reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared data not available: {path} (third-party data, not committed; see docs/evaluation.md)")
+        pytest.skip(
+            f"shared data not available: {path} (third-party data, not committed; see docs/evaluation.md)"
+        )
     return path

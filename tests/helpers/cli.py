@@ -10,13 +10,25 @@ from tests.helpers import ROOT
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def files_benchmark(toy_files, out, *extra: str) -> list[str]:
-    return ["evaluate.py", "benchmark=files", f"benchmark.candidates={toy_files['run']}",
-            f"benchmark.qrels={toy_files['qrels']}", f"hydra.run.dir={out}", *extra]
+    return [
+        "evaluate.py",
+        "benchmark=files",
+        f"benchmark.candidates={toy_files['run']}",
+        f"benchmark.qrels={toy_files['qrels']}",
+        f"hydra.run.dir={out}",
+        *extra,
+    ]
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, expected: str) -> str:

@@ -21,10 +21,20 @@ class FixtureSource:
 
     def load(self):
         topics = ["llama", "edison", "coffee", "volcano", "violin", "glacier"]
-        docs = {f"d{i}_{j}": ("", f"a passage about {topics[(i + j) % N_QUERIES]} number {j}")
-                for i in range(N_QUERIES) for j in range(POOL + 1)}
-        queries = [TrainQuery(f"q{i}", f"tell me about {topics[i]}", (f"d{i}_0",),
-                              tuple(f"d{i}_{j}" for j in range(1, POOL + 1))) for i in range(N_QUERIES)]
+        docs = {
+            f"d{i}_{j}": ("", f"a passage about {topics[(i + j) % N_QUERIES]} number {j}")
+            for i in range(N_QUERIES)
+            for j in range(POOL + 1)
+        }
+        queries = [
+            TrainQuery(
+                f"q{i}",
+                f"tell me about {topics[i]}",
+                (f"d{i}_0",),
+                tuple(f"d{i}_{j}" for j in range(1, POOL + 1)),
+            )
+            for i in range(N_QUERIES)
+        ]
         return queries, DocStore("fixture", docs)
 
     def describe(self):
@@ -38,16 +48,39 @@ class FixtureTeacher:
         self.sign = sign
 
     def score(self, rankings, desc=""):
-        return [np.array([-self.sign * abs(int(c.docid.split("_")[1]) - TEACHER_PREFERS) for c in r.candidates])
-                for r in rankings]
+        return [
+            np.array(
+                [
+                    -self.sign * abs(int(c.docid.split("_")[1]) - TEACHER_PREFERS)
+                    for c in r.candidates
+                ]
+            )
+            for r in rankings
+        ]
 
 
 def make(student_dir, tmp_path, alpha, sign=1.0, lr=1e-2, rank="pointce"):
-    student = {"model": student_dir, "lora": None, "pooling": "auto", "dtype": "float32",
-               "template": {"query_max_len": 16, "doc_max_len": 24}}
-    teacher = Teacher({"_target_": "tests.helpers.distill.FixtureTeacher", "model": "fixture", "sign": sign},
-                      lambda **kw: FixtureTeacher(sign, **kw))
-    dm = DistillDataModule(FixtureSource(), student, teacher if alpha > 0 else None, group_size=POOL + 1,
-                           batch_size=3, cache_dir=str(tmp_path / "teacher"), seed=0)
-    module = DistillModule(student, DistillLoss(rank, alpha=alpha, tau=1.0), lr=lr, warmup_ratio=0.0)
+    student = {
+        "model": student_dir,
+        "lora": None,
+        "pooling": "auto",
+        "dtype": "float32",
+        "template": {"query_max_len": 16, "doc_max_len": 24},
+    }
+    teacher = Teacher(
+        {"_target_": "tests.helpers.distill.FixtureTeacher", "model": "fixture", "sign": sign},
+        lambda **kw: FixtureTeacher(sign, **kw),
+    )
+    dm = DistillDataModule(
+        FixtureSource(),
+        student,
+        teacher if alpha > 0 else None,
+        group_size=POOL + 1,
+        batch_size=3,
+        cache_dir=str(tmp_path / "teacher"),
+        seed=0,
+    )
+    module = DistillModule(
+        student, DistillLoss(rank, alpha=alpha, tau=1.0), lr=lr, warmup_ratio=0.0
+    )
     return dm, module

@@ -27,19 +27,43 @@ def run_outcome(run: Path, metrics_dir: Path | None = None) -> tuple[dict, dict,
             for column in ("train/loss", "train/kd", "val/nDCG@10"):
                 if row.get(column):
                     logged[column, int(row["step"])] = float(row[column])
-    return (without_timings(json.loads(((metrics_dir or run) / "metrics.json").read_text())),
-            load_file(run / "export" / "adapter_model.safetensors"),
-            load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"], logged)
+    return (
+        without_timings(json.loads(((metrics_dir or run) / "metrics.json").read_text())),
+        load_file(run / "export" / "adapter_model.safetensors"),
+        load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"],
+        logged,
+    )
 
 
-TOPICS = ["llama", "edison", "coffee", "volcano", "violin", "glacier", "comet", "tulip", "falcon", "desert",
-          "piano", "harbor", "saturn", "cactus", "marble", "tundra"]
+TOPICS = [
+    "llama",
+    "edison",
+    "coffee",
+    "volcano",
+    "violin",
+    "glacier",
+    "comet",
+    "tulip",
+    "falcon",
+    "desert",
+    "piano",
+    "harbor",
+    "saturn",
+    "cactus",
+    "marble",
+    "tundra",
+]
 
 
 def write_topic_jsonl(path: Path) -> Path:
     """FlagEmbedding rows: 16 queries, each with its topic's passage and 5 others as negatives."""
-    rows = [{"query": f"tell me about the {t}", "pos": [f"a passage about the {t} and its history"],
-             "neg": [f"a passage about the {o}" for o in TOPICS if o != t][i % 8: i % 8 + 5]}
-            for i, t in enumerate(TOPICS)]
+    rows = [
+        {
+            "query": f"tell me about the {t}",
+            "pos": [f"a passage about the {t} and its history"],
+            "neg": [f"a passage about the {o}" for o in TOPICS if o != t][i % 8 : i % 8 + 5],
+        }
+        for i, t in enumerate(TOPICS)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

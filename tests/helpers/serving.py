@@ -22,7 +22,9 @@ def free_port() -> int:
 @contextmanager
 def serving(app):
     """``app`` under uvicorn in a thread on a free loopback port; stopped (gracefully) on exit."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -39,7 +41,10 @@ def serving(app):
 def ranking_of(query: str, docs: list) -> Ranking:
     """``docs``: texts or (title, text) pairs; docid = index, as the server builds it."""
     titled = [d if isinstance(d, tuple) else ("", d) for d in docs]
-    return Ranking(Query("request", query), [Candidate(str(i), text, title) for i, (title, text) in enumerate(titled)])
+    return Ranking(
+        Query("request", query),
+        [Candidate(str(i), text, title) for i, (title, text) in enumerate(titled)],
+    )
 
 
 class FakeScorer:

@@ -8,8 +8,10 @@ from dear.data.texts import DocStore
 from dear.distill.sources import TrainQuery
 from dear.distill.teacher_cache import fingerprint
 
-QUERIES = [TrainQuery(f"q{i}", f"query {i}", (f"d{i}",), tuple(f"d{(i + k) % 30}" for k in range(1, 9)))
-           for i in range(30)]
+QUERIES = [
+    TrainQuery(f"q{i}", f"query {i}", (f"d{i}",), tuple(f"d{(i + k) % 30}" for k in range(1, 9)))
+    for i in range(30)
+]
 DOCS = DocStore("mem", {f"d{i}": ("", f"document {i}") for i in range(30)})
 FP = fingerprint({"model": "fake", "template": {"query_max_len": 32}}, {"dataset": "toy"})
 
@@ -22,7 +24,10 @@ class FakeScorer:
 
     def score(self, rankings, desc=""):
         time.sleep(self.delay)
-        return [[len(r.query.text) * 0.1 + int(c.text.split()[-1]) for c in r.candidates] for r in rankings]
+        return [
+            [len(r.query.text) * 0.1 + int(c.text.split()[-1]) for c in r.candidates]
+            for r in rankings
+        ]
 
 
 class Recording(FakeScorer):
@@ -35,5 +40,10 @@ class Recording(FakeScorer):
     def score(self, rankings, desc=""):
         self.scored.append(desc)
         out = super().score(rankings, desc)
-        return [[float("nan") if (r.qid, c.docid) == self.nan_at else s for c, s in zip(r.candidates, scores)]
-                for r, scores in zip(rankings, out)]
+        return [
+            [
+                float("nan") if (r.qid, c.docid) == self.nan_at else s
+                for c, s in zip(r.candidates, scores)
+            ]
+            for r, scores in zip(rankings, out)
+        ]

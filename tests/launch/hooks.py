@@ -21,12 +21,17 @@ class HoldForPreemption(L.Callback):
         self.step, self.marker, self.limit_s = step, marker, limit_s
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if (trainer.global_step != self.step or not os.environ.get("SLURM_JOB_ID")
-                or os.environ.get("SLURM_RESTART_COUNT")):
+        if (
+            trainer.global_step != self.step
+            or not os.environ.get("SLURM_JOB_ID")
+            or os.environ.get("SLURM_RESTART_COUNT")
+        ):
             return
         Path(self.marker).write_text(f"{os.environ['SLURM_JOB_ID']} held at step {self.step}\n")
         deadline = time.monotonic() + self.limit_s
         while not trainer.received_sigterm:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"held {self.limit_s} s at step {self.step} and the cluster did not stop the job")
+                raise RuntimeError(
+                    f"held {self.limit_s} s at step {self.step} and the cluster did not stop the job"
+                )
             time.sleep(0.05)

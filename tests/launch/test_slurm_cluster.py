@@ -41,20 +41,29 @@ def controller() -> str | None:
     if shutil.which("sinfo") is None:
         return "no sinfo on PATH"
     try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError) as err:
         return f"sinfo failed: {err}"
     if proc.returncode != 0:
         return f"sinfo failed: {proc.stderr.strip() or proc.returncode}"
-    if not any(s.rstrip("*~#") in ("idle", "mixed", "allocated", "completing") for s in proc.stdout.split()):
+    if not any(
+        s.rstrip("*~#") in ("idle", "mixed", "allocated", "completing") for s in proc.stdout.split()
+    ):
         return f"no node up (sinfo: {' '.join(proc.stdout.split()) or 'no nodes'})"
     return None
 
 
 _WHY = controller()
-pytestmark = [pytest.mark.slurm,
-              pytest.mark.skipif(_WHY is not None, reason=f"no SLURM controller answers ({_WHY}): "
-                                                        "`bash scripts/slurm_local.sh start` as root starts one")]
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(
+        _WHY is not None,
+        reason=f"no SLURM controller answers ({_WHY}): "
+        "`bash scripts/slurm_local.sh start` as root starts one",
+    ),
+]
 # The cluster's default partition (slurm_local.sh's: debug); 1 CPU and 2 GB a task fit its node.
 CPU_JOB = ["launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
 
@@ -62,14 +71,24 @@ CPU_JOB = ["launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.m
 def environment() -> dict[str, str]:
     """The tests' environment (offline hubs, W&B off, caches), which sbatch hands the jobs; the
     repository on PYTHONPATH for the hooks; one thread (the exactness is compared across runs)."""
-    return os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1",
-                         "COLUMNS": "400", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "400",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+    }
 
 
 def start(args: list, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=environment(), stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, *map(str, args)],
+            cwd=ROOT,
+            env=environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def finish(proc: subprocess.Popen, log: Path, timeout: float = 600) -> str:
@@ -91,14 +110,17 @@ def scheduler(*args: str) -> str:
 
 def job_ids(sweep: Path) -> dict[int, str]:
     """{job number: SLURM id (ARRAY_TASK)} from submitit's folders of the sweep."""
-    return {int(p.name.split("_")[1]): p.name for p in (sweep / ".submitit").glob("*_*") if p.is_dir()}
+    return {
+        int(p.name.split("_")[1]): p.name for p in (sweep / ".submitit").glob("*_*") if p.is_dir()
+    }
 
 
 def release_requeued(ids) -> None:
     """A requeued job's begin time is 2 minutes away: make it now."""
     for job in ids:
-        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True,
-                               timeout=60).stdout.split()
+        state = subprocess.run(
+            ["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, timeout=60
+        ).stdout.split()
         if state[:2] == ["PENDING", "BeginTime"]:
             scheduler("scontrol", "update", f"JobId={job}", "StartTime=now")
 
@@ -126,15 +148,36 @@ def toy_sweep(train_jsonl: Path, student: Path, cache: Path, batch: int = 2) -> 
     an epoch boundary), validated on NovelEval at steps 6 and 12, last.ckpt every 4 steps; the
     weights of step 12 exported and evaluated."""
     shared("noveleval", "corpus.tsv")
-    return ["--config-dir", "sweeps", "--config-name", "toy", "~evaluation.benchmarks.scifact",
-            "sweep.report.average=[noveleval]", "data=flagembedding", f"data.train.path={train_jsonl}",
-            "data.group_size=4", f"data.batch_size={batch}", "+benchmark@data.val=noveleval", "~data.val.limit",
-            "data.shard_size=4", f"data.cache_dir={cache}", "student=minilm_cross_encoder",
-            f"student.model={student}", "student.lora.target_modules=[query,value]", "student.lora.lora_dropout=0",
-            "teacher=rankllama_13b", "teacher.model=tiny:bert-seqcls", "teacher.pooling=auto", "module.lr=1e-3",
-            "trainer.max_steps=12", "trainer.max_epochs=2", "trainer.val_check_interval=6",
-            "trainer.log_every_n_steps=1", "callbacks.last.every_n_train_steps=4",
-            "callbacks.checkpoint.monitor=null"]  # the export: the last validation's weights, not the best
+    return [
+        "--config-dir",
+        "sweeps",
+        "--config-name",
+        "toy",
+        "~evaluation.benchmarks.scifact",
+        "sweep.report.average=[noveleval]",
+        "data=flagembedding",
+        f"data.train.path={train_jsonl}",
+        "data.group_size=4",
+        f"data.batch_size={batch}",
+        "+benchmark@data.val=noveleval",
+        "~data.val.limit",
+        "data.shard_size=4",
+        f"data.cache_dir={cache}",
+        "student=minilm_cross_encoder",
+        f"student.model={student}",
+        "student.lora.target_modules=[query,value]",
+        "student.lora.lora_dropout=0",
+        "teacher=rankllama_13b",
+        "teacher.model=tiny:bert-seqcls",
+        "teacher.pooling=auto",
+        "module.lr=1e-3",
+        "trainer.max_steps=12",
+        "trainer.max_epochs=2",
+        "trainer.val_check_interval=6",
+        "trainer.log_every_n_steps=1",
+        "callbacks.last.every_n_train_steps=4",
+        "callbacks.checkpoint.monitor=null",
+    ]  # the export: the last validation's weights, not the best
 
 
 def metrics_of(run: Path) -> Path:
@@ -144,7 +187,9 @@ def metrics_of(run: Path) -> Path:
 def assert_same(got: tuple, want: tuple) -> None:
     metrics, exported, final, logged = got
     want_metrics, want_exported, want_final, want_logged = want
-    diverged = sorted((k for k in want_logged if logged.get(k) != want_logged[k]), key=lambda k: (k[1], k[0]))
+    diverged = sorted(
+        (k for k in want_logged if logged.get(k) != want_logged[k]), key=lambda k: (k[1], k[0])
+    )
     assert not diverged, f"the first logged values that differ (column, step): {diverged[:4]}"
     assert metrics == want_metrics  # every number of metrics.json but the timings
     for weights, expected in [(exported, want_exported), (final, want_final)]:
@@ -163,15 +208,34 @@ def sweeps(tmp_path_factory, train_jsonl, student):
     launcher=slurm, whose jobs are each held after step 5 (checkpoint at 4) in their first
     attempt and stopped there."""
     root = tmp_path_factory.mktemp("sweeps")
-    hold = (f"+callbacks.hold={{_target_: tests.launch.hooks.HoldForPreemption, step: 5, "
-            f"marker: '{root}/held-${{hydra:job.num}}'}}")
+    hold = (
+        f"+callbacks.hold={{_target_: tests.launch.hooks.HoldForPreemption, step: 5, "
+        f"marker: '{root}/held-${{hydra:job.num}}'}}"
+    )
     sweep = ["alpha=a0,a0.5", "seed=0", hold]
     started = time.monotonic()
-    local = start(["train.py", "-m", *toy_sweep(train_jsonl, student, root / "teacher-local"), *sweep,
-                   f"hydra.sweep.dir={root / 'local'}"], root / "local.log")
-    slurm = start(["train.py", "-m", *toy_sweep(train_jsonl, student, root / "teacher-slurm"), *sweep, *CPU_JOB,
-                   "hydra.launcher.timeout_min=10",  # USR2 then counts as the time limit's (submitit: < 12.5 min)
-                   f"hydra.sweep.dir={root / 'slurm'}"], root / "slurm.log")
+    local = start(
+        [
+            "train.py",
+            "-m",
+            *toy_sweep(train_jsonl, student, root / "teacher-local"),
+            *sweep,
+            f"hydra.sweep.dir={root / 'local'}",
+        ],
+        root / "local.log",
+    )
+    slurm = start(
+        [
+            "train.py",
+            "-m",
+            *toy_sweep(train_jsonl, student, root / "teacher-slurm"),
+            *sweep,
+            *CPU_JOB,
+            "hydra.launcher.timeout_min=10",  # USR2 then counts as the time limit's (submitit: < 12.5 min)
+            f"hydra.sweep.dir={root / 'slurm'}",
+        ],
+        root / "slurm.log",
+    )
     stopped: dict[int, str] = {}
     deadline = time.monotonic() + 600
     try:
@@ -193,17 +257,31 @@ def sweeps(tmp_path_factory, train_jsonl, student):
     slurm_log = finish(slurm, root / "slurm.log", timeout=1)
     slurm_s = time.monotonic() - started
     finish(local, root / "local.log")
-    print(f"\nslurm sweep (2 jobs, each stopped and requeued once): {slurm_s:.0f} s; "
-          f"both sweeps: {time.monotonic() - started:.0f} s")
+    print(
+        f"\nslurm sweep (2 jobs, each stopped and requeued once): {slurm_s:.0f} s; "
+        f"both sweeps: {time.monotonic() - started:.0f} s"
+    )
     assert sorted(stopped) == [0, 1], f"jobs held and stopped: {stopped}\n{slurm_log[-3000:]}"
-    return {"root": root, "local": root / "local", "slurm": root / "slurm", "ids": stopped, "log": slurm_log,
-            "teacher": root / "teacher-local"}
+    return {
+        "root": root,
+        "local": root / "local",
+        "slurm": root / "slurm",
+        "ids": stopped,
+        "log": slurm_log,
+        "teacher": root / "teacher-local",
+    }
 
 
 def test_sweep_through_sbatch_gives_the_report_of_the_local_sweep(sweeps):
     for sweep in (sweeps["local"], sweeps["slurm"]):
-        proc = subprocess.run([sys.executable, "-m", "dear.report", str(sweep)], cwd=ROOT, env=environment(),
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dear.report", str(sweep)],
+            cwd=ROOT,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     local, slurm = sweeps["local"] / "report", sweeps["slurm"] / "report"
     table = (slurm / "table.md").read_text()
@@ -211,30 +289,46 @@ def test_sweep_through_sbatch_gives_the_report_of_the_local_sweep(sweeps):
     assert (slurm / "table.tex").read_text() == (local / "table.tex").read_text()
     rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| 0")]
     assert rows == ["0", "0.5"]
-    values = [[row["cells"]["noveleval"]["values"] for row in json.loads((d / "cells.json").read_text())["rows"]]
-              for d in (local, slurm)]
-    assert values[0] == values[1] and values[0][0] != values[0][1]  # α changes the cell: the table tells runs apart
+    values = [
+        [
+            row["cells"]["noveleval"]["values"]
+            for row in json.loads((d / "cells.json").read_text())["rows"]
+        ]
+        for d in (local, slurm)
+    ]
+    assert (
+        values[0] == values[1] and values[0][0] != values[0][1]
+    )  # α changes the cell: the table tells runs apart
     # What ran where: the jobs under SLURM (1 CPU, 1 task, no GPU option), the local ones not.
     script = next((sweeps["slurm"] / ".submitit").glob("*/*_submission.sh")).read_text()
     assert "#SBATCH --ntasks-per-node=1" in script and "#SBATCH --cpus-per-task=1" in script
     assert "gpus" not in script and "gres" not in script
     for num in (0, 1):
         cluster = json.loads((sweeps["slurm"] / str(num) / "repro.json").read_text())["cluster"]
-        assert cluster["SLURM_ARRAY_TASK_ID"] == str(num) and cluster["SUBMITIT_EXECUTOR"] == "slurm"
-        assert "SLURM_JOB_ID" not in json.loads((sweeps["local"] / str(num) / "repro.json").read_text())["cluster"]
+        assert (
+            cluster["SLURM_ARRAY_TASK_ID"] == str(num) and cluster["SUBMITIT_EXECUTOR"] == "slurm"
+        )
+        assert (
+            "SLURM_JOB_ID"
+            not in json.loads((sweeps["local"] / str(num) / "repro.json").read_text())["cluster"]
+        )
     # No accounting storage here: one line says job states come from squeue, no warning per poll.
     assert sweeps["log"].count("job states from squeue: sacct cannot answer") == 1
     assert "Bypassing sacct error" not in sweeps["log"]
 
 
-@pytest.mark.parametrize("num", sorted(STOPS), ids=[STOPS[n].replace(" ", "_") for n in sorted(STOPS)])
+@pytest.mark.parametrize(
+    "num", sorted(STOPS), ids=[STOPS[n].replace(" ", "_") for n in sorted(STOPS)]
+)
 def test_a_stopped_job_is_requeued_and_resumes_to_the_uninterrupted_run(sweeps, num):
     job = sweeps["ids"][num]
     run = sweeps["slurm"] / str(num)
     log = " ".join((sweeps["slurm"] / ".submitit" / job / f"{job}_0_log.err").read_text().split())
     out = " ".join((sweeps["slurm"] / ".submitit" / job / f"{job}_0_log.out").read_text().split())
     assert (sweeps["root"] / f"held-{num}").read_text().endswith("held at step 5\n")
-    if STOPS[num] == "SIGUSR2":  # submitit's handler: the time limit's signal, a checkpoint, a requeue
+    if (
+        STOPS[num] == "SIGUSR2"
+    ):  # submitit's handler: the time limit's signal, a checkpoint, a requeue
         assert "Caught signal SIGUSR2" in log + out and "this job is timed-out" in log + out
         assert f"Requeued job {job} (2 remaining timeouts)" in log + out
     else:
@@ -249,6 +343,7 @@ def test_a_stopped_job_is_requeued_and_resumes_to_the_uninterrupted_run(sweeps, 
 
 # --- DDP: one task per device ----------------------------------------------------------------------
 
+
 def _cache_rows(root: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
@@ -257,19 +352,33 @@ def _cache_rows(root: Path) -> list[dict]:
     return pq.read_table(sorted(cache.glob("shard-*.parquet"))).to_pylist()
 
 
-def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(tmp_path, train_jsonl, student, sweeps):
+def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(
+    tmp_path, train_jsonl, student, sweeps
+):
     """2 tasks x 1 group a batch against the local sweep's α = 0.5 run (1 device x 2 groups)."""
-    ddp = [*toy_sweep(train_jsonl, student, tmp_path / "teacher", batch=1), "alpha=a0.5", "seed=0", "trainer=ddp",
-           "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-           "trainer.check_val_every_n_epoch=null", *CPU_JOB]  # validation every 6 steps, as trainer=cpu's
+    ddp = [
+        *toy_sweep(train_jsonl, student, tmp_path / "teacher", batch=1),
+        "alpha=a0.5",
+        "seed=0",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "trainer.check_val_every_n_epoch=null",
+        *CPU_JOB,
+    ]  # validation every 6 steps, as trainer=cpu's
     started = time.monotonic()
-    precompute = start(["-m", "dear.distill.precompute", "-m", *ddp, f"hydra.sweep.dir={tmp_path}/pre"],
-                       tmp_path / "pre.log")
+    precompute = start(
+        ["-m", "dear.distill.precompute", "-m", *ddp, f"hydra.sweep.dir={tmp_path}/pre"],
+        tmp_path / "pre.log",
+    )
     finish(precompute, tmp_path / "pre.log")
     precompute_s = time.monotonic() - started
     train = start(["train.py", "-m", *ddp, f"hydra.sweep.dir={tmp_path}/two"], tmp_path / "two.log")
     finish(train, tmp_path / "two.log")
-    print(f"\nDDP on 2 SLURM tasks: precompute {precompute_s:.0f} s, both jobs {time.monotonic() - started:.0f} s")
+    print(
+        f"\nDDP on 2 SLURM tasks: precompute {precompute_s:.0f} s, both jobs {time.monotonic() - started:.0f} s"
+    )
 
     def task_logs(sweep: Path) -> list[str]:
         """Each task's stderr, by rank (a one-job sweep: one job folder, no array)."""
@@ -278,11 +387,20 @@ def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(tmp_pa
 
     for sweep in ("pre", "two"):
         script = next((tmp_path / sweep / ".submitit").glob("*/*_submission.sh")).read_text()
-        assert "#SBATCH --ntasks-per-node=2" in script and "gpus" not in script and "gres" not in script
-    pre = task_logs(tmp_path / "pre")  # 16 queries of 6 pairs: 16 shards of 4 (shards never split a query)
+        assert (
+            "#SBATCH --ntasks-per-node=2" in script
+            and "gpus" not in script
+            and "gres" not in script
+        )
+    pre = task_logs(
+        tmp_path / "pre"
+    )  # 16 queries of 6 pairs: 16 shards of 4 (shards never split a query)
     assert len(pre) == 2 and "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in pre[1]
     for rank in (0, 1):
-        assert f"rank {rank}/2: 8 of 16 shards" in pre[rank] and f"rank {rank}: scored 8 of its 8 shards" in pre[rank]
+        assert (
+            f"rank {rank}/2: 8 of 16 shards" in pre[rank]
+            and f"rank {rank}: scored 8 of its 8 shards" in pre[rank]
+        )
     two = task_logs(tmp_path / "two")
     assert len(two) == 2 and "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in two[1]
     assert "teacher cache missing" not in " ".join(two)  # the precompute's, verified
@@ -292,7 +410,9 @@ def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(tmp_pa
     assert [r["logit"] for r in a] == pytest.approx([r["logit"] for r in b], abs=1e-5)
 
     run, one = tmp_path / "two" / "0", sweeps["local"] / "1"
-    assert {"alpha=a0.5", "seed=0"} <= set(json.loads((one / "repro.json").read_text())["overrides"])
+    assert {"alpha=a0.5", "seed=0"} <= set(
+        json.loads((one / "repro.json").read_text())["overrides"]
+    )
     metrics, exported, final, logged = run_outcome(run, metrics_of(run))
     want_metrics, want_exported, want_final, want_logged = run_outcome(one, metrics_of(one))
     assert metrics == want_metrics  # every number of metrics.json but the timings
@@ -303,14 +423,23 @@ def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(tmp_pa
         assert weights.keys() == want.keys()
         # The score head's bias shifts every score of a group alike: the ranking and KD losses give
         # it no gradient but rounding noise, which AdamW turns into lr-sized steps either way.
-        free = [k for k in weights if k.endswith("classifier.modules_to_save.default.bias")
-                or k.endswith("classifier.bias")]
+        free = [
+            k
+            for k in weights
+            if k.endswith("classifier.modules_to_save.default.bias")
+            or k.endswith("classifier.bias")
+        ]
         assert len(free) == 1 and abs(float(weights[free[0]])) < 1e-2
-        differ = [k for k in weights if k not in free and not torch.allclose(weights[k], want[k], rtol=1e-4, atol=1e-7)]
+        differ = [
+            k
+            for k in weights
+            if k not in free and not torch.allclose(weights[k], want[k], rtol=1e-4, atol=1e-7)
+        ]
         assert not differ, f"weights differ: {differ[:3]}"
 
 
 # --- job states without accounting -----------------------------------------------------------------
+
 
 def test_a_job_that_ends_without_its_result_is_seen_to_end(tmp_path, monkeypatch, caplog):
     """sacct fails here (no accounting storage): a job cancelled while it runs, which writes no
@@ -336,5 +465,6 @@ def test_a_job_that_ends_without_its_result_is_seen_to_end(tmp_path, monkeypatch
     assert job.done() and job.state == "CANCELLED" and not job.paths.result_pickle.exists()
     messages = [r.getMessage() for r in caplog.records]
     assert [m for m in messages if "sacct" in m] == [
-        "job states from squeue: sacct cannot answer (Slurm accounting storage is disabled)"]
+        "job states from squeue: sacct cannot answer (Slurm accounting storage is disabled)"
+    ]
     assert not [r for r in caplog.records if r.levelname == "WARNING"], messages

@@ -21,28 +21,41 @@ from dear.listwise.prompts import fit_window
 from dear.listwise.reranker import ListwiseReranker
 from tests.helpers import shared
 
-STEPS = ("Please follow the steps below:\n"
-         "Step 1. List the information requirements to answer the query.\n"
-         "Step 2. For each requirement, find the passages containing that information.\n"
-         "Step 3. Rank passages that best cover clear and diverse information. Include all passages.\n")
+STEPS = (
+    "Please follow the steps below:\n"
+    "Step 1. List the information requirements to answer the query.\n"
+    "Step 2. For each requirement, find the passages containing that information.\n"
+    "Step 3. Rank passages that best cover clear and diverse information. Include all passages.\n"
+)
 
 
 def reference_messages(query: str, contents: list[str], words: int = 300) -> list[dict[str, str]]:
     """The reference's message list for one window of rank_llm `content` strings."""
     n = len(contents)
-    msgs = [{"role": "system",
-             "content": "You are RankLLM, an assistant that ranks passages by relevance to the query."},
-            {"role": "user",
-             "content": f"I will provide you with {n} passages, each indicated by number identifier [].\n"
-                        f"Rank the passages based on their relevance to query: {query}."},
-            {"role": "assistant", "content": "Okay, please provide the passages."}]
+    msgs = [
+        {
+            "role": "system",
+            "content": "You are RankLLM, an assistant that ranks passages by relevance to the query.",
+        },
+        {
+            "role": "user",
+            "content": f"I will provide you with {n} passages, each indicated by number identifier [].\n"
+            f"Rank the passages based on their relevance to query: {query}.",
+        },
+        {"role": "assistant", "content": "Okay, please provide the passages."},
+    ]
     for rank, content in enumerate(contents, start=1):
         snippet = " ".join(content.replace("Title: Content: ", "").strip().split()[:words])
-        msgs += [{"role": "user", "content": f"[{rank}] {snippet}"},
-                 {"role": "assistant", "content": f"Received passage [{rank}]."}]
-    last = (f"Search Query: {query}.\nRank the {n} passages above based on their relevance to the search query. "
-            "The passages should be listed in descending order using identifiers.\n" + STEPS +
-            "Output format strictly: [2] > [1] > [3] ... Only output the ranking using identifiers; no explanations.")
+        msgs += [
+            {"role": "user", "content": f"[{rank}] {snippet}"},
+            {"role": "assistant", "content": f"Received passage [{rank}]."},
+        ]
+    last = (
+        f"Search Query: {query}.\nRank the {n} passages above based on their relevance to the search query. "
+        "The passages should be listed in descending order using identifiers.\n"
+        + STEPS
+        + "Output format strictly: [2] > [1] > [3] ... Only output the ranking using identifiers; no explanations."
+    )
     return msgs + [{"role": "user", "content": last}]
 
 
@@ -50,7 +63,9 @@ def reference_messages(query: str, contents: list[str], words: int = 300) -> lis
 def llama31():
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(shared("tokenizers", "llama3", "hf_llama3.1_8b_instruct")))
+    return AutoTokenizer.from_pretrained(
+        str(shared("tokenizers", "llama3", "hf_llama3.1_8b_instruct"))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +74,9 @@ def dl21() -> list[dict]:
 
 
 def dear_prompt(**overrides):
-    return instantiate(OmegaConf.merge(OmegaConf.load(CONF_DIR / "prompt" / "dear.yaml"), overrides))
+    return instantiate(
+        OmegaConf.merge(OmegaConf.load(CONF_DIR / "prompt" / "dear.yaml"), overrides)
+    )
 
 
 def test_dear_messages_render_like_the_reference_on_the_real_chat_template(llama31, dl21):
@@ -108,14 +125,24 @@ def test_reranker_sends_the_reference_windows_of_the_top_30(llama31, dl21, tmp_p
 def test_auto_word_budget_fits_the_real_token_counts(llama31, dl21):
     renderer = TokenizerRenderer(llama31)
     item = dl21[0]
-    texts = [" ".join([h["content"]] * 4) for h in item["hits"][:20]]  # long passages: 300 words each
+    texts = [
+        " ".join([h["content"]] * 4) for h in item["hits"][:20]
+    ]  # long passages: 300 words each
     full = renderer.count(dear_prompt().messages(item["query"], texts, 300))
     prompt = dear_prompt(max_words="auto")
     for limit in (full - 1, full // 2, full // 5):
-        messages, words = fit_window(prompt, item["query"], texts, renderer.count, limit, renderer.passage_tokens)
+        messages, words = fit_window(
+            prompt, item["query"], texts, renderer.count, limit, renderer.passage_tokens
+        )
         assert renderer.count(messages) <= limit
-        largest = max(w for w in range(words, 301) if renderer.count(prompt.messages(item["query"], texts, w)) <= limit)
-        assert 0.95 * largest <= words <= largest < 300  # a few words short at most: extrapolated counts
+        largest = max(
+            w
+            for w in range(words, 301)
+            if renderer.count(prompt.messages(item["query"], texts, w)) <= limit
+        )
+        assert (
+            0.95 * largest <= words <= largest < 300
+        )  # a few words short at most: extrapolated counts
 
 
 def test_per_passage_counts_are_the_tokens_of_each_word_prefix(llama31, dl21):
@@ -123,6 +150,8 @@ def test_per_passage_counts_are_the_tokens_of_each_word_prefix(llama31, dl21):
     counts = TokenizerRenderer(llama31).passage_tokens(texts)
     for text, row in zip(texts, counts):
         words = text.split()
-        expect = [len(llama31(" " + " ".join(words[:w]), add_special_tokens=False)["input_ids"])
-                  for w in range(1, len(words) + 1)]
+        expect = [
+            len(llama31(" " + " ".join(words[:w]), add_special_tokens=False)["input_ids"])
+            for w in range(1, len(words) + 1)
+        ]
         assert row == expect

@@ -34,7 +34,9 @@ class ScriptedBackend:
     @staticmethod
     def sort_by_grade(ids_and_grades: list[tuple[int, int]]) -> str:
         best = sorted(ids_and_grades, key=lambda x: -x[1])
-        return "Reasoning: [9] mentioned.\n### Final Reranking: " + " > ".join(f"[{i}]" for i, _ in best)
+        return "Reasoning: [9] mentioned.\n### Final Reranking: " + " > ".join(
+            f"[{i}]" for i, _ in best
+        )
 
     def count_tokens(self, messages, chat=True):
         return sum(len(m["content"].split()) for m in messages)
@@ -44,34 +46,69 @@ class ScriptedBackend:
         out = []
         for messages in conversations:
             turns = [m["content"] for m in messages if re.match(r"\[\d+\] ", m["content"])]
-            graded = [(int(re.match(r"\[(\d+)\]", t).group(1)), int(re.search(r"g=(\d+)", t).group(1))) for t in turns]
-            out.append(Generation(self.reply(graded), prompt_tokens=self.count_tokens(messages), completion_tokens=7))
+            graded = [
+                (int(re.match(r"\[(\d+)\]", t).group(1)), int(re.search(r"g=(\d+)", t).group(1)))
+                for t in turns
+            ]
+            out.append(
+                Generation(
+                    self.reply(graded),
+                    prompt_tokens=self.count_tokens(messages),
+                    completion_tokens=7,
+                )
+            )
         return out
 
 
 def graded_ranking(qid: str, grades: list[int]) -> Ranking:
-    return Ranking(Query(qid, "what"), [Candidate(f"{qid}-{i}", f"passage g={g} text") for i, g in enumerate(grades)])
+    return Ranking(
+        Query(qid, "what"),
+        [Candidate(f"{qid}-{i}", f"passage g={g} text") for i, g in enumerate(grades)],
+    )
 
 
-@pytest.mark.parametrize("k, size, step, spans", [
-    (25, 20, 10, [(5, 25), (0, 20)]),
-    (20, 20, 10, [(0, 20)]),
-    (30, 20, 10, [(10, 30), (0, 20)]),
-    (100, 20, 10, [(80, 100), (70, 90), (60, 80), (50, 70), (40, 60), (30, 50), (20, 40), (10, 30), (0, 20)]),
-    (7, 20, 10, [(0, 7)]),
-    (13, 4, 3, [(9, 13), (6, 10), (3, 7), (0, 4)]),
-    (1, 20, 10, []),
-])
+@pytest.mark.parametrize(
+    "k, size, step, spans",
+    [
+        (25, 20, 10, [(5, 25), (0, 20)]),
+        (20, 20, 10, [(0, 20)]),
+        (30, 20, 10, [(10, 30), (0, 20)]),
+        (
+            100,
+            20,
+            10,
+            [
+                (80, 100),
+                (70, 90),
+                (60, 80),
+                (50, 70),
+                (40, 60),
+                (30, 50),
+                (20, 40),
+                (10, 30),
+                (0, 20),
+            ],
+        ),
+        (7, 20, 10, [(0, 7)]),
+        (13, 4, 3, [(9, 13), (6, 10), (3, 7), (0, 4)]),
+        (1, 20, 10, []),
+    ],
+)
 def test_window_spans_always_end_on_the_top(k, size, step, spans):
     assert window_spans(k, size, step) == spans
 
 
-@pytest.mark.parametrize("field, value", [("step", 1.5), ("step", "10"), ("window_size", 20.0), ("step", True),
-                                          ("top_k", 2.5)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("step", 1.5), ("step", "10"), ("window_size", 20.0), ("step", True), ("top_k", 2.5)],
+)
 def test_window_settings_must_be_integers_checked_at_construction(field, value):
     from dear.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=rf"^listwise\.{field}: expected an integer, found {re.escape(repr(value))}$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^listwise\.{field}: expected an integer, found {re.escape(repr(value))}$",
+    ):
         ListwiseReranker(ScriptedBackend(), prompt("dear"), **{field: value})
 
 
@@ -84,7 +121,9 @@ def test_window_settings_that_leave_gaps_are_refused(size, step):
 def test_k25_window20_step10_reranks_ranks_1_to_20():
     """The RankGPT-era loop would stop after ranks 6-25; the last window must cover ranks 1-20."""
     grades = list(range(25))  # input order is worst first: the best passage starts at rank 25
-    out = ListwiseReranker(ScriptedBackend(), prompt("dear"), 20, 10).rerank([graded_ranking("q", grades)])[0]
+    out = ListwiseReranker(ScriptedBackend(), prompt("dear"), 20, 10).rerank(
+        [graded_ranking("q", grades)]
+    )[0]
     assert [c.docid for c in out.candidates[:10]] == [f"q-{i}" for i in range(24, 14, -1)]
     assert out.meta["windows"][-1]["ranks"] == [1, 20]
 
@@ -102,7 +141,11 @@ def test_one_pass_brings_the_global_top_to_the_front_for_every_query():
         assert [c.docid for c in after.candidates[:10]] == top10
         assert sorted(c.docid for c in after.candidates) == sorted(grade)
         assert [c.score for c in after.candidates] == [float(100 - i) for i in range(100)]
-    assert reranker.stage_metrics() == {"parse_clean": 1.0, "parse_repaired": 0.0, "parse_fallback": 0.0}
+    assert reranker.stage_metrics() == {
+        "parse_clean": 1.0,
+        "parse_repaired": 0.0,
+        "parse_fallback": 0.0,
+    }
     assert out[0].meta["justification"] == "Reasoning: [9] mentioned."
 
 
@@ -113,8 +156,9 @@ def test_parse_status_per_query_is_the_worst_window_and_rates_are_reported():
     out = reranker.rerank([graded_ranking(qid, [1, 2, 3]) for qid in "abc"])
     assert [r.meta["parse"] for r in out] == ["clean", "repaired", "fallback"]
     assert [c.docid for c in out[2].candidates] == ["c-0", "c-1", "c-2"]  # fallback keeps the order
-    assert reranker.stage_metrics() == pytest.approx({"parse_clean": 1 / 3, "parse_repaired": 1 / 3,
-                                                      "parse_fallback": 1 / 3})
+    assert reranker.stage_metrics() == pytest.approx(
+        {"parse_clean": 1 / 3, "parse_repaired": 1 / 3, "parse_fallback": 1 / 3}
+    )
     assert out[1].meta["windows"][0]["issues"] == ["no final-ranking line", "1 missing id(s)"]
 
 
@@ -134,9 +178,14 @@ def test_dear_prompt_is_the_multi_turn_exchange_with_the_three_steps():
     assert msgs[0]["content"].startswith("You are RankLLM")
     assert msgs[3]["content"] == "[1] one two" and msgs[4]["content"] == "Received passage [1]."
     assert all(f"Step {i}." in msgs[-1]["content"] for i in (1, 2, 3))
-    assert msgs[-1]["content"].endswith("Output format strictly: [2] > [1] > [3] ... Only output the ranking "
-                                        "using identifiers; no explanations.")
-    assert "### Final Reranking: [2] > [1]" in prompt("dear_cot").messages("who?", ["a"], 2)[-1]["content"]
+    assert msgs[-1]["content"].endswith(
+        "Output format strictly: [2] > [1] > [3] ... Only output the ranking "
+        "using identifiers; no explanations."
+    )
+    assert (
+        "### Final Reranking: [2] > [1]"
+        in prompt("dear_cot").messages("who?", ["a"], 2)[-1]["content"]
+    )
 
 
 def test_dear_prompt_drops_rank_llm_empty_title_and_the_card_cuts_characters_verbatim():
@@ -186,8 +235,13 @@ def test_top_k_reranks_the_head_and_keeps_the_tail():
 
 
 def test_reranker_reports_the_words_it_fitted_per_window():
-    ranking = Ranking(Query("q", "what"), [Candidate(f"d{i}", f"passage g={i} " + "filler " * 500) for i in range(4)])
-    out = ListwiseReranker(ScriptedBackend(prompt_limit=400), prompt("dear", max_words="auto"), 4, 2).rerank([ranking])
+    ranking = Ranking(
+        Query("q", "what"),
+        [Candidate(f"d{i}", f"passage g={i} " + "filler " * 500) for i in range(4)],
+    )
+    out = ListwiseReranker(
+        ScriptedBackend(prompt_limit=400), prompt("dear", max_words="auto"), 4, 2
+    ).rerank([ranking])
     window = out[0].meta["windows"][0]
     assert window["prompt_tokens"] <= 400 and window["words_per_passage"] < 300
     assert [c.docid for c in out[0].candidates] == ["d3", "d2", "d1", "d0"]

@@ -18,8 +18,15 @@ from dear.listwise.prompts import ListwisePrompt
 from dear.listwise.reranker import ListwiseReranker
 from tests.helpers import ROOT
 
-PROMPT = ListwisePrompt(name="t", prefix="{num} for {query}", passage="[{id}] {text}", suffix="rank",
-                        prefix_reply="ok", passage_reply="got [{id}]", marker="Final:")
+PROMPT = ListwisePrompt(
+    name="t",
+    prefix="{num} for {query}",
+    passage="[{id}] {text}",
+    suffix="rank",
+    prefix_reply="ok",
+    passage_reply="got [{id}]",
+    marker="Final:",
+)
 
 
 class Killed(Exception):
@@ -43,8 +50,13 @@ class GradingBackend:
             if self.generated == self.die_after:
                 raise Killed
             turns = [m["content"] for m in messages if re.match(r"\[\d+\] ", m["content"])]
-            grades = {int(re.match(r"\[(\d+)\]", t).group(1)): int(re.search(r"g=(\d+)", t).group(1)) for t in turns}
-            gen = Generation("Final: " + " > ".join(f"[{j}]" for j in sorted(grades, key=lambda j: -grades[j])))
+            grades = {
+                int(re.match(r"\[(\d+)\]", t).group(1)): int(re.search(r"g=(\d+)", t).group(1))
+                for t in turns
+            }
+            gen = Generation(
+                "Final: " + " > ".join(f"[{j}]" for j in sorted(grades, key=lambda j: -grades[j]))
+            )
             self.generated += 1
             out.append(gen)
             if on_done:
@@ -54,8 +66,13 @@ class GradingBackend:
 
 def rankings() -> list[Ranking]:
     """4 queries x 25 candidates, grades shuffled so every window reorders (3 windows a query)."""
-    return [Ranking(Query(f"q{q}", "what"), [Candidate(f"q{q}-{i}", f"g={(i * 7 + q) % 25}") for i in range(25)])
-            for q in range(4)]
+    return [
+        Ranking(
+            Query(f"q{q}", "what"),
+            [Candidate(f"q{q}-{i}", f"g={(i * 7 + q) % 25}") for i in range(25)],
+        )
+        for q in range(4)
+    ]
 
 
 def orders(run: list[Ranking]) -> list[list[str]]:
@@ -65,7 +82,9 @@ def orders(run: list[Ranking]) -> list[list[str]]:
 def test_a_rerun_after_a_kill_generates_only_the_missing_windows_and_ranks_the_same(tmp_path):
     whole = ListwiseReranker(GradingBackend(), PROMPT, 10, 5).rerank(rankings())
     with pytest.raises(Killed):
-        ListwiseReranker(GradingBackend(die_after=5), PROMPT, 10, 5, cache_dir=str(tmp_path)).rerank(rankings())
+        ListwiseReranker(
+            GradingBackend(die_after=5), PROMPT, 10, 5, cache_dir=str(tmp_path)
+        ).rerank(rankings())
     backend = GradingBackend()
     resumed = ListwiseReranker(backend, PROMPT, 10, 5, cache_dir=str(tmp_path))
     again = resumed.rerank(rankings())
@@ -79,7 +98,9 @@ def test_a_rerun_after_a_kill_generates_only_the_missing_windows_and_ranks_the_s
 
 
 def test_other_decoding_settings_do_not_reuse_the_cache(tmp_path):
-    ListwiseReranker(GradingBackend(seed=0), PROMPT, 10, 5, cache_dir=str(tmp_path)).rerank(rankings())
+    ListwiseReranker(GradingBackend(seed=0), PROMPT, 10, 5, cache_dir=str(tmp_path)).rerank(
+        rankings()
+    )
     backend = GradingBackend(seed=1)
     reranker = ListwiseReranker(backend, PROMPT, 10, 5, cache_dir=str(tmp_path))
     reranker.rerank(rankings())
@@ -112,14 +133,28 @@ runpy.run_path("evaluate.py", run_name="__main__")
 
 
 def test_killed_evaluate_resumes_with_the_same_hydra_run_dir(toy_files, tmp_path):
-    overrides = ["benchmark=files", f"benchmark.candidates={toy_files['run']}", f"benchmark.qrels={toy_files['qrels']}",
-                 f"benchmark.docs={toy_files['docs']}", f"benchmark.queries={toy_files['queries']}",
-                 "pipeline=listwise", "listwise=tiny", "listwise.window_size=2", "listwise.step=1",
-                 "listwise.backend.batch_size=1"]  # 2 queries x 2 windows, one window a batch
+    overrides = [
+        "benchmark=files",
+        f"benchmark.candidates={toy_files['run']}",
+        f"benchmark.qrels={toy_files['qrels']}",
+        f"benchmark.docs={toy_files['docs']}",
+        f"benchmark.queries={toy_files['queries']}",
+        "pipeline=listwise",
+        "listwise=tiny",
+        "listwise.window_size=2",
+        "listwise.step=1",
+        "listwise.backend.batch_size=1",
+    ]  # 2 queries x 2 windows, one window a batch
 
     def run(out, script=None):
-        cmd = [sys.executable, "-c", script, *overrides] if script else [sys.executable, "evaluate.py", *overrides]
-        return subprocess.run([*cmd, f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cmd = (
+            [sys.executable, "-c", script, *overrides]
+            if script
+            else [sys.executable, "evaluate.py", *overrides]
+        )
+        return subprocess.run(
+            [*cmd, f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
 
     killed = run(tmp_path / "run", KILL_AFTER.format(k=3))
     assert killed.returncode == 137 and not (tmp_path / "run" / "runs" / "listwise.trec").exists()
@@ -129,9 +164,14 @@ def test_killed_evaluate_resumes_with_the_same_hydra_run_dir(toy_files, tmp_path
     assert "listwise cache: 0 of 4 windows reused" in whole.stdout + whole.stderr
     for name in ("runs/listwise.trec", "listwise.details.jsonl"):
         assert (tmp_path / "run" / name).read_text() == (tmp_path / "whole" / name).read_text()
-    outputs = [w["output"] for line in (tmp_path / "run" / "listwise.details.jsonl").read_text().splitlines()
-               for w in json.loads(line)["windows"]]
-    assert len(outputs) == 4 and all(outputs)  # the generations themselves match, not only the fallback order
+    outputs = [
+        w["output"]
+        for line in (tmp_path / "run" / "listwise.details.jsonl").read_text().splitlines()
+        for w in json.loads(line)["windows"]
+    ]
+    assert len(outputs) == 4 and all(
+        outputs
+    )  # the generations themselves match, not only the fallback order
 
 
 @pytest.mark.slow
@@ -144,8 +184,14 @@ def test_acceptance_killed_dual_stage_on_noveleval_resumes(tmp_path):
     overrides = ["benchmark=noveleval", "pipeline=dual_stage", "listwise=tiny"]
 
     def run(out, script=None):
-        cmd = [sys.executable, "-c", script, *overrides] if script else [sys.executable, "evaluate.py", *overrides]
-        return subprocess.run([*cmd, f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        cmd = (
+            [sys.executable, "-c", script, *overrides]
+            if script
+            else [sys.executable, "evaluate.py", *overrides]
+        )
+        return subprocess.run(
+            [*cmd, f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=900
+        )
 
     assert run(tmp_path / "run", KILL_AFTER.format(k=2)).returncode == 137
     resumed, whole = run(tmp_path / "run"), run(tmp_path / "whole")

@@ -21,13 +21,17 @@ from dear.models.loading import load_tokenizer
 
 @pytest.fixture(scope="module")
 def examples() -> list[CotExample]:
-    return synthetic_examples(instantiate(OmegaConf.load(CONF_DIR / "prompt" / "dear.yaml")), 12, 3, seed=0)
+    return synthetic_examples(
+        instantiate(OmegaConf.load(CONF_DIR / "prompt" / "dear.yaml")), 12, 3, seed=0
+    )
 
 
 def test_prompt_tokens_are_masked_and_response_tokens_learned(tiny_llama_causal, examples):
     tok = load_tokenizer(tiny_llama_causal)
     row = tokenize_example(tok, examples[0])
-    prompt_ids = TokenizerRenderer(tok).ids(examples[0].messages())  # exactly what generation is fed
+    prompt_ids = TokenizerRenderer(tok).ids(
+        examples[0].messages()
+    )  # exactly what generation is fed
     n = len(prompt_ids)
     assert row["input_ids"][:n] == prompt_ids
     assert row["labels"][:n] == [IGNORE] * n
@@ -44,14 +48,23 @@ def test_collate_pads_right_and_ignores_padding(tiny_llama_causal, examples):
     rows[1] = {k: v[:-5] for k, v in rows[1].items()}
     batch = collate(rows, tok.pad_token_id)
     width = max(len(r["input_ids"]) for r in rows)
-    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (3, width)
+    assert (
+        batch["input_ids"].shape
+        == batch["labels"].shape
+        == batch["attention_mask"].shape
+        == (3, width)
+    )
     short = len(rows[1]["input_ids"])
     assert batch["attention_mask"][1, :short].all() and not batch["attention_mask"][1, short:].any()
-    assert (batch["labels"][1, short:] == IGNORE).all() and (batch["input_ids"][1, short:] == tok.pad_token_id).all()
+    assert (batch["labels"][1, short:] == IGNORE).all() and (
+        batch["input_ids"][1, short:] == tok.pad_token_id
+    ).all()
     assert batch["labels"].dtype == torch.long
 
 
-def test_datamodule_holds_out_validation_and_drops_overlong_examples(tiny_llama_causal, examples, tmp_path):
+def test_datamodule_holds_out_validation_and_drops_overlong_examples(
+    tiny_llama_causal, examples, tmp_path
+):
     path = tmp_path / "cot.jsonl"
     path.write_text("".join(json.dumps(e.record()) + "\n" for e in examples))
     dm = ListwiseSFTDataModule(tiny_llama_causal, str(path), val_fraction=0.25, batch_size=4)
@@ -62,8 +75,12 @@ def test_datamodule_holds_out_validation_and_drops_overlong_examples(tiny_llama_
 
     longer = replace(examples[0], input="and some more words to read")
     fits = len(tokenize_example(dm.tokenizer, examples[0])["input_ids"])
-    short = ListwiseSFTDataModule(tiny_llama_causal, [longer, *examples], val=examples[:2], max_length=fits)
+    short = ListwiseSFTDataModule(
+        tiny_llama_causal, [longer, *examples], val=examples[:2], max_length=fits
+    )
     short.setup("fit")
-    assert len(short.train_rows) == 12 and all(len(r["input_ids"]) <= fits for r in short.train_rows)
+    assert len(short.train_rows) == 12 and all(
+        len(r["input_ids"]) <= fits for r in short.train_rows
+    )
     with pytest.raises(DataError, match="no example fits max_length=10"):
         ListwiseSFTDataModule(tiny_llama_causal, examples, max_length=10).setup("fit")

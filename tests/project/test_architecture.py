@@ -20,8 +20,18 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("evaluation", ["dear.eval"]),
     ("stages", ["dear.rerank", "dear.listwise", "dear.distill"]),
     ("report", ["dear.report"]),
-    ("entry", ["dear.cli", "dear.config", "dear.training", "dear.cot", "dear.serve", "dear.export",
-               "dear.distill.precompute"]),
+    (
+        "entry",
+        [
+            "dear.cli",
+            "dear.config",
+            "dear.training",
+            "dear.cot",
+            "dear.serve",
+            "dear.export",
+            "dear.distill.precompute",
+        ],
+    ),
 ]
 RANK = {prefix: rank for rank, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes}
 ENTRY = len(LAYERS) - 1
@@ -36,8 +46,10 @@ def layer(module: str) -> int:
     for n in range(len(parts), 1, -1):
         if ".".join(parts[:n]) in RANK:
             return RANK[".".join(parts[:n])]
-    raise KeyError(f"{module}: no layer (add its package to LAYERS in tests/project/test_architecture.py and "
-                   "ARCHITECTURE.md)")
+    raise KeyError(
+        f"{module}: no layer (add its package to LAYERS in tests/project/test_architecture.py and "
+        "ARCHITECTURE.md)"
+    )
 
 
 def package(module: str) -> str:
@@ -59,7 +71,9 @@ def imports(source: str, module: str, is_package: bool = False) -> set[str]:
             base = node.module or ""
             if node.level:
                 base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
-            for alias in node.names:  # ``from dear.data import irds`` imports the submodule dear.data.irds
+            for (
+                alias
+            ) in node.names:  # ``from dear.data import irds`` imports the submodule dear.data.irds
                 full = f"{base}.{alias.name}"
                 found.add(full if _is_module(full) else base)
     return {m for m in found if m == "dear" or m.startswith("dear.")}
@@ -81,8 +95,12 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def upward(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
-                  for m, targets in graph.items() for t in targets if layer(t) > layer(m))
+    return sorted(
+        f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
+        for m, targets in graph.items()
+        for t in targets
+        if layer(t) > layer(m)
+    )
 
 
 def package_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -141,10 +159,19 @@ def test_the_checker_catches_violations():
     source = "import os\n\ndef f():\n    from dear.eval.judges import build_judge\n    from ..utils import io\n"
     found = imports(source, "dear.data.fake")
     assert found == {"dear.eval.judges", "dear.utils.io"}
-    assert upward({"dear.data.fake": found}) == ["dear.data.fake (data) imports dear.eval.judges (evaluation)"]
-    assert upward({"dear.eval.fake": {"dear.data.contract", "dear.utils.io", "dear.eval.judges"}}) == []
-    cyclic = {"dear.rerank.a": {"dear.listwise.b"}, "dear.listwise.b": {"dear.distill.c"},
-              "dear.distill.c": {"dear.rerank.d"}, "dear.rerank.d": set()}
+    assert upward({"dear.data.fake": found}) == [
+        "dear.data.fake (data) imports dear.eval.judges (evaluation)"
+    ]
+    assert (
+        upward({"dear.eval.fake": {"dear.data.contract", "dear.utils.io", "dear.eval.judges"}})
+        == []
+    )
+    cyclic = {
+        "dear.rerank.a": {"dear.listwise.b"},
+        "dear.listwise.b": {"dear.distill.c"},
+        "dear.distill.c": {"dear.rerank.d"},
+        "dear.rerank.d": set(),
+    }
     assert package_cycles(cyclic) == [["dear.distill", "dear.listwise", "dear.rerank"]]
     assert package_cycles({"dear.rerank.a": {"dear.data.b"}, "dear.data.b": set()}) == []
     with pytest.raises(KeyError, match="no layer"):

@@ -1,14 +1,25 @@
-"""``ruff check .`` passes (the rules in pyproject.toml [tool.ruff]), so lint errors fail the suite."""
+"""``ruff check .`` and ``ruff format --check .`` pass (pyproject.toml [tool.ruff]), so lint errors and
+unformatted code fail the suite."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT
 
 
-def test_ruff_check_passes():
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, f"ruff check . failed:\n{proc.stdout}{proc.stderr}"
+@pytest.mark.parametrize(
+    "command", [["check", "."], ["format", "--check", "."]], ids=["check", "format"]
+)
+def test_ruff_passes(command):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"ruff {' '.join(command)} failed:\n{proc.stdout}{proc.stderr}"

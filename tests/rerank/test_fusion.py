@@ -20,7 +20,9 @@ class Fixed:
 
 def test_normalisations_against_hand_computation():
     s = np.array([3.0, 1.0, 2.0, 2.0])
-    np.testing.assert_allclose(normalise(s, "rrf", 60), [1 / 61, 1 / 64, 1 / 62, 1 / 63])  # ties keep input order
+    np.testing.assert_allclose(
+        normalise(s, "rrf", 60), [1 / 61, 1 / 64, 1 / 62, 1 / 63]
+    )  # ties keep input order
     np.testing.assert_allclose(normalise(s, "zscore"), (s - 2.0) / np.sqrt(0.5))
     np.testing.assert_allclose(normalise(s, "minmax"), [1.0, 0.0, 0.5, 0.5])
     assert not normalise(np.ones(3), "zscore").any() and not normalise(np.ones(3), "minmax").any()
@@ -31,8 +33,12 @@ def test_normalisations_against_hand_computation():
 def test_fusion_weights_members_per_query_and_scales():
     rankings = [Ranking(Query("q", "t"), [Candidate(d) for d in "abc"])]
     lexical, dense = Fixed([10.0, 5.0, 0.0]), Fixed([0.1, 0.9, 0.5])
-    fused = FusionScorer({"lexical": {"scorer": lexical, "weight": 1.0}, "dense": {"scorer": dense, "weight": 2.0}},
-                         normalisation="rrf", rrf_k=60, scale=100.0).score(rankings)[0]
+    fused = FusionScorer(
+        {"lexical": {"scorer": lexical, "weight": 1.0}, "dense": {"scorer": dense, "weight": 2.0}},
+        normalisation="rrf",
+        rrf_k=60,
+        scale=100.0,
+    ).score(rankings)[0]
     expected = 100 * (np.array([1 / 61, 1 / 62, 1 / 63]) + 2 * np.array([1 / 63, 1 / 61, 1 / 62]))
     np.testing.assert_allclose(fused, expected, rtol=1e-6)
     assert np.argmax(fused) == 1  # the dense member's top document wins with weight 2
@@ -50,8 +56,10 @@ def test_the_fused_teachers_settings_reach_the_cache_fingerprint():
         return OmegaConf.to_container(compose_cfg("train", list(overrides)).teacher, resolve=True)
 
     rrf, zscore = teacher(), teacher("teacher.normalisation=zscore")
-    assert (rrf["_target_"] == "dear.rerank.fusion.FusionScorer"
-            and rrf["members"]["lexical"]["scorer"]["dataset"] == "beir/scifact/train")
+    assert (
+        rrf["_target_"] == "dear.rerank.fusion.FusionScorer"
+        and rrf["members"]["lexical"]["scorer"]["dataset"] == "beir/scifact/train"
+    )
     assert fingerprint(rrf, {"d": 1}) != fingerprint(zscore, {"d": 1})
 
 
@@ -63,12 +71,19 @@ def test_bm25_scorer_gives_the_first_stages_own_scores_and_scores_unretrieved_do
     from dear.rerank.lexical import BM25Scorer
 
     cache = os.path.join(os.environ["DEAR_CACHE_DIR"], "bm25")
-    run = list(IrDatasetsBenchmark("scifact", "beir/scifact/test", ["nDCG@10"], depth=30, limit=5,
-                                   cache_dir=cache).load().run.values())
+    run = list(
+        IrDatasetsBenchmark(
+            "scifact", "beir/scifact/test", ["nDCG@10"], depth=30, limit=5, cache_dir=cache
+        )
+        .load()
+        .run.values()
+    )
     scorer = BM25Scorer("beir/scifact/train", cache_dir=cache)  # the same corpus and index
     for ranking, scores in zip(run, scorer.score(run)):
         np.testing.assert_allclose(scores, [c.score for c in ranking.candidates], rtol=1e-5)
-    other = Ranking(run[0].query, [run[1].candidates[-1], run[0].candidates[0]])  # not in q0's top 30
+    other = Ranking(
+        run[0].query, [run[1].candidates[-1], run[0].candidates[0]]
+    )  # not in q0's top 30
     low, top = scorer.score([other])[0]
     assert 0.0 <= low < top
     with pytest.raises(Exception, match="not in the BM25 corpus"):

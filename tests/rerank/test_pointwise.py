@@ -41,8 +41,14 @@ def test_empty_title_keeps_released_spacing(tiny_llama_cls):
 def test_pooled_score_equals_hf_forward_on_unpadded_input(tiny_llama_cls):
     """Our explicit last-token pooling on a right-padded batch == HF's own head on one sequence."""
     scorer = CrossEncoderScorer(tiny_llama_cls, max_batch_pairs=8, pooling="last")
-    ranking = Ranking(Query("q", "what is a llama"),
-                      [Candidate("long", LONG_DOC), Candidate("short", "a camelid"), Candidate("mid", LONG_DOC[:120])])
+    ranking = Ranking(
+        Query("q", "what is a llama"),
+        [
+            Candidate("long", LONG_DOC),
+            Candidate("short", "a camelid"),
+            Candidate("mid", LONG_DOC[:120]),
+        ],
+    )
     batched = scorer.score([ranking])[0]
     ids, _ = scorer.encode([ranking])
     with torch.inference_mode():
@@ -51,11 +57,17 @@ def test_pooled_score_equals_hf_forward_on_unpadded_input(tiny_llama_cls):
 
 
 def test_scores_do_not_depend_on_batch_composition(tiny_bert_cls):
-    rankings = [Ranking(Query(str(i), f"query {i} llama"),
-                        [Candidate(f"d{j}", LONG_DOC[: 40 * (j + 1)]) for j in range(5)])
-                for i in range(3)]
+    rankings = [
+        Ranking(
+            Query(str(i), f"query {i} llama"),
+            [Candidate(f"d{j}", LONG_DOC[: 40 * (j + 1)]) for j in range(5)],
+        )
+        for i in range(3)
+    ]
     big = CrossEncoderScorer(tiny_bert_cls, max_batch_pairs=64).score(rankings)
-    small = CrossEncoderScorer(tiny_bert_cls, max_batch_pairs=2, max_batch_tokens=300).score(rankings)
+    small = CrossEncoderScorer(tiny_bert_cls, max_batch_pairs=2, max_batch_tokens=300).score(
+        rankings
+    )
     for a, b in zip(big, small):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -83,11 +95,29 @@ def test_reranker_sorts_by_score_and_keeps_ties_in_order():
 
 def test_template_defaults_are_the_released_ones():
     t = PairTemplate.of()
-    assert (t.query_prefix, t.doc_prefix, t.query_max_len, t.doc_max_len) == ("query: ", "document: ", 32, 193)
+    assert (t.query_prefix, t.doc_prefix, t.query_max_len, t.doc_max_len) == (
+        "query: ",
+        "document: ",
+        32,
+        193,
+    )
     assert (t.join, t.max_length, t.overflow) == ("reference", 228, "only_second")
 
 
-WORDS = ["llama", "camelid", "Andes", "wool", "2,048", "e.g.", "self-report", "naïve", "数据", "'s", "—", "(p<0.05)"]
+WORDS = [
+    "llama",
+    "camelid",
+    "Andes",
+    "wool",
+    "2,048",
+    "e.g.",
+    "self-report",
+    "naïve",
+    "数据",
+    "'s",
+    "—",
+    "(p<0.05)",
+]
 SPACES = [" ", "  ", "\n", "\n\n", "\t", " \n "]
 
 
@@ -100,13 +130,20 @@ def test_word_precut_and_template_join_equal_the_tokenizers_own_pair_encoding(fi
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
-    scorer = CrossEncoderScorer(request.getfixturevalue(fixture), template={"join": "tokenizer", "doc_max_len": 196})
+    scorer = CrossEncoderScorer(
+        request.getfixturevalue(fixture), template={"join": "tokenizer", "doc_max_len": 196}
+    )
     assert scorer.encoder.layout is not None and scorer.encoder.can_precut  # the fast path is taken
     rng = np.random.default_rng(0)
-    docs = [" ".join("".join([rng.choice(WORDS), rng.choice(SPACES)]) for _ in range(n))
-            for n in (3, 150, 190, 400, 900)]
+    docs = [
+        " ".join("".join([rng.choice(WORDS), rng.choice(SPACES)]) for _ in range(n))
+        for n in (3, 150, 190, 400, 900)
+    ]
     docs.append(" ".join(["x"] * 197) + "\n\n" + "tail " * 50)  # a whitespace run right at the cut
-    ranking = Ranking(Query("q", "how do llamas   live?\n"), [Candidate(f"d{i}", d, "T") for i, d in enumerate(docs)])
+    ranking = Ranking(
+        Query("q", "how do llamas   live?\n"),
+        [Candidate(f"d{i}", d, "T") for i, d in enumerate(docs)],
+    )
     got_ids, got_types = scorer.encode([ranking])
 
     backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())
@@ -125,20 +162,35 @@ def test_unknown_pair_template_falls_back_to_the_tokenizers_post_processor():
     from dear.rerank.template import pair_layout, words_prefix
 
     assert pair_layout(None) is None and pair_layout({"type": "SomethingNew"}) is None
-    assert words_prefix("a  b\nc d", 2) == "a  b" and words_prefix("a b", 5) == "a b" and words_prefix("", 3) == ""
+    assert (
+        words_prefix("a  b\nc d", 2) == "a  b"
+        and words_prefix("a b", 5) == "a b"
+        and words_prefix("", 3) == ""
+    )
 
 
-def test_bi_encoder_scores_are_scaled_cosines_and_the_scale_reaches_the_teacher_fingerprint(tiny_bert_cls):
+def test_bi_encoder_scores_are_scaled_cosines_and_the_scale_reaches_the_teacher_fingerprint(
+    tiny_bert_cls,
+):
     from omegaconf import OmegaConf
 
     from dear.config import CONF_DIR
     from dear.distill.teacher_cache import fingerprint
     from dear.rerank.pointwise import BiEncoderScorer
 
-    rankings = [Ranking(Query("q", "llamas of the andes"), [Candidate("a", "the llama"), Candidate("b", LONG_DOC)])]
+    rankings = [
+        Ranking(
+            Query("q", "llamas of the andes"),
+            [Candidate("a", "the llama"), Candidate("b", LONG_DOC)],
+        )
+    ]
     cosine = np.concatenate(BiEncoderScorer(tiny_bert_cls).score(rankings))
     scaled = np.concatenate(BiEncoderScorer(tiny_bert_cls, logit_scale=20.0).score(rankings))
     assert np.all(np.abs(cosine) <= 1 + 1e-6) and np.allclose(scaled, 20 * cosine, atol=1e-5)
-    teacher = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "teacher" / "minilm_bi_encoder.yaml"))
+    teacher = OmegaConf.to_container(
+        OmegaConf.load(CONF_DIR / "teacher" / "minilm_bi_encoder.yaml")
+    )
     assert teacher["logit_scale"] == 20.0  # the default teacher's logits are 20 x cosine
-    assert fingerprint({**teacher, "logit_scale": 1.0}, {}) != fingerprint(teacher, {})  # a new scale, a new cache
+    assert fingerprint({**teacher, "logit_scale": 1.0}, {}) != fingerprint(
+        teacher, {}
+    )  # a new scale, a new cache

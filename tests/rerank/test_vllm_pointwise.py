@@ -25,27 +25,61 @@ VLLM = "engine/pointwise@pointwise=vllm"
 # when each model had a `*_vllm` twin): the transformers engine must resolve to exactly this (the
 # teacher-cache fingerprints and the figures depend on it), and `engine/pointwise@pointwise=vllm`
 # to exactly what the removed `<model>_vllm` file resolved to.
-DEAR_P_TEMPLATE = {"query_prefix": "query: ", "doc_prefix": "document: ", "query_max_len": 32, "doc_max_len": 193,
-                   "join": "reference", "segment_specials": False, "max_length": 228, "overflow": "only_second",
-                   "append_eos": False}
+DEAR_P_TEMPLATE = {
+    "query_prefix": "query: ",
+    "doc_prefix": "document: ",
+    "query_max_len": 32,
+    "doc_max_len": 193,
+    "join": "reference",
+    "segment_specials": False,
+    "max_length": 228,
+    "overflow": "only_second",
+    "append_eos": False,
+}
 RANKLLAMA_TEMPLATE = {**DEAR_P_TEMPLATE, "segment_specials": True, "overflow": "only_first"}
-WAS_TRANSFORMERS = {"_target_": "dear.rerank.pointwise.CrossEncoderScorer", "adapter": None, "revision": None,
-                    "template": DEAR_P_TEMPLATE, "pooling": "reference", "max_batch_pairs": 64,
-                    "max_batch_tokens": 16384, "dtype": "auto", "device": "auto"}
-WAS_VLLM = {"_target_": "dear.rerank.vllm_pointwise.VLLMPointwiseScorer", "adapter": None, "revision": None,
-            "template": DEAR_P_TEMPLATE, "pooling": "last", "dtype": "bfloat16", "max_model_len": None,
-            "gpu_memory_utilization": 0.9, "tensor_parallel_size": 1, "seed": 0, "device": "auto"}
+WAS_TRANSFORMERS = {
+    "_target_": "dear.rerank.pointwise.CrossEncoderScorer",
+    "adapter": None,
+    "revision": None,
+    "template": DEAR_P_TEMPLATE,
+    "pooling": "reference",
+    "max_batch_pairs": 64,
+    "max_batch_tokens": 16384,
+    "dtype": "auto",
+    "device": "auto",
+}
+WAS_VLLM = {
+    "_target_": "dear.rerank.vllm_pointwise.VLLMPointwiseScorer",
+    "adapter": None,
+    "revision": None,
+    "template": DEAR_P_TEMPLATE,
+    "pooling": "last",
+    "dtype": "bfloat16",
+    "max_model_len": None,
+    "gpu_memory_utilization": 0.9,
+    "tensor_parallel_size": 1,
+    "seed": 0,
+    "device": "auto",
+}
 # The removed conf/pointwise/*_vllm.yaml files (dear_p_vllm: the base, no model yet).
-WAS_VLLM_FILES = {"dear_p": "???", "dear_8b_ce": "abdoelsayed/dear-8b-reranker-ce-v1",
-                  "dear_8b_ranknet": "abdoelsayed/dear-8b-reranker-ranknet-v1",
-                  "dear_3b_ce": "abdoelsayed/dear-3b-reranker-ce-v1",
-                  "dear_3b_ranknet": "abdoelsayed/dear-3b-reranker-ranknet-v1"}
-WAS_LORA = {f"{name}_lora": model.replace("-v1", "-lora-v1")
-            for name, model in WAS_VLLM_FILES.items() if name != "dear_p"}
+WAS_VLLM_FILES = {
+    "dear_p": "???",
+    "dear_8b_ce": "abdoelsayed/dear-8b-reranker-ce-v1",
+    "dear_8b_ranknet": "abdoelsayed/dear-8b-reranker-ranknet-v1",
+    "dear_3b_ce": "abdoelsayed/dear-3b-reranker-ce-v1",
+    "dear_3b_ranknet": "abdoelsayed/dear-3b-reranker-ranknet-v1",
+}
+WAS_LORA = {
+    f"{name}_lora": model.replace("-v1", "-lora-v1")
+    for name, model in WAS_VLLM_FILES.items()
+    if name != "dear_p"
+}
 
 
 def _scorer_cfg(name: str, *overrides: str) -> dict:
-    cfg = compose_resolved("evaluate", ["benchmark=noveleval", "pipeline=pointwise", f"pointwise={name}", *overrides])
+    cfg = compose_resolved(
+        "evaluate", ["benchmark=noveleval", "pipeline=pointwise", f"pointwise={name}", *overrides]
+    )
     return cfg["pipeline"]["stages"]["pointwise"]["reranker"]["scorer"]
 
 
@@ -61,13 +95,16 @@ def test_vllm_engine_resolves_as_the_removed_vllm_file(name):
 
 
 def test_no_model_file_names_its_engine():
-    assert not sorted(CONF_DIR.glob("pointwise/*_vllm.yaml")) and not sorted(CONF_DIR.glob("listwise/*_vllm.yaml"))
+    assert not sorted(CONF_DIR.glob("pointwise/*_vllm.yaml")) and not sorted(
+        CONF_DIR.glob("listwise/*_vllm.yaml")
+    )
 
 
 @pytest.mark.parametrize("primary, place", [("evaluate", "pointwise"), ("train", "teacher")])
 def test_the_teacher_and_rankllama_take_the_engine_too(primary, place):
     """The DeAR teacher config is unchanged (its cache fingerprint is a function of it); the same
     group key with the teacher's place puts it on vLLM."""
+
     def scorer(*overrides: str) -> dict:
         if primary == "evaluate":
             return _scorer_cfg("rankllama_13b", *overrides)
@@ -78,16 +115,24 @@ def test_the_teacher_and_rankllama_take_the_engine_too(primary, place):
     assert scorer(f"engine/pointwise@{place}=vllm") == {**WAS_VLLM, **model}
 
 
-@pytest.mark.parametrize("teacher, model", [("qwen25_14b", "Qwen/Qwen2.5-14B"), ("qwen3_14b", "Qwen/Qwen3-14B")])
+@pytest.mark.parametrize(
+    "teacher, model", [("qwen25_14b", "Qwen/Qwen2.5-14B"), ("qwen3_14b", "Qwen/Qwen3-14B")]
+)
 def test_pairing_teachers_resolve_exactly_as_before(teacher, model):
-    assert compose_resolved("train", [f"teacher={teacher}"])["teacher"] == {**WAS_TRANSFORMERS, "model": model}
+    assert compose_resolved("train", [f"teacher={teacher}"])["teacher"] == {
+        **WAS_TRANSFORMERS,
+        "model": model,
+    }
 
 
 @pytest.mark.parametrize("name", [n for n in WAS_VLLM_FILES if n != "dear_p"])
 def test_vllm_engine_feeds_the_transformers_engines_input(name):
     vllm, hf = _scorer_cfg(name, VLLM), _scorer_cfg(name)
     assert get_class(vllm["_target_"]) is VLLMPointwiseScorer
-    assert (vllm["model"], vllm["template"]) == (hf["model"], hf["template"])  # same checkpoint, same token ids
+    assert (vllm["model"], vllm["template"]) == (
+        hf["model"],
+        hf["template"],
+    )  # same checkpoint, same token ids
     assert vllm["pooling"] == "last" and vllm["dtype"] == "bfloat16"
 
 
@@ -101,17 +146,29 @@ def test_the_vllm_engine_config_builds_up_to_the_vllm_import(tiny_llama_cls):
         with pytest.raises(Exception) as caught:
             instantiate({**_scorer_cfg("dear_8b_ce", VLLM), "model": tiny_llama_cls})
         assert isinstance(caught.value.__cause__, ImportError)
-        assert re.search(r"needs vLLM \(pip install vllm, CUDA only\).*transformers engine",
-                         str(caught.value.__cause__))
+        assert re.search(
+            r"needs vLLM \(pip install vllm, CUDA only\).*transformers engine",
+            str(caught.value.__cause__),
+        )
     with pytest.raises(Exception) as caught:
-        instantiate({**_scorer_cfg("dear_8b_ce", VLLM, "pointwise.pooling=reference"), "model": tiny_llama_cls})
+        instantiate(
+            {
+                **_scorer_cfg("dear_8b_ce", VLLM, "pointwise.pooling=reference"),
+                "model": tiny_llama_cls,
+            }
+        )
     error = our_error(caught.value)
     assert isinstance(error, ConfigError) and "\n" not in str(error)
-    assert re.fullmatch(r"pointwise.pooling='reference': .*set pointwise.pooling=last.*", one_line(error))
+    assert re.fullmatch(
+        r"pointwise.pooling='reference': .*set pointwise.pooling=last.*", one_line(error)
+    )
 
 
 def test_reference_pooling_is_refused_with_the_reason(tiny_llama_cls):
-    with pytest.raises(ConfigError, match=r"pooling='reference'.*only pooling 'last'.*no attention mask or position"):
+    with pytest.raises(
+        ConfigError,
+        match=r"pooling='reference'.*only pooling 'last'.*no attention mask or position",
+    ):
         VLLMPointwiseScorer(tiny_llama_cls, pooling="reference")
 
 
@@ -122,9 +179,13 @@ def test_adapters_and_pinned_devices_are_refused(tiny_llama_cls):
         VLLMPointwiseScorer(tiny_llama_cls, device="cuda:1")
 
 
-@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed: the missing-package message cannot be shown")
+@pytest.mark.skipif(
+    HAS_VLLM, reason="vLLM is installed: the missing-package message cannot be shown"
+)
 def test_without_vllm_the_error_says_what_to_install(tiny_llama_cls):
-    with pytest.raises(ImportError, match=r"needs vLLM \(pip install vllm, CUDA only\).*CrossEncoderScorer"):
+    with pytest.raises(
+        ImportError, match=r"needs vLLM \(pip install vllm, CUDA only\).*CrossEncoderScorer"
+    ):
         VLLMPointwiseScorer(tiny_llama_cls)
 
 
@@ -139,9 +200,18 @@ def test_vllm_scores_match_the_transformers_path(tmp_path):
     from dear.models.tiny import build_tiny
 
     model = build_tiny(tmp_path / "llama-cls", "llama", "seqcls", hidden=256, layers=2, heads=4)
-    rankings = [Ranking(Query(f"q{i}", f"what is topic {i}"),
-                        [Candidate(f"d{j}", f"passage {j} on topic {(i * j) % 7} " * (1 + j % 5), f"title {j}")
-                         for j in range(12)]) for i in range(4)]
+    rankings = [
+        Ranking(
+            Query(f"q{i}", f"what is topic {i}"),
+            [
+                Candidate(
+                    f"d{j}", f"passage {j} on topic {(i * j) % 7} " * (1 + j % 5), f"title {j}"
+                )
+                for j in range(12)
+            ],
+        )
+        for i in range(4)
+    ]
     hf = CrossEncoderScorer(model, pooling="last", dtype="bfloat16", device="cuda")
     vllm = VLLMPointwiseScorer(model, gpu_memory_utilization=0.3)
     assert vllm.encode(rankings) == hf.encode(rankings)

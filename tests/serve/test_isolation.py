@@ -46,9 +46,13 @@ def test_bad_requests_in_flight_with_twenty_good_ones_fail_alone():
     scorer = PickyScorer()
     app = build_app(scorer, "picky", batching={"max_wait_ms": 0})
     with serving(app) as (url, _), httpx.Client(timeout=60) as client, thread_pool(24) as pool:
+
         def post(documents):  # json.dumps escapes a lone surrogate (\ud800), as a client's JSON may
-            return client.post(f"{url}/v2/rerank", content=json.dumps({"query": "q", "documents": documents}),
-                               headers={"content-type": "application/json"})
+            return client.post(
+                f"{url}/v2/rerank",
+                content=json.dumps({"query": "q", "documents": documents}),
+                headers={"content-type": "application/json"},
+            )
 
         warm = pool.submit(post, ["warm"])  # holds the worker until everything below is queued
         while not scorer.attempts:
@@ -58,7 +62,9 @@ def test_bad_requests_in_flight_with_twenty_good_ones_fail_alone():
         poison = pool.submit(post, ["fine", "poison"])
         unscorable = pool.submit(post, ["unscorable"])
         deadline = time.monotonic() + 60
-        while app.state.batcher.admitted < 23 and time.monotonic() < deadline:  # warm + 20 good + 2 bad
+        while (
+            app.state.batcher.admitted < 23 and time.monotonic() < deadline
+        ):  # warm + 20 good + 2 bad
             time.sleep(0.01)
         scorer.gate.set()
         replies = [g.result() for g in goods]
@@ -66,13 +72,24 @@ def test_bad_requests_in_flight_with_twenty_good_ones_fail_alone():
         assert warm.result().status_code == 200
     for i, reply in enumerate(replies):
         assert reply.status_code == 200, reply.text
-        assert {r["index"]: r["raw_score"] for r in reply.json()["results"]} == {0: len(f"good {i}"), 1: i + 1}
-    assert bad.status_code == 422 and "documents[3]: not valid Unicode" in bad.json()["detail"][0]["msg"]
+        assert {r["index"]: r["raw_score"] for r in reply.json()["results"]} == {
+            0: len(f"good {i}"),
+            1: i + 1,
+        }
+    assert (
+        bad.status_code == 422
+        and "documents[3]: not valid Unicode" in bad.json()["detail"][0]["msg"]
+    )
     assert crashed.status_code == 500
-    assert refused.status_code == 422 and refused.json()["message"] == "documents: 'unscorable' cannot be scored"
+    assert (
+        refused.status_code == 422
+        and refused.json()["message"] == "documents: 'unscorable' cannot be scored"
+    )
     merged = scorer.attempts[1]  # the 22 queued requests in one call, which raised ...
     assert len(merged) == 2 * 20 + 2 + 1 and "poison" in merged
-    assert len(scorer.attempts) == 2 + 22  # ... then each scored alone (the lone surrogate never reached it)
+    assert (
+        len(scorer.attempts) == 2 + 22
+    )  # ... then each scored alone (the lone surrogate never reached it)
 
 
 def test_a_failing_merged_call_is_retried_chunk_by_chunk():
@@ -87,16 +104,24 @@ def test_a_failing_merged_call_is_retried_chunk_by_chunk():
     async def scenario():
         batcher = MicroBatcher(score, max_wait_ms=100, chunk_pairs=2)
         await batcher.start()
-        requests = [ranking_of("a", ["1", "2", "3"]), ranking_of("b", ["x", "poison", "y"]),
-                    ranking_of("c", ["z", "w", "v"])]
+        requests = [
+            ranking_of("a", ["1", "2", "3"]),
+            ranking_of("b", ["x", "poison", "y"]),
+            ranking_of("c", ["z", "w", "v"]),
+        ]
         out = await asyncio.gather(*(batcher.score(r) for r in requests), return_exceptions=True)
         await batcher.close()
         return out
 
     a, b, c = asyncio.run(scenario())
     assert list(a) == [0, 1, 2] and isinstance(b, RuntimeError) and list(c) == [0, 1, 2]
-    assert calls == [[("a", 2), ("b", 2), ("c", 2)], [("a", 2)], [("b", 2)], [("c", 2)],  # the merged call, then alone
-                     [("a", 1), ("c", 1)]]  # b's last chunk is dropped with its request
+    assert calls == [
+        [("a", 2), ("b", 2), ("c", 2)],
+        [("a", 2)],
+        [("b", 2)],
+        [("c", 2)],  # the merged call, then alone
+        [("a", 1), ("c", 1)],
+    ]  # b's last chunk is dropped with its request
 
 
 def test_a_small_request_overtakes_a_large_one_scored_in_chunks():
@@ -125,6 +150,15 @@ def test_a_small_request_overtakes_a_large_one_scored_in_chunks():
         return finished, scores, small
 
     finished, scores, small = asyncio.run(race(16))
-    assert finished == ["small", "large"] and list(scores) == list(range(300)) and list(small) == [0, 1]
-    assert sorted(calls) == [2] + [12] + [16] * 18  # the small request in a call of its own, between chunks
-    assert asyncio.run(race(None))[0] == ["large", "small"]  # scored whole, it holds the small one up
+    assert (
+        finished == ["small", "large"]
+        and list(scores) == list(range(300))
+        and list(small) == [0, 1]
+    )
+    assert (
+        sorted(calls) == [2] + [12] + [16] * 18
+    )  # the small request in a call of its own, between chunks
+    assert asyncio.run(race(None))[0] == [
+        "large",
+        "small",
+    ]  # scored whole, it holds the small one up

@@ -13,12 +13,21 @@ import pytest
 from tests.helpers import ROOT, shared
 
 pytestmark = pytest.mark.slow
-SHRINK = ["alpha=a0,a0.5", "seed=0,1", "trainer.max_steps=4", "trainer.val_check_interval=2",
-          "data.train.max_queries=60", "data.val.limit=5", "evaluation.benchmarks.scifact.limit=10"]
+SHRINK = [
+    "alpha=a0,a0.5",
+    "seed=0,1",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "data.train.max_queries=60",
+    "data.val.limit=5",
+    "evaluation.benchmarks.scifact.limit=10",
+]
 
 
 def run(*args: str, timeout: int = 3000) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
@@ -28,7 +37,16 @@ def toy_sweep(tmp_path_factory):
     shared("ir_datasets", "beir", "scifact")
     shared("noveleval", "corpus.tsv")
     sweep = tmp_path_factory.mktemp("toy") / "sweep"
-    run("train.py", "-m", "--config-dir", "sweeps", "--config-name", "toy", *SHRINK, f"hydra.sweep.dir={sweep}")
+    run(
+        "train.py",
+        "-m",
+        "--config-dir",
+        "sweeps",
+        "--config-name",
+        "toy",
+        *SHRINK,
+        f"hydra.sweep.dir={sweep}",
+    )
     return sweep
 
 
@@ -37,10 +55,16 @@ def test_toy_sweep_runs_every_alpha_and_seed(toy_sweep):
         run_dir = toy_sweep / str(job)
         for bench in ("scifact", "noveleval"):
             metrics = json.loads((run_dir / "benchmarks" / bench / "metrics.json").read_text())
-            stages = [k for k in metrics if k != "warnings"]  # "warnings": input checks on the shrunk sets
-            assert stages == ["first_stage", "student_init", "student"] and 0 <= metrics["student"]["nDCG@10"] <= 1
+            stages = [
+                k for k in metrics if k != "warnings"
+            ]  # "warnings": input checks on the shrunk sets
+            assert (
+                stages == ["first_stage", "student_init", "student"]
+                and 0 <= metrics["student"]["nDCG@10"] <= 1
+            )
         assert json.loads((run_dir / "repro.json").read_text())["command"].startswith(
-            "python train.py --config-dir sweeps --config-name toy alpha=")
+            "python train.py --config-dir sweeps --config-name toy alpha="
+        )
 
 
 def test_report_of_the_toy_sweep_gives_mean_sd_over_seeds_and_tests_against_alpha_zero(toy_sweep):
@@ -54,7 +78,9 @@ def test_report_of_the_toy_sweep_gives_mean_sd_over_seeds_and_tests_against_alph
     for job in range(4):
         overrides = json.loads((toy_sweep / str(job) / "repro.json").read_text())["command"]
         alpha = "0.5" if "alpha=a0.5" in overrides else "0"
-        metrics = json.loads((toy_sweep / str(job) / "benchmarks" / "scifact" / "metrics.json").read_text())
+        metrics = json.loads(
+            (toy_sweep / str(job) / "benchmarks" / "scifact" / "metrics.json").read_text()
+        )
         values.setdefault(alpha, []).append(100 * metrics["student"]["nDCG@10"])
     for row in cells["rows"]:
         cell = row["cells"]["scifact"]
@@ -71,11 +97,24 @@ def test_report_of_the_toy_sweep_gives_mean_sd_over_seeds_and_tests_against_alph
 def test_toy_listwise_sweep_on_the_toy_runs(toy_sweep, tmp_path):
     sweep = tmp_path / "listwise"
     paths = ",".join(str(toy_sweep / str(job)) for job in range(2))
-    run("evaluate.py", "-m", "--config-dir", "sweeps", "--config-name", "toy_listwise", f"pointwise.path={paths}",
-        f"hydra.sweep.dir={sweep}")
+    run(
+        "evaluate.py",
+        "-m",
+        "--config-dir",
+        "sweeps",
+        "--config-name",
+        "toy_listwise",
+        f"pointwise.path={paths}",
+        f"hydra.sweep.dir={sweep}",
+    )
     run("-m", "dear.report", str(sweep))
     cells = json.loads((sweep / "report" / "cells.json").read_text())
-    assert [r["row"]["Pointwise"] for r in cells["rows"]] == [str(toy_sweep / str(job)) for job in range(2)]
+    assert [r["row"]["Pointwise"] for r in cells["rows"]] == [
+        str(toy_sweep / str(job)) for job in range(2)
+    ]
     for row in cells["rows"]:
-        assert set(row["cells"]) == {"noveleval"} and row["average"] == row["cells"]["noveleval"]["value"]
+        assert (
+            set(row["cells"]) == {"noveleval"}
+            and row["average"] == row["cells"]["noveleval"]["value"]
+        )
         assert {c["stage"] for c in row["cells"].values()} == {"listwise"}

@@ -17,12 +17,19 @@ def trainer_with(epoch_loop) -> SimpleNamespace:
 
 def test_a_lightning_without_the_loops_private_checks_is_refused_by_name(tmp_path):
     callback = LastCheckpoint(str(tmp_path))
-    with pytest.raises(RuntimeError, match=r"lack \['_should_check_val_fx'\]; dear.utils.checkpoints.LastCheckpoint"):
-        callback.on_train_start(trainer_with(SimpleNamespace(_should_accumulate=lambda: False)), None)
+    with pytest.raises(
+        RuntimeError,
+        match=r"lack \['_should_check_val_fx'\]; dear.utils.checkpoints.LastCheckpoint",
+    ):
+        callback.on_train_start(
+            trainer_with(SimpleNamespace(_should_accumulate=lambda: False)), None
+        )
 
 
 def test_the_installed_lightning_has_them():
     from lightning.pytorch.loops import _FitLoop, _TrainingEpochLoop
 
     assert all(hasattr(_TrainingEpochLoop, name) for name in LastCheckpoint._PRIVATE)
-    assert "_data_fetcher" in _FitLoop.__init__.__code__.co_names or hasattr(_FitLoop, "_data_fetcher")
+    assert "_data_fetcher" in _FitLoop.__init__.__code__.co_names or hasattr(
+        _FitLoop, "_data_fetcher"
+    )

@@ -34,7 +34,9 @@ def load_reports():
 
 
 def test_headless_body_loaded_as_a_classifier_reports_nothing(load_reports):
-    load_sequence_classifier(MINILM, device="cpu")  # BertModel checkpoint: the head is new by construction
+    load_sequence_classifier(
+        MINILM, device="cpu"
+    )  # BertModel checkpoint: the head is new by construction
     assert load_reports() == []
 
 
@@ -44,7 +46,8 @@ def test_classifier_checkpoint_without_its_head_still_reports(load_reports, tmp_
     shutil.copytree(source, tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(
-        json.dumps({**config, "architectures": ["BertForSequenceClassification"]}))
+        json.dumps({**config, "architectures": ["BertForSequenceClassification"]})
+    )
     load_sequence_classifier(str(tmp_path / "m"), device="cpu")
     assert len(load_reports()) == 1 and "classifier.weight" in load_reports()[0]
 

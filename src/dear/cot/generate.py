@@ -22,8 +22,13 @@ from dear.utils.io import JsonlAppender, atomic_write_json
 from dear.utils.progress import log, progress_bar
 
 
-def load_candidates(path: str, docs: str | None = None, queries: str | None = None, depth: int = 20,
-                    limit: int | None = None) -> list[Ranking]:
+def load_candidates(
+    path: str,
+    docs: str | None = None,
+    queries: str | None = None,
+    depth: int = 20,
+    limit: int | None = None,
+) -> list[Ranking]:
     """The top ``depth`` of the first ``limit`` queries: a rank_llm JSON, or a TREC run + ``docs`` and ``queries``."""
     positive_depth(depth, "candidates.depth")
     if not Path(path).is_file():
@@ -32,8 +37,10 @@ def load_candidates(path: str, docs: str | None = None, queries: str | None = No
         run = rankllm_json(path, depth)
     else:
         if not docs or not queries:
-            raise DataError(f"candidates.path={path} is a TREC run: set candidates.docs and candidates.queries "
-                            "(TSV files or ir_datasets ids) for the texts")
+            raise DataError(
+                f"candidates.path={path} is a TREC run: set candidates.docs and candidates.queries "
+                "(TSV files or ir_datasets ids) for the texts"
+            )
         run = trec_run(path, load_queries(queries), DocStore(docs), depth)
     rankings = list(run.values())
     return rankings[:limit] if limit is not None else rankings
@@ -47,8 +54,13 @@ def companion(output: Path, suffix: str) -> Path:
 class CotGenerator:
     """``endpoint``: an ``OpenAIChatBackend``; ``prompt``: a ``ListwisePrompt``; retries at ``retry_temperature``."""
 
-    def __init__(self, endpoint, prompt: ListwisePrompt | dict, max_attempts: int = 3,
-                 retry_temperature: float | None = None):
+    def __init__(
+        self,
+        endpoint,
+        prompt: ListwisePrompt | dict,
+        max_attempts: int = 3,
+        retry_temperature: float | None = None,
+    ):
         if max_attempts < 1:
             raise DataError(f"generator.max_attempts must be at least 1, got {max_attempts}")
         self.endpoint = endpoint
@@ -71,7 +83,9 @@ class CotGenerator:
         atomic_write_json(companion(output, ".summary.json"), summary)
         return summary
 
-    async def _generate_all(self, todo: list[Ranking], kept: JsonlAppender, rejected: JsonlAppender) -> None:
+    async def _generate_all(
+        self, todo: list[Ranking], kept: JsonlAppender, rejected: JsonlAppender
+    ) -> None:
         async with self.endpoint.session() as session:
             with progress_bar("CoT generation", len(todo)) as advance:
                 for next_done in asyncio.as_completed([self._one(session, r) for r in todo]):
@@ -81,29 +95,55 @@ class CotGenerator:
 
     async def _one(self, session, ranking: Ranking) -> tuple[bool, dict]:
         texts = [c.full_text for c in ranking.candidates]
-        messages, words = fit_window(self.prompt, ranking.query.text, texts, self.endpoint.count_tokens,
-                                     self.endpoint.prompt_limit)
+        messages, words = fit_window(
+            self.prompt,
+            ranking.query.text,
+            texts,
+            self.endpoint.count_tokens,
+            self.endpoint.prompt_limit,
+        )
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         issues = []
         for attempt in range(1, self.max_attempts + 1):
-            gen = await session.chat(messages, temperature=None if attempt == 1 else self.retry_temperature)
+            gen = await session.chat(
+                messages, temperature=None if attempt == 1 else self.retry_temperature
+            )
             usage["prompt_tokens"] += gen.prompt_tokens
             usage["completion_tokens"] += gen.completion_tokens
-            parsed = parse_ranking(gen.text, len(texts), self.prompt.first_id, self.prompt.marker, gen.truncated)
+            parsed = parse_ranking(
+                gen.text, len(texts), self.prompt.first_id, self.prompt.marker, gen.truncated
+            )
             if parsed.status == CLEAN:
-                example = CotExample.from_messages(messages, self.prompt.ranking_line(parsed.order), parsed.reasoning)
-                meta = {"qid": ranking.qid, "docids": [c.docid for c in ranking.candidates], "attempts": attempt,
-                        "model": self.endpoint.name, "prompt": self.prompt.name, "words_per_passage": words,
-                        "usage": usage}
+                example = CotExample.from_messages(
+                    messages, self.prompt.ranking_line(parsed.order), parsed.reasoning
+                )
+                meta = {
+                    "qid": ranking.qid,
+                    "docids": [c.docid for c in ranking.candidates],
+                    "attempts": attempt,
+                    "model": self.endpoint.name,
+                    "prompt": self.prompt.name,
+                    "words_per_passage": words,
+                    "usage": usage,
+                }
                 return True, example.record(meta=meta)
             issues.append(list(parsed.issues))
-        return False, {"qid": ranking.qid, "attempts": self.max_attempts, "issues": issues,
-                       "last_output": gen.text, "usage": usage}
+        return False, {
+            "qid": ranking.qid,
+            "attempts": self.max_attempts,
+            "issues": issues,
+            "last_output": gen.text,
+            "usage": usage,
+        }
 
 
 def _summary(kept: list[dict], rejected: list[dict], model: str) -> dict:
     usages = [r["meta"]["usage"] for r in kept] + [r["usage"] for r in rejected]
-    return {"model": model, "kept": len(kept), "rejected": len(rejected),
-            "requests": sum(r["meta"]["attempts"] for r in kept) + sum(r["attempts"] for r in rejected),
-            "prompt_tokens": sum(u["prompt_tokens"] for u in usages),
-            "completion_tokens": sum(u["completion_tokens"] for u in usages)}
+    return {
+        "model": model,
+        "kept": len(kept),
+        "rejected": len(rejected),
+        "requests": sum(r["meta"]["attempts"] for r in kept) + sum(r["attempts"] for r in rejected),
+        "prompt_tokens": sum(u["prompt_tokens"] for u in usages),
+        "completion_tokens": sum(u["completion_tokens"] for u in usages),
+    }

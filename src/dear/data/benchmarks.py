@@ -9,7 +9,14 @@ from pathlib import Path
 from dear.data import irds
 from dear.data.beir import read_beir_folder
 from dear.data.bm25 import BM25Index, BM25Params, cached_index
-from dear.data.candidates import bm25_run, dataset_bm25_index, is_json, rankllm_json, scoreddocs_run, trec_run
+from dear.data.candidates import (
+    bm25_run,
+    dataset_bm25_index,
+    is_json,
+    rankllm_json,
+    scoreddocs_run,
+    trec_run,
+)
 from dear.data.contract import Candidate, Query, Ranking, Run
 from dear.data.qa import dpr_retrieval_json, read_qas
 from dear.data.qrels import load_qrels
@@ -53,11 +60,19 @@ class Loaded:
 class Benchmark(ABC):
     def __init__(self, name: str, measures: list[str], depth: int = 100):
         if isinstance(measures, str) or not all(isinstance(m, str) for m in measures or []):
-            raise ConfigError(f"metrics: expected a list of ir_measures names, found {measures!r} "
-                              f"(write metrics=[nDCG@10] for one)")
+            raise ConfigError(
+                f"metrics: expected a list of ir_measures names, found {measures!r} "
+                f"(write metrics=[nDCG@10] for one)"
+            )
         if not measures:
-            raise ConfigError("benchmark.measures (the metrics list): expected at least one metric, found none")
-        self.name, self.measures, self.depth = name, list(measures), positive_depth(depth, "benchmark.depth")
+            raise ConfigError(
+                "benchmark.measures (the metrics list): expected at least one metric, found none"
+            )
+        self.name, self.measures, self.depth = (
+            name,
+            list(measures),
+            positive_depth(depth, "benchmark.depth"),
+        )
 
     @abstractmethod
     def load(self) -> Loaded:
@@ -80,8 +95,19 @@ class IrDatasetsBenchmark(Benchmark):
     """An ir_datasets id's queries and qrels; candidates from cached BM25, a TREC ``run``, or its ``scoreddocs``;
     ``limit``: the first N judged queries."""
 
-    def __init__(self, name, dataset, measures, depth=100, run=None, query_field="text",
-                 cache_dir=".cache/bm25", bm25: dict | None = None, limit: int | None = None, scoreddocs: bool = False):
+    def __init__(
+        self,
+        name,
+        dataset,
+        measures,
+        depth=100,
+        run=None,
+        query_field="text",
+        cache_dir=".cache/bm25",
+        bm25: dict | None = None,
+        limit: int | None = None,
+        scoreddocs: bool = False,
+    ):
         super().__init__(name, measures, depth)
         self.dataset, self.run_path, self.query_field, self.limit = dataset, run, query_field, limit
         self.scoreddocs = scoreddocs
@@ -90,7 +116,9 @@ class IrDatasetsBenchmark(Benchmark):
     def load(self) -> Loaded:
         qrels = load_qrels(self.dataset)
         all_queries = load_queries(self.dataset, self.query_field)
-        judged = [q for q in all_queries if q in qrels][: self.limit]  # limit: the first N, dataset order
+        judged = [q for q in all_queries if q in qrels][
+            : self.limit
+        ]  # limit: the first N, dataset order
         qrels = {q: qrels[q] for q in judged}
         queries = {q: all_queries[q] for q in judged}
         docs = DocStore(self.dataset)
@@ -111,7 +139,9 @@ class FilesBenchmark(Benchmark):
     def __init__(self, name, candidates, qrels, measures, depth=100, docs=None, queries=None):
         super().__init__(name, measures, depth)
         if not candidates or not qrels:
-            raise DataError("benchmark=files needs benchmark.candidates=PATH and benchmark.qrels=PATH")
+            raise DataError(
+                "benchmark=files needs benchmark.candidates=PATH and benchmark.qrels=PATH"
+            )
         self.candidates, self.qrels, self.docs, self.queries = candidates, qrels, docs, queries
 
     def load(self) -> Loaded:
@@ -129,17 +159,34 @@ class FilesBenchmark(Benchmark):
 class BeirFolderBenchmark(Benchmark):
     """A BEIR-format folder on disk (licensed sets: Signal-1M, TREC-NEWS, Robust04); cached BM25 over its corpus."""
 
-    def __init__(self, name, folder, measures, depth=100, split="test", cache_dir=".cache/bm25",
-                 bm25: dict | None = None):
+    def __init__(
+        self,
+        name,
+        folder,
+        measures,
+        depth=100,
+        split="test",
+        cache_dir=".cache/bm25",
+        bm25: dict | None = None,
+    ):
         super().__init__(name, measures, depth)
-        self.folder, self.split, self.cache_dir, self.bm25 = folder, split, cache_dir, BM25Params(**(bm25 or {}))
+        self.folder, self.split, self.cache_dir, self.bm25 = (
+            folder,
+            split,
+            cache_dir,
+            BM25Params(**(bm25 or {})),
+        )
 
     def load(self) -> Loaded:
         docs, queries, qrels = read_beir_folder(self.folder, self.split)
         corpus = Path(self.folder) / "corpus.jsonl"
         key = f"{Path(self.folder).resolve()}:{corpus.stat().st_size}:{corpus.stat().st_mtime_ns}"
-        index = cached_index(self.cache_dir, key, self.bm25,
-                             lambda: ((d, f"{t} {x}".strip()) for d, (t, x) in docs.items()))
+        index = cached_index(
+            self.cache_dir,
+            key,
+            self.bm25,
+            lambda: ((d, f"{t} {x}".strip()) for d, (t, x) in docs.items()),
+        )
         queries = {q: t for q, t in queries.items() if q in qrels}
         run = bm25_run(index, queries, self.depth, DocStore(self.folder, docs))
         return self._judged(run, Qrels(qrels, self.measures), self.folder)
@@ -154,20 +201,32 @@ class PooledBM25Benchmark(Benchmark):
         self.bm25 = BM25Params(**(bm25 or {}))
 
     def load(self) -> Loaded:
-        docs, queries, qrels = read_docs_tsv(self.corpus), load_queries(self.queries), load_qrels(self.qrels)
+        docs, queries, qrels = (
+            read_docs_tsv(self.corpus),
+            load_queries(self.queries),
+            load_qrels(self.qrels),
+        )
         run = {}
         for qid, pool in qrels.items():
             if qid not in queries:
                 raise DataError(f"{self.qrels}: query {shown(qid)} is not in {self.queries}")
             missing = [d for d in pool if d not in docs]
             if missing:
-                raise DataError(f"{self.qrels}: query {shown(qid)} judges documents not in {self.corpus}: "
-                                f"{shown(missing[:3])}")
+                raise DataError(
+                    f"{self.qrels}: query {shown(qid)} judges documents not in {self.corpus}: "
+                    f"{shown(missing[:3])}"
+                )
             ids = list(pool)
-            hits = BM25Index.build(ids, [docs[d][1] for d in ids], self.bm25).search([queries[qid]], k=len(ids))[0]
-            ranked = hits + [(d, 0.0) for d in ids if d not in {h for h, _ in hits}]  # unmatched keep pool order
-            run[qid] = Ranking(Query(qid, queries[qid]),
-                               [Candidate(d, docs[d][1], docs[d][0], s) for d, s in ranked[: self.depth]])
+            hits = BM25Index.build(ids, [docs[d][1] for d in ids], self.bm25).search(
+                [queries[qid]], k=len(ids)
+            )[0]
+            ranked = hits + [
+                (d, 0.0) for d in ids if d not in {h for h, _ in hits}
+            ]  # unmatched keep pool order
+            run[qid] = Ranking(
+                Query(qid, queries[qid]),
+                [Candidate(d, docs[d][1], docs[d][0], s) for d, s in ranked[: self.depth]],
+            )
         return self._judged(run, Qrels(qrels, self.measures), self.qrels)
 
 
@@ -175,10 +234,26 @@ class QABenchmark(Benchmark):
     """Open-domain QA (NQ / WebQ test), top-k answer accuracy: a DPR retrieval JSON, a TREC run with DPR ``qas`` and
     ``docs``, or an ir_datasets ``dataset`` whose queries carry answers (BM25 over its corpus)."""
 
-    def __init__(self, name, ks, depth=100, candidates=None, qas=None, docs=None, dataset=None,
-                 cache_dir=".cache/bm25", bm25: dict | None = None):
+    def __init__(
+        self,
+        name,
+        ks,
+        depth=100,
+        candidates=None,
+        qas=None,
+        docs=None,
+        dataset=None,
+        cache_dir=".cache/bm25",
+        bm25: dict | None = None,
+    ):
         super().__init__(name, [f"Top-{k}" for k in ks], depth)
-        self.ks, self.candidates, self.qas, self.docs, self.dataset = list(ks), candidates, qas, docs, dataset
+        self.ks, self.candidates, self.qas, self.docs, self.dataset = (
+            list(ks),
+            candidates,
+            qas,
+            docs,
+            dataset,
+        )
         self.cache_dir, self.bm25 = cache_dir, BM25Params(**(bm25 or {}))
 
     def load(self) -> Loaded:
@@ -186,7 +261,9 @@ class QABenchmark(Benchmark):
             run, answers = dpr_retrieval_json(self.candidates, self.depth)
         elif self.candidates:
             if not (self.qas and self.docs):
-                raise DataError("benchmark.candidates is a TREC run: also set benchmark.qas and benchmark.docs")
+                raise DataError(
+                    "benchmark.candidates is a TREC run: also set benchmark.qas and benchmark.docs"
+                )
             queries, answers = read_qas(self.qas)
             run = trec_run(self.candidates, queries, DocStore(self.docs), self.depth)
         elif self.dataset:
@@ -195,8 +272,8 @@ class QABenchmark(Benchmark):
             index = dataset_bm25_index(self.dataset, self.cache_dir, self.bm25)
             run = bm25_run(index, queries, self.depth, DocStore(self.dataset))
         else:
-            raise DataError(f"benchmark {self.name}: set benchmark.candidates (file) "
-                            "or benchmark.dataset (ir_datasets id)")
+            raise DataError(
+                f"benchmark {self.name}: set benchmark.candidates (file) "
+                "or benchmark.dataset (ir_datasets id)"
+            )
         return self._judged(run, Answers(answers, self.ks), self.candidates or self.dataset)
-
-

@@ -29,7 +29,9 @@ class BM25Index:
         self.retriever, self.docids, self.params = retriever, docids, params
 
     @classmethod
-    def build(cls, docids: list[str], texts: list[str], params: BM25Params = BM25Params(), progress=False):
+    def build(
+        cls, docids: list[str], texts: list[str], params: BM25Params = BM25Params(), progress=False
+    ):
         import bm25s
 
         tokens = bm25s.tokenize(
@@ -42,7 +44,9 @@ class BM25Index:
     def search(self, queries: list[str], k: int, progress=False) -> list[list[tuple[str, float]]]:
         """Top-k (docid, score) per query, best first; queries with no indexed term get []."""
         k = min(k, len(self.docids))
-        idx, scores = self.retriever.retrieve(self.query_tokens(queries), k=k, show_progress=progress)
+        idx, scores = self.retriever.retrieve(
+            self.query_tokens(queries), k=k, show_progress=progress
+        )
         out = []
         for row_idx, row_scores in zip(idx, scores):
             hits = [(self.docids[i], float(s)) for i, s in zip(row_idx, row_scores) if s > 0]
@@ -53,8 +57,13 @@ class BM25Index:
         """Queries analysed as the corpus was (stopwords, stemmer): a list of terms each."""
         import bm25s
 
-        return bm25s.tokenize(queries, stopwords=self.params.stopwords, stemmer=_stemmer(self.params),
-                              return_ids=False, show_progress=False)
+        return bm25s.tokenize(
+            queries,
+            stopwords=self.params.stopwords,
+            stemmer=_stemmer(self.params),
+            return_ids=False,
+            show_progress=False,
+        )
 
     def save(self, directory: Path) -> None:
         """Write into a temporary sibling, then rename: a crash never leaves a half index."""
@@ -62,7 +71,9 @@ class BM25Index:
         def write(tmp: Path) -> None:
             self.retriever.save(str(tmp / "bm25s"))
             (tmp / "docids.json").write_text(json.dumps(self.docids))
-            (tmp / "params.json").write_text(json.dumps({**asdict(self.params), "format": INDEX_FORMAT}))
+            (tmp / "params.json").write_text(
+                json.dumps({**asdict(self.params), "format": INDEX_FORMAT})
+            )
 
         atomic_dir(directory, write)
 
@@ -112,4 +123,3 @@ def _stemmer(params: BM25Params):
     import Stemmer
 
     return Stemmer.Stemmer(params.stemmer).stemWords
-

@@ -18,9 +18,16 @@ def bm25_run(index: BM25Index, queries: dict[str, str], depth: int, docs: DocSto
     hits = index.search([queries[q] for q in qids], k=depth, progress=True)
     empty = [q for q, h in zip(qids, hits) if not h]
     if empty:
-        log(f"BM25: {len(empty)} queries match no indexed term and get no candidates, e.g. {empty[:3]}")
-    return attach_texts({q: Ranking(Query(q, queries[q]), [Candidate(d, score=s) for d, s in h])
-                         for q, h in zip(qids, hits)}, docs)
+        log(
+            f"BM25: {len(empty)} queries match no indexed term and get no candidates, e.g. {empty[:3]}"
+        )
+    return attach_texts(
+        {
+            q: Ranking(Query(q, queries[q]), [Candidate(d, score=s) for d, s in h])
+            for q, h in zip(qids, hits)
+        },
+        docs,
+    )
 
 
 def dataset_bm25_index(dataset: str, cache_dir: str, params: BM25Params) -> BM25Index:
@@ -33,14 +40,18 @@ def dataset_bm25_index(dataset: str, cache_dir: str, params: BM25Params) -> BM25
     return cached_index(cache_dir, irds.docs_key(dataset), params, corpus)
 
 
-def scoreddocs_run(dataset: str, queries: dict[str, str], depth: int, docs: DocStore | None = None) -> Run:
+def scoreddocs_run(
+    dataset: str, queries: dict[str, str], depth: int, docs: DocStore | None = None
+) -> Run:
     """The dataset's own first-stage run (``scoreddocs``), top ``depth`` per query; texts when ``docs`` is given."""
     hits: dict[str, list[tuple[float, str]]] = {q: [] for q in queries}
     for sd in irds.load(dataset).scoreddocs_iter():
         if sd.query_id in hits:
             hits[sd.query_id].append((-sd.score, sd.doc_id))
-    run = {q: Ranking(Query(q, queries[q]), [Candidate(d, score=-s) for s, d in sorted(h)[:depth]])
-           for q, h in hits.items()}
+    run = {
+        q: Ranking(Query(q, queries[q]), [Candidate(d, score=-s) for s, d in sorted(h)[:depth]])
+        for q, h in hits.items()
+    }
     return attach_texts(run, docs) if docs is not None else run
 
 
@@ -51,7 +62,9 @@ def trec_run(path: str, queries: dict[str, str] | None, docs: DocStore | None, d
         text = ""
         if queries is not None:
             if qid not in queries:
-                raise DataError(f"{at(path)}: query {shown(qid)} of the run is not in the queries source")
+                raise DataError(
+                    f"{at(path)}: query {shown(qid)} of the run is not in the queries source"
+                )
             text = queries[qid]
         run[qid] = Ranking(Query(qid, text), [Candidate(d, score=s) for d, s in hits[:depth]])
     return attach_texts(run, docs) if docs is not None else run
@@ -68,14 +81,20 @@ def rankllm_json(path: str, depth: int) -> Run:
         if not isinstance(hits, list) or not hits:
             raise DataError(f"{where}.hits: the query has no candidates")
         query = json_text(entry["query"], f"{where}.query")
-        qids, cands = zip(*(_hit(hit, f"{where}.hits[{j}]") for j, hit in enumerate(hits)))  # all checked
+        qids, cands = zip(
+            *(_hit(hit, f"{where}.hits[{j}]") for j, hit in enumerate(hits))
+        )  # all checked
         other = next((j for j, q in enumerate(qids) if q != qids[0]), None)
         if other is not None:
-            raise DataError(f"{where}.hits[{other}].qid: {shown(qids[other])} differs from hits[0]'s {shown(qids[0])}")
+            raise DataError(
+                f"{where}.hits[{other}].qid: {shown(qids[other])} differs from hits[0]'s {shown(qids[0])}"
+            )
         repeated = _first_repeat([c.docid for c in cands])
         if repeated is not None:
-            raise DataError(f"{where}.hits[{repeated[1]}]: document {shown(repeated[0])} appears twice for the query "
-                            f"(first at hits[{repeated[2]}])")
+            raise DataError(
+                f"{where}.hits[{repeated[1]}]: document {shown(repeated[0])} appears twice for the query "
+                f"(first at hits[{repeated[2]}])"
+            )
         if qids[0] in run:
             raise DataError(f"{where}: query id {shown(qids[0])} appears twice")
         run[qids[0]] = Ranking(Query(qids[0], query), list(cands[:depth]))
@@ -86,9 +105,11 @@ def _hit(hit, where: str) -> tuple[str, Candidate]:
     """One rank_llm hit → (its qid, a candidate); ``where`` names it (``file: entry [i].hits[j]``)."""
     json_object(hit, where, "qid", "docid", "content")
     score = finite_number(hit.get("score", 0.0), f"{where}.score")
-    return json_id(hit["qid"], f"{where}.qid"), Candidate(json_id(hit["docid"], f"{where}.docid"),
-                                                         text=json_text(hit["content"], f"{where}.content"),
-                                                         score=score)
+    return json_id(hit["qid"], f"{where}.qid"), Candidate(
+        json_id(hit["docid"], f"{where}.docid"),
+        text=json_text(hit["content"], f"{where}.content"),
+        score=score,
+    )
 
 
 def _first_repeat(docids: list[str]) -> tuple[str, int, int] | None:
@@ -106,8 +127,14 @@ def attach_texts(run: Run, docs: DocStore) -> Run:
     docids = {c.docid for r in run.values() for c in r.candidates}
     texts = docs.get_many(docids)
     return {
-        qid: Ranking(r.query, [Candidate(c.docid, texts[c.docid][1], texts[c.docid][0], c.score)
-                               for c in r.candidates], r.meta)
+        qid: Ranking(
+            r.query,
+            [
+                Candidate(c.docid, texts[c.docid][1], texts[c.docid][0], c.score)
+                for c in r.candidates
+            ],
+            r.meta,
+        )
         for qid, r in run.items()
     }
 

@@ -57,9 +57,13 @@ class Ranking:
         scores = np.asarray([c.score for c in self.candidates], dtype=np.float64)
         if not np.isfinite(scores.astype(np.float32)).all():
             bad = self.candidates[int(np.flatnonzero(~np.isfinite(scores.astype(np.float32)))[0])]
-            raise ValueError(f"query {self.qid!r}: document {bad.docid!r} has score {bad.score}; "
-                             "a run needs finite (float32) scores")
-        return {c.docid: float(x) for c, x in zip(self.candidates, strictly_decreasing_float32(scores))}
+            raise ValueError(
+                f"query {self.qid!r}: document {bad.docid!r} has score {bad.score}; "
+                "a run needs finite (float32) scores"
+            )
+        return {
+            c.docid: float(x) for c, x in zip(self.candidates, strictly_decreasing_float32(scores))
+        }
 
 
 def strictly_decreasing_float32(scores: np.ndarray) -> np.ndarray:
@@ -75,5 +79,6 @@ def strictly_decreasing_float32(scores: np.ndarray) -> np.ndarray:
         if out[i] >= out[i - 1]:
             out[i] = np.nextafter(out[i - 1], np.float32(-np.inf))
     return out
+
 
 Run = dict[str, Ranking]

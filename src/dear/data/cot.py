@@ -43,19 +43,37 @@ class CotExample:
 
     def record(self, **extra) -> dict:
         """The JSONL row: the six DeAR-COT fields, then any ``extra`` fields (e.g. ``meta``)."""
-        row = {"system": self.system, "instruction": self.instruction, "input": self.input, "output": self.output,
-               "history": [list(turn) for turn in self.history], "think": self.think}
+        row = {
+            "system": self.system,
+            "instruction": self.instruction,
+            "input": self.input,
+            "output": self.output,
+            "history": [list(turn) for turn in self.history],
+            "think": self.think,
+        }
         return {**row, **extra}
 
     @classmethod
-    def from_messages(cls, messages: list[dict[str, str]], output: str, think: str = "") -> CotExample:
+    def from_messages(
+        cls, messages: list[dict[str, str]], output: str, think: str = ""
+    ) -> CotExample:
         """A prompt chat (system?, alternating user/assistant turns, final user turn) + answer → example."""
         system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
         turns = messages[1:] if system else messages
         if not turns or turns[-1]["role"] != "user" or len(turns) % 2 != 1:
-            raise ValueError("a prompt chat must alternate user/assistant turns and end with a user turn")
-        history = [(turns[i]["content"], turns[i + 1]["content"]) for i in range(0, len(turns) - 1, 2)]
-        return cls(instruction=turns[-1]["content"], output=output, system=system, history=history, think=think)
+            raise ValueError(
+                "a prompt chat must alternate user/assistant turns and end with a user turn"
+            )
+        history = [
+            (turns[i]["content"], turns[i + 1]["content"]) for i in range(0, len(turns) - 1, 2)
+        ]
+        return cls(
+            instruction=turns[-1]["content"],
+            output=output,
+            system=system,
+            history=history,
+            think=think,
+        )
 
     @classmethod
     def from_record(cls, row: dict, where: str) -> CotExample:
@@ -65,12 +83,21 @@ class CotExample:
         for key in ("instruction", "output"):
             if not isinstance(row.get(key), str) or not row[key]:
                 raise DataError(f"{where}: field {key!r} must be a non-empty string")
-        texts = {key: json_text("" if row.get(key) is None else row[key], f"{where}: field {key!r}")
-                 for key in ("instruction", "output", "system", "input", "think")}
+        texts = {
+            key: json_text("" if row.get(key) is None else row[key], f"{where}: field {key!r}")
+            for key in ("instruction", "output", "system", "input", "think")
+        }
         history = [] if row.get("history") is None else row["history"]
-        if not isinstance(history, list) or any(not isinstance(t, (list, tuple)) or len(t) != 2 for t in history):
-            raise DataError(f"{where}: field 'history' must be a list of [user, assistant] string pairs")
-        pairs = [tuple(json_text(x, f"{where}: field 'history'[{i}]") for x in t) for i, t in enumerate(history)]
+        if not isinstance(history, list) or any(
+            not isinstance(t, (list, tuple)) or len(t) != 2 for t in history
+        ):
+            raise DataError(
+                f"{where}: field 'history' must be a list of [user, assistant] string pairs"
+            )
+        pairs = [
+            tuple(json_text(x, f"{where}: field 'history'[{i}]") for x in t)
+            for i, t in enumerate(history)
+        ]
         return cls(history=pairs, **texts)
 
 
@@ -122,6 +149,8 @@ def _hub_rows(source: str, split: str):
     try:
         ds = datasets.load_dataset(source, split=split)
     except Exception as e:  # noqa: BLE001 - re-raised with the source and what was tried
-        raise DataError(f"{source}: not a local file, and loading it as a Hugging Face dataset (split {split!r}) "
-                        f"failed: {type(e).__name__}: {e}") from e
+        raise DataError(
+            f"{source}: not a local file, and loading it as a Hugging Face dataset (split {split!r}) "
+            f"failed: {type(e).__name__}: {e}"
+        ) from e
     return ((f"{source}[{split}] row {i}", row) for i, row in enumerate(ds))

@@ -48,7 +48,9 @@ def doc_fields(doc) -> tuple[str, str]:
 def query_text(query, field: str = "text") -> str:
     value = getattr(query, field, None)
     if value is None:
-        raise DataError(f"ir_datasets query {query.query_id!r} has no field {field!r} (has {query._fields})")
+        raise DataError(
+            f"ir_datasets query {query.query_id!r} has no field {field!r} (has {query._fields})"
+        )
     return value
 
 
@@ -64,7 +66,9 @@ def docs_store(dataset_id: str):
     """The docstore, built whole under a file lock first: ir_datasets counts a half-built store as built."""
     store = load(dataset_id).docs_store()
     path = getattr(store, "path", None)
-    if path and hasattr(store, "build") and hasattr(store, "built"):  # lock first: a half-built store counts as built
+    if (
+        path and hasattr(store, "build") and hasattr(store, "built")
+    ):  # lock first: a half-built store counts as built
         with exclusive_lock(f"{path}.lock"):
             store.build()
     return store

@@ -5,7 +5,16 @@ from __future__ import annotations
 import ast
 
 from dear.data.contract import Candidate, Query, Ranking, Run
-from dear.errors import DataError, at, finite_number, json_id, json_object, json_text, json_texts, shown
+from dear.errors import (
+    DataError,
+    at,
+    finite_number,
+    json_id,
+    json_object,
+    json_text,
+    json_texts,
+    shown,
+)
 from dear.utils.io import read_json, text_lines, tsv_rows
 
 
@@ -14,7 +23,9 @@ def read_qas(path: str) -> tuple[dict[str, str], dict[str, list[str]]]:
     queries, answers = {}, {}
     for i, (lineno, row) in enumerate(tsv_rows(text_lines(path), path)):
         if len(row) != 2:
-            raise DataError(f"{at(path, lineno)}: a QA line needs 'question<TAB>[answers]', found {len(row)} fields")
+            raise DataError(
+                f"{at(path, lineno)}: a QA line needs 'question<TAB>[answers]', found {len(row)} fields"
+            )
         where = f"{at(path, lineno)}: answers"
         queries[str(i)], answers[str(i)] = row[0], json_texts(_literal(row[1], where), where)
     return queries, answers
@@ -40,8 +51,12 @@ def dpr_retrieval_json(path: str, depth: int) -> tuple[Run, dict[str, list[str]]
         if not isinstance(entry["ctxs"], list) or not entry["ctxs"]:
             raise DataError(f"{where}.ctxs: the question has no candidates")
         qid = str(i)
-        cands = [_ctx(c, f"{where}.ctxs[{j}]") for j, c in enumerate(entry["ctxs"])]  # all checked, top depth kept
-        run[qid] = Ranking(Query(qid, json_text(entry["question"], f"{where}.question")), cands[:depth])
+        cands = [
+            _ctx(c, f"{where}.ctxs[{j}]") for j, c in enumerate(entry["ctxs"])
+        ]  # all checked, top depth kept
+        run[qid] = Ranking(
+            Query(qid, json_text(entry["question"], f"{where}.question")), cands[:depth]
+        )
         answers[qid] = json_texts(entry["answers"], f"{where}.answers")
     return run, answers
 

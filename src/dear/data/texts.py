@@ -37,7 +37,9 @@ class DocStore:
             found = {d: irds.doc_fields(doc) for d, doc in self._store.get_many(docids).items()}
         missing = [d for d in docids if d not in found]
         if missing:
-            raise DataError(f"{self.spec}: {len(missing)} document(s) not found, e.g. {missing[:3]}")
+            raise DataError(
+                f"{self.spec}: {len(missing)} document(s) not found, e.g. {missing[:3]}"
+            )
         return found
 
 
@@ -60,7 +62,9 @@ def unique_ids(rows, path, kind: str) -> dict:
     found, lines = {}, {}
     for lineno, key, value in rows:
         if key in found:
-            raise DataError(f"{at(path, lineno)}: {kind} {shown(key)} is listed twice (first at line {lines[key]})")
+            raise DataError(
+                f"{at(path, lineno)}: {kind} {shown(key)} is listed twice (first at line {lines[key]})"
+            )
         found[key], lines[key] = value, lineno
     return found
 
@@ -72,7 +76,9 @@ def _plain_rows(lines, path):
             continue
         docid, tab, text = line.partition("\t")
         if not tab:
-            raise DataError(f"{at(path, lineno)}: a document line needs 'docid<TAB>text', found no tab")
+            raise DataError(
+                f"{at(path, lineno)}: a document line needs 'docid<TAB>text', found no tab"
+            )
         yield lineno, docid, ("", text)
 
 
@@ -80,7 +86,9 @@ def _dpr_rows(lines, path):
     """→ (line, docid, (title, text)) for DPR's CSV-quoted ``id<TAB>text<TAB>title`` rows."""
     for lineno, row in tsv_rows(lines, path):
         if len(row) != 3:
-            raise DataError(f"{at(path, lineno)}: DPR passages need 'id<TAB>text<TAB>title', found {len(row)} fields")
+            raise DataError(
+                f"{at(path, lineno)}: DPR passages need 'id<TAB>text<TAB>title', found {len(row)} fields"
+            )
         yield lineno, row[0], (row[2], row[1])
 
 
@@ -99,5 +107,7 @@ def _query_rows(path):
     for lineno, line in read_lines(path):
         row = line.split("\t")
         if len(row) != 2:
-            raise DataError(f"{at(path, lineno)}: a query line needs 'qid<TAB>text', found {len(row)} field(s)")
+            raise DataError(
+                f"{at(path, lineno)}: a query line needs 'qid<TAB>text', found {len(row)} field(s)"
+            )
         yield lineno, row[0], row[1]

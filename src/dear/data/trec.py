@@ -18,11 +18,15 @@ def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
     rows: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
     seen: dict[str, set[str]] = defaultdict(set)
     for lineno, line in read_lines(path):
-        qid, _, docid, rank, score, _tag = _fields(path, lineno, line, "a TREC run", "qid Q0 docid rank score tag")
+        qid, _, docid, rank, score, _tag = _fields(
+            path, lineno, line, "a TREC run", "qid Q0 docid rank score tag"
+        )
         where = at(path, lineno)
         rank_i, score_f = trec_int(rank, where, "rank"), trec_float(score, where, "score")
         if docid in seen[qid]:
-            raise DataError(f"{at(path, lineno)}: document {shown(docid)} appears twice for query {shown(qid)}")
+            raise DataError(
+                f"{at(path, lineno)}: document {shown(docid)} appears twice for query {shown(qid)}"
+            )
         seen[qid].add(docid)
         rows[qid].append((-score_f, rank_i, docid))
     if not rows:
@@ -42,8 +46,10 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
         qid, _, docid, grade = _fields(path, lineno, line, "a qrels", "qid iter docid grade")
         grade_i = trec_int(grade, at(path, lineno), "relevance grade", MAX_GRADE)
         if qrels[qid].get(docid, grade_i) != grade_i:
-            raise DataError(f"{at(path, lineno)}: query {shown(qid)} document {shown(docid)} is graded {grade_i} here "
-                            f"and {qrels[qid][docid]} at line {first_line[qid, docid]}")
+            raise DataError(
+                f"{at(path, lineno)}: query {shown(qid)} document {shown(docid)} is graded {grade_i} here "
+                f"and {qrels[qid][docid]} at line {first_line[qid, docid]}"
+            )
         first_line.setdefault((qid, docid), lineno)
         qrels[qid][docid] = grade_i
     if not qrels:
@@ -56,9 +62,13 @@ def _fields(path, lineno: int, line: str, kind: str, columns: str) -> list[str]:
     parts, n = _FIELD.findall(line), len(columns.split())
     if len(parts) != n:
         if line.lstrip(ASCII_SPACE)[:1] in ("{", "["):
-            raise DataError(f"{at(path, lineno)}: expected {kind} file ({columns} per line), found JSON")
-        raise DataError(f"{at(path, lineno)}: {kind} line needs {n} fields '{columns}', found {len(parts)}: "
-                        f"{shown(line)}")
+            raise DataError(
+                f"{at(path, lineno)}: expected {kind} file ({columns} per line), found JSON"
+            )
+        raise DataError(
+            f"{at(path, lineno)}: {kind} line needs {n} fields '{columns}', found {len(parts)}: "
+            f"{shown(line)}"
+        )
     return parts
 
 

@@ -29,13 +29,20 @@ class GroupSampler(Sampler[int]):
         self.epoch, self._resume_at = epoch, (epoch, start)
 
     def __iter__(self):
-        order = (np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle
-                 else np.arange(self.n))
+        order = (
+            np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+            if self.shuffle
+            else np.arange(self.n)
+        )
         rank, world = rank_world(launcher_env=False)
         per_rank = -(-self.n // world)
-        order = np.resize(order, per_rank * world)[rank::world]  # pad by wrapping, equal length per rank
+        order = np.resize(order, per_rank * world)[
+            rank::world
+        ]  # pad by wrapping, equal length per rank
         resume, self._resume_at = self._resume_at, None
-        start = resume[1] if resume and resume[0] == self.epoch else 0  # another epoch: a fresh pass
+        start = (
+            resume[1] if resume and resume[0] == self.epoch else 0
+        )  # another epoch: a fresh pass
         return iter((self.epoch * self.n + order[start:]).tolist())
 
     def __len__(self) -> int:
@@ -49,7 +56,9 @@ class ResumableLoader(DataLoader):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(self.sampler, GroupSampler) or not self.drop_last:
-            raise ValueError("ResumableLoader needs a GroupSampler and drop_last=True (whole batches only)")
+            raise ValueError(
+                "ResumableLoader needs a GroupSampler and drop_last=True (whole batches only)"
+            )
         self.batches_done = 0
         self._resumed_epoch: int | None = None
 
@@ -91,7 +100,9 @@ class PairCollator:
     """Padded student inputs for (qid, docid) pairs, with labels and teacher logits, via ``encoder`` (``PairEncoder``
     or ``BiEncoderInputs``); texts tokenised on first use and memoised (``memo_size`` docs)."""
 
-    def __init__(self, encoder, queries: dict[str, str], docs, teacher: dict | None, memo_size: int = 500_000):
+    def __init__(
+        self, encoder, queries: dict[str, str], docs, teacher: dict | None, memo_size: int = 500_000
+    ):
         self.encoder, self.queries, self.docs, self.teacher = encoder, queries, docs, teacher
         self.q_enc: dict = {}
         self.d_enc = LRUMemo(memo_size)
@@ -116,11 +127,19 @@ class PairCollator:
         batch["labels"] = torch.zeros(len(groups), m)
         batch["labels"][:, 0] = 1.0  # the positive is drawn first
         if self.teacher is not None:
-            batch["teacher"] = torch.tensor([self.teacher[p] for p in pairs], dtype=torch.float32).view(len(groups), m)
+            batch["teacher"] = torch.tensor(
+                [self.teacher[p] for p in pairs], dtype=torch.float32
+            ).view(len(groups), m)
             if not torch.isfinite(batch["teacher"]).all():
-                bad = [p for p, t in zip(pairs, batch["teacher"].flatten().tolist()) if not np.isfinite(t)]
-                raise DataError(f"teacher logits are not finite for {len(bad)} pairs of this batch, e.g. {bad[:3]}: "
-                                "delete the teacher cache and check the teacher")
+                bad = [
+                    p
+                    for p, t in zip(pairs, batch["teacher"].flatten().tolist())
+                    if not np.isfinite(t)
+                ]
+                raise DataError(
+                    f"teacher logits are not finite for {len(bad)} pairs of this batch, e.g. {bad[:3]}: "
+                    "delete the teacher cache and check the teacher"
+                )
         batch["pairs"] = pairs  # (qid, docid) per row: named when a loss is not finite
         return batch
 
@@ -134,4 +153,6 @@ class DocOverlay:
     def get_many(self, docids) -> dict[str, tuple[str, str]]:
         docids = list(docids)
         rest = [d for d in docids if d not in self.first]
-        return {d: self.first[d] for d in docids if d in self.first} | (self.store.get_many(rest) if rest else {})
+        return {d: self.first[d] for d in docids if d in self.first} | (
+            self.store.get_many(rest) if rest else {}
+        )

@@ -24,9 +24,15 @@ def point_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def ranknet(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The reference's RankNet: mean BCE(σ(s_i − s_j), σ(y_i − y_j)) over pairs i < j (soft targets: 0.73 for
     positive-over-negative, 0.5 for equal labels)."""
-    upper = torch.triu(torch.ones(scores.size(-1), scores.size(-1), dtype=torch.bool, device=scores.device), 1)
-    diffs = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[:, upper]  # (B, m(m−1)/2): s_i − s_j, i < j
-    targets = torch.sigmoid((labels.unsqueeze(-1) - labels.unsqueeze(-2))[:, upper].to(scores.dtype))
+    upper = torch.triu(
+        torch.ones(scores.size(-1), scores.size(-1), dtype=torch.bool, device=scores.device), 1
+    )
+    diffs = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[
+        :, upper
+    ]  # (B, m(m−1)/2): s_i − s_j, i < j
+    targets = torch.sigmoid(
+        (labels.unsqueeze(-1) - labels.unsqueeze(-2))[:, upper].to(scores.dtype)
+    )
     return F.binary_cross_entropy_with_logits(diffs, targets)
 
 
@@ -43,7 +49,9 @@ def softmax_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(scores, target)
 
 
-def kd_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float, direction: str = "teacher_student") -> torch.Tensor:
+def kd_kl(
+    student: torch.Tensor, teacher: torch.Tensor, tau: float, direction: str = "teacher_student"
+) -> torch.Tensor:
     """τ² · KL of temperature-softened group distributions, mean over queries: ``teacher_student`` KL(softmax(t/τ) ‖
     softmax(s/τ)) as the released code; ``student_teacher`` KL(P_s ‖ P_t) as paper eq. 7."""
     log_s = F.log_softmax(student / tau, dim=-1)
@@ -53,11 +61,18 @@ def kd_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float, direction: s
     elif direction == "student_teacher":
         kl = (log_s.exp() * (log_s - log_t)).sum(-1)
     else:
-        raise ValueError(f"loss.direction must be 'teacher_student' or 'student_teacher', got {direction!r}")
+        raise ValueError(
+            f"loss.direction must be 'teacher_student' or 'student_teacher', got {direction!r}"
+        )
     return tau**2 * kl.mean()
 
 
-RANK_LOSSES = {"pointce": point_ce, "ranknet": ranknet, "ranknet_eq5": ranknet_eq5, "softmax_ce": softmax_ce}
+RANK_LOSSES = {
+    "pointce": point_ce,
+    "ranknet": ranknet,
+    "ranknet_eq5": ranknet_eq5,
+    "softmax_ce": softmax_ce,
+}
 
 
 @dataclass
@@ -83,8 +98,16 @@ class DistillLoss:
         """→ {"loss", "rank", "kd"}; ``teacher`` (B, m) is required when α > 0."""
         rank = RANK_LOSSES[self.rank](scores, labels)
         if not self.needs_teacher:
-            return {"loss": rank, "rank": rank.detach(), "kd": torch.zeros((), device=scores.device)}
+            return {
+                "loss": rank,
+                "rank": rank.detach(),
+                "kd": torch.zeros((), device=scores.device),
+            }
         if teacher is None:
             raise ValueError(f"alpha={self.alpha} needs teacher logits for every group")
         kd = kd_kl(scores, teacher, self.tau, self.direction)
-        return {"loss": (1 - self.alpha) * rank + self.alpha * kd, "rank": rank.detach(), "kd": kd.detach()}
+        return {
+            "loss": (1 - self.alpha) * rank + self.alpha * kd,
+            "rank": rank.detach(),
+            "kd": kd.detach(),
+        }

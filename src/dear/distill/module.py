@@ -19,8 +19,14 @@ from dear.utils.state import trainable_state
 
 
 class DistillModule(L.LightningModule):
-    def __init__(self, student: dict, loss: DistillLoss, lr: float = 1e-4, weight_decay: float = 0.1,
-                 warmup_ratio: float = 0.1):
+    def __init__(
+        self,
+        student: dict,
+        loss: DistillLoss,
+        lr: float = 1e-4,
+        weight_decay: float = 0.1,
+        warmup_ratio: float = 0.1,
+    ):
         super().__init__()
         self.student_cfg = to_plain(student)
         self.loss = loss
@@ -48,10 +54,12 @@ class DistillModule(L.LightningModule):
         scores = self(batch).view_as(batch["labels"])  # (B, m)
         parts = self.loss(scores, batch["labels"], batch.get("teacher"))
         if not torch.isfinite(parts["loss"]):
-            raise FloatingPointError(f"step {self.global_step}: the loss is {parts['loss'].item()} (rank "
-                                     f"{parts['rank'].item()}, kd {parts['kd'].item()}) on the groups of "
-                                     f"{sorted({q for q, _ in batch.get('pairs', [])})}: "
-                                     "lower module.lr or check the teacher")
+            raise FloatingPointError(
+                f"step {self.global_step}: the loss is {parts['loss'].item()} (rank "
+                f"{parts['rank'].item()}, kd {parts['kd'].item()}) on the groups of "
+                f"{sorted({q for q, _ in batch.get('pairs', [])})}: "
+                "lower module.lr or check the teacher"
+            )
         B = scores.size(0)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True, batch_size=B)
         return parts["loss"]
@@ -91,8 +99,11 @@ class DistillModule(L.LightningModule):
         directory = Path(directory)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        meta = {"kind": self.student.name, "base_model": self.student_cfg["model"],
-                **self.student.export_meta(self.student_cfg, self.tokenizer)}
+        meta = {
+            "kind": self.student.name,
+            "base_model": self.student_cfg["model"],
+            **self.student.export_meta(self.student_cfg, self.tokenizer),
+        }
         (directory / EXPORT_META).write_text(json.dumps(meta, indent=2))
         return directory
 
@@ -101,4 +112,3 @@ class DistillModule(L.LightningModule):
         from dear.rerank.pointwise import PointwiseReranker, scorer_from_export
 
         return PointwiseReranker(scorer_from_export(str(directory)))
-

@@ -47,15 +47,20 @@ class TeacherScoring(L.LightningModule):
         logits = self.data.teacher
         self.plan = logits.cache.start(logits.fingerprint, self.data.all_queries, logits.shard_size)
         owned = list(range(self.global_rank, len(self.plan.shards), self.trainer.world_size))
-        log(f"rank {self.global_rank}/{self.trainer.world_size}: {len(owned)} of {len(self.plan.shards)} shards")
+        log(
+            f"rank {self.global_rank}/{self.trainer.world_size}: {len(owned)} of {len(self.plan.shards)} shards"
+        )
         return DataLoader([owned], batch_size=None)
 
     def predict_step(self, shards: list[int], batch_idx: int) -> None:
         # The teacher's own dtype, as single-process: trainer.precision is not in the cache fingerprint.
         with torch.autocast(self.device.type, enabled=False):
-            scored = self.data.teacher.cache.build_shards(self.plan, [int(i) for i in shards], self._teacher,
-                                                          self.data.docs)
-        log(f"rank {self.global_rank}: scored {scored} of its {len(shards)} shards (the rest were valid)")
+            scored = self.data.teacher.cache.build_shards(
+                self.plan, [int(i) for i in shards], self._teacher, self.data.docs
+            )
+        log(
+            f"rank {self.global_rank}: scored {scored} of its {len(shards)} shards (the rest were valid)"
+        )
 
     def _teacher(self):
         if self.teacher is None:
@@ -65,10 +70,18 @@ class TeacherScoring(L.LightningModule):
 
 def precompute(cfg: DictConfig) -> None:
     prepare_environment(cfg)
-    teacher = Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher))  # wanted whatever alpha is
+    teacher = Teacher(
+        to_plain(cfg.teacher), partial(instantiate, cfg.teacher)
+    )  # wanted whatever alpha is
     datamodule = instantiate(cfg.data, teacher=teacher)
-    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False, default_root_dir=HydraConfig.get().runtime.output_dir)
+    trainer = instantiate(
+        cfg.trainer,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=HydraConfig.get().runtime.output_dir,
+    )
     module = TeacherScoring(datamodule)
     trainer.predict(module, return_predictions=False)
     trainer.strategy.barrier("teacher-cache-shards")  # every rank's shards are on disk

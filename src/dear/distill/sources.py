@@ -41,19 +41,37 @@ class TrainQuery:
 
 
 class IrDatasetsTrainSource:
-    def __init__(self, dataset: str, negatives: str = "bm25", depth: int = 100, run: str | None = None,
-                 max_queries: int | None = None, cache_dir: str = ".cache/bm25", bm25: dict | None = None):
+    def __init__(
+        self,
+        dataset: str,
+        negatives: str = "bm25",
+        depth: int = 100,
+        run: str | None = None,
+        max_queries: int | None = None,
+        cache_dir: str = ".cache/bm25",
+        bm25: dict | None = None,
+    ):
         if negatives not in ("bm25", "run", "docpairs", "scoreddocs"):
-            raise DataError(f"data.train.negatives must be bm25, run, docpairs or scoreddocs, got {negatives!r}")
+            raise DataError(
+                f"data.train.negatives must be bm25, run, docpairs or scoreddocs, got {negatives!r}"
+            )
         if negatives == "run" and not run:
             raise DataError("data.train.negatives=run needs data.train.run=PATH (a TREC run)")
         self.dataset, self.negatives, self.depth, self.run = dataset, negatives, depth, run
-        self.max_queries, self.cache_dir, self.bm25 = max_queries, cache_dir, BM25Params(**(bm25 or {}))
+        self.max_queries, self.cache_dir, self.bm25 = (
+            max_queries,
+            cache_dir,
+            BM25Params(**(bm25 or {})),
+        )
 
     def describe(self) -> dict:
         """What the candidate pools depend on (part of the teacher-cache fingerprint)."""
-        desc = {"dataset": self.dataset, "negatives": self.negatives, "depth": self.depth,
-                "max_queries": self.max_queries}
+        desc = {
+            "dataset": self.dataset,
+            "negatives": self.negatives,
+            "depth": self.depth,
+            "max_queries": self.max_queries,
+        }
         if self.negatives == "bm25":
             desc["bm25"] = vars(self.bm25)
         if self.run:
@@ -67,8 +85,16 @@ class IrDatasetsTrainSource:
         texts = load_queries(self.dataset)
         qids = [q for q in texts if q in positives][: self.max_queries]
         pools = self._pools(qids, {q: texts[q] for q in qids})
-        queries = [TrainQuery(q, texts[q], positives[q], tuple(d for d in pools.get(q, ()) if d not in positives[q]),
-                              tuple(pools.get(q, ()))) for q in qids]
+        queries = [
+            TrainQuery(
+                q,
+                texts[q],
+                positives[q],
+                tuple(d for d in pools.get(q, ()) if d not in positives[q]),
+                tuple(pools.get(q, ())),
+            )
+            for q in qids
+        ]
         return [tq for tq in queries if tq.negatives], DocStore(self.dataset)
 
     def _pools(self, qids, texts) -> dict[str, list[str]]:
@@ -82,7 +108,9 @@ class IrDatasetsTrainSource:
         return self._scoreddocs(qids, texts)
 
     def _bm25(self, qids, texts):
-        index = dataset_bm25_index(self.dataset, self.cache_dir, self.bm25)  # the harness's own index
+        index = dataset_bm25_index(
+            self.dataset, self.cache_dir, self.bm25
+        )  # the harness's own index
         hits = index.search([texts[q] for q in qids], k=self.depth, progress=True)
         return {q: [d for d, _ in h] for q, h in zip(qids, hits)}
 
@@ -111,7 +139,11 @@ class _JsonlSource:
         self.path, self.max_queries = path, max_queries
 
     def describe(self) -> dict:
-        return {"jsonl": str(Path(self.path).resolve()), "sha1": _file_sha1(self.path), "max_queries": self.max_queries}
+        return {
+            "jsonl": str(Path(self.path).resolve()),
+            "sha1": _file_sha1(self.path),
+            "max_queries": self.max_queries,
+        }
 
     def load(self) -> tuple[list[TrainQuery], DocStore]:
         docs: dict[str, tuple[str, str]] = {}
@@ -127,7 +159,9 @@ class _JsonlSource:
             if self.max_queries and len(queries) >= self.max_queries:
                 break
         if not queries:
-            raise DataError(f"{at(self.path)}: no query with both a positive and a negative passage")
+            raise DataError(
+                f"{at(self.path)}: no query with both a positive and a negative passage"
+            )
         return queries, DocStore(self.path, docs)
 
 
@@ -138,9 +172,19 @@ class TevatronSource(_JsonlSource):
     def parse(self, row, where: str):
         json_object(row, where, "query", "positive_passages", "negative_passages")
         query = json_text(row["query"], f"{where}: query")
-        qid = _hash(query) if row.get("query_id") is None else json_id(row["query_id"], f"{where}: query_id")
-        return qid, query, *(self._passages(row[key], f"{where}: {key}")
-                             for key in ("positive_passages", "negative_passages"))
+        qid = (
+            _hash(query)
+            if row.get("query_id") is None
+            else json_id(row["query_id"], f"{where}: query_id")
+        )
+        return (
+            qid,
+            query,
+            *(
+                self._passages(row[key], f"{where}: {key}")
+                for key in ("positive_passages", "negative_passages")
+            ),
+        )
 
     @staticmethod
     def _passages(value, where: str) -> list[tuple[str, str]]:
@@ -150,7 +194,12 @@ class TevatronSource(_JsonlSource):
             json_object(p, each, "text")
             if "docid" in p:  # checked, unused: the docid is the content hash
                 json_id(p["docid"], f"{each}.docid")
-            passages.append((json_text(p.get("title", ""), f"{each}.title"), json_text(p["text"], f"{each}.text")))
+            passages.append(
+                (
+                    json_text(p.get("title", ""), f"{each}.title"),
+                    json_text(p["text"], f"{each}.text"),
+                )
+            )
         return passages
 
 
@@ -160,7 +209,9 @@ class FlagEmbeddingSource(_JsonlSource):
     def parse(self, row, where: str):
         json_object(row, where, "query", "pos", "neg")
         query = json_text(row["query"], f"{where}: query")
-        pos, neg = ([("", t) for t in json_texts(row[key], f"{where}: {key}")] for key in ("pos", "neg"))
+        pos, neg = (
+            [("", t) for t in json_texts(row[key], f"{where}: {key}")] for key in ("pos", "neg")
+        )
         return _hash(query), query, pos, neg
 
 

@@ -17,9 +17,16 @@ from dear.rerank.pooling import Pooling, auto_mode, pooled_pad_id
 from dear.rerank.template import PairEncoder, PairTemplate
 
 
-def build_student(model: str, revision: str | None = None, lora: dict | None = None,
-                  quantization: dict | None = None, gradient_checkpointing: bool = False, dtype: str = "auto",
-                  kind: str = "cross_encoder", **_):
+def build_student(
+    model: str,
+    revision: str | None = None,
+    lora: dict | None = None,
+    quantization: dict | None = None,
+    gradient_checkpointing: bool = False,
+    dtype: str = "auto",
+    kind: str = "cross_encoder",
+    **_,
+):
     """→ (tokenizer, model); ``lora``: LoraConfig fields (None: full fine-tuning); ``quantization``: 4-bit (QLoRA)."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -28,12 +35,23 @@ def build_student(model: str, revision: str | None = None, lora: dict | None = N
     tokenizer = load_tokenizer(path, revision)
     if kind == "bi_encoder":
         if lora or quantization:
-            raise ValueError("a bi_encoder student is fully fine-tuned (export: a plain encoder directory); "
-                             "set student.lora=null and student.quantization=null")
-        return tokenizer, load_trainable(AutoModel, path, revision, dtype,
-                                         gradient_checkpointing=gradient_checkpointing)
-    net = load_trainable(AutoModelForSequenceClassification, path, revision, dtype, quantization,
-                         gradient_checkpointing, fill_pad_id=True, num_labels=1)
+            raise ValueError(
+                "a bi_encoder student is fully fine-tuned (export: a plain encoder directory); "
+                "set student.lora=null and student.quantization=null"
+            )
+        return tokenizer, load_trainable(
+            AutoModel, path, revision, dtype, gradient_checkpointing=gradient_checkpointing
+        )
+    net = load_trainable(
+        AutoModelForSequenceClassification,
+        path,
+        revision,
+        dtype,
+        quantization,
+        gradient_checkpointing,
+        fill_pad_id=True,
+        num_labels=1,
+    )
     if lora:
         net = add_lora(net, lora, "SEQ_CLS")
     return tokenizer, net
@@ -41,8 +59,12 @@ def build_student(model: str, revision: str | None = None, lora: dict | None = N
 
 def student_inputs(student: dict, tokenizer) -> BiEncoderInputs:
     """A bi-encoder student's inputs (``max_len``, ``query_prefix``, ``doc_prefix``)."""
-    return BiEncoderInputs(tokenizer, int(student.get("max_len", 256)), student.get("query_prefix", ""),
-                           student.get("doc_prefix", ""))
+    return BiEncoderInputs(
+        tokenizer,
+        int(student.get("max_len", 256)),
+        student.get("query_prefix", ""),
+        student.get("doc_prefix", ""),
+    )
 
 
 def base_net(net):
@@ -57,8 +79,12 @@ class CrossEncoderKind:
         pooling = spec.get("pooling", "auto")
         self.template = dict(spec.get("template") or {})
         self.pooling = auto_mode(base_net(net)) if pooling == "auto" else pooling
-        self.pool = Pooling(self.pooling, tokenizer.pad_token_id, pooled_pad_id(base_net(net).config),
-                            PairTemplate.of(self.template).max_length)
+        self.pool = Pooling(
+            self.pooling,
+            tokenizer.pad_token_id,
+            pooled_pad_id(base_net(net).config),
+            PairTemplate.of(self.template).max_length,
+        )
 
     @staticmethod
     def encoder(spec: dict, tokenizer) -> PairEncoder:
@@ -66,7 +92,9 @@ class CrossEncoderKind:
 
     def scores(self, net, batch: dict) -> torch.Tensor:
         """(N,) scores of N tokenised joined pairs."""
-        return self.pool(base_net(net), batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        return self.pool(
+            base_net(net), batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        )
 
     def export_meta(self, spec: dict, tokenizer) -> dict:
         return {"template": self.template, "pooling": self.pooling}
@@ -90,7 +118,10 @@ class BiEncoderKind:
 
     def export_meta(self, spec: dict, tokenizer) -> dict:
         # a plain encoder dir: loadable by transformers / sentence-transformers
-        return {"inputs": student_inputs(spec, tokenizer).describe(), "logit_scale": self.logit_scale}
+        return {
+            "inputs": student_inputs(spec, tokenizer).describe(),
+            "logit_scale": self.logit_scale,
+        }
 
 
 KINDS = {kind.name: kind for kind in (CrossEncoderKind, BiEncoderKind)}

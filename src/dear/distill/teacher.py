@@ -60,8 +60,15 @@ class Teacher:
 class TeacherLogits:
     """``teacher``'s logits for every pair of ``source``, in ``cache_dir``'s directory named by its fingerprint."""
 
-    def __init__(self, teacher: Teacher, source, cache_dir: str = ".cache/teacher", shard_size: int = 4096):
-        self.teacher, self.source, self.cache_root, self.shard_size = teacher, source, cache_dir, shard_size
+    def __init__(
+        self, teacher: Teacher, source, cache_dir: str = ".cache/teacher", shard_size: int = 4096
+    ):
+        self.teacher, self.source, self.cache_root, self.shard_size = (
+            teacher,
+            source,
+            cache_dir,
+            shard_size,
+        )
 
     @cached_property
     def fingerprint(self) -> dict:

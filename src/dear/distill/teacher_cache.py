@@ -82,29 +82,45 @@ class TeacherCache:
         return self.complete and manifest.is_file() and "shards" in json.loads(manifest.read_text())
 
     # --- building ---------------------------------------------------------------------------------
-    def precompute(self, scorer, fp: dict, queries: list[TrainQuery], docs: DocStore, shard_size: int = 4096) -> None:
+    def precompute(
+        self, scorer, fp: dict, queries: list[TrainQuery], docs: DocStore, shard_size: int = 4096
+    ) -> None:
         """Verify, score bad or missing shards with ``scorer`` (or a builder), record checksums, mark complete."""
         plan = self.start(fp, queries, shard_size)
         get_scorer = (lambda: scorer) if hasattr(scorer, "score") else scorer
         scored = self.build_shards(plan, range(len(plan.shards)), get_scorer, docs)
-        log(f"teacher cache {self.dir}: scored {scored} of {len(plan.shards)} shards (the others were valid)")
+        log(
+            f"teacher cache {self.dir}: scored {scored} of {len(plan.shards)} shards (the others were valid)"
+        )
         self.finish(plan)
 
     def start(self, fp: dict, queries: list[TrainQuery], shard_size: int) -> CachePlan:
         """The plan for these settings; writes the manifest, or refuses one made for other settings."""
         pairs = pair_list(queries)
-        manifest = {"fingerprint": fp, "pairs_sha256": digest(pairs), "n_pairs": len(pairs), "shard_size": shard_size}
+        manifest = {
+            "fingerprint": fp,
+            "pairs_sha256": digest(pairs),
+            "n_pairs": len(pairs),
+            "shard_size": shard_size,
+        }
         with exclusive_lock(self.dir / ".lock"):
             self._check_or_write_manifest(manifest)
         shards = query_aligned_shards(pairs, shard_size)
         return CachePlan(manifest, shards, {q.qid: q.text for q in queries})
 
-    def build_shards(self, plan: CachePlan, indices: Iterable[int], get_scorer: Callable[[], object],
-                     docs: DocStore) -> int:
+    def build_shards(
+        self,
+        plan: CachePlan,
+        indices: Iterable[int],
+        get_scorer: Callable[[], object],
+        docs: DocStore,
+    ) -> int:
         """Rescore missing or bad shards of ``indices``, calling ``get_scorer`` at most once → shards scored."""
         scorer, scored = None, 0
         for i in indices:
-            with exclusive_lock(self.dir / ".locks" / self._shard(i).name):  # another job may be scoring it
+            with exclusive_lock(
+                self.dir / ".locks" / self._shard(i).name
+            ):  # another job may be scoring it
                 problem = self._shard_problem(i, plan.shards[i])
                 if problem is None:
                     continue
@@ -123,21 +139,31 @@ class TeacherCache:
             for i, pairs in enumerate(plan.shards):
                 path = self._shard(i)
                 if not path.is_file():
-                    raise DataError(f"teacher cache {self.dir}: {path.name} is missing after the precompute; "
-                                    f"{_REBUILD}")
+                    raise DataError(
+                        f"teacher cache {self.dir}: {path.name} is missing after the precompute; "
+                        f"{_REBUILD}"
+                    )
                 records[path.name] = {"rows": len(pairs), "sha256": _file_sha256(path)}
             atomic_write_json(self.dir / "manifest.json", {**plan.manifest, "shards": records})
             atomic_write_text(self.dir / "complete", f"{plan.manifest['n_pairs']} pairs\n")
 
     def _score_shard(self, i: int, plan: CachePlan, scorer, docs: DocStore) -> None:
         pairs = plan.shards[i]
-        logits = [float(x) for scores in scorer.score(_rankings(pairs, plan.query_texts, docs), desc=f"shard {i}")
-                  for x in scores]
+        logits = [
+            float(x)
+            for scores in scorer.score(_rankings(pairs, plan.query_texts, docs), desc=f"shard {i}")
+            for x in scores
+        ]
         bad = next((k for k, x in enumerate(logits) if not math.isfinite(x)), None)
         if bad is not None:
-            raise DataError(f"teacher {getattr(scorer, 'name', scorer)!r} gave a non-finite logit ({logits[bad]}) "
-                            f"for pair {pairs[bad]} of {self._shard(i).name}: nothing written for that shard")
-        table = pa.table({"qid": [q for q, _ in pairs], "docid": [d for _, d in pairs], "logit": logits}, schema=SCHEMA)
+            raise DataError(
+                f"teacher {getattr(scorer, 'name', scorer)!r} gave a non-finite logit ({logits[bad]}) "
+                f"for pair {pairs[bad]} of {self._shard(i).name}: nothing written for that shard"
+            )
+        table = pa.table(
+            {"qid": [q for q, _ in pairs], "docid": [d for _, d in pairs], "logit": logits},
+            schema=SCHEMA,
+        )
         atomic_write(self._shard(i), lambda f: pq.write_table(table, f), binary=True)
 
     def _shard_problem(self, i: int, pairs: list[tuple[str, str]]) -> str | None:
@@ -159,20 +185,33 @@ class TeacherCache:
     def load(self, fp: dict, needed: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
         """{(qid, docid): logit}; refuses other settings, a missing pair, a bad shard or a non-finite logit."""
         if not self.complete:
-            raise DataError(f"teacher cache {self.dir} is incomplete: run the precompute (it resumes)")
+            raise DataError(
+                f"teacher cache {self.dir} is incomplete: run the precompute (it resumes)"
+            )
         manifest = json.loads((self.dir / "manifest.json").read_text())
         if manifest["fingerprint"] != fp:
-            raise DataError(f"teacher cache {self.dir} was computed for other settings: "
-                            f"{_diff(manifest['fingerprint'], fp)}")
+            raise DataError(
+                f"teacher cache {self.dir} was computed for other settings: "
+                f"{_diff(manifest['fingerprint'], fp)}"
+            )
         if "shards" not in manifest:
-            raise DataError(f"{self.dir / 'manifest.json'} has no shard checksums (an older cache); {_REBUILD}")
+            raise DataError(
+                f"{self.dir / 'manifest.json'} has no shard checksums (an older cache); {_REBUILD}"
+            )
         tables = [self._verified_shard(name, record) for name, record in manifest["shards"].items()]
         table = pa.concat_tables(tables)
-        logits = dict(zip(zip(table["qid"].to_pylist(), table["docid"].to_pylist()), table["logit"].to_pylist()))
+        logits = dict(
+            zip(
+                zip(table["qid"].to_pylist(), table["docid"].to_pylist()),
+                table["logit"].to_pylist(),
+            )
+        )
         missing = [p for p in needed if p not in logits]
         if missing:
-            raise DataError(f"teacher cache {self.dir} lacks {len(missing)} needed (qid, docid) pairs, "
-                            f"e.g. {missing[:3]}")
+            raise DataError(
+                f"teacher cache {self.dir} lacks {len(missing)} needed (qid, docid) pairs, "
+                f"e.g. {missing[:3]}"
+            )
         return logits
 
     def _verified_shard(self, name: str, record: dict) -> pa.Table:
@@ -180,8 +219,10 @@ class TeacherCache:
         if not path.is_file():
             raise DataError(f"{path}: shard missing (the manifest lists it); {_REBUILD}")
         if _file_sha256(path) != record["sha256"]:
-            raise DataError(f"{path}: checksum differs from the manifest (changed or cut short since the "
-                            f"precompute); {_REBUILD}")
+            raise DataError(
+                f"{path}: checksum differs from the manifest (changed or cut short since the "
+                f"precompute); {_REBUILD}"
+            )
         try:
             return _read_shard(path, record["rows"])
         except DataError as e:
@@ -195,8 +236,10 @@ class TeacherCache:
         if path.is_file():
             old = {k: v for k, v in json.loads(path.read_text()).items() if k in _PLAN_KEYS}
             if old != manifest:
-                raise DataError(f"{path}: this cache was started for other settings or another pair list "
-                                f"({_diff(old, manifest)}); delete the directory or use another cache_dir")
+                raise DataError(
+                    f"{path}: this cache was started for other settings or another pair list "
+                    f"({_diff(old, manifest)}); delete the directory or use another cache_dir"
+                )
             return
         atomic_write_json(path, manifest)
 
@@ -207,7 +250,9 @@ def _read_shard(path: Path, rows: int) -> pa.Table:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: unreadable Parquet ({e})") from None
-    if table.schema.names != SCHEMA.names or not all(table.schema.field(f.name).type == f.type for f in SCHEMA):
+    if table.schema.names != SCHEMA.names or not all(
+        table.schema.field(f.name).type == f.type for f in SCHEMA
+    ):
         raise DataError(f"{path}: columns {table.schema} != expected {SCHEMA}")
     if table.num_rows != rows:
         raise DataError(f"{path}: {table.num_rows} rows, the manifest says {rows}")
@@ -215,11 +260,15 @@ def _read_shard(path: Path, rows: int) -> pa.Table:
     if not pc.all(finite).as_py():
         bad = pc.index(finite, False).as_py()
         pair = (table["qid"][bad].as_py(), table["docid"][bad].as_py())
-        raise DataError(f"{path}: non-finite teacher logit {table['logit'][bad].as_py()} for pair {pair} (row {bad})")
+        raise DataError(
+            f"{path}: non-finite teacher logit {table['logit'][bad].as_py()} for pair {pair} (row {bad})"
+        )
     return table
 
 
-def query_aligned_shards(pairs: list[tuple[str, str]], shard_size: int) -> list[list[tuple[str, str]]]:
+def query_aligned_shards(
+    pairs: list[tuple[str, str]], shard_size: int
+) -> list[list[tuple[str, str]]]:
     """Consecutive pairs in shards of at least ``shard_size`` (the last may be smaller), ending at query bounds."""
     shards: list[list[tuple[str, str]]] = [[]]
     for i, pair in enumerate(pairs):

@@ -7,7 +7,9 @@ import unicodedata
 
 import regex
 
-_TOKEN = regex.compile(r"[\p{L}\p{N}\p{M}]+|[^\p{Z}\p{C}]", flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
+_TOKEN = regex.compile(
+    r"[\p{L}\p{N}\p{M}]+|[^\p{Z}\p{C}]", flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE
+)
 
 
 def tokens(text: str) -> list[str]:

@@ -46,12 +46,17 @@ class RelevanceJudge:
 
     def warnings(self, run: Run) -> list[str]:
         """Judged queries none of whose candidates is judged (usually docids of another collection)."""
-        blind = sorted(q for q, r in run.items() if q in self.qrels and not any(c.docid in self.qrels[q]
-                                                                                for c in r.candidates))
+        blind = sorted(
+            q
+            for q, r in run.items()
+            if q in self.qrels and not any(c.docid in self.qrels[q] for c in r.candidates)
+        )
         if not blind:
             return []
-        return [f"{len(blind)} of {len(run)} judged queries have no judged document among their candidates "
-                f"(scored 0), e.g. {blind[:5]}: do the run's docids match the qrels'?"]
+        return [
+            f"{len(blind)} of {len(run)} judged queries have no judged document among their candidates "
+            f"(scored 0), e.g. {blind[:5]}: do the run's docids match the qrels'?"
+        ]
 
 
 def _parse_measure(name: str):
@@ -62,8 +67,10 @@ def _parse_measure(name: str):
         return ir_measures.parse_measure(name)
     except (NameError, ValueError, TypeError) as e:
         valid = ", ".join(sorted(ir_measures.measures.registry, key=str.lower))
-        raise ConfigError(f"metrics: unknown or malformed metric {name!r} ({e}); expected an ir_measures name "
-                          f"such as nDCG@10, RR@10, R@100 — valid measures: {valid}") from None
+        raise ConfigError(
+            f"metrics: unknown or malformed metric {name!r} ({e}); expected an ir_measures name "
+            f"such as nDCG@10, RR@10, R@100 — valid measures: {valid}"
+        ) from None
 
 
 class AnswerJudge:
@@ -73,7 +80,9 @@ class AnswerJudge:
         self.answers = answers
         self.ks = list(ks)
         self.names = [f"Top-{k}" for k in self.ks]
-        self._hits: dict[tuple[str, str], bool] = {}  # (qid, docid) → has answer; reranking only permutes
+        self._hits: dict[
+            tuple[str, str], bool
+        ] = {}  # (qid, docid) → has answer; reranking only permutes
 
     @property
     def qids(self) -> set[str]:

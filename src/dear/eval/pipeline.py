@@ -68,9 +68,13 @@ def rerank_stage(stage: Stage, run: Run) -> tuple[Run, float]:
     seconds = time.perf_counter() - start
     out = {}
     for old, new in zip(run.values(), reranked):
-        if sorted(c.docid for c in new.candidates) != sorted(c.docid for c in old.candidates[: stage.depth]):
-            raise RuntimeError(f"stage {stage.name!r} changed the candidate set of query {old.qid!r}")
-        out[old.qid] = Ranking(old.query, new.candidates + old.candidates[stage.depth:], new.meta)
+        if sorted(c.docid for c in new.candidates) != sorted(
+            c.docid for c in old.candidates[: stage.depth]
+        ):
+            raise RuntimeError(
+                f"stage {stage.name!r} changed the candidate set of query {old.qid!r}"
+            )
+        out[old.qid] = Ranking(old.query, new.candidates + old.candidates[stage.depth :], new.meta)
     return out, seconds
 
 
@@ -80,15 +84,23 @@ def timed_load(benchmark: Benchmark) -> tuple[Loaded, float]:
     return benchmark.load(), time.perf_counter() - start
 
 
-def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path,
-                 loaded: tuple[Loaded, float] | None = None) -> dict:
+def run_pipeline(
+    benchmark: Benchmark,
+    stages: list[Stage],
+    out_dir: str | Path,
+    loaded: tuple[Loaded, float] | None = None,
+) -> dict:
     """Run and evaluate every stage (on ``loaded`` if given) → ``{"metrics", "table", "per_query", "warnings"}``."""
     out_dir = Path(out_dir)
     loaded, load_seconds = loaded or timed_load(benchmark)
-    _final(out_dir, METRICS).unlink(missing_ok=True)  # a rerun into the same dir is not complete until it ends
+    _final(out_dir, METRICS).unlink(
+        missing_ok=True
+    )  # a rerun into the same dir is not complete until it ends
     run, judge = loaded.run, build_judge(loaded.judgments)
     n = max(len(run), 1)
-    log(f"{benchmark.name}: {len(run)} judged queries, {sum(len(r.candidates) for r in run.values())} candidates")
+    log(
+        f"{benchmark.name}: {len(run)} judged queries, {sum(len(r.candidates) for r in run.values())} candidates"
+    )
     warnings = judge.warnings(run)
     for warning in warnings:
         log(f"WARNING {benchmark.name}: {warning}")
@@ -101,15 +113,21 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path,
         write_run(out_dir / "runs" / f"{name}.trec", stage_run, tag=name)
         details = [{"qid": q, **r.meta} for q, r in stage_run.items() if r.meta]
         if details:
-            atomic_write_text(out_dir / f"{name}.details.jsonl", "".join(json.dumps(d) + "\n" for d in details))
-        atomic_write_json(_partial(out_dir, METRICS), _with_warnings(metrics, warnings))  # nothing computed is lost
+            atomic_write_text(
+                out_dir / f"{name}.details.jsonl", "".join(json.dumps(d) + "\n" for d in details)
+            )
+        atomic_write_json(
+            _partial(out_dir, METRICS), _with_warnings(metrics, warnings)
+        )  # nothing computed is lost
         atomic_write_json(_partial(out_dir, PER_QUERY), per_query)
 
     record(FIRST_STAGE, run, load_seconds)
     runs = {FIRST_STAGE: run}
     for stage in stages:
         if stage.source is not None and stage.source not in runs:
-            raise DataError(f"stage {stage.name!r}: source {stage.source!r} is not an earlier stage ({list(runs)})")
+            raise DataError(
+                f"stage {stage.name!r}: source {stage.source!r} is not an earlier stage ({list(runs)})"
+            )
         log(f"stage {stage.name}: reranking the top {stage.depth} of {len(run)} queries")
         run, seconds = rerank_stage(stage, runs[stage.source] if stage.source else run)
         runs[stage.name] = run
@@ -118,15 +136,22 @@ def run_pipeline(benchmark: Benchmark, stages: list[Stage], out_dir: str | Path,
     significance = stage_significance(per_query, judge.names, FIRST_STAGE)
     table = markdown_table(metrics, judge.names, significant_cells(significance))
     if significance:
-        table += f"\n{note(FIRST_STAGE, f'the {len(significance)} reranking stage(s), per metric')}\n"
+        table += (
+            f"\n{note(FIRST_STAGE, f'the {len(significance)} reranking stage(s), per metric')}\n"
+        )
     atomic_write_text(out_dir / "results.md", f"## {benchmark.name}\n\n{table}")
     atomic_write_json(_final(out_dir, PER_QUERY), per_query)
     final = _with_warnings(with_significance(metrics, significance), warnings)
     atomic_write_json(_final(out_dir, METRICS), final)  # last: the completion marker
     for name in (METRICS, PER_QUERY):
         _partial(out_dir, name).unlink(missing_ok=True)
-    return {"metrics": metrics, "table": table, "per_query": per_query, "warnings": warnings,
-            "significance": significance}
+    return {
+        "metrics": metrics,
+        "table": table,
+        "per_query": per_query,
+        "warnings": warnings,
+        "significance": significance,
+    }
 
 
 def _final(out_dir: Path, name: str) -> Path:
@@ -145,6 +170,10 @@ def _with_warnings(metrics: dict, warnings: list[str]) -> dict:
 def _check_texts(stage: str, run: Run) -> None:
     for ranking in run.values():
         if not ranking.query.text:
-            raise DataError(f"stage {stage!r} needs query texts: set benchmark.queries (TSV file or ir_datasets id)")
+            raise DataError(
+                f"stage {stage!r} needs query texts: set benchmark.queries (TSV file or ir_datasets id)"
+            )
         if any(not (c.text or c.title) for c in ranking.candidates):
-            raise DataError(f"stage {stage!r} needs document texts: set benchmark.docs (TSV file or ir_datasets id)")
+            raise DataError(
+                f"stage {stage!r} needs document texts: set benchmark.docs (TSV file or ir_datasets id)"
+            )

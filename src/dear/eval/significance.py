@@ -41,8 +41,9 @@ class PairedTest:
         return asdict(self)
 
 
-def paired_test(system: np.ndarray, baseline: np.ndarray, seed: int = SEED,
-                resamples: int = RESAMPLES) -> PairedTest:
+def paired_test(
+    system: np.ndarray, baseline: np.ndarray, seed: int = SEED, resamples: int = RESAMPLES
+) -> PairedTest:
     """Two-sided paired tests of ``system`` vs ``baseline``, both shape (n_queries,), same query order."""
     system, baseline = np.asarray(system, dtype=float), np.asarray(baseline, dtype=float)
     diff = system - baseline
@@ -55,9 +56,16 @@ def paired_test(system: np.ndarray, baseline: np.ndarray, seed: int = SEED,
         t_p = 0.0
     else:
         t_p = float(stats.ttest_rel(system, baseline).pvalue)
-    result = stats.permutation_test((system, baseline), _mean_difference, permutation_type="samples",
-                                    vectorized=True, n_resamples=resamples, alternative="two-sided",
-                                    rng=np.random.default_rng(seed), batch=500)
+    result = stats.permutation_test(
+        (system, baseline),
+        _mean_difference,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=resamples,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+        batch=500,
+    )
     return PairedTest(n, float(diff.mean()), t_p, float(result.pvalue))
 
 
@@ -73,7 +81,9 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return adjusted
 
 
-def compare_to_baseline(per_query: dict[str, dict[str, float]], baseline: str) -> dict[str, PairedTest]:
+def compare_to_baseline(
+    per_query: dict[str, dict[str, float]], baseline: str
+) -> dict[str, PairedTest]:
     """``{system: {qid: value}}`` → ``{system: PairedTest}``, Holm-adjusted; all need the baseline's queries."""
     if baseline not in per_query:
         raise DataError(f"significance: no baseline {baseline!r} among {list(per_query)}")
@@ -84,9 +94,13 @@ def compare_to_baseline(per_query: dict[str, dict[str, float]], baseline: str) -
             continue
         if set(values) != set(qids):
             missing = sorted(set(qids) ^ set(values))
-            raise DataError(f"significance: {name!r} and the baseline {baseline!r} differ in queries, "
-                            f"e.g. {missing[:3]} (a paired test needs the same queries)")
-        tests[name] = paired_test(np.array([values[q] for q in qids]), np.array([per_query[baseline][q] for q in qids]))
+            raise DataError(
+                f"significance: {name!r} and the baseline {baseline!r} differ in queries, "
+                f"e.g. {missing[:3]} (a paired test needs the same queries)"
+            )
+        tests[name] = paired_test(
+            np.array([values[q] for q in qids]), np.array([per_query[baseline][q] for q in qids])
+        )
     adjust_holm(list(tests.values()))
     return tests
 
@@ -101,24 +115,34 @@ def adjust_holm(tests: list[PairedTest]) -> None:
 
 def note(baseline: str, family: str) -> str:
     """The sentence under a table that explains its markers."""
-    return (f"{MARKER}: differs from {baseline} (better or worse) at p < {ALPHA}, two-sided paired randomisation "
-            f"test over queries ({RESAMPLES:,} resamples, seed {SEED}), Holm–Bonferroni corrected over {family}; "
-            "paired t-test p-values beside it in the JSON.")
+    return (
+        f"{MARKER}: differs from {baseline} (better or worse) at p < {ALPHA}, two-sided paired randomisation "
+        f"test over queries ({RESAMPLES:,} resamples, seed {SEED}), Holm–Bonferroni corrected over {family}; "
+        "paired t-test p-values beside it in the JSON."
+    )
 
 
 def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(x - y, axis=axis)
 
 
-SIGNIFICANCE = "significance"  # the key, in a stage's row of metrics.json, of its tests against the baseline
+SIGNIFICANCE = (
+    "significance"  # the key, in a stage's row of metrics.json, of its tests against the baseline
+)
 
 
-def stage_significance(per_query: dict[str, dict[str, dict[str, float]]], metrics: list[str],
-                       baseline: str) -> dict[str, dict]:
+def stage_significance(
+    per_query: dict[str, dict[str, dict[str, float]]], metrics: list[str], baseline: str
+) -> dict[str, dict]:
     """per_query.json's ``{stage: {qid: {metric: v}}}`` → tests per stage and metric, Holm over the stages."""
-    out: dict[str, dict] = {stage: {"baseline": baseline} for stage in per_query if stage != baseline}
+    out: dict[str, dict] = {
+        stage: {"baseline": baseline} for stage in per_query if stage != baseline
+    }
     for metric in metrics:
-        values = {stage: {qid: row[metric] for qid, row in rows.items()} for stage, rows in per_query.items()}
+        values = {
+            stage: {qid: row[metric] for qid, row in rows.items()}
+            for stage, rows in per_query.items()
+        }
         for stage, test in compare_to_baseline(values, baseline).items():
             out[stage][metric] = test.to_json()
     return out
@@ -126,11 +150,19 @@ def stage_significance(per_query: dict[str, dict[str, dict[str, float]]], metric
 
 def significant_cells(significance: dict[str, dict]) -> set[tuple[str, str]]:
     """(stage, metric) pairs whose Holm-adjusted randomisation p-value is below ALPHA."""
-    return {(stage, metric) for stage, tests in significance.items() for metric, t in tests.items()
-            if isinstance(t, dict) and t["randomisation_p_holm"] is not None and t["randomisation_p_holm"] < ALPHA}
+    return {
+        (stage, metric)
+        for stage, tests in significance.items()
+        for metric, t in tests.items()
+        if isinstance(t, dict)
+        and t["randomisation_p_holm"] is not None
+        and t["randomisation_p_holm"] < ALPHA
+    }
 
 
 def with_significance(metrics: dict[str, dict], significance: dict[str, dict]) -> dict[str, dict]:
     """metrics.json's content: each tested stage's row with its tests under ``SIGNIFICANCE``."""
-    return {stage: {**row, SIGNIFICANCE: significance[stage]} if stage in significance else row
-            for stage, row in metrics.items()}
+    return {
+        stage: {**row, SIGNIFICANCE: significance[stage]} if stage in significance else row
+        for stage, row in metrics.items()
+    }

@@ -5,16 +5,29 @@ from __future__ import annotations
 from dear.eval.significance import MARKER
 
 
-def markdown_table(metrics: dict[str, dict[str, float]], columns: list[str],
-                   marked: set[tuple[str, str]] = frozenset(), time_key: str = "sec_per_query") -> str:
+def markdown_table(
+    metrics: dict[str, dict[str, float]],
+    columns: list[str],
+    marked: set[tuple[str, str]] = frozenset(),
+    time_key: str = "sec_per_query",
+) -> str:
     """Rows = stages; columns = metrics, the stages' own rates ("–" where absent), seconds per query; ``marked``:
     (stage, metric) cells with the significance marker."""
-    extra = list(dict.fromkeys(k for row in metrics.values() for k in row if k not in columns and k != time_key))
+    extra = list(
+        dict.fromkeys(
+            k for row in metrics.values() for k in row if k not in columns and k != time_key
+        )
+    )
     columns = [*columns, *extra]
     header = ["stage", *columns, "s/query"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     for stage, row in metrics.items():
-        cells = [stage] + [_pct(row.get(c)) + (MARKER if (stage, c) in marked else "") for c in columns]
+        cells = [stage] + [
+            _pct(row.get(c)) + (MARKER if (stage, c) in marked else "") for c in columns
+        ]
         cells.append(_secs(row.get(time_key)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

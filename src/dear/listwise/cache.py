@@ -23,7 +23,9 @@ class GenerationCache:
         self.identity = json.dumps(identity, sort_keys=True)
 
     def key(self, messages: list[dict[str, str]], chat: bool) -> str:
-        text = json.dumps({"backend": self.identity, "chat": chat, "messages": messages}, sort_keys=True)
+        text = json.dumps(
+            {"backend": self.identity, "chat": chat, "messages": messages}, sort_keys=True
+        )
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def path(self, key: str) -> Path:
@@ -39,10 +41,16 @@ class GenerationCache:
         except DataError as e:
             raise DataError(f"{e}; {again}") from None
         kinds = {"text": str, "finish": str, "prompt_tokens": int, "completion_tokens": int}
-        if not isinstance(row, dict) or "text" not in row or set(row) - set(kinds) \
-                or any(type(v) is not kinds[k] for k, v in row.items()):  # type(): True is no token count
-            raise DataError(f"{path}: not a cached generation (expected {{text, finish, prompt_tokens, "
-                            f"completion_tokens}} as string, string, integer, integer); {again}")
+        if (
+            not isinstance(row, dict)
+            or "text" not in row
+            or set(row) - set(kinds)
+            or any(type(v) is not kinds[k] for k, v in row.items())
+        ):  # type(): True is no token count
+            raise DataError(
+                f"{path}: not a cached generation (expected {{text, finish, prompt_tokens, "
+                f"completion_tokens}} as string, string, integer, integer); {again}"
+            )
         return Generation(**row)
 
     def put(self, key: str, gen: Generation) -> None:

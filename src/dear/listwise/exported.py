@@ -36,13 +36,21 @@ def export_dir(path: str | Path) -> Path:
     for candidate in (path, path / "export"):
         if (candidate / EXPORT_META).is_file():
             return candidate
-    raise DataError(f"{path}: not a listwise SFT run or export (no {EXPORT_META} in it or in its export/); "
-                    "train one with `python train.py --config-name train_listwise`")
+    raise DataError(
+        f"{path}: not a listwise SFT run or export (no {EXPORT_META} in it or in its export/); "
+        "train one with `python train.py --config-name train_listwise`"
+    )
 
 
-def reranker_from_export(path: str, cache_dir: str | None = None, top_k: int | None = None,
-                         window_size: int | None = None, step: int | None = None, prompt: dict | None = None,
-                         backend: dict | None = None):
+def reranker_from_export(
+    path: str,
+    cache_dir: str | None = None,
+    top_k: int | None = None,
+    window_size: int | None = None,
+    step: int | None = None,
+    prompt: dict | None = None,
+    backend: dict | None = None,
+):
     """The export's ``ListwiseReranker``, ``prompt``/``window_size``/``step``/``backend`` overriding its settings."""
     from dear.listwise.backends.hf import TransformersBackend
     from dear.listwise.reranker import ListwiseReranker
@@ -54,8 +62,15 @@ def reranker_from_export(path: str, cache_dir: str | None = None, top_k: int | N
         if not isinstance(meta.get(key), kind):
             raise DataError(f"{meta_path}: field {key!r} must be a JSON object")
     settings = {**meta["prompt"], **{k: v for k, v in (prompt or {}).items() if k != "_target_"}}
-    generation = {**meta["generation"], **{k: v for k, v in (backend or {}).items() if v is not None}}
-    return ListwiseReranker(backend=TransformersBackend(str(directory), **generation),
-                            prompt=ListwisePrompt(**settings),
-                            window_size=window_size or meta.get("window_size", 20), step=step or meta.get("step", 10),
-                            top_k=top_k, cache_dir=cache_dir)
+    generation = {
+        **meta["generation"],
+        **{k: v for k, v in (backend or {}).items() if v is not None},
+    }
+    return ListwiseReranker(
+        backend=TransformersBackend(str(directory), **generation),
+        prompt=ListwisePrompt(**settings),
+        window_size=window_size or meta.get("window_size", 20),
+        step=step or meta.get("step", 10),
+        top_k=top_k,
+        cache_dir=cache_dir,
+    )

@@ -51,10 +51,15 @@ def marker_pattern(marker: str) -> re.Pattern:
     if not words:
         raise ValueError(f"marker {marker!r} has no words to match")
     body = r"[\s*_-]*+".join(map(re.escape, words))
-    return re.compile(rf"(?P<lead>^[ \t#*_]*+)?+{body}[ \t*_]*+(?P<colon>:)?+[ \t*_]*+", re.IGNORECASE | re.MULTILINE)
+    return re.compile(
+        rf"(?P<lead>^[ \t#*_]*+)?+{body}[ \t*_]*+(?P<colon>:)?+[ \t*_]*+",
+        re.IGNORECASE | re.MULTILINE,
+    )
 
 
-def parse_ranking(text: str, n: int, first_id: int = 1, marker: str | None = None, truncated: bool = False) -> Parsed:
+def parse_ranking(
+    text: str, n: int, first_id: int = 1, marker: str | None = None, truncated: bool = False
+) -> Parsed:
     """Parse ``text`` for ``n`` passages numbered from ``first_id``; ``marker``: the line asked for (None: the whole
     answer); ``truncated``: generation hit the token limit."""
     issues: list[str] = []
@@ -89,10 +94,10 @@ def _split_think(text: str) -> tuple[str, str, bool]:
     for match in _THINK_CLOSE.finditer(text):
         last = match
     if last is not None:
-        return _THINK_OPEN.sub("", text[: last.start()]), text[last.end():], False
+        return _THINK_OPEN.sub("", text[: last.start()]), text[last.end() :], False
     opened = _THINK_OPEN.search(text)
     if opened:
-        return "", text[opened.end():], True
+        return "", text[opened.end() :], True
     return "", text, False
 
 

@@ -45,15 +45,25 @@ class ListwisePrompt:
     chat_template: bool = True
 
     def __post_init__(self):
-        words_ok = self.max_words == "auto" or (isinstance(self.max_words, int) and self.max_words > 0)
+        words_ok = self.max_words == "auto" or (
+            isinstance(self.max_words, int) and self.max_words > 0
+        )
         if not (words_ok or (self.max_words is None and self.max_chars)):
-            raise DataError(f"prompt {self.name!r}: max_words must be a positive integer or 'auto' "
-                            f"(or null with max_chars set), got {self.max_words!r}")
-        if self.max_chars is not None and not (isinstance(self.max_chars, int) and self.max_chars > 0):
-            raise DataError(f"prompt {self.name!r}: max_chars must be a positive integer or null, "
-                            f"got {self.max_chars!r}")
+            raise DataError(
+                f"prompt {self.name!r}: max_words must be a positive integer or 'auto' "
+                f"(or null with max_chars set), got {self.max_words!r}"
+            )
+        if self.max_chars is not None and not (
+            isinstance(self.max_chars, int) and self.max_chars > 0
+        ):
+            raise DataError(
+                f"prompt {self.name!r}: max_chars must be a positive integer or null, "
+                f"got {self.max_chars!r}"
+            )
         if (self.prefix_reply is None) != (self.passage_reply is None):
-            raise DataError("prompt: set both prefix_reply and passage_reply (multi-turn) or neither (single-turn)")
+            raise DataError(
+                "prompt: set both prefix_reply and passage_reply (multi-turn) or neither (single-turn)"
+            )
 
     @property
     def multi_turn(self) -> bool:
@@ -70,19 +80,30 @@ class ListwisePrompt:
     def messages(self, query: str, texts: list[str], max_words: int | None) -> Messages:
         """The chat for one window: ``texts`` are the passages in window order (ids from ``first_id``)."""
         fields = {"num": len(texts), "query": query}
-        passages = [(self.first_id + i, self.passage_text(t, max_words)) for i, t in enumerate(texts)]
+        passages = [
+            (self.first_id + i, self.passage_text(t, max_words)) for i, t in enumerate(texts)
+        ]
         msgs: Messages = [{"role": "system", "content": self.system}] if self.system else []
         if self.multi_turn:
-            msgs += [{"role": "user", "content": self.prefix.format(**fields)},
-                     {"role": "assistant", "content": self.prefix_reply.format(**fields)}]
+            msgs += [
+                {"role": "user", "content": self.prefix.format(**fields)},
+                {"role": "assistant", "content": self.prefix_reply.format(**fields)},
+            ]
             for pid, text in passages:
-                msgs += [{"role": "user", "content": self.passage.format(id=pid, text=text, **fields)},
-                         {"role": "assistant", "content": self.passage_reply.format(id=pid, **fields)}]
+                msgs += [
+                    {"role": "user", "content": self.passage.format(id=pid, text=text, **fields)},
+                    {"role": "assistant", "content": self.passage_reply.format(id=pid, **fields)},
+                ]
             msgs.append({"role": "user", "content": self.suffix.format(**fields)})
         else:
             lines = (self.passage.format(id=pid, text=text, **fields) for pid, text in passages)
             body = self.passage_separator.join(lines)
-            msgs.append({"role": "user", "content": self.prefix.format(**fields) + body + self.suffix.format(**fields)})
+            msgs.append(
+                {
+                    "role": "user",
+                    "content": self.prefix.format(**fields) + body + self.suffix.format(**fields),
+                }
+            )
         return msgs
 
     def ranking_line(self, order: list[int]) -> str:
@@ -99,8 +120,14 @@ def cut_words(text: str, max_words: int) -> str:
 SAMPLE_WORDS = 32  # words per passage whose tokens are counted; the rest extrapolated
 
 
-def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_tokens: Callable[[Messages], int],
-               limit: int | None, passage_tokens: PassageTokens | None = None) -> tuple[Messages, int | None]:
+def fit_window(
+    prompt: ListwisePrompt,
+    query: str,
+    texts: list[str],
+    count_tokens: Callable[[Messages], int],
+    limit: int | None,
+    passage_tokens: PassageTokens | None = None,
+) -> tuple[Messages, int | None]:
     """Messages fitting ``limit`` prompt tokens → (messages, words per passage); an overflowing fixed budget raises.
     ``auto`` predicts the budget from a sample of each passage's tokens, checked by one render (rescaled if wrong)."""
     words = prompt.auto_cap if prompt.max_words == "auto" else prompt.max_words
@@ -108,14 +135,18 @@ def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_token
         messages = prompt.messages(query, texts, words)
         used = 0 if limit is None else count_tokens(messages)
         if limit is not None and used > limit:
-            raise DataError(f"prompt.max_words={words}: a window of {len(texts)} passages for query {query[:60]!r} "
-                            f"needs {used} tokens but only {limit} fit next to the generation budget; "
-                            f"set prompt.max_words=auto or a smaller budget, or a smaller window")
+            raise DataError(
+                f"prompt.max_words={words}: a window of {len(texts)} passages for query {query[:60]!r} "
+                f"needs {used} tokens but only {limit} fit next to the generation budget; "
+                f"set prompt.max_words=auto or a smaller budget, or a smaller window"
+            )
         return messages, words
     overhead = count_tokens(prompt.messages(query, [""] * len(texts), 0))
     if overhead >= limit:
-        raise DataError(f"prompt {prompt.name!r}: the template alone needs {overhead} tokens for a window of "
-                        f"{len(texts)} passages but only {limit} fit; use a smaller window or a larger context")
+        raise DataError(
+            f"prompt {prompt.name!r}: the template alone needs {overhead} tokens for a window of "
+            f"{len(texts)} passages but only {limit} fit; use a smaller window or a larger context"
+        )
     cut = [prompt.passage_text(t, words).split() for t in texts]
     bound = _largest_fitting([list(range(1, len(c) + 1)) for c in cut], words, limit - overhead)
     curves = _token_curves(cut, bound, passage_tokens)
@@ -123,18 +154,25 @@ def fit_window(prompt: ListwisePrompt, query: str, texts: list[str], count_token
     messages = prompt.messages(query, texts, words)
     used = count_tokens(messages)
     while used > limit and words > 0:
-        scale = (used - overhead) / max(_passage_total(curves, words), 1)  # measured / predicted tokens
+        scale = (used - overhead) / max(
+            _passage_total(curves, words), 1
+        )  # measured / predicted tokens
         words = _largest_fitting(curves, words - 1, (limit - overhead) / scale)
         messages = prompt.messages(query, texts, words)
         used = count_tokens(messages)
     return messages, words
 
 
-def _token_curves(cut: list[list[str]], bound: int, passage_tokens: PassageTokens | None) -> list[list[float]]:
+def _token_curves(
+    cut: list[list[str]], bound: int, passage_tokens: PassageTokens | None
+) -> list[list[float]]:
     """Per passage, tokens of its first w words: counted up to ``SAMPLE_WORDS``, then extrapolated linearly."""
     sample = min(SAMPLE_WORDS, bound)
-    counted = passage_tokens([" ".join(c[:sample]) for c in cut]) if passage_tokens else \
-        [list(range(1, min(len(c), sample) + 1)) for c in cut]
+    counted = (
+        passage_tokens([" ".join(c[:sample]) for c in cut])
+        if passage_tokens
+        else [list(range(1, min(len(c), sample) + 1)) for c in cut]
+    )
     curves = []
     for words, row in zip(cut, counted):
         per_word = row[-1] / len(row) if row else 1.0

@@ -20,12 +20,21 @@ class ListwiseReranker:
     """``backend``: see ``dear.listwise.backends``; ``prompt``: a :class:`ListwisePrompt` or its config; ``top_k``:
     the candidates windows cover (None: all), the rest keep their order."""
 
-    def __init__(self, backend, prompt: ListwisePrompt | dict, window_size: int = 20, step: int = 10,
-                 top_k: int | None = None, cache_dir: str | None = None):
+    def __init__(
+        self,
+        backend,
+        prompt: ListwisePrompt | dict,
+        window_size: int = 20,
+        step: int = 10,
+        top_k: int | None = None,
+        cache_dir: str | None = None,
+    ):
         self.backend = backend
         self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
         for field, value in (("window_size", window_size), ("step", step), ("top_k", top_k)):
-            if not (value is None and field == "top_k") and (isinstance(value, bool) or not isinstance(value, int)):
+            if not (value is None and field == "top_k") and (
+                isinstance(value, bool) or not isinstance(value, int)
+            ):
                 raise ConfigError(f"listwise.{field}: expected an integer, found {value!r}")
         try:
             window_spans(window_size, window_size, step)  # validates size and step now, not mid-run
@@ -39,10 +48,12 @@ class ListwiseReranker:
     def rerank(self, rankings: list[Ranking]) -> list[Ranking]:
         depth = max((len(r.candidates) for r in rankings), default=0)
         if self.top_k is not None and 0 < depth < self.top_k:
-            log(f"listwise top_k={self.top_k}, but queries arrive with at most {depth} candidates: set "
-                f"pipeline.stages.listwise.depth={self.top_k} to rerank the top {self.top_k}")
+            log(
+                f"listwise top_k={self.top_k}, but queries arrive with at most {depth} candidates: set "
+                f"pipeline.stages.listwise.depth={self.top_k} to rerank the top {self.top_k}"
+            )
         heads = [r.candidates[: self.top_k] for r in rankings]
-        tails = [r.candidates[len(h):] for r, h in zip(rankings, heads)]
+        tails = [r.candidates[len(h) :] for r, h in zip(rankings, heads)]
         orders = [list(h) for h in heads]
         self.reused = 0
         plans = [window_spans(len(c), self.window_size, self.step) for c in orders]
@@ -55,16 +66,22 @@ class ListwiseReranker:
             gens = self._generate(chats, f"listwise window {j + 1}/{steps}")
             for q, gen, w in zip(active, gens, words):
                 start, end = plans[q][j]
-                parsed = parse_ranking(gen.text, end - start, self.prompt.first_id, self.prompt.marker, gen.truncated)
+                parsed = parse_ranking(
+                    gen.text, end - start, self.prompt.first_id, self.prompt.marker, gen.truncated
+                )
                 orders[q][start:end] = [orders[q][start + i] for i in parsed.order]
                 windows[q].append(_window_record(start, end, w, parsed, gen))
                 justifications[q] = parsed.reasoning
-        out = [self._result(r, order + tail, notes, why)
-               for r, order, tail, notes, why in zip(rankings, orders, tails, windows, justifications)]
+        out = [
+            self._result(r, order + tail, notes, why)
+            for r, order, tail, notes, why in zip(rankings, orders, tails, windows, justifications)
+        ]
         self._counts = {s: sum(1 for r in out if r.meta.get("parse") == s) for s in STATUSES}
         self._log_rates()
         if self.cache is not None:
-            log(f"listwise cache: {self.reused} of {sum(len(w) for w in windows)} windows reused from {self.cache.dir}")
+            log(
+                f"listwise cache: {self.reused} of {sum(len(w) for w in windows)} windows reused from {self.cache.dir}"
+            )
         return out
 
     def _generate(self, chats: list, desc: str) -> list:
@@ -77,8 +94,12 @@ class ListwiseReranker:
         todo = [i for i, g in enumerate(gens) if g is None]
         self.reused += len(chats) - len(todo)
         if todo:
-            fresh = self.backend.generate([chats[i] for i in todo], chat=chat, desc=desc,
-                                          on_done=lambda j, gen: self.cache.put(keys[todo[j]], gen))
+            fresh = self.backend.generate(
+                [chats[i] for i in todo],
+                chat=chat,
+                desc=desc,
+                on_done=lambda j, gen: self.cache.put(keys[todo[j]], gen),
+            )
             for i, gen in zip(todo, fresh):
                 gens[i] = gen
         return gens
@@ -93,15 +114,22 @@ class ListwiseReranker:
         for q in active:
             start, end = plans[q][j]
             texts = [c.full_text for c in orders[q][start:end]]
-            messages, w = fit_window(self.prompt, rankings[q].query.text, texts,
-                                     lambda m: self.backend.count_tokens(m, self.prompt.chat_template),
-                                     self.backend.prompt_limit, getattr(self.backend, "passage_tokens", None))
+            messages, w = fit_window(
+                self.prompt,
+                rankings[q].query.text,
+                texts,
+                lambda m: self.backend.count_tokens(m, self.prompt.chat_template),
+                self.backend.prompt_limit,
+                getattr(self.backend, "passage_tokens", None),
+            )
             chats.append(messages)
             words.append(w)
         return chats, words
 
     @staticmethod
-    def _result(ranking: Ranking, order: list[Candidate], notes: list[dict], justification: str) -> Ranking:
+    def _result(
+        ranking: Ranking, order: list[Candidate], notes: list[dict], justification: str
+    ) -> Ranking:
         """Scores follow the new order (n … 1): listwise output has ranks, not scores."""
         n = len(order)
         meta = dict(ranking.meta)
@@ -112,10 +140,19 @@ class ListwiseReranker:
 
     def _log_rates(self) -> None:
         if sum(self._counts.values()):
-            log("listwise parse: " + ", ".join(f"{self._counts[s]} {s}" for s in (CLEAN, REPAIRED, FALLBACK)))
+            log(
+                "listwise parse: "
+                + ", ".join(f"{self._counts[s]} {s}" for s in (CLEAN, REPAIRED, FALLBACK))
+            )
 
 
 def _window_record(start: int, end: int, words: int, parsed: Parsed, gen) -> dict:
-    return {"ranks": [start + 1, end], "parse": parsed.status, "issues": list(parsed.issues),
-            "words_per_passage": words, "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.completion_tokens,
-            "output": gen.text}
+    return {
+        "ranks": [start + 1, end],
+        "parse": parsed.status,
+        "issues": list(parsed.issues),
+        "words_per_passage": words,
+        "prompt_tokens": gen.prompt_tokens,
+        "output_tokens": gen.completion_tokens,
+        "output": gen.text,
+    }

@@ -24,24 +24,37 @@ from dear.utils.progress import log
 IGNORE = -100
 
 
-def tokenize_example(tokenizer, example: CotExample, think_template: str = THINK_TEMPLATE) -> dict[str, list[int]]:
+def tokenize_example(
+    tokenizer, example: CotExample, think_template: str = THINK_TEMPLATE
+) -> dict[str, list[int]]:
     """→ ``{"input_ids": prompt + response, "labels": [-100] * len(prompt) + response}``."""
     messages = example.messages()
-    prompt_text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prompt_text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False
+    )
     answer = {"role": "assistant", "content": example.response(think_template)}
     full_text = tokenizer.apply_chat_template([*messages, answer], tokenize=False)
     if not full_text.startswith(prompt_text):
-        raise DataError(f"{tokenizer.name_or_path}: the chat template renders the prompt differently once the "
-                        "answer is appended; response-only labels need a template whose prompt is a prefix")
+        raise DataError(
+            f"{tokenizer.name_or_path}: the chat template renders the prompt differently once the "
+            "answer is appended; response-only labels need a template whose prompt is a prefix"
+        )
     prompt_ids = TokenizerRenderer(tokenizer).ids(messages)
-    response_ids = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
-    return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE] * len(prompt_ids) + response_ids}
+    response_ids = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
+    return {
+        "input_ids": prompt_ids + response_ids,
+        "labels": [IGNORE] * len(prompt_ids) + response_ids,
+    }
 
 
 def collate(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad to the longest row: input_ids, attention_mask, labels, each (B, L) int64."""
     ids, mask = pad([r["input_ids"] for r in rows], pad_id)
-    return {"input_ids": ids, "attention_mask": mask, "labels": pad([r["labels"] for r in rows], IGNORE)[0]}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": pad([r["labels"] for r in rows], IGNORE)[0],
+    }
 
 
 class ListwiseSFTDataModule(L.LightningDataModule):
@@ -49,18 +62,37 @@ class ListwiseSFTDataModule(L.LightningDataModule):
     seeded ``val_fraction`` is held out. Examples over ``max_length`` are dropped, never cut (that would lose passages
     or the ranking). ``prompt``: the one the examples were rendered with."""
 
-    def __init__(self, tokenizer: str, train, val=None, val_fraction: float = 0.0, split: str = "train",
-                 limit: int | None = None, max_length: int = 4096, batch_size: int = 1, num_workers: int = 0,
-                 think_template: str = THINK_TEMPLATE, seed: int = 0, prompt=None, teacher=None):
+    def __init__(
+        self,
+        tokenizer: str,
+        train,
+        val=None,
+        val_fraction: float = 0.0,
+        split: str = "train",
+        limit: int | None = None,
+        max_length: int = 4096,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        think_template: str = THINK_TEMPLATE,
+        seed: int = 0,
+        prompt=None,
+        teacher=None,
+    ):
         super().__init__()
         self.prompt, self.teacher = prompt, teacher
         self.tokenizer = load_tokenizer(tokenizer)
         self.sources, self.split, self.limit = (train, val), split, limit
         self.val_fraction, self.max_length, self.seed = val_fraction, max_length, seed
-        self.batch_size, self.num_workers, self.think_template = batch_size, num_workers, think_template
+        self.batch_size, self.num_workers, self.think_template = (
+            batch_size,
+            num_workers,
+            think_template,
+        )
         self.train_rows: list[dict] | None = None
         self.val_rows: list[dict] = []
-        self.timings: dict[str, float] = {}  # as Stage 1's data module (read by train.py): no timed steps here
+        self.timings: dict[
+            str, float
+        ] = {}  # as Stage 1's data module (read by train.py): no timed steps here
 
     def records(self) -> dict[str, dict]:
         """Files for the run directory (as Stage 1's data module): none."""
@@ -77,8 +109,10 @@ class ListwiseSFTDataModule(L.LightningDataModule):
             random.Random(self.seed).shuffle(train)
             held = round(self.val_fraction * len(train))
             self.val_rows, self.train_rows = train[:held], train[held:]
-        log(f"listwise SFT: {len(self.train_rows)} train / {len(self.val_rows)} val examples, "
-            f"{sum(len(r['input_ids']) for r in self.train_rows)} train tokens")
+        log(
+            f"listwise SFT: {len(self.train_rows)} train / {len(self.val_rows)} val examples, "
+            f"{sum(len(r['input_ids']) for r in self.train_rows)} train tokens"
+        )
 
     def _tokenized(self, source, name: str) -> list[dict]:
         if isinstance(source, list):
@@ -90,15 +124,22 @@ class ListwiseSFTDataModule(L.LightningDataModule):
         rows = [tokenize_example(self.tokenizer, e, self.think_template) for e in examples]
         kept = [r for r in rows if len(r["input_ids"]) <= self.max_length]
         if len(kept) < len(rows):
-            log(f"listwise SFT {name}: dropped {len(rows) - len(kept)} of {len(rows)} examples "
-                f"longer than max_length={self.max_length} tokens")
+            log(
+                f"listwise SFT {name}: dropped {len(rows) - len(kept)} of {len(rows)} examples "
+                f"longer than max_length={self.max_length} tokens"
+            )
         if not kept:
             raise DataError(f"data.{name}: no example fits max_length={self.max_length} tokens")
         return kept
 
     def _loader(self, rows: list[dict], shuffle: bool) -> DataLoader:
-        return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id))
+        return DataLoader(
+            rows,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_rows, shuffle=True)

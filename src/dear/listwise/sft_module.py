@@ -25,18 +25,30 @@ ADAPTER = "listwise"
 STAGE1 = "pointwise"
 
 
-def load_student(model: str, lora: dict, pointwise_adapter: str | None = None, dtype: str = "auto",
-                 gradient_checkpointing: bool = False):
+def load_student(
+    model: str,
+    lora: dict,
+    pointwise_adapter: str | None = None,
+    dtype: str = "auto",
+    gradient_checkpointing: bool = False,
+):
     """A ``PeftModelForCausalLM`` with a trainable ``listwise`` LoRA (+ a frozen ``pointwise`` one)."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(model)
-    base = load_trainable(AutoModelForCausalLM, path, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
-                          input_require_grads=True)
+    base = load_trainable(
+        AutoModelForCausalLM,
+        path,
+        dtype=dtype,
+        gradient_checkpointing=gradient_checkpointing,
+        input_require_grads=True,
+    )
     net = add_lora(base, lora, "CAUSAL_LM", adapter_name=ADAPTER)
     if pointwise_adapter:
         _check_shared_base(path, pointwise_adapter)
-        net.load_adapter(resolve_model_path(pointwise_adapter), adapter_name=STAGE1, is_trainable=False)
+        net.load_adapter(
+            resolve_model_path(pointwise_adapter), adapter_name=STAGE1, is_trainable=False
+        )
         net.set_adapter(ADAPTER)
     return net
 
@@ -45,49 +57,94 @@ def _check_shared_base(base_path: str, adapter: str) -> None:
     adapter_dir = resolve_model_path(adapter)
     if not is_adapter_dir(adapter_dir):
         config = Path(adapter_dir) / "adapter_config.json"
-        raise FileNotFoundError(f"student.pointwise_adapter: {config} not found (a PEFT adapter dir is expected)")
+        raise FileNotFoundError(
+            f"student.pointwise_adapter: {config} not found (a PEFT adapter dir is expected)"
+        )
     base = adapter_base(adapter_dir)
     if resolve_model_path(base) != base_path:
-        raise ValueError(f"student.pointwise_adapter was trained on {base!r}, not on student.model "
-                         f"{base_path!r}: the two adapters can only share a base they were both trained on")
+        raise ValueError(
+            f"student.pointwise_adapter was trained on {base!r}, not on student.model "
+            f"{base_path!r}: the two adapters can only share a base they were both trained on"
+        )
 
 
 class ListwiseSFTModule(L.LightningModule):
     """``lora``: LoraConfig fields (paper: r 16, lora_alpha 8); AdamW, linear warm-up, then ``scheduler``.
     ``reranker`` and ``generation`` configure ``export_reranker``."""
 
-    def __init__(self, model: str, lora: dict, pointwise_adapter: str | None = None, lr: float = 1e-4,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.1, scheduler: str = "cosine",
-                 dtype: str = "auto", gradient_checkpointing: bool = False, reranker=None,
-                 generation: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        lora: dict,
+        pointwise_adapter: str | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.1,
+        scheduler: str = "cosine",
+        dtype: str = "auto",
+        gradient_checkpointing: bool = False,
+        reranker=None,
+        generation: dict | None = None,
+    ):
         super().__init__()
         lora, generation = to_plain(lora), to_plain(generation or {})
         # Plain containers only: checkpoints must load with torch.load(weights_only=True) on resume.
-        self.save_hyperparameters({"model": model, "lora": lora, "pointwise_adapter": pointwise_adapter, "lr": lr,
-                                   "weight_decay": weight_decay, "warmup_ratio": warmup_ratio, "scheduler": scheduler,
-                                   "dtype": dtype, "gradient_checkpointing": gradient_checkpointing,
-                                   "generation": generation})
+        self.save_hyperparameters(
+            {
+                "model": model,
+                "lora": lora,
+                "pointwise_adapter": pointwise_adapter,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "warmup_ratio": warmup_ratio,
+                "scheduler": scheduler,
+                "dtype": dtype,
+                "gradient_checkpointing": gradient_checkpointing,
+                "generation": generation,
+            }
+        )
         self.tokenizer = load_tokenizer(model)
         # from_pretrained returns eval mode, and Lightning keeps the modes it finds: LoRA dropout needs train.
-        self.model = load_student(model, lora, pointwise_adapter, dtype, gradient_checkpointing).train()
+        self.model = load_student(
+            model, lora, pointwise_adapter, dtype, gradient_checkpointing
+        ).train()
         self.reranker, self.generation = reranker, generation
-        self.strict_loading = False  # checkpoints hold the trainable tensors only (on_save_checkpoint)
+        self.strict_loading = (
+            False  # checkpoints hold the trainable tensors only (on_save_checkpoint)
+        )
 
     @classmethod
-    def from_student(cls, student: dict, lr: float = 1e-4, weight_decay: float = 0.0, warmup_ratio: float = 0.1,
-                     scheduler: str = "cosine", reranker=None, generation: dict | None = None):
+    def from_student(
+        cls,
+        student: dict,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.1,
+        scheduler: str = "cosine",
+        reranker=None,
+        generation: dict | None = None,
+    ):
         """The module for a ``conf/student/*_instruct`` option (export in its dtype unless ``generation`` sets one)."""
         student = to_plain(student)
         names = ("lora", "pointwise_adapter", "dtype", "gradient_checkpointing")
         unknown = sorted(set(student) - {"model", *names})
         if unknown:
-            raise ConfigError(f"student: unknown field(s) {unknown} for the listwise SFT module (expected model, "
-                              f"{', '.join(names)}; the optimiser's settings are module.lr, module.weight_decay, "
-                              "module.warmup_ratio)")
+            raise ConfigError(
+                f"student: unknown field(s) {unknown} for the listwise SFT module (expected model, "
+                f"{', '.join(names)}; the optimiser's settings are module.lr, module.weight_decay, "
+                "module.warmup_ratio)"
+            )
         generation = {"dtype": student.get("dtype", "auto"), **to_plain(generation or {})}
-        return cls(student["model"], **{k: student[k] for k in names if k in student}, lr=lr,
-                   weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler, reranker=reranker,
-                   generation=generation)
+        return cls(
+            student["model"],
+            **{k: student[k] for k in names if k in student},
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_ratio=warmup_ratio,
+            scheduler=scheduler,
+            reranker=reranker,
+            generation=generation,
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over response tokens of (B, L) batches; logits only from the first response position
@@ -97,11 +154,21 @@ class ListwiseSFTModule(L.LightningModule):
         if not bool(answered.any()):
             raise ValueError("a batch without response tokens: every label is -100")
         first = max(int(answered.float().argmax(-1)[answered.any(-1)].min()), 1)
-        keep = labels.size(1) - first + 1  # positions first-1 … L-1 predict tokens first … L-1 and one past
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            logits_to_keep=keep).logits[:, :-1].float()
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, first:].reshape(-1),
-                                                 ignore_index=IGNORE)
+        keep = (
+            labels.size(1) - first + 1
+        )  # positions first-1 … L-1 predict tokens first … L-1 and one past
+        logits = (
+            self.model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                logits_to_keep=keep,
+            )
+            .logits[:, :-1]
+            .float()
+        )
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), labels[:, first:].reshape(-1), ignore_index=IGNORE
+        )
 
     def training_step(self, batch, batch_idx):
         loss = self(batch)
@@ -109,7 +176,13 @@ class ListwiseSFTModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self.log("val/loss", self(batch), prog_bar=True, sync_dist=True, batch_size=batch["input_ids"].size(0))
+        self.log(
+            "val/loss",
+            self(batch),
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=batch["input_ids"].size(0),
+        )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only trainable tensors: the frozen base is reloaded from the hub, not checkpointed."""
@@ -119,10 +192,14 @@ class ListwiseSFTModule(L.LightningModule):
         from transformers import get_scheduler
 
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(self.hparams.warmup_ratio * total)
-        schedule = get_scheduler(self.hparams.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+        schedule = get_scheduler(
+            self.hparams.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def export(self, directory: str | Path) -> Path:
@@ -134,7 +211,9 @@ class ListwiseSFTModule(L.LightningModule):
         (directory / ADAPTER).rmdir()
         self.tokenizer.save_pretrained(directory)
         OmegaConf.save(OmegaConf.create(to_plain(dict(self.hparams))), directory / "module.yaml")
-        settings = export_settings(self.reranker, self.generation) if self.reranker is not None else None
+        settings = (
+            export_settings(self.reranker, self.generation) if self.reranker is not None else None
+        )
         if settings is not None:  # how to run it: listwise=export reads this
             atomic_write_json(directory / EXPORT_META, settings)
         return directory
@@ -144,6 +223,7 @@ class ListwiseSFTModule(L.LightningModule):
         from dear.listwise.backends.hf import TransformersBackend
 
         if self.reranker is None:
-            raise ValueError("module.reranker is not set: configure the listwise reranker used to evaluate the export")
+            raise ValueError(
+                "module.reranker is not set: configure the listwise reranker used to evaluate the export"
+            )
         return self.reranker(backend=TransformersBackend(str(directory), **self.generation))
-

@@ -17,31 +17,43 @@ TOPICS = ["llama", "fox", "dog", "cat", "bulb", "camelid", "mat", "lazy"]
 FILLER = ["the", "quick", "brown", "warm", "south", "american", "sleeps"]
 
 
-def synthetic_rankings(n_queries: int, n_passages: int = 3, seed: int = 0) -> tuple[list[Ranking], dict]:
+def synthetic_rankings(
+    n_queries: int, n_passages: int = 3, seed: int = 0
+) -> tuple[list[Ranking], dict]:
     """→ (rankings, qrels ``{qid: {docid: 1}}``): one relevant passage per query."""
     rng = random.Random(seed)
     rankings, qrels = [], {}
     for q in range(n_queries):
         topics = rng.sample(TOPICS, n_passages)
         relevant = rng.randrange(n_passages)
-        cands = [Candidate(f"q{q}-d{i}", " ".join([t, *rng.sample(FILLER, 3)]), score=float(n_passages - i))
-                 for i, t in enumerate(topics)]
+        cands = [
+            Candidate(
+                f"q{q}-d{i}", " ".join([t, *rng.sample(FILLER, 3)]), score=float(n_passages - i)
+            )
+            for i, t in enumerate(topics)
+        ]
         rankings.append(Ranking(Query(f"q{q}", f"what is {topics[relevant]}"), cands))
         qrels[f"q{q}"] = {f"q{q}-d{relevant}": 1}
     return rankings, qrels
 
 
-def synthetic_examples(prompt: ListwisePrompt, n_queries: int, n_passages: int = 3, seed: int = 0) -> list[CotExample]:
+def synthetic_examples(
+    prompt: ListwisePrompt, n_queries: int, n_passages: int = 3, seed: int = 0
+) -> list[CotExample]:
     """DeAR-COT examples of the task rendered with ``prompt`` (its word budget, ids and marker)."""
     rankings, qrels = synthetic_rankings(n_queries, n_passages, seed)
     words = prompt.auto_cap if prompt.max_words == "auto" else prompt.max_words
     examples = []
     for ranking in rankings:
-        relevant = next(i for i, c in enumerate(ranking.candidates) if c.docid in qrels[ranking.qid])
+        relevant = next(
+            i for i, c in enumerate(ranking.candidates) if c.docid in qrels[ranking.qid]
+        )
         order = [relevant] + [i for i in range(n_passages) if i != relevant]
         messages = prompt.messages(ranking.query.text, [c.text for c in ranking.candidates], words)
         topic = ranking.query.text.split()[-1]
-        think = " ".join(f"[{prompt.first_id + i}] {c.text.split()[0]} vs {topic}: {'yes' if i == relevant else 'no'}."
-                         for i, c in enumerate(ranking.candidates))
+        think = " ".join(
+            f"[{prompt.first_id + i}] {c.text.split()[0]} vs {topic}: {'yes' if i == relevant else 'no'}."
+            for i, c in enumerate(ranking.candidates)
+        )
         examples.append(CotExample.from_messages(messages, prompt.ranking_line(order), think))
     return examples

@@ -22,15 +22,33 @@ class TeacherPermutations:
     prompt's budget, or its ``auto_cap``. ``skip_queries``: Stage 1's validation queries. ``shuffle``: seeded window
     order even for ranked sources (against copying the input order)."""
 
-    def __init__(self, sources, prompt: ListwisePrompt | dict, window_size: int = 20, max_words: int | None = None,
-                 max_queries: int | None = None, skip_queries: int = 0, require_positive: bool = True,
-                 seed: int = 0, cache_dir: str = ".cache/teacher", shard_size: int = 4096, shuffle: bool = False):
-        self.sources = [sources] if hasattr(sources, "load") else list(sources)  # one source, or a list
+    def __init__(
+        self,
+        sources,
+        prompt: ListwisePrompt | dict,
+        window_size: int = 20,
+        max_words: int | None = None,
+        max_queries: int | None = None,
+        skip_queries: int = 0,
+        require_positive: bool = True,
+        seed: int = 0,
+        cache_dir: str = ".cache/teacher",
+        shard_size: int = 4096,
+        shuffle: bool = False,
+    ):
+        self.sources = (
+            [sources] if hasattr(sources, "load") else list(sources)
+        )  # one source, or a list
         self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
         if window_size < 2:
             raise DataError(f"data.train.window_size must be at least 2, got {window_size}")
-        budget = max_words if max_words is not None else (
-            self.prompt.auto_cap if self.prompt.max_words == "auto" else self.prompt.max_words)
+        budget = (
+            max_words
+            if max_words is not None
+            else (
+                self.prompt.auto_cap if self.prompt.max_words == "auto" else self.prompt.max_words
+            )
+        )
         if budget is not None and (not isinstance(budget, int) or budget < 1):
             raise DataError(f"data.train.max_words must be a positive integer, got {budget!r}")
         self.window_size, self.max_words, self.max_queries = window_size, budget, max_queries
@@ -42,15 +60,17 @@ class TeacherPermutations:
         from dear.distill.teacher import TeacherLogits
 
         if teacher is None:
-            raise DataError("data.train: teacher permutations need a teacher (add `- /teacher: NAME` to the "
-                            "config's defaults, e.g. teacher=fusion_bm25_minilm)")
+            raise DataError(
+                "data.train: teacher permutations need a teacher (add `- /teacher: NAME` to the "
+                "config's defaults, e.g. teacher=fusion_bm25_minilm)"
+            )
         out: list[CotExample] = []
         for source in self.sources:
             queries, docs = source.load()
             logits = TeacherLogits(teacher, source, self.cache_dir, self.shard_size)
             if not logits.ready:  # the whole source, as Stage 1 caches it
                 logits.precompute(queries, docs)
-            queries = queries[self.skip_queries:]
+            queries = queries[self.skip_queries :]
             scores = logits.load([(q.qid, d) for q in queries for d in q.docids])
             made = skipped = 0
             for q in queries:
@@ -62,10 +82,18 @@ class TeacherPermutations:
                     continue
                 out.append(example)
                 made += 1
-            log(f"teacher permutations: {made} windows from {getattr(source, 'dataset', type(source).__name__)}"
-                + (f" ({skipped} without a judged positive in the window skipped)" if skipped else ""))
+            log(
+                f"teacher permutations: {made} windows from {getattr(source, 'dataset', type(source).__name__)}"
+                + (
+                    f" ({skipped} without a judged positive in the window skipped)"
+                    if skipped
+                    else ""
+                )
+            )
         if not out:
-            raise DataError("data.train: no training window (no query has a judged positive among its candidates)")
+            raise DataError(
+                "data.train: no training window (no query has a judged positive among its candidates)"
+            )
         return out
 
     def window(self, query) -> list[str]:
@@ -84,11 +112,15 @@ class TeacherPermutations:
         """Window positions best first: judged positives, then the rest, each by teacher logit."""
         missing = [d for d in window if (query.qid, d) not in scores]
         if missing:
-            raise DataError(f"query {query.qid!r}: no teacher logit for {missing[:3]} (its ranked list must hold "
-                            "only the source's positives and negatives)")
+            raise DataError(
+                f"query {query.qid!r}: no teacher logit for {missing[:3]} (its ranked list must hold "
+                "only the source's positives and negatives)"
+            )
         positives = set(query.positives)
-        return sorted(range(len(window)),
-                      key=lambda i: (window[i] not in positives, -scores[(query.qid, window[i])], i))
+        return sorted(
+            range(len(window)),
+            key=lambda i: (window[i] not in positives, -scores[(query.qid, window[i])], i),
+        )
 
     def _example(self, query, docs, scores) -> CotExample | None:
         window = self.window(query)
@@ -97,4 +129,6 @@ class TeacherPermutations:
         texts = docs.get_many(window)
         passages = [Candidate(d, texts[d][1], texts[d][0]).full_text for d in window]
         messages = self.prompt.messages(query.text, passages, self.max_words)
-        return CotExample.from_messages(messages, self.prompt.ranking_line(self.target(query, window, scores)))
+        return CotExample.from_messages(
+            messages, self.prompt.ranking_line(self.target(query, window, scores))
+        )

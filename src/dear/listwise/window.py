@@ -13,8 +13,10 @@ def window_spans(k: int, size: int = 20, step: int = 10) -> list[tuple[int, int]
     if size < 2:
         raise ValueError(f"window size must be at least 2, got {size}")
     if not 0 < step <= size:
-        raise ValueError(f"window step must satisfy 0 < step <= size (size {size}), got {step}: "
-                         "a larger step leaves ranks that no window compares")
+        raise ValueError(
+            f"window step must satisfy 0 < step <= size (size {size}), got {step}: "
+            "a larger step leaves ranks that no window compares"
+        )
     if k < 2:
         return []
     start = max(0, k - size)

@@ -19,7 +19,9 @@ def adapter_base(path: str) -> str:
     file = Path(path) / "adapter_config.json"
     base = json_object(read_json(file), str(file)).get("base_model_name_or_path")
     if not isinstance(base, str) or not base:
-        raise DataError(f"{file}: base_model_name_or_path: expected the base model's name, found {base!r}")
+        raise DataError(
+            f"{file}: base_model_name_or_path: expected the base model's name, found {base!r}"
+        )
     if base.startswith(PREFIX):
         packaged_model(base, f"{file}: base_model_name_or_path")
     return base
@@ -37,4 +39,6 @@ def add_lora(net, lora: dict, task_type: str, adapter_name: str = "default"):
     """``net`` wrapped with a trainable LoRA (``lora``: peft ``LoraConfig`` fields)."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(net, LoraConfig(task_type=task_type, **dict(lora)), adapter_name=adapter_name)
+    return get_peft_model(
+        net, LoraConfig(task_type=task_type, **dict(lora)), adapter_name=adapter_name
+    )

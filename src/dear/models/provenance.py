@@ -15,7 +15,9 @@ import torch
 
 from dear.utils.repro import note_loaded
 
-_SMALL = 1 << 20  # files up to 1 MiB (configs, tokenizer files) are hashed whole; larger ones by name and size
+_SMALL = (
+    1 << 20
+)  # files up to 1 MiB (configs, tokenizer files) are hashed whole; larger ones by name and size
 
 
 def device_class(device: torch.device | str) -> str:
@@ -52,9 +54,13 @@ def _commit(path: str, net=None) -> str | None:
 def model_facts(path: str, net, adapter: str | None = None, device: bool = True) -> dict:
     """``device``: record where the weights are (False for a model to train: the trainer places it)."""
     first = next(iter(net.parameters()), None)
-    facts = {"path": path, "revision": _commit(path, net), "files": files_fingerprint(path),
-             "class": type(net).__name__,
-             "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None}
+    facts = {
+        "path": path,
+        "revision": _commit(path, net),
+        "files": files_fingerprint(path),
+        "class": type(net).__name__,
+        "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
+    }
     if device:
         facts["device"] = device_class(first.device) if first is not None else None
     if adapter:
@@ -64,11 +70,21 @@ def model_facts(path: str, net, adapter: str | None = None, device: bool = True)
 
 def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    extra = {"class": type(tokenizer).__name__, "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
-             "chat_template": getattr(tokenizer, "chat_template", None), "padding_side": tokenizer.padding_side,
-             "model_max_length": min(int(tokenizer.model_max_length), 2**62)}
-    return hashlib.sha256((body + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()[:16]
+    body = (
+        backend.to_str()
+        if backend is not None
+        else json.dumps(sorted(tokenizer.get_vocab().items()))
+    )
+    extra = {
+        "class": type(tokenizer).__name__,
+        "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
+        "chat_template": getattr(tokenizer, "chat_template", None),
+        "padding_side": tokenizer.padding_side,
+        "model_max_length": min(int(tokenizer.model_max_length), 2**62),
+    }
+    return hashlib.sha256(
+        (body + json.dumps(extra, sort_keys=True, default=str)).encode()
+    ).hexdigest()[:16]
 
 
 def note_model(name: str, path: str, net, adapter: str | None = None, device: bool = True) -> None:
@@ -76,5 +92,13 @@ def note_model(name: str, path: str, net, adapter: str | None = None, device: bo
 
 
 def note_tokenizer(name: str, path: str, tokenizer) -> None:
-    note_loaded("tokenizer", name, {"path": path, "revision": _commit(path), "vocab_size": len(tokenizer),
-                                    "fingerprint": tokenizer_fingerprint(tokenizer)})
+    note_loaded(
+        "tokenizer",
+        name,
+        {
+            "path": path,
+            "revision": _commit(path),
+            "vocab_size": len(tokenizer),
+            "fingerprint": tokenizer_fingerprint(tokenizer),
+        },
+    )

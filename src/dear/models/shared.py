@@ -41,27 +41,50 @@ class SharedBase:
 
     def __init__(self):
         self.net = None  # the PeftModel over the causal LM, once the first adapter arrives
-        self.key: tuple | None = None  # (base path, revision, dtype, device) the base was loaded with
+        self.key: tuple | None = (
+            None  # (base path, revision, dtype, device) the base was loaded with
+        )
         self.attached: list[_Attached] = []
         self.active: str | None = None
 
     # -- what the stages call, in place of load_sequence_classifier / load_causal_lm --------------
 
-    def sequence_classifier(self, model: str, adapter: str | None = None, revision: str | None = None,
-                            dtype: str = "auto", device: str = "auto", merge: bool = True,
-                            name: str = "pointwise"):
+    def sequence_classifier(
+        self,
+        model: str,
+        adapter: str | None = None,
+        revision: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        merge: bool = True,
+        name: str = "pointwise",
+    ):
         """(tokenizer, ``ClassifierView``) for a Stage-1 adapter; ``merge`` is ignored (kept unmerged)."""
         adapter_dir = _adapter_dir(name, model, adapter)
-        head = _score_head(adapter_dir)  # before loading anything: an adapter without one fails here
-        attached, tokenizer = self._attach(name, adapter_dir, model, adapter, revision, dtype, device)
+        head = _score_head(
+            adapter_dir
+        )  # before loading anything: an adapter without one fails here
+        attached, tokenizer = self._attach(
+            name, adapter_dir, model, adapter, revision, dtype, device
+        )
         _, _, dtype, device = self.key
         return tokenizer, ClassifierView(self, attached.name, head.to(device=device, dtype=dtype))
 
-    def causal_lm(self, model: str, adapter: str | None = None, revision: str | None = None, dtype: str = "auto",
-                  device: str = "auto", merge: bool = True, name: str = "listwise"):
+    def causal_lm(
+        self,
+        model: str,
+        adapter: str | None = None,
+        revision: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        merge: bool = True,
+        name: str = "listwise",
+    ):
         """(tokenizer, ``CausalLMView``) for a Stage-2 adapter; ``merge`` is ignored (see above)."""
         adapter_dir = _adapter_dir(name, model, adapter)
-        attached, tokenizer = self._attach(name, adapter_dir, model, adapter, revision, dtype, device)
+        attached, tokenizer = self._attach(
+            name, adapter_dir, model, adapter, revision, dtype, device
+        )
         return tokenizer, CausalLMView(self, attached.name)
 
     def activate(self, name: str) -> None:
@@ -77,8 +100,16 @@ class SharedBase:
 
     # -- loading ------------------------------------------------------------------------------------
 
-    def _attach(self, role: str, adapter_dir: str, model: str, adapter: str | None, revision: str | None,
-                dtype: str, device: str) -> tuple[_Attached, object]:
+    def _attach(
+        self,
+        role: str,
+        adapter_dir: str,
+        model: str,
+        adapter: str | None,
+        revision: str | None,
+        dtype: str,
+        device: str,
+    ) -> tuple[_Attached, object]:
         from peft import PeftConfig, PeftModel
         from transformers import AutoModelForCausalLM
 
@@ -101,15 +132,19 @@ class SharedBase:
             net.add_adapter(name, config)
         result = net.load_adapter(adapter_dir, adapter_name=name, is_trainable=False)
         if result.missing_keys:
-            raise ConfigError(f"shared base: the {role} adapter {adapter_dir} does not fit the base {base} "
-                              f"(missing {result.missing_keys[:3]})")
+            raise ConfigError(
+                f"shared base: the {role} adapter {adapter_dir} does not fit the base {base} "
+                f"(missing {result.missing_keys[:3]})"
+            )
         self.net, self.key = net.to(dev).eval(), self.key or key
         note_model(f"{role}:{adapter_dir}", base, self.net, adapter_dir)
         self.active = None
         self.activate(name)  # whichever adapter was active before, the new one's layers now exist
         attached = _Attached(name, adapter_dir, written)
         self.attached.append(attached)
-        tok_source = adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base
+        tok_source = (
+            adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base
+        )
         return attached, load_tokenizer(tok_source, revision if tok_source == base else None)
 
     def _check_base(self, role: str, adapter_dir: str, written: str, base: str, key: tuple) -> None:
@@ -117,15 +152,19 @@ class SharedBase:
             return
         first = self.attached[0]
         if not _same_model(base, self.key[0]):
-            raise ConfigError(f"shared base: the {role} adapter {adapter_dir} was trained on {written!r}, the "
-                              f"{first.name} adapter {first.adapter} on {first.base!r}: adapters can only share "
-                              "the base they were both trained on (pipeline.shared_base=false loads two models)")
+            raise ConfigError(
+                f"shared base: the {role} adapter {adapter_dir} was trained on {written!r}, the "
+                f"{first.name} adapter {first.adapter} on {first.base!r}: adapters can only share "
+                "the base they were both trained on (pipeline.shared_base=false loads two models)"
+            )
         labels = ("revision", "dtype", "device")
         for label, have, want in zip(labels, self.key[1:], key[1:]):
             if have != want:
-                raise ConfigError(f"shared base: the {role} adapter {adapter_dir} asks for {label} {want}, the "
-                                  f"{first.name} adapter {first.adapter} loaded the base with {have}: "
-                                  f"set both stages' {label} alike")
+                raise ConfigError(
+                    f"shared base: the {role} adapter {adapter_dir} asks for {label} {want}, the "
+                    f"{first.name} adapter {first.adapter} loaded the base with {have}: "
+                    f"set both stages' {label} alike"
+                )
 
     def _unique(self, role: str) -> str:
         names = {a.name for a in self.attached}
@@ -136,13 +175,14 @@ class SharedBase:
         return name
 
 
-
 def _adapter_dir(role: str, model: str, adapter: str | None) -> str:
     """The adapter dir a stage names (``adapter``, else ``model`` itself), or a ConfigError."""
     adapter_dir = resolve_model_path(adapter if adapter is not None else model)
     if not is_adapter_dir(adapter_dir):
-        raise ConfigError(f"shared base: the {role} model {adapter or model!r} is not a PEFT adapter dir "
-                          "(no adapter_config.json); only adapters can share one base")
+        raise ConfigError(
+            f"shared base: the {role} model {adapter or model!r} is not a PEFT adapter dir "
+            "(no adapter_config.json); only adapters can share one base"
+        )
     return adapter_dir
 
 
@@ -150,13 +190,20 @@ def _score_head(adapter_dir: str) -> torch.nn.Linear:
     """A Stage-1 adapter's one-logit head (on the CPU, in the adapter's dtype)."""
     from peft.utils import load_peft_weights
 
-    weights = {SCORE_KEY.search(k).group(1): v for k, v in load_peft_weights(adapter_dir, device="cpu").items()
-               if SCORE_KEY.search(k)}
+    weights = {
+        SCORE_KEY.search(k).group(1): v
+        for k, v in load_peft_weights(adapter_dir, device="cpu").items()
+        if SCORE_KEY.search(k)
+    }
     if "weight" not in weights:
-        raise ConfigError(f"shared base: {adapter_dir} carries no score head (a Stage-1 adapter saves it as "
-                          "modules_to_save); only a DeAR-P adapter scores pairs on a shared base")
+        raise ConfigError(
+            f"shared base: {adapter_dir} carries no score head (a Stage-1 adapter saves it as "
+            "modules_to_save); only a DeAR-P adapter scores pairs on a shared base"
+        )
     weight = weights["weight"]
-    head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in weights, dtype=weight.dtype)
+    head = torch.nn.Linear(
+        weight.shape[1], weight.shape[0], bias="bias" in weights, dtype=weight.dtype
+    )
     head.load_state_dict(weights)
     return head.eval().requires_grad_(False)
 
@@ -214,9 +261,13 @@ class ClassifierView(_View):
         self.config.num_labels = 1
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        index = (torch.arange(input_ids.shape[1], device=input_ids.device)
-                 * (input_ids != self.config.pad_token_id)).argmax(-1)
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, **kwargs
+        ).last_hidden_state
+        index = (
+            torch.arange(input_ids.shape[1], device=input_ids.device)
+            * (input_ids != self.config.pad_token_id)
+        ).argmax(-1)
         pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), index]
         return SimpleNamespace(logits=self.score(pooled))
 

@@ -40,23 +40,50 @@ from dear.utils.io import atomic_write_json, atomic_write_text
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dear.report", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="*", help="sweep or run directories")
-    p.add_argument("--wandb", metavar="ENTITY/PROJECT/GROUP", help="read a W&B group instead (online)")
+    p.add_argument(
+        "--wandb", metavar="ENTITY/PROJECT/GROUP", help="read a W&B group instead (online)"
+    )
     p.add_argument("--rows", help="row fields: 'Label=config.path,...' ('a|b': the first set)")
-    p.add_argument("--figure", help="the row field's config path on the figure's x axis ('none': no figure)")
-    p.add_argument("--average", help="benchmarks the average column covers (default: the BEIR-8 sets)")
+    p.add_argument(
+        "--figure", help="the row field's config path on the figure's x axis ('none': no figure)"
+    )
+    p.add_argument(
+        "--average", help="benchmarks the average column covers (default: the BEIR-8 sets)"
+    )
     p.add_argument("--metric", help="metric name in metrics.json (default nDCG@10)")
     p.add_argument("--stage", help="stage to report (default: the last stage of each run's config)")
     p.add_argument("--name", help="table name (default: sweep.name)")
-    p.add_argument("--baseline",
-                   help="row to test the others against: 'FIELD=VALUE,...' (e.g. 'α=0'; 'none': no tests)")
-    p.add_argument("--out", type=Path, help="output directory (default: <the one sweep dir>/report)")
-    p.add_argument("--against", choices=["paper"], help="also render the table beside the paper's published cells")
-    p.add_argument("--paper-table", help="the paper table to lay out against (default: sweep.report.paper, else "
-                                         "the one varying the row field: Figure 5 for α, Table 7 for pairs)")
-    p.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), type=Path,
-                   help="what differs between two runs: environment, config, metrics with paired tests")
-    p.add_argument("--log", nargs="+", metavar="RUN", type=Path,
-                   help="print docs/reproduction.md rows (one per published cell) for finished runs")
+    p.add_argument(
+        "--baseline",
+        help="row to test the others against: 'FIELD=VALUE,...' (e.g. 'α=0'; 'none': no tests)",
+    )
+    p.add_argument(
+        "--out", type=Path, help="output directory (default: <the one sweep dir>/report)"
+    )
+    p.add_argument(
+        "--against",
+        choices=["paper"],
+        help="also render the table beside the paper's published cells",
+    )
+    p.add_argument(
+        "--paper-table",
+        help="the paper table to lay out against (default: sweep.report.paper, else "
+        "the one varying the row field: Figure 5 for α, Table 7 for pairs)",
+    )
+    p.add_argument(
+        "--diff",
+        nargs=2,
+        metavar=("RUN_A", "RUN_B"),
+        type=Path,
+        help="what differs between two runs: environment, config, metrics with paired tests",
+    )
+    p.add_argument(
+        "--log",
+        nargs="+",
+        metavar="RUN",
+        type=Path,
+        help="print docs/reproduction.md rows (one per published cell) for finished runs",
+    )
     p.add_argument("--verbose", action="store_true", help="show the traceback of input errors too")
     args = p.parse_args(argv)
     if args.log:
@@ -76,7 +103,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def make_spec(args: argparse.Namespace, runs: list[RunResult]) -> Spec:
     """Command-line options, else the runs' ``sweep`` config, else defaults."""
-    sweep = next((OmegaConf.to_container(r.config.sweep, resolve=False) for r in runs if "sweep" in r.config), {})
+    sweep = next(
+        (
+            OmegaConf.to_container(r.config.sweep, resolve=False)
+            for r in runs
+            if "sweep" in r.config
+        ),
+        {},
+    )
     report = sweep.get("report") or {}
     rows = dict(_pairs(args.rows)) if args.rows else dict(report.get("rows") or {})
     figure = args.figure if args.figure is not None else report.get("figure")
@@ -84,10 +118,17 @@ def make_spec(args: argparse.Namespace, runs: list[RunResult]) -> Spec:
     baseline = args.baseline if args.baseline is not None else report.get("baseline")
     if isinstance(baseline, dict):  # sweep.report.baseline: {α: 0}
         baseline = ",".join(f"{k}={v}" for k, v in baseline.items())
-    return Spec(rows=rows, metric=args.metric or report.get("metric", "nDCG@10"),
-                stage=args.stage or report.get("stage"), average=average, figure=None if figure == "none" else figure,
-                baseline=None if baseline in (None, "none") else str(baseline),
-                name=args.name or sweep.get("name") or (Path(args.runs[0]).name if args.runs else args.wandb))
+    return Spec(
+        rows=rows,
+        metric=args.metric or report.get("metric", "nDCG@10"),
+        stage=args.stage or report.get("stage"),
+        average=average,
+        figure=None if figure == "none" else figure,
+        baseline=None if baseline in (None, "none") else str(baseline),
+        name=args.name
+        or sweep.get("name")
+        or (Path(args.runs[0]).name if args.runs else args.wandb),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,25 +150,33 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(out / "cells.json", cells_json(table))
         layout = None
         if args.against:
-            asked = args.paper_table or next((r.select("sweep.report.paper") for r in runs
-                                              if r.select("sweep.report.paper")), None)
+            asked = args.paper_table or next(
+                (r.select("sweep.report.paper") for r in runs if r.select("sweep.report.paper")),
+                None,
+            )
             layout = build_layout(table, runs, asked)
             atomic_write_text(out / "against_paper.md", paper_markdown(layout))
             atomic_write_text(out / "against_paper.tex", paper_latex(layout))
         curve = published_curve(layout) if layout else []
-        source = layout and layout.paper_table + ("; ‡ another setup: against_paper.md"
-                                                  if any(r.differences for r in layout.rows) else "")
+        source = layout and layout.paper_table + (
+            "; ‡ another setup: against_paper.md" if any(r.differences for r in layout.rows) else ""
+        )
         figure = spec.figure and write_figure(table, out / "figure.png", curve, source)
         if not figure:
             (out / "figure.png").unlink(missing_ok=True)  # an earlier report's figure would mislead
     print(markdown(table))
     if layout:
         print(paper_markdown(layout))
-    written = (["table.md", "table.tex", "cells.json"] + (["against_paper.md", "against_paper.tex"] if layout else [])
-               + (["figure.png"] if figure else []))
+    written = (
+        ["table.md", "table.tex", "cells.json"]
+        + (["against_paper.md", "against_paper.tex"] if layout else [])
+        + (["figure.png"] if figure else [])
+    )
     print(f"{len(runs)} runs → {out}/{{{','.join(written)}}}", file=sys.stderr)
     if spec.figure and not figure:
-        print(f"no figure: no row has every averaged set ({', '.join(spec.average)})", file=sys.stderr)
+        print(
+            f"no figure: no row has every averaged set ({', '.join(spec.average)})", file=sys.stderr
+        )
     return 0
 
 

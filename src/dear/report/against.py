@@ -34,7 +34,9 @@ class Comparison:
     metric: str
     measured: float  # ×100
     cells: list  # the published cells with this value (several tables may print the same number)
-    differences: list[str] = field(default_factory=list)  # the setup's differences; empty: the paper's setup
+    differences: list[str] = field(
+        default_factory=list
+    )  # the setup's differences; empty: the paper's setup
 
     @property
     def published(self) -> float:
@@ -59,12 +61,22 @@ class Comparison:
         return f"{tables}: {self.cells[0].method}"
 
     def to_json(self) -> dict:
-        return {"stage": self.stage, "benchmark": self.benchmark, "metric": self.metric, "measured": self.measured,
-                "published": self.published, "delta": self.delta, "tolerance": self.tolerance, "within": self.within,
-                "cells": [c.cell for c in self.cells], "differences": self.differences}
+        return {
+            "stage": self.stage,
+            "benchmark": self.benchmark,
+            "metric": self.metric,
+            "measured": self.measured,
+            "published": self.published,
+            "delta": self.delta,
+            "tolerance": self.tolerance,
+            "within": self.within,
+            "cells": [c.cell for c in self.cells],
+            "differences": self.differences,
+        }
 
 
 # -- the run's setup against a cell's ------------------------------------------------------------
+
 
 @cache
 def option_model(group: str, option: str) -> str | None:
@@ -77,9 +89,11 @@ def option_model(group: str, option: str) -> str | None:
         return node["model"]
     for entry in reversed(node.get("defaults") or []):
         if isinstance(entry, dict) and len(entry) == 1:  # {/group@package: option}
-            (key, option_name), = entry.items()
+            ((key, option_name),) = entry.items()
             inner = (key.split("@")[0].strip("/"), str(option_name))
-        elif isinstance(entry, str) and entry != "_self_":  # "/group/option@package", or a sibling "option"
+        elif (
+            isinstance(entry, str) and entry != "_self_"
+        ):  # "/group/option@package", or a sibling "option"
             ref = entry.split("@")[0]
             inner = tuple(ref.strip("/").rsplit("/", 1)) if ref.startswith("/") else (group, ref)
         else:
@@ -97,7 +111,9 @@ def same_model(role: str, option: str, run_model, choices: dict) -> bool:
     return run_model == model if model else choices.get(role) == option
 
 
-def setup_differences(cell, config: DictConfig, choices: dict, benchmark_label: str | None = None) -> list[str]:
+def setup_differences(
+    cell, config: DictConfig, choices: dict, benchmark_label: str | None = None
+) -> list[str]:
     """What the run did otherwise than the paper's cell (nothing when the paper says nothing)."""
     out = []
 
@@ -124,7 +140,11 @@ def setup_differences(cell, config: DictConfig, choices: dict, benchmark_label: 
     depth = value("evaluation.depth")
     if cell.top_k and depth and int(depth) != cell.top_k and cell.stage != FIRST_STAGE:
         out.append(f"top-{depth} reranked (paper: top-{cell.top_k})")
-    if benchmark_label and cell.benchmark in PAPER_AVERAGES and benchmark_label != PAPER_AVERAGES[cell.benchmark]:
+    if (
+        benchmark_label
+        and cell.benchmark in PAPER_AVERAGES
+        and benchmark_label != PAPER_AVERAGES[cell.benchmark]
+    ):
         out.append(f"averaged over {benchmark_label} (paper: {PAPER_AVERAGES[cell.benchmark]})")
     return out
 
@@ -136,13 +156,21 @@ def run_choices(run_dir: str | Path) -> dict:
         return {}
     node = OmegaConf.load(path)
     choices = OmegaConf.select(node, "hydra.runtime.choices", default=None)
-    return {} if choices is None else {str(k): v for k, v in OmegaConf.to_container(choices).items()}
+    return (
+        {} if choices is None else {str(k): v for k, v in OmegaConf.to_container(choices).items()}
+    )
 
 
 # -- one run ---------------------------------------------------------------------------------------
 
-def compare_run(metrics: dict[str, dict], benchmark: str, config: DictConfig, choices: dict,
-                final_stage: str | None = None) -> list[Comparison]:
+
+def compare_run(
+    metrics: dict[str, dict],
+    benchmark: str,
+    config: DictConfig,
+    choices: dict,
+    final_stage: str | None = None,
+) -> list[Comparison]:
     """``metrics``: one benchmark's metrics.json ``{stage: {metric: value ×1}}`` → the comparisons."""
     stages = [s for s, values in metrics.items() if isinstance(values, dict)]
     final_stage = final_stage or (stages[-1] if stages else None)
@@ -189,38 +217,64 @@ def markdown(comparisons: list[Comparison], benchmark: str) -> str:
         return ""
     sources = {c.cells[0].source for c in comparisons}
     cited = [f"the DeAR paper ({paper.PAPER.rstrip('.')})"] * ("paper" in sources)
-    cited += ["Anserini's BM25 regressions (castorini/anserini, docs/regressions/)"] * ("anserini" in sources)
-    lines = [f"### {benchmark} against the paper", "",
-             f"Published in {' and '.join(cited)}. Δ = measured − published (×100); tolerance "
-             f"±{TOLERANCE['first_stage']:g} for BM25, ±{TOLERANCE['model']:g} for models ({OTHER}: measured in "
-             "another setup, not judged).", "",
-             "| stage | metric | measured | published | Δ | where | |", "|---|---|---:|---:|---:|---|---|"]
+    cited += ["Anserini's BM25 regressions (castorini/anserini, docs/regressions/)"] * (
+        "anserini" in sources
+    )
+    lines = [
+        f"### {benchmark} against the paper",
+        "",
+        f"Published in {' and '.join(cited)}. Δ = measured − published (×100); tolerance "
+        f"±{TOLERANCE['first_stage']:g} for BM25, ±{TOLERANCE['model']:g} for models ({OTHER}: measured in "
+        "another setup, not judged).",
+        "",
+        "| stage | metric | measured | published | Δ | where | |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
     for c in comparisons:
-        lines.append(f"| {c.stage} | {c.metric} | {c.measured:.2f} | {c.published:.2f} | {signed(c.delta)} | {c.where} "
-                     f"| {verdict(c)} |")
+        lines.append(
+            f"| {c.stage} | {c.metric} | {c.measured:.2f} | {c.published:.2f} | {signed(c.delta)} | {c.where} "
+            f"| {verdict(c)} |"
+        )
     flagged = [c for c in comparisons if c.within is False]
     if flagged:
-        lines += ["", f"{FLAG} {len(flagged)} cell(s) outside the tolerance: compare the environment with the one "
-                      "that produced the figure (`python -m dear.report --diff RUN_A RUN_B`)."]
+        lines += [
+            "",
+            f"{FLAG} {len(flagged)} cell(s) outside the tolerance: compare the environment with the one "
+            "that produced the figure (`python -m dear.report --diff RUN_A RUN_B`).",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def write_against_paper(out_dir: str | Path, metrics: dict[str, dict], benchmark: str, config: DictConfig,
-                        choices: dict, final_stage: str | None = None) -> str:
+def write_against_paper(
+    out_dir: str | Path,
+    metrics: dict[str, dict],
+    benchmark: str,
+    config: DictConfig,
+    choices: dict,
+    final_stage: str | None = None,
+) -> str:
     """Write ``paper.json``, append the table to ``results.md`` → the Markdown."""
     out_dir = Path(out_dir)
     comparisons = compare_run(metrics, benchmark, config, choices, final_stage)
     text = markdown(comparisons, benchmark)
-    atomic_write_json(out_dir / "paper.json", {"paper": paper.PAPER, "tolerance": TOLERANCE,
-                                               "comparisons": [c.to_json() for c in comparisons]})
+    atomic_write_json(
+        out_dir / "paper.json",
+        {
+            "paper": paper.PAPER,
+            "tolerance": TOLERANCE,
+            "comparisons": [c.to_json() for c in comparisons],
+        },
+    )
     results = out_dir / "results.md"
     if text and results.is_file():
         atomic_write_text(results, results.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + text)
     return text
 
 
-LOG_HEADER = ("| date | cell | stage | measured | published | Δ | within | machine | commit | command |\n"
-              "|---|---|---|---:|---:|---:|---|---|---|---|")
+LOG_HEADER = (
+    "| date | cell | stage | measured | published | Δ | within | machine | commit | command |\n"
+    "|---|---|---|---:|---:|---:|---|---|---|---|"
+)
 
 
 def log_lines(run_dir: str | Path) -> list[str]:
@@ -231,7 +285,11 @@ def log_lines(run_dir: str | Path) -> list[str]:
     run_dir = Path(run_dir)
     record = read_record(run_dir)
     hardware = record.get("hardware") or {}
-    machine = ", ".join(g.get("name", "?") for g in hardware.get("gpus") or []) or hardware.get("cpu") or "?"
+    machine = (
+        ", ".join(g.get("name", "?") for g in hardware.get("gpus") or [])
+        or hardware.get("cpu")
+        or "?"
+    )
     git = record.get("git") or {}
     commit = (git.get("commit") or "?")[:10] + ("-dirty" if git.get("dirty") else "")
     date = str(record.get("finished") or "unfinished")[:10]
@@ -241,6 +299,8 @@ def log_lines(run_dir: str | Path) -> list[str]:
             continue
         for c in read_json(path).get("comparisons", []):
             within = {True: "yes", False: "no", None: "other setup"}[c["within"]]
-            out.append(f"| {date} | {c['cells'][0]} | {c['stage']} | {c['measured']:.2f} | {c['published']:.2f} "
-                       f"| {signed(c['delta'])} | {within} | {machine} | {commit} | `{record.get('command', '?')}` |")
+            out.append(
+                f"| {date} | {c['cells'][0]} | {c['stage']} | {c['measured']:.2f} | {c['published']:.2f} "
+                f"| {signed(c['delta'])} | {within} | {machine} | {commit} | `{record.get('command', '?')}` |"
+            )
     return out

@@ -37,20 +37,41 @@ def environment(record: dict) -> dict[str, object]:
     hardware = record.get("hardware") or {}
     git = record.get("git") or {}
     out = {f"package {name}": version for name, version in scoring.items()}
-    out.update({f"package {name}": version for name, version in sorted(packages.items()) if name not in scoring})
-    out.update({"python": record.get("python"), "git commit": git.get("commit"), "git dirty": git.get("dirty"),
-                "cpu": hardware.get("cpu"), "gpus": ", ".join(g.get("name", "?") for g in hardware.get("gpus") or []),
-                "cuda": hardware.get("cuda"), "cudnn": hardware.get("cudnn")})
-    for name, facts in (record.get("loaded") or {}).items():  # one row per model/tokenizer, paths left out
-        out[f"loaded {name}"] = " ".join(f"{k}={v}" for k, v in flatten(facts).items()
-                                         if k != "path" and not k.endswith(".path"))
+    out.update(
+        {
+            f"package {name}": version
+            for name, version in sorted(packages.items())
+            if name not in scoring
+        }
+    )
+    out.update(
+        {
+            "python": record.get("python"),
+            "git commit": git.get("commit"),
+            "git dirty": git.get("dirty"),
+            "cpu": hardware.get("cpu"),
+            "gpus": ", ".join(g.get("name", "?") for g in hardware.get("gpus") or []),
+            "cuda": hardware.get("cuda"),
+            "cudnn": hardware.get("cudnn"),
+        }
+    )
+    for name, facts in (
+        record.get("loaded") or {}
+    ).items():  # one row per model/tokenizer, paths left out
+        out[f"loaded {name}"] = " ".join(
+            f"{k}={v}" for k, v in flatten(facts).items() if k != "path" and not k.endswith(".path")
+        )
     return out
 
 
 def changes(a: dict, b: dict) -> list[Change]:
     """Keys whose values differ (a key one side lacks counts), in ``a``'s order then ``b``'s."""
     keys = list(dict.fromkeys([*a, *b]))
-    return [Change(k, a.get(k, MISSING), b.get(k, MISSING)) for k in keys if a.get(k, MISSING) != b.get(k, MISSING)]
+    return [
+        Change(k, a.get(k, MISSING), b.get(k, MISSING))
+        for k in keys
+        if a.get(k, MISSING) != b.get(k, MISSING)
+    ]
 
 
 @dataclass
@@ -78,14 +99,27 @@ def metric_diffs(run_a: RunResult, run_b: RunResult) -> list[MetricDiff]:
             if not isinstance(values_a, dict) or not isinstance(values_b, dict):
                 continue
             for metric in (m for m in values_a if m in values_b and not m.startswith("sec_")):
-                if not all(isinstance(v, (int, float)) for v in (values_a[metric], values_b[metric])):
+                if not all(
+                    isinstance(v, (int, float)) for v in (values_a[metric], values_b[metric])
+                ):
                     continue
-                diff = MetricDiff(bench, stage, metric, float(values_a[metric]), float(values_b[metric]))
-                qa, qb = run_a.per_query(bench, stage, metric), run_b.per_query(bench, stage, metric)
+                diff = MetricDiff(
+                    bench, stage, metric, float(values_a[metric]), float(values_b[metric])
+                )
+                qa, qb = (
+                    run_a.per_query(bench, stage, metric),
+                    run_b.per_query(bench, stage, metric),
+                )
                 if qa is not None and qb is not None:
                     common = sorted(qa.keys() & qb.keys())
-                    test = paired_test(np.array([qb[q] for q in common]), np.array([qa[q] for q in common]))
-                    diff.n, diff.t_test_p, diff.randomisation_p = test.n, test.t_test_p, test.randomisation_p
+                    test = paired_test(
+                        np.array([qb[q] for q in common]), np.array([qa[q] for q in common])
+                    )
+                    diff.n, diff.t_test_p, diff.randomisation_p = (
+                        test.n,
+                        test.t_test_p,
+                        test.randomisation_p,
+                    )
                 out.append(diff)
     return out
 
@@ -107,8 +141,13 @@ def diff_runs(dir_a: str | Path, dir_b: str | Path) -> RunDiff:
     run_a, run_b = load_run_dir(dir_a), load_run_dir(dir_b)
     config_a = flatten(OmegaConf.to_container(run_a.config, resolve=False))
     config_b = flatten(OmegaConf.to_container(run_b.config, resolve=False))
-    return RunDiff(str(dir_a), str(dir_b), changes(environment(read_record(dir_a)), environment(read_record(dir_b))),
-                   changes(config_a, config_b), metric_diffs(run_a, run_b))
+    return RunDiff(
+        str(dir_a),
+        str(dir_b),
+        changes(environment(read_record(dir_a)), environment(read_record(dir_b))),
+        changes(config_a, config_b),
+        metric_diffs(run_a, run_b),
+    )
 
 
 def _p(value: float | None) -> str:
@@ -116,26 +155,50 @@ def _p(value: float | None) -> str:
 
 
 def markdown(d: RunDiff) -> str:
-    lines = [f"## {d.a} (A) vs {d.b} (B)", "", f"### Environment: {len(d.environment)} difference(s)", ""]
-    lines += (["| | A | B |", "|---|---|---|", *(f"| {c.key} | {c.a} | {c.b} |" for c in d.environment)]
-              if d.environment else ["(same)"])
+    lines = [
+        f"## {d.a} (A) vs {d.b} (B)",
+        "",
+        f"### Environment: {len(d.environment)} difference(s)",
+        "",
+    ]
+    lines += (
+        ["| | A | B |", "|---|---|---|", *(f"| {c.key} | {c.a} | {c.b} |" for c in d.environment)]
+        if d.environment
+        else ["(same)"]
+    )
     lines += ["", f"### Config: {len(d.config)} difference(s)", ""]
-    lines += (["| key | A | B |", "|---|---|---|", *(f"| {c.key} | {c.a} | {c.b} |" for c in d.config)]
-              if d.config else ["(same)"])
-    lines += ["", "### Metrics (×100; Δ = B − A; paired over the queries both judged: t-test and randomisation "
-                  "p, two-sided, uncorrected)", ""]
+    lines += (
+        ["| key | A | B |", "|---|---|---|", *(f"| {c.key} | {c.a} | {c.b} |" for c in d.config)]
+        if d.config
+        else ["(same)"]
+    )
+    lines += [
+        "",
+        "### Metrics (×100; Δ = B − A; paired over the queries both judged: t-test and randomisation "
+        "p, two-sided, uncorrected)",
+        "",
+    ]
     if d.metrics:
-        lines += ["| benchmark | stage | metric | A | B | Δ | queries | t-test p | randomisation p |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {m.benchmark} | {m.stage} | {m.metric} | {100 * m.a:.2f} | {100 * m.b:.2f} "
-                  f"| {100 * m.delta:+.2f} | {m.n if m.n is not None else MISSING} | {_p(m.t_test_p)} "
-                  f"| {_p(m.randomisation_p)} |" for m in d.metrics]
+        lines += [
+            "| benchmark | stage | metric | A | B | Δ | queries | t-test p | randomisation p |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {m.benchmark} | {m.stage} | {m.metric} | {100 * m.a:.2f} | {100 * m.b:.2f} "
+            f"| {100 * m.delta:+.2f} | {m.n if m.n is not None else MISSING} | {_p(m.t_test_p)} "
+            f"| {_p(m.randomisation_p)} |"
+            for m in d.metrics
+        ]
     else:
         lines.append("(no metric both runs have)")
     return "\n".join(lines) + "\n"
 
 
 def to_json(d: RunDiff) -> dict:
-    return {"a": d.a, "b": d.b, "environment": [vars(c) for c in d.environment],
-            "config": [vars(c) for c in d.config],
-            "metrics": [{**vars(m), "delta": m.delta} for m in d.metrics]}
+    return {
+        "a": d.a,
+        "b": d.b,
+        "environment": [vars(c) for c in d.environment],
+        "config": [vars(c) for c in d.config],
+        "metrics": [{**vars(m), "delta": m.delta} for m in d.metrics],
+    }

@@ -26,14 +26,20 @@ def figure_points(table: Table) -> dict[str, list[tuple[float, float, float | No
             x = float(row[at])
         except ValueError as e:
             raise DataError(f"figure: {table.spec.figure} = {row[at]!r} is not a number") from e
-        label = ", ".join(f"{name} {v}" for i, (name, v) in enumerate(zip(table.spec.rows, row)) if i != at)
+        label = ", ".join(
+            f"{name} {v}" for i, (name, v) in enumerate(zip(table.spec.rows, row)) if i != at
+        )
         label = label or table.spec.name
         series.setdefault(label, []).append((x, average, table.average_sd(row)))
     return {label: sorted(points, key=lambda p: p[0]) for label, points in series.items()}
 
 
-def write_figure(table: Table, path: str | Path, published: list[tuple[float, float]] = (),
-                 published_from: str | None = None) -> bool:
+def write_figure(
+    table: Table,
+    path: str | Path,
+    published: list[tuple[float, float]] = (),
+    published_from: str | None = None,
+) -> bool:
     """Plot into ``path`` (PNG), ``published`` points dashed; False, writing nothing, when no row has an average."""
     import matplotlib
 
@@ -49,13 +55,19 @@ def write_figure(table: Table, path: str | Path, published: list[tuple[float, fl
         xs, ys, sds = zip(*points)
         ax.errorbar(xs, ys, yerr=[sd or 0.0 for sd in sds], marker="o", capsize=3, label=label)
         for x, y, _ in points:
-            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(5, 4), ha="left", fontsize=7)
+            ax.annotate(
+                f"{y:.2f}", (x, y), textcoords="offset points", xytext=(5, 4), ha="left", fontsize=7
+            )
     if published:
         xs, ys = zip(*published)
         ax.plot(xs, ys, "k--", marker="s", markersize=4, label=f"published ({published_from})")
     plotted = sum(len(p) for p in series.values())
-    ticks = sorted(_numbers([row[list(table.spec.rows.values()).index(table.spec.figure)] for row in table.rows]
-                            + [str(x) for x, _ in published]))
+    ticks = sorted(
+        _numbers(
+            [row[list(table.spec.rows.values()).index(table.spec.figure)] for row in table.rows]
+            + [str(x) for x, _ in published]
+        )
+    )
     pad = 0.08 * ((ticks[-1] - ticks[0]) or 1)
     ax.set_xticks(ticks)  # every row's x, drawn or not
     ax.set_xlim(ticks[0] - pad, ticks[-1] + pad)
@@ -63,7 +75,11 @@ def write_figure(table: Table, path: str | Path, published: list[tuple[float, fl
     ax.set_xlabel(x_label)
     ax.set_ylabel(f"{table.average_label} {table.spec.metric} (×100)")
     missing = len(table.rows) - plotted
-    note = f" (not drawn: {missing} of {len(table.rows)} rows without every averaged set)" if missing else ""
+    note = (
+        f" (not drawn: {missing} of {len(table.rows)} rows without every averaged set)"
+        if missing
+        else ""
+    )
     seeds = f"; mean ± sd over {table.seeds} seeds" if table.seeds > 1 else ""
     ax.set_title(table.spec.name + seeds + note, fontsize=8)
     if len(series) > 1 or published:

@@ -21,10 +21,16 @@ def parse_baseline(text: str, rows: dict[str, str]) -> dict[int, str]:
     fixed = {}
     for item in (i for i in text.split(",") if i.strip()):
         key, eq, value = (part.strip() for part in item.partition("="))
-        matches = [i for i, (label, path) in enumerate(rows.items()) if key in (label, path, path.split(".")[0])]
+        matches = [
+            i
+            for i, (label, path) in enumerate(rows.items())
+            if key in (label, path, path.split(".")[0])
+        ]
         if not eq or not value or len(matches) != 1:
-            raise DataError(f"--baseline {text!r}: {item!r} must be FIELD=VALUE with FIELD one of the row fields "
-                            f"{list(rows)} (label or config path)")
+            raise DataError(
+                f"--baseline {text!r}: {item!r} must be FIELD=VALUE with FIELD one of the row fields "
+                f"{list(rows)} (label or config path)"
+            )
         fixed[matches[0]] = value
     return fixed
 
@@ -42,8 +48,10 @@ def baseline_rows(table: Table, fixed: dict[int, str]) -> dict[tuple[str, ...], 
     out = {}
     for row in table.rows:
         for candidate in table.rows:
-            if all(same_value(candidate[i], fixed[i]) if i in fixed else candidate[i] == row[i]
-                   for i in range(len(row))):
+            if all(
+                same_value(candidate[i], fixed[i]) if i in fixed else candidate[i] == row[i]
+                for i in range(len(row))
+            ):
                 out[row] = candidate
                 break
     return out
@@ -55,12 +63,17 @@ def add_significance(table: Table, runs: list[RunResult]) -> None:
         return
     table.baselines = baseline_rows(table, parse_baseline(table.spec.baseline, table.spec.rows))
     if not any(base != row for row, base in table.baselines.items()):
-        raise DataError(f"--baseline {table.spec.baseline!r}: no row to test against it; rows: {table.rows}")
+        raise DataError(
+            f"--baseline {table.spec.baseline!r}: no row to test against it; rows: {table.rows}"
+        )
     by_name = {run.name: run for run in runs}
     for column in table.columns:
         family = []
         for row, base in table.baselines.items():
-            values = {name: _per_query(table, r, column, by_name) for name, r in (("row", row), ("base", base))}
+            values = {
+                name: _per_query(table, r, column, by_name)
+                for name, r in (("row", row), ("base", base))
+            }
             if row == base or None in values.values():
                 continue
             test = compare_to_baseline(values, "base")["row"]
@@ -73,18 +86,27 @@ def significance_note(table: Table) -> str | None:
     """The line under the table that explains †, or None without tests."""
     if not table.tests:
         return None
-    return note(table.spec.baseline, "the rows of each column (per-query values averaged over seeds; "
-                                     f"the {table.average_label} column is not tested)")
+    return note(
+        table.spec.baseline,
+        "the rows of each column (per-query values averaged over seeds; "
+        f"the {table.average_label} column is not tested)",
+    )
 
 
-def _per_query(table: Table, row: tuple[str, ...], column: str, by_name: dict[str, RunResult]) -> dict | None:
+def _per_query(
+    table: Table, row: tuple[str, ...], column: str, by_name: dict[str, RunResult]
+) -> dict | None:
     """{qid: mean over the cell's seeds} (None: a run lacks per-query values, or no cell)."""
     cell = table.cells.get((row, column))
     if cell is None:
         return None
-    per_seed = [by_name[name].per_query(column, cell.stage, table.spec.metric) for name in cell.runs]
+    per_seed = [
+        by_name[name].per_query(column, cell.stage, table.spec.metric) for name in cell.runs
+    ]
     if None in per_seed:
         return None
     if any(p.keys() != per_seed[0].keys() for p in per_seed):
-        raise DataError(f"{' / '.join(row)} × {column}: the seeds' runs {cell.runs} evaluated different queries")
+        raise DataError(
+            f"{' / '.join(row)} × {column}: the seeds' runs {cell.runs} evaluated different queries"
+        )
     return {qid: statistics.mean(p[qid] for p in per_seed) for qid in per_seed[0]}

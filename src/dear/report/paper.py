@@ -51,14 +51,55 @@ PAPER_ARXIV = "2508.16998"
 PAPER = f"{PAPER_AUTHORS}. {PAPER_TITLE}. Findings of EMNLP 2025. arXiv:{PAPER_ARXIV}."
 CSV_NAME = "paper_dear.csv"
 
-COLUMNS = ("cell", "table", "method", "teacher", "student", "loss", "alpha", "top_k", "stage", "benchmark",
-           "metric", "value", "source")
-PAPER_TABLES = ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Table 7", "Figure 5")
+COLUMNS = (
+    "cell",
+    "table",
+    "method",
+    "teacher",
+    "student",
+    "loss",
+    "alpha",
+    "top_k",
+    "stage",
+    "benchmark",
+    "metric",
+    "value",
+    "source",
+)
+PAPER_TABLES = (
+    "Table 1",
+    "Table 2",
+    "Table 3",
+    "Table 4",
+    "Table 5",
+    "Table 6",
+    "Table 7",
+    "Figure 5",
+)
 # source → its tables' prefix. "anserini": castorini/anserini's BM25 regressions, for sets the paper does not run.
-SOURCES = {"paper": "", "repo-readme": "README: ", "model-card": "Model card: ", "anserini": "Anserini: "}
+SOURCES = {
+    "paper": "",
+    "repo-readme": "README: ",
+    "model-card": "Model card: ",
+    "anserini": "Anserini: ",
+}
 STAGES = ("first_stage", "pointwise", "listwise")
-BENCHMARKS = ("dl19", "dl20", "trec_covid", "nfcorpus", "touche", "dbpedia", "scifact", "signal", "news", "robust04",
-              "noveleval", "nq", "webq", "dl21")
+BENCHMARKS = (
+    "dl19",
+    "dl20",
+    "trec_covid",
+    "nfcorpus",
+    "touche",
+    "dbpedia",
+    "scifact",
+    "signal",
+    "news",
+    "robust04",
+    "noveleval",
+    "nq",
+    "webq",
+    "dl21",
+)
 BEIR8 = tuple(table.BEIR8)  # conf/benchmark_set/beir.yaml
 NDCG_1_5_10 = ("nDCG@1", "nDCG@5", "nDCG@10")
 # average → (the benchmarks averaged, the metrics averaged; None: the cell's own metric)
@@ -115,15 +156,21 @@ def parse(path: str | Path) -> tuple[PaperCell, ...]:
         fields = fields[0]
         if not header:
             if tuple(fields) != COLUMNS:
-                raise DataError(f"{where}: expected the header {','.join(COLUMNS)}, found {shown(line)}")
+                raise DataError(
+                    f"{where}: expected the header {','.join(COLUMNS)}, found {shown(line)}"
+                )
             header = True
             continue
         if len(fields) != len(COLUMNS):
-            raise DataError(f"{where}: expected {len(COLUMNS)} comma-separated fields ({','.join(COLUMNS)}), "
-                            f"found {len(fields)}")
+            raise DataError(
+                f"{where}: expected {len(COLUMNS)} comma-separated fields ({','.join(COLUMNS)}), "
+                f"found {len(fields)}"
+            )
         row = _row(dict(zip(COLUMNS, fields)), where)
         if row.cell in seen:
-            raise DataError(f"{where}: field 'cell': {row.cell!r} is already on line {seen[row.cell]}")
+            raise DataError(
+                f"{where}: field 'cell': {row.cell!r} is already on line {seen[row.cell]}"
+            )
         seen[row.cell] = lineno
         out.append(row)
     if not header:
@@ -144,14 +191,18 @@ def _row(f: dict[str, str], where: str) -> PaperCell:
     table = f["table"]
     if source == "paper" and table not in PAPER_TABLES:
         raise bad("table", f"one of {', '.join(PAPER_TABLES)} (source paper)")
-    if source != "paper" and not (table.startswith(SOURCES[source]) and len(table) > len(SOURCES[source])):
+    if source != "paper" and not (
+        table.startswith(SOURCES[source]) and len(table) > len(SOURCES[source])
+    ):
         raise bad("table", f"'{SOURCES[source]}<section>' (source {source})")
     if not f["method"]:
         raise bad("method", "the method's name")
     options = {}
     for field in ("teacher", "student", "loss"):
         if f[field] and not _OPTION.fullmatch(f[field]):
-            raise bad(field, f"a conf/{field}/ option name (lowercase letters, digits, '_') or nothing")
+            raise bad(
+                field, f"a conf/{field}/ option name (lowercase letters, digits, '_') or nothing"
+            )
         options[field] = f[field] or None
     alpha = None
     if f["alpha"]:
@@ -167,7 +218,10 @@ def _row(f: dict[str, str], where: str) -> PaperCell:
         raise bad("stage", f"one of {', '.join(STAGES)} or nothing")
     benchmark, metric = f["benchmark"], f["metric"]
     if benchmark not in BENCHMARKS and benchmark not in AVERAGES:
-        raise bad("benchmark", f"a benchmark ({', '.join(BENCHMARKS)}) or an average ({', '.join(AVERAGES)})")
+        raise bad(
+            "benchmark",
+            f"a benchmark ({', '.join(BENCHMARKS)}) or an average ({', '.join(AVERAGES)})",
+        )
     if metric not in METRICS:
         raise bad("metric", f"one of {', '.join(METRICS)}")
     averaged = AVERAGES.get(benchmark, (None, None))[1]
@@ -181,9 +235,24 @@ def _row(f: dict[str, str], where: str) -> PaperCell:
         raise bad("cell", "a lowercase id <where>/<row>/<benchmark>/<metric> of [a-z0-9._@+-]")
     parts = cell.split("/")
     if parts[2] != benchmark or parts[3] != metric_slug(metric):
-        raise bad("cell", f"an id ending /{benchmark}/{metric_slug(metric)} (its benchmark and metric)")
-    return PaperCell(cell, table, f["method"], options["teacher"], options["student"], options["loss"], alpha, top_k,
-                     f["stage"] or None, benchmark, metric, value, source)
+        raise bad(
+            "cell", f"an id ending /{benchmark}/{metric_slug(metric)} (its benchmark and metric)"
+        )
+    return PaperCell(
+        cell,
+        table,
+        f["method"],
+        options["teacher"],
+        options["student"],
+        options["loss"],
+        alpha,
+        top_k,
+        f["stage"] or None,
+        benchmark,
+        metric,
+        value,
+        source,
+    )
 
 
 @functools.cache
@@ -208,22 +277,56 @@ def cell(cell_id: str) -> PaperCell:
     return found
 
 
-def find(*, benchmark: str, metric: str, stage: str | None = None, teacher: str | None = None,
-         student: str | None = None, loss: str | None = None, alpha: float | None = None, top_k: int | None = None,
-         method: str | None = None, source: str | None = "paper") -> list[PaperCell]:
+def find(
+    *,
+    benchmark: str,
+    metric: str,
+    stage: str | None = None,
+    teacher: str | None = None,
+    student: str | None = None,
+    loss: str | None = None,
+    alpha: float | None = None,
+    top_k: int | None = None,
+    method: str | None = None,
+    source: str | None = "paper",
+) -> list[PaperCell]:
     """The cells matching every field given (None: any); ``source=None`` includes README and model card."""
-    wanted = {"benchmark": benchmark, "metric": metric, "stage": stage, "teacher": teacher, "student": student,
-              "loss": loss, "top_k": top_k, "method": method, "source": source}
+    wanted = {
+        "benchmark": benchmark,
+        "metric": metric,
+        "stage": stage,
+        "teacher": teacher,
+        "student": student,
+        "loss": loss,
+        "top_k": top_k,
+        "method": method,
+        "source": source,
+    }
     wanted = {k: v for k, v in wanted.items() if v is not None}
-    return [c for c in cells() if all(getattr(c, k) == v for k, v in wanted.items())
-            and (alpha is None or (c.alpha is not None and math.isclose(c.alpha, alpha)))]
+    return [
+        c
+        for c in cells()
+        if all(getattr(c, k) == v for k, v in wanted.items())
+        and (alpha is None or (c.alpha is not None and math.isclose(c.alpha, alpha)))
+    ]
 
 
 def first_bm25(rows, benchmark: str, metric: str) -> PaperCell | None:
     """The BM25 cell of ``rows`` for ``benchmark`` × ``metric``: the paper's first by table order, else Anserini's."""
-    found = [c for c in rows if c.stage == "first_stage" and c.source in ("paper", "anserini")
-             and c.benchmark == benchmark and c.metric == metric]
-    found.sort(key=lambda c: (c.source != "paper", PAPER_TABLES.index(c.table) if c.table in PAPER_TABLES else 0))
+    found = [
+        c
+        for c in rows
+        if c.stage == "first_stage"
+        and c.source in ("paper", "anserini")
+        and c.benchmark == benchmark
+        and c.metric == metric
+    ]
+    found.sort(
+        key=lambda c: (
+            c.source != "paper",
+            PAPER_TABLES.index(c.table) if c.table in PAPER_TABLES else 0,
+        )
+    )
     return found[0] if found else None
 
 

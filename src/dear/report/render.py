@@ -8,16 +8,45 @@ from dear.eval.significance import MARKER
 from dear.report.paired import significance_note
 from dear.report.table import MISSING, Table
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "α": r"$\alpha$",
-                  "τ": r"$\tau$", "–": "--", "→": r"$\rightarrow$", "×": r"$\times$", "±": r"$\pm$",
-                  MARKER: r"\dag{}", "<": r"$<$", ">": r"$>$", "‡": r"\ddag{}", "Δ": r"$\Delta$", "—": "---"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+    "α": r"$\alpha$",
+    "τ": r"$\tau$",
+    "–": "--",
+    "→": r"$\rightarrow$",
+    "×": r"$\times$",
+    "±": r"$\pm$",
+    MARKER: r"\dag{}",
+    "<": r"$<$",
+    ">": r"$>$",
+    "‡": r"\ddag{}",
+    "Δ": r"$\Delta$",
+    "—": "---",
+}
 MARKDOWN = {"bold": "**{}**", "sd": " ± {:.2f}", "marker": MARKER, "missing": MISSING}
-LATEX = {"bold": r"\textbf{{{}}}", "sd": r" $\pm$ {:.2f}", "marker": r"\textsuperscript{\dag}", "missing": "--"}
+LATEX = {
+    "bold": r"\textbf{{{}}}",
+    "sd": r" $\pm$ {:.2f}",
+    "marker": r"\textsuperscript{\dag}",
+    "missing": "--",
+}
 
 
 def caption(table: Table) -> str:
-    stages = table.spec.stage or ", ".join(dict.fromkeys(c.stage for c in table.cells.values())) or "none"
+    stages = (
+        table.spec.stage
+        or ", ".join(dict.fromkeys(c.stage for c in table.cells.values()))
+        or "none"
+    )
     return f"{table.spec.name}: {table.spec.metric} (×100) of stage {stages}"
 
 
@@ -25,8 +54,10 @@ def notes(table: Table) -> list[str]:
     """What the numbers are beyond the caption: seeds (±) and significance (†)."""
     out = []
     if table.seeds > 1:
-        out.append(f"Mean ± sample sd over the seeds of each cell (up to {table.seeds}); "
-                   f"{table.average_label}: over each seed's average.")
+        out.append(
+            f"Mean ± sample sd over the seeds of each cell (up to {table.seeds}); "
+            f"{table.average_label}: over each seed's average."
+        )
     return out + ([significance_note(table)] if table.tests else [])
 
 
@@ -34,8 +65,12 @@ def markdown(table: Table) -> str:
     """A GitHub table with a heading and its notes; runs without metrics are listed below it."""
     header = table.header()
     n_fields = len(table.spec.rows)
-    lines = [f"## {caption(table)}", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] * n_fields + ["---:"] * (len(header) - n_fields)) + "|"]
+    lines = [
+        f"## {caption(table)}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * n_fields + ["---:"] * (len(header) - n_fields)) + "|",
+    ]
     for row in table.rows:
         lines.append("| " + " | ".join([*row, *numbers(table, row, MARKDOWN)]) + " |")
     if notes(table):
@@ -50,37 +85,75 @@ def latex(table: Table) -> str:
     header = table.header()
     n_fields = len(table.spec.rows)
     spec = "l" * n_fields + "r" * (len(header) - n_fields)
-    body = [" & ".join([*(escape(v) for v in row), *numbers(table, row, LATEX)]) + r" \\" for row in table.rows]
+    body = [
+        " & ".join([*(escape(v) for v in row), *numbers(table, row, LATEX)]) + r" \\"
+        for row in table.rows
+    ]
     label = "".join(c if c.isalnum() else "-" for c in table.spec.name)
     text = escape(" ".join([caption(table) + ".", *notes(table)]))
-    return "\n".join([r"\begin{table*}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-                      " & ".join(escape(h) for h in header) + r" \\", r"\midrule", *body, r"\bottomrule",
-                      r"\end{tabular}", rf"\caption{{{text}}}", rf"\label{{tab:{label}}}",
-                      r"\end{table*}"]) + "\n"
+    return (
+        "\n".join(
+            [
+                r"\begin{table*}[t]",
+                r"\centering",
+                r"\small",
+                rf"\begin{{tabular}}{{{spec}}}",
+                r"\toprule",
+                " & ".join(escape(h) for h in header) + r" \\",
+                r"\midrule",
+                *body,
+                r"\bottomrule",
+                r"\end{tabular}",
+                rf"\caption{{{text}}}",
+                rf"\label{{tab:{label}}}",
+                r"\end{table*}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def cells_json(table: Table) -> dict:
     """Every number with its runs, seeds' values and paired tests (differences ×1, not ×100)."""
-    return {"name": table.spec.name, "metric": table.spec.metric, "row_fields": table.spec.rows,
-            "columns": table.columns, "average": table.spec.average, "baseline": table.spec.baseline,
-            "notes": notes(table),
-            "rows": [{"row": dict(zip(table.spec.rows, row)), "average": table.average(row),
-                      "average_sd": table.average_sd(row),
-                      "cells": {c: _cell_json(table, row, c) for c in table.columns if (row, c) in table.cells}}
-                     for row in table.rows],
-            "incomplete": table.incomplete}
+    return {
+        "name": table.spec.name,
+        "metric": table.spec.metric,
+        "row_fields": table.spec.rows,
+        "columns": table.columns,
+        "average": table.spec.average,
+        "baseline": table.spec.baseline,
+        "notes": notes(table),
+        "rows": [
+            {
+                "row": dict(zip(table.spec.rows, row)),
+                "average": table.average(row),
+                "average_sd": table.average_sd(row),
+                "cells": {
+                    c: _cell_json(table, row, c) for c in table.columns if (row, c) in table.cells
+                },
+            }
+            for row in table.rows
+        ],
+        "incomplete": table.incomplete,
+    }
 
 
 def numbers(table: Table, row: tuple[str, ...], style: dict[str, str]) -> list[str]:
     """The row's cells and average as text: mean (bold if the column's best) ± sd, marker."""
     out = []
-    for value, sd, best, marked in zip(table.numbers(row), table.sds(row), table.best(), table.marked(row)):
+    for value, sd, best, marked in zip(
+        table.numbers(row), table.sds(row), table.best(), table.marked(row)
+    ):
         if value is None:
             out.append(style["missing"])
             continue
         text = f"{value:.2f}"
         text = style["bold"].format(text) if value == best else text
-        out.append(text + ("" if sd is None else style["sd"].format(sd)) + (style["marker"] if marked else ""))
+        out.append(
+            text
+            + ("" if sd is None else style["sd"].format(sd))
+            + (style["marker"] if marked else "")
+        )
     return out
 
 
@@ -90,9 +163,18 @@ def escape(text: str) -> str:
 
 def _cell_json(table: Table, row: tuple[str, ...], column: str) -> dict:
     cell = table.cells[row, column]
-    out = {"value": cell.value, "sd": cell.sd, "seeds": list(cell.values), "values": list(cell.values.values()),
-           "runs": cell.runs, "stage": cell.stage}
+    out = {
+        "value": cell.value,
+        "sd": cell.sd,
+        "seeds": list(cell.values),
+        "values": list(cell.values.values()),
+        "runs": cell.runs,
+        "stage": cell.stage,
+    }
     test = table.tests.get((row, column))
     if test is not None:
-        out["significance"] = {"baseline": dict(zip(table.spec.rows, table.baselines[row])), **test.to_json()}
+        out["significance"] = {
+            "baseline": dict(zip(table.spec.rows, table.baselines[row])),
+            **test.to_json(),
+        }
     return out

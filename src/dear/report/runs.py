@@ -55,7 +55,9 @@ class RunResult:
         try:
             return {qid: float(row[metric]) for qid, row in rows.items()}
         except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{path}: stage {stage!r} lacks a number for {metric!r} on some query ({e})") from e
+            raise DataError(
+                f"{path}: stage {stage!r} lacks a number for {metric!r} on some query ({e})"
+            ) from e
 
     def select(self, path: str):
         """A config value by dotted path (``alpha.value``); ``a|b``: the first that is set."""
@@ -72,7 +74,9 @@ class RunResult:
 def select(config: DictConfig, path: str):
     """``config`` value at a dotted ``path``; ``a|b``: the first that is set; None if none is."""
     for alternative in path.split("|"):
-        value = OmegaConf.select(config, alternative.strip(), default=None, throw_on_resolution_failure=False)
+        value = OmegaConf.select(
+            config, alternative.strip(), default=None, throw_on_resolution_failure=False
+        )
         if value is not None:
             return value
     return None
@@ -93,11 +97,19 @@ def load_run_dir(run_dir: Path) -> RunResult:
     """A run directory → its config, metrics and its place in the sweep (hydra.job.num)."""
     config = _load_yaml(run_dir / ".hydra" / "config.yaml")
     hydra_file = run_dir / ".hydra" / "hydra.yaml"
-    num = OmegaConf.select(_load_yaml(hydra_file), "hydra.job.num", default=None) if hydra_file.is_file() else None
+    num = (
+        OmegaConf.select(_load_yaml(hydra_file), "hydra.job.num", default=None)
+        if hydra_file.is_file()
+        else None
+    )
     order = (num if isinstance(num, int) else -1, *_natural(run_dir.name))
     metrics = _dir_metrics(run_dir, config)
-    per_query = {bench: _metrics_file(run_dir, bench).with_name("per_query.json") for bench in metrics}
-    return RunResult(str(run_dir), config, metrics, order, {b: p for b, p in per_query.items() if p.is_file()})
+    per_query = {
+        bench: _metrics_file(run_dir, bench).with_name("per_query.json") for bench in metrics
+    }
+    return RunResult(
+        str(run_dir), config, metrics, order, {b: p for b, p in per_query.items() if p.is_file()}
+    )
 
 
 def load_run_dirs(roots: list[str | Path]) -> list[RunResult]:
@@ -118,26 +130,38 @@ def load_wandb_group(spec: str, api=None) -> list[RunResult]:
 
         api = wandb.Api()
     runs = api.runs(project, filters={"group": group})
-    return [RunResult(f"wandb:{'/'.join(run.path)}", OmegaConf.create(dict(run.config)),
-                      summary_metrics(run.summary_metrics), (i,)) for i, run in enumerate(runs)]
+    return [
+        RunResult(
+            f"wandb:{'/'.join(run.path)}",
+            OmegaConf.create(dict(run.config)),
+            summary_metrics(run.summary_metrics),
+            (i,),
+        )
+        for i, run in enumerate(runs)
+    ]
 
 
 def summary_metrics(summary: dict) -> Metrics:
     """W&B summary ``final/<benchmark>/<stage>/<metric>`` values → {benchmark: {stage: {metric: v}}}."""
     metrics: Metrics = {}
     for key, value in summary.items():
-        parts = key[len(FINAL):].split("/", 2) if key.startswith(FINAL) else []
+        parts = key[len(FINAL) :].split("/", 2) if key.startswith(FINAL) else []
         if len(parts) == 3 and isinstance(value, (int, float)):
             bench, stage, metric = parts
             metrics.setdefault(bench, {}).setdefault(stage, {})[metric] = float(value)
     return metrics
 
 
-def config_differences(a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = (SEED,)) -> list[str]:
+def config_differences(
+    a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = (SEED,)
+) -> list[str]:
     """Dotted config keys whose values differ between two runs (unresolved), ``ignore`` left out."""
     flat_a, flat_b = flatten(OmegaConf.to_container(a)), flatten(OmegaConf.to_container(b))
-    return sorted(k for k in flat_a.keys() | flat_b.keys()
-                  if flat_a.get(k) != flat_b.get(k) and k.split(".")[0] not in ignore)
+    return sorted(
+        k
+        for k in flat_a.keys() | flat_b.keys()
+        if flat_a.get(k) != flat_b.get(k) and k.split(".")[0] not in ignore
+    )
 
 
 def flatten(node, prefix: str = "") -> dict:
@@ -164,7 +188,9 @@ def _dir_metrics(run_dir: Path, config: DictConfig) -> Metrics:
         return {}
     name = select(config, "evaluation.benchmark.name|benchmark.name")
     if not name:
-        raise DataError(f"{single}: the run's config names no benchmark (evaluation.benchmark.name or benchmark.name)")
+        raise DataError(
+            f"{single}: the run's config names no benchmark (evaluation.benchmark.name or benchmark.name)"
+        )
     return {str(name): _read_metrics(single)}
 
 
@@ -177,8 +203,10 @@ def _load_yaml(path: Path) -> DictConfig:
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise DataError(f"{where}: not a readable YAML config "
-                        f"({' '.join(str(getattr(e, 'problem', e)).split())})") from None
+        raise DataError(
+            f"{where}: not a readable YAML config "
+            f"({' '.join(str(getattr(e, 'problem', e)).split())})"
+        ) from None
     if not isinstance(config, DictConfig):
         raise DataError(f"{path}: expected a YAML mapping, found a {type(config).__name__}")
     return config
@@ -196,12 +224,20 @@ def _read_metrics(path: Path) -> dict[str, dict[str, float]]:
         raise DataError(f"{path}: expected {{stage: {{metric: value}}}}")
     for stage, row in metrics.items():
         for metric, value in row.items():
-            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            number = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
             if not number and not isinstance(value, dict):  # dicts: the stage's significance tests
-                raise DataError(f"{path}: {stage}.{metric}: expected a finite number, found {value!r:.80}")
+                raise DataError(
+                    f"{path}: {stage}.{metric}: expected a finite number, found {value!r:.80}"
+                )
     return metrics
 
 
 def _natural(name: str) -> tuple:
     """``"10"`` after ``"9"``: digits compare as numbers (and before letters)."""
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t)
+    return tuple(
+        (0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t
+    )

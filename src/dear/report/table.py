@@ -16,9 +16,18 @@ from dear.eval.significance import PairedTest
 from dear.report.runs import RunResult, config_differences
 from dear.utils.paths import ROOT
 
-PAPER_COLUMNS = {"dl19": "DL19", "dl20": "DL20", "trec_covid": "Covid", "nfcorpus": "NFCorpus", "touche": "Touche",
-                 "dbpedia": "DBPedia", "scifact": "SciFact", "signal": "Signal", "news": "News",
-                 "robust04": "Robust04"}
+PAPER_COLUMNS = {
+    "dl19": "DL19",
+    "dl20": "DL20",
+    "trec_covid": "Covid",
+    "nfcorpus": "NFCorpus",
+    "touche": "Touche",
+    "dbpedia": "DBPedia",
+    "scifact": "SciFact",
+    "signal": "Signal",
+    "news": "News",
+    "robust04": "Robust04",
+}
 # Other sets the harness has (shown after the paper's columns when runs have them).
 OTHER_LABELS = {"noveleval": "NovelEval", "dl21": "DL21", "nq": "NQ", "webq": "WebQ"}
 
@@ -27,7 +36,9 @@ def _benchmark_set(name: str) -> list[str]:
     """The benchmarks of ``conf/benchmark_set/<name>.yaml``, in its order."""
     from omegaconf import OmegaConf
 
-    defaults = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "benchmark_set" / f"{name}.yaml"))["defaults"]
+    defaults = OmegaConf.to_container(
+        OmegaConf.load(ROOT / "conf" / "benchmark_set" / f"{name}.yaml")
+    )["defaults"]
     return [option for entry in defaults for option in entry.values()]
 
 
@@ -78,8 +89,12 @@ class Table:
     columns: list[str]  # benchmark names
     cells: dict[tuple[tuple[str, ...], str], Cell]
     incomplete: list[str]  # runs without metrics
-    tests: dict[tuple[tuple[str, ...], str], PairedTest] = field(default_factory=dict)  # against baselines
-    baselines: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)  # row → its baseline row
+    tests: dict[tuple[tuple[str, ...], str], PairedTest] = field(
+        default_factory=dict
+    )  # against baselines
+    baselines: dict[tuple[str, ...], tuple[str, ...]] = field(
+        default_factory=dict
+    )  # row → its baseline row
 
     def value(self, row: tuple[str, ...], column: str) -> float | None:
         cell = self.cells.get((row, column))
@@ -92,7 +107,11 @@ class Table:
     def average_values(self, row: tuple[str, ...]) -> list[float] | None:
         """Per seed, the mean over ``spec.average``; None if any is missing or seeds differ."""
         cells = [self.cells.get((row, c)) for c in self.spec.average]
-        if not cells or None in cells or any(c.values.keys() != cells[0].values.keys() for c in cells):
+        if (
+            not cells
+            or None in cells
+            or any(c.values.keys() != cells[0].values.keys() for c in cells)
+        ):
             return None
         return [statistics.mean(c.values[seed] for c in cells) for seed in cells[0].values]
 
@@ -128,7 +147,10 @@ class Table:
 
     def marked(self, row: tuple[str, ...]) -> list[bool]:
         """Per number, whether it differs significantly from its baseline row (never the average)."""
-        return [*((row, c) in self.tests and self.tests[row, c].significant for c in self.columns), False]
+        return [
+            *((row, c) in self.tests and self.tests[row, c].significant for c in self.columns),
+            False,
+        ]
 
     def best(self) -> list[float | None]:
         """Per numeric column, the highest value present; None unless two rows have one."""
@@ -162,7 +184,9 @@ def row_key(run: RunResult, spec: Spec) -> tuple[str, ...]:
 def build_table(runs: list[RunResult], spec: Spec) -> Table:
     """Cells from runs (in the given order: it is the row order)."""
     if not spec.rows:
-        raise DataError("no row fields: pass --rows LABEL=CONFIG.PATH,... or report a sweep from sweeps/")
+        raise DataError(
+            "no row fields: pass --rows LABEL=CONFIG.PATH,... or report a sweep from sweeps/"
+        )
     rows: dict[tuple[str, ...], None] = {}
     cells: dict[tuple[tuple[str, ...], str], Cell] = {}
     extra: dict[str, None] = {}
@@ -178,12 +202,22 @@ def build_table(runs: list[RunResult], spec: Spec) -> Table:
                 extra.setdefault(bench)
             _add_cell(cells, row, bench, stages, run, by_name, spec)
     # Paper columns, then other benchmarks the runs have and averaged ones they lack (shown "–").
-    columns = [*PAPER_COLUMNS, *(b for b in dict.fromkeys([*extra, *spec.average]) if b not in PAPER_COLUMNS)]
+    columns = [
+        *PAPER_COLUMNS,
+        *(b for b in dict.fromkeys([*extra, *spec.average]) if b not in PAPER_COLUMNS),
+    ]
     return Table(spec, list(rows), columns, cells, incomplete)
 
 
-def _add_cell(cells, row: tuple[str, ...], bench: str, stages: dict, run: RunResult, by_name: dict[str, RunResult],
-              spec: Spec) -> None:
+def _add_cell(
+    cells,
+    row: tuple[str, ...],
+    bench: str,
+    stages: dict,
+    run: RunResult,
+    by_name: dict[str, RunResult],
+    spec: Spec,
+) -> None:
     if not stages:
         return
     stage = spec.stage or run.final_stage or list(stages)[-1]
@@ -197,9 +231,15 @@ def _add_cell(cells, row: tuple[str, ...], bench: str, stages: dict, run: RunRes
     first = by_name[cell.runs[0]]
     differences = config_differences(first.config, run.config)
     if run.seed in cell.values or differences:
-        why = f"they differ in {', '.join(differences[:5])}" if differences else f"both have seed {run.seed}"
-        raise DataError(f"two runs give the cell {' / '.join(row)} × {bench}: {first.name} and {run.name} ({why}; "
-                        "runs that differ only by seed are averaged: report them separately, or add the field that "
-                        "tells them apart to --rows)")
+        why = (
+            f"they differ in {', '.join(differences[:5])}"
+            if differences
+            else f"both have seed {run.seed}"
+        )
+        raise DataError(
+            f"two runs give the cell {' / '.join(row)} × {bench}: {first.name} and {run.name} ({why}; "
+            "runs that differ only by seed are averaged: report them separately, or add the field that "
+            "tells them apart to --rows)"
+        )
     cell.values[run.seed] = 100 * float(value)
     cell.runs.append(run.name)

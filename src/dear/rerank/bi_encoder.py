@@ -32,13 +32,17 @@ class BiEncoderInputs:
     def encode(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
-        return self.tokenizer(texts, truncation=True, max_length=self.max_len, add_special_tokens=True)["input_ids"]
+        return self.tokenizer(
+            texts, truncation=True, max_length=self.max_len, add_special_tokens=True
+        )["input_ids"]
 
     def queries(self, texts: list[str]) -> list[list[int]]:
         return self.encode([self.query_prefix + t for t in texts])
 
     def docs(self, titled: list[tuple[str, str]]) -> list[list[int]]:
-        return self.encode([self.doc_prefix + Candidate("", text, title).full_text for title, text in titled])
+        return self.encode(
+            [self.doc_prefix + Candidate("", text, title).full_text for title, text in titled]
+        )
 
     def collate(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
         """[(query ids, doc ids)] → {query_ids, query_mask, doc_ids, doc_mask}, each (N, L)."""
@@ -48,4 +52,8 @@ class BiEncoderInputs:
         return {"query_ids": q_ids, "query_mask": q_mask, "doc_ids": d_ids, "doc_mask": d_mask}
 
     def describe(self) -> dict:
-        return {"max_len": self.max_len, "query_prefix": self.query_prefix, "doc_prefix": self.doc_prefix}
+        return {
+            "max_len": self.max_len,
+            "query_prefix": self.query_prefix,
+            "doc_prefix": self.doc_prefix,
+        }

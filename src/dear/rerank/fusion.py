@@ -38,14 +38,24 @@ class FusionScorer:
     # Scores are normalised over all of a ranking's candidates: score a ranking whole, never in parts.
     whole_rankings = True
 
-    def __init__(self, members: dict, normalisation: str = "rrf", rrf_k: float = 60.0, scale: float = 1.0):
+    def __init__(
+        self, members: dict, normalisation: str = "rrf", rrf_k: float = 60.0, scale: float = 1.0
+    ):
         if normalisation not in NORMALISATIONS:
-            raise ValueError(f"teacher.normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+            raise ValueError(
+                f"teacher.normalisation must be one of {NORMALISATIONS}, got {normalisation!r}"
+            )
         if not members:
             raise ValueError("a fusion scorer needs at least one member")
-        self.members = {name: (m["scorer"], float(m.get("weight", 1.0))) for name, m in members.items()}
+        self.members = {
+            name: (m["scorer"], float(m.get("weight", 1.0))) for name, m in members.items()
+        }
         self.normalisation, self.rrf_k, self.scale = normalisation, rrf_k, scale
-        self.name = "fusion(" + ", ".join(f"{w:g}·{n}" for n, (_, w) in self.members.items()) + f"; {normalisation})"
+        self.name = (
+            "fusion("
+            + ", ".join(f"{w:g}·{n}" for n, (_, w) in self.members.items())
+            + f"; {normalisation})"
+        )
 
     def score(self, rankings: list[Ranking], desc: str = "fusion") -> list[np.ndarray]:
         fused = [np.zeros(len(r.candidates)) for r in rankings]

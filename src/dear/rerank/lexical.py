@@ -17,12 +17,22 @@ class BM25Scorer:
     # Fingerprinted whole: ``cache_dir`` holds the index the scores come from.
     runtime_only = frozenset()
 
-    def __init__(self, dataset: str, cache_dir: str = ".cache/bm25", k1: float = 0.9, b: float = 0.4,
-                 method: str = "lucene", stemmer: str | None = "porter", stopwords: str | None = "en"):
+    def __init__(
+        self,
+        dataset: str,
+        cache_dir: str = ".cache/bm25",
+        k1: float = 0.9,
+        b: float = 0.4,
+        method: str = "lucene",
+        stemmer: str | None = "porter",
+        stopwords: str | None = "en",
+    ):
         from dear.data.candidates import dataset_bm25_index
 
         self.name = f"bm25:{dataset}"
-        self.index = dataset_bm25_index(dataset, cache_dir, BM25Params(k1, b, method, stemmer, stopwords))
+        self.index = dataset_bm25_index(
+            dataset, cache_dir, BM25Params(k1, b, method, stemmer, stopwords)
+        )
         self.position = {docid: i for i, docid in enumerate(self.index.docids)}
 
     def score(self, rankings: list[Ranking], desc: str = "bm25") -> list[np.ndarray]:
@@ -31,11 +41,22 @@ class BM25Scorer:
         for ranking, query_tokens in zip(rankings, tokens):
             missing = [c.docid for c in ranking.candidates if c.docid not in self.position]
             if missing:
-                raise DataError(f"{self.name}: query {ranking.qid}: documents not in the BM25 corpus, "
-                                f"e.g. {missing[:3]}")
+                raise DataError(
+                    f"{self.name}: query {ranking.qid}: documents not in the BM25 corpus, "
+                    f"e.g. {missing[:3]}"
+                )
             corpus_scores = self.index.retriever.get_scores(query_tokens) if query_tokens else None
-            out.append(np.array([0.0 if corpus_scores is None else float(corpus_scores[self.position[c.docid]])
-                                 for c in ranking.candidates], dtype=np.float32))
+            out.append(
+                np.array(
+                    [
+                        0.0
+                        if corpus_scores is None
+                        else float(corpus_scores[self.position[c.docid]])
+                        for c in ranking.candidates
+                    ],
+                    dtype=np.float32,
+                )
+            )
         return out
 
 

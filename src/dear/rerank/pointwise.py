@@ -37,18 +37,31 @@ class CrossEncoderScorer:
     # Settings that change how fast it scores, not what (left out of a teacher cache's fingerprint).
     runtime_only = frozenset({"max_batch_pairs", "max_batch_tokens", "device"})
 
-    def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
-                 template: PairTemplate | dict | None = None, pooling: str = "auto",
-                 max_batch_pairs: int = 64, max_batch_tokens: int = 16384, dtype: str = "auto", device: str = "auto",
-                 shared=None):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None = None,
+        revision: str | None = None,
+        template: PairTemplate | dict | None = None,
+        pooling: str = "auto",
+        max_batch_pairs: int = 64,
+        max_batch_tokens: int = 16384,
+        dtype: str = "auto",
+        device: str = "auto",
+        shared=None,
+    ):
         self.name, self.dtype = model, dtype
         load = load_sequence_classifier if shared is None else shared.sequence_classifier
         self.tokenizer, self.model = load(model, adapter, revision, dtype, device)
         self.template = PairTemplate.of(template)
         self.encoder = PairEncoder(self.tokenizer, self.template)
         self.pooling = auto_mode(self.model) if pooling == "auto" else pooling
-        self.pool = Pooling(self.pooling, self.tokenizer.pad_token_id, pooled_pad_id(self.model.config),
-                            self.template.max_length)
+        self.pool = Pooling(
+            self.pooling,
+            self.tokenizer.pad_token_id,
+            pooled_pad_id(self.model.config),
+            self.template.max_length,
+        )
         self.max_batch_pairs, self.max_batch_tokens = max_batch_pairs, max_batch_tokens
         self.device = next(self.model.parameters()).device
 
@@ -77,7 +90,12 @@ class CrossEncoderScorer:
             for batch in batches:
                 input_ids, mask = pad([ids[i] for i in batch], self.tokenizer.pad_token_id)
                 type_ids = pad([types[i] for i in batch], 0)[0]
-                out = self.pool(self.model, input_ids.to(self.device), mask.to(self.device), type_ids.to(self.device))
+                out = self.pool(
+                    self.model,
+                    input_ids.to(self.device),
+                    mask.to(self.device),
+                    type_ids.to(self.device),
+                )
                 flat[batch] = out.cpu().numpy()
                 advance(len(batch))
         return _split(flat, rankings)
@@ -89,13 +107,26 @@ class BiEncoderScorer:
 
     runtime_only = frozenset({"max_batch_items", "max_batch_tokens", "device", "memo_size"})
 
-    def __init__(self, model: str, revision: str | None = None, max_len: int = 256, query_prefix: str = "",
-                 doc_prefix: str = "", max_batch_items: int = 128, max_batch_tokens: int = 32768,
-                 dtype: str = "auto", device: str = "auto", memo_size: int = 200_000, logit_scale: float = 1.0):
+    def __init__(
+        self,
+        model: str,
+        revision: str | None = None,
+        max_len: int = 256,
+        query_prefix: str = "",
+        doc_prefix: str = "",
+        max_batch_items: int = 128,
+        max_batch_tokens: int = 32768,
+        dtype: str = "auto",
+        device: str = "auto",
+        memo_size: int = 200_000,
+        logit_scale: float = 1.0,
+    ):
         from transformers import AutoModel
 
         self.name, self.dtype = model, dtype
-        self.tokenizer, self.model = load_pretrained(AutoModel, model, revision=revision, dtype=dtype, device=device)
+        self.tokenizer, self.model = load_pretrained(
+            AutoModel, model, revision=revision, dtype=dtype, device=device
+        )
         self.device, self.max_len = next(self.model.parameters()).device, max_len
         self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
         self.max_batch_items, self.max_batch_tokens = max_batch_items, max_batch_tokens
@@ -113,19 +144,30 @@ class BiEncoderScorer:
         enc = self.inputs.encode(texts)
         out = torch.zeros(len(texts), self.model.config.hidden_size)
         with progress_bar(desc, len(texts)) as advance, compute_autocast(self.device, self.dtype):
-            for batch in length_batches([len(x) for x in enc], self.max_batch_items, self.max_batch_tokens):
+            for batch in length_batches(
+                [len(x) for x in enc], self.max_batch_items, self.max_batch_tokens
+            ):
                 ids, mask = pad([enc[i] for i in batch], self.tokenizer.pad_token_id)
-                out[batch] = mean_embedding(self.model, ids.to(self.device), mask.to(self.device)).cpu()
+                out[batch] = mean_embedding(
+                    self.model, ids.to(self.device), mask.to(self.device)
+                ).cpu()
                 advance(len(batch))
         return out
 
     def score(self, rankings: list[Ranking], desc: str = "embedding") -> list[np.ndarray]:
         queries, q_of = _unique([self.query_prefix + r.query.text for r in rankings])
-        docs, d_of = _unique([self.doc_prefix + c.full_text for r in rankings for c in r.candidates])
+        docs, d_of = _unique(
+            [self.doc_prefix + c.full_text for r in rankings for c in r.candidates]
+        )
         q_emb = self.embed(queries, f"{desc} queries")
         d_emb = self.embed(docs, f"{desc} documents")
-        pair_q = torch.tensor([q_of[i] for i, r in enumerate(rankings) for _ in r.candidates], dtype=torch.long)
-        flat = self.logit_scale * (q_emb[pair_q] * d_emb[torch.tensor(d_of, dtype=torch.long)]).sum(-1).numpy()
+        pair_q = torch.tensor(
+            [q_of[i] for i, r in enumerate(rankings) for _ in r.candidates], dtype=torch.long
+        )
+        flat = (
+            self.logit_scale
+            * (q_emb[pair_q] * d_emb[torch.tensor(d_of, dtype=torch.long)]).sum(-1).numpy()
+        )
         return _split(flat, rankings)
 
 
@@ -136,8 +178,12 @@ def scorer_from_export(path: str, **kwargs):
     if meta.get("kind", "cross_encoder") == "bi_encoder":
         meta = export_meta(directory, inputs=dict, logit_scale=(int, float))
         names = ("max_batch_items", "max_batch_tokens", "dtype", "device", "memo_size")
-        return BiEncoderScorer(str(directory), **meta["inputs"], logit_scale=meta["logit_scale"],
-                               **{k: v for k, v in kwargs.items() if k in names})
+        return BiEncoderScorer(
+            str(directory),
+            **meta["inputs"],
+            logit_scale=meta["logit_scale"],
+            **{k: v for k, v in kwargs.items() if k in names},
+        )
     return CrossEncoderScorer.from_export(str(directory), **kwargs)
 
 
@@ -151,7 +197,9 @@ def export_dir(path: str) -> Path:
     if not (path / EXPORT_META).is_file() and (path / "export" / EXPORT_META).is_file():
         path = path / "export"
     if not (path / EXPORT_META).is_file():
-        raise DataError(f"{path}: not a Stage-1 run or export (no {EXPORT_META} in it or in its export/)")
+        raise DataError(
+            f"{path}: not a Stage-1 run or export (no {EXPORT_META} in it or in its export/)"
+        )
     return path
 
 
@@ -161,8 +209,10 @@ def export_meta(directory: Path, **fields) -> dict:
     meta = json_object(read_json(path), str(path))
     for name, kind in fields.items():
         if not isinstance(meta.get(name), kind) or isinstance(meta.get(name), bool):
-            raise DataError(f"{path}: field {name!r}: expected {getattr(kind, '__name__', kind)}, "
-                            f"found {meta.get(name)!r:.80}")
+            raise DataError(
+                f"{path}: field {name!r}: expected {getattr(kind, '__name__', kind)}, "
+                f"found {meta.get(name)!r:.80}"
+            )
     return meta
 
 
@@ -174,7 +224,11 @@ def _split(flat: np.ndarray, rankings: list[Ranking]) -> list[np.ndarray]:
 def sort_by_scores(ranking: Ranking, scores: np.ndarray) -> Ranking:
     """Candidates by descending score (stable: ties keep the previous order), scores attached."""
     order = np.argsort(-np.asarray(scores), kind="stable")
-    return Ranking(ranking.query, [ranking.candidates[i].with_score(scores[i]) for i in order], dict(ranking.meta))
+    return Ranking(
+        ranking.query,
+        [ranking.candidates[i].with_score(scores[i]) for i in order],
+        dict(ranking.meta),
+    )
 
 
 def sort_flat(rankings: list[Ranking], flat: np.ndarray) -> list[Ranking]:

@@ -43,7 +43,9 @@ class PairTemplate:
             return settings
         unknown = sorted(set(settings or {}) - {f.name for f in fields(cls)})
         if unknown:
-            raise ValueError(f"template: unknown field(s) {unknown}; known: {[f.name for f in fields(cls)]}")
+            raise ValueError(
+                f"template: unknown field(s) {unknown}; known: {[f.name for f in fields(cls)]}"
+            )
         return cls(**{**released_settings(), **(settings or {})})
 
     def __post_init__(self):
@@ -83,24 +85,43 @@ def pair_layout(post_processor: dict | None) -> list[tuple[str, object, int]] | 
         return None
     kind = post_processor.get("type")
     if kind == "Sequence":
-        layouts = [pair_layout(p) for p in post_processor["processors"] if p.get("type") != "ByteLevel"]
+        layouts = [
+            pair_layout(p) for p in post_processor["processors"] if p.get("type") != "ByteLevel"
+        ]
         return layouts[0] if len(layouts) == 1 else None
     if kind == "TemplateProcessing":
         specials = post_processor["special_tokens"]
         pieces = []
         for item in post_processor["pair"]:
             if "SpecialToken" in item:
-                pieces.append(("special", list(specials[item["SpecialToken"]["id"]]["ids"]),
-                               item["SpecialToken"]["type_id"]))
+                pieces.append(
+                    (
+                        "special",
+                        list(specials[item["SpecialToken"]["id"]]["ids"]),
+                        item["SpecialToken"]["type_id"],
+                    )
+                )
             else:
                 pieces.append(("seq", item["Sequence"]["id"], item["Sequence"]["type_id"]))
         return pieces
     if kind == "BertProcessing":
         cls, sep = [post_processor["cls"][1]], [post_processor["sep"][1]]
-        return [("special", cls, 0), ("seq", "A", 0), ("special", sep, 0), ("seq", "B", 1), ("special", sep, 1)]
+        return [
+            ("special", cls, 0),
+            ("seq", "A", 0),
+            ("special", sep, 0),
+            ("seq", "B", 1),
+            ("special", sep, 1),
+        ]
     if kind == "RobertaProcessing":
         cls, sep = [post_processor["cls"][1]], [post_processor["sep"][1]]
-        return [("special", cls, 0), ("seq", "A", 0), ("special", sep + sep, 0), ("seq", "B", 0), ("special", sep, 0)]
+        return [
+            ("special", cls, 0),
+            ("seq", "A", 0),
+            ("special", sep + sep, 0),
+            ("seq", "B", 0),
+            ("special", sep, 0),
+        ]
     return None
 
 
@@ -111,18 +132,28 @@ class PairEncoder:
     def __init__(self, hf_tokenizer, template: PairTemplate):
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
         if backend is None:
-            raise TypeError(f"{type(hf_tokenizer).__name__} has no fast (Rust) backend; a fast tokenizer is required")
-        self.backend = Tokenizer.from_str(backend.to_str())  # private copy: no padding/truncation side effects
+            raise TypeError(
+                f"{type(hf_tokenizer).__name__} has no fast (Rust) backend; a fast tokenizer is required"
+            )
+        self.backend = Tokenizer.from_str(
+            backend.to_str()
+        )  # private copy: no padding/truncation side effects
         self.backend.no_padding()
         self.backend.no_truncation()
         self.template = template
         self.eos_id, self.pad_id = hf_tokenizer.eos_token_id, hf_tokenizer.pad_token_id
         self.bos_id = hf_tokenizer.bos_token_id
         if self.bos_id is None and template.join == "reference":
-            self.bos_id = hf_tokenizer.convert_tokens_to_ids(QWEN_BOS) if QWEN_BOS in hf_tokenizer.get_vocab() else None
+            self.bos_id = (
+                hf_tokenizer.convert_tokens_to_ids(QWEN_BOS)
+                if QWEN_BOS in hf_tokenizer.get_vocab()
+                else None
+            )
             if self.bos_id is None:
-                raise ValueError(f"template.join=reference needs a BOS token and {type(hf_tokenizer).__name__} has "
-                                 "none (nor <|endoftext|>); use template.join=tokenizer")
+                raise ValueError(
+                    f"template.join=reference needs a BOS token and {type(hf_tokenizer).__name__} has "
+                    "none (nor <|endoftext|>); use template.join=tokenizer"
+                )
         if template.append_eos and self.eos_id is None:
             raise ValueError("template.append_eos is set but the tokenizer has no EOS token")
         spec = json.loads(self.backend.to_str())
@@ -132,10 +163,14 @@ class PairEncoder:
         self.can_precut = spec.get("pre_tokenizer") is not None
 
     def queries(self, texts: list[str]) -> list[Encoding]:
-        return self._encode([self.template.query_text(t) for t in texts], self.template.query_max_len)
+        return self._encode(
+            [self.template.query_text(t) for t in texts], self.template.query_max_len
+        )
 
     def docs(self, titled: list[tuple[str, str]]) -> list[Encoding]:
-        return self._encode([self.template.doc_text(t, x) for t, x in titled], self.template.doc_max_len)
+        return self._encode(
+            [self.template.doc_text(t, x) for t, x in titled], self.template.doc_max_len
+        )
 
     def pair(self, query: Encoding, doc: Encoding) -> tuple[list[int], list[int]]:
         """(input_ids, token_type_ids) for one joined pair."""
@@ -155,7 +190,11 @@ class PairEncoder:
 
         joined = [self.pair(q, d) for q, d in encoded]
         ids, mask = pad([j[0] for j in joined], self.pad_id)
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": pad([j[1] for j in joined], 0)[0]}
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": pad([j[1] for j in joined], 0)[0],
+        }
 
     def _reference_join(self, query: list[int], doc: list[int]) -> list[int]:
         """``prepare_for_model([bos] + q, [bos] + d)`` with its overflow truncation."""
@@ -170,9 +209,14 @@ class PairEncoder:
         if not self.template.segment_specials:
             return first + second
         if self.layout is None:
-            raise ValueError("template.segment_specials needs a tokenizer whose pair template can be read")
-        return [t for kind, value, _ in self.layout for t in (value if kind == "special" else
-                                                               (first if value == "A" else second))]
+            raise ValueError(
+                "template.segment_specials needs a tokenizer whose pair template can be read"
+            )
+        return [
+            t
+            for kind, value, _ in self.layout
+            for t in (value if kind == "special" else (first if value == "A" else second))
+        ]
 
     def _special_count(self) -> int:
         return sum(len(v) for kind, v, _ in self.layout or [] if kind == "special")

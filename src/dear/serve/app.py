@@ -29,7 +29,14 @@ from dear.errors import ConfigError, DataError, EndpointError
 from dear.rerank.pointwise import BiEncoderScorer
 from dear.rerank.template import words_prefix
 from dear.serve.batcher import MicroBatcher, QueueFull
-from dear.serve.schemas import ModelCard, ModelList, RerankDocument, RerankRequest, RerankResponse, RerankResult
+from dear.serve.schemas import (
+    ModelCard,
+    ModelList,
+    RerankDocument,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+)
 
 CHARS_PER_TOKEN = 4  # the token count of a scorer without a tokenizer: a character proxy
 
@@ -50,19 +57,27 @@ class LimitExceeded(ValueError):
 
 def check_limits(body: RerankRequest, docs: list[RerankDocument], limits: Limits) -> None:
     if len(docs) > limits.max_documents:
-        raise LimitExceeded(f"documents: {len(docs)} > serve.limits.max_documents = {limits.max_documents}")
+        raise LimitExceeded(
+            f"documents: {len(docs)} > serve.limits.max_documents = {limits.max_documents}"
+        )
     if len(body.query) > limits.max_query_chars:
-        raise LimitExceeded(f"query: {len(body.query)} characters > "
-                            f"serve.limits.max_query_chars = {limits.max_query_chars}")
+        raise LimitExceeded(
+            f"query: {len(body.query)} characters > "
+            f"serve.limits.max_query_chars = {limits.max_query_chars}"
+        )
     for i, d in enumerate(docs):
         if len(d.text) + len(d.title) > limits.max_document_chars:
-            raise LimitExceeded(f"documents[{i}]: {len(d.text) + len(d.title)} characters > "
-                                f"serve.limits.max_document_chars = {limits.max_document_chars}")
+            raise LimitExceeded(
+                f"documents[{i}]: {len(d.text) + len(d.title)} characters > "
+                f"serve.limits.max_document_chars = {limits.max_document_chars}"
+            )
 
 
 def document_cut(scorer) -> int | None:
     """The most tokens of a document ``scorer`` reads (template ``doc_max_len`` or ``max_len``), or None."""
-    return getattr(getattr(scorer, "template", None), "doc_max_len", None) or getattr(scorer, "max_len", None)
+    return getattr(getattr(scorer, "template", None), "doc_max_len", None) or getattr(
+        scorer, "max_len", None
+    )
 
 
 class DocumentTokens:
@@ -91,7 +106,9 @@ class DocumentTokens:
         return text, min(len(ends), self.model_cut)
 
 
-def to_ranking(body: RerankRequest, docs: list[RerankDocument], tokens: DocumentTokens, limits: Limits) -> Ranking:
+def to_ranking(
+    body: RerankRequest, docs: list[RerankDocument], tokens: DocumentTokens, limits: Limits
+) -> Ranking:
     """The request as a ``Ranking`` (``docid`` = index), within ``max_request_tokens`` as the model reads it."""
     texts, total = [], 0
     for d in docs:
@@ -99,8 +116,10 @@ def to_ranking(body: RerankRequest, docs: list[RerankDocument], tokens: Document
         texts.append(text)
         total += min(n + tokens.read(d.title)[1], tokens.model_cut)
     if total > limits.max_request_tokens:
-        raise LimitExceeded(f"documents: {total} tokens as the model reads them > serve.limits.max_request_tokens = "
-                            f"{limits.max_request_tokens} (send fewer documents, or cut them with max_tokens_per_doc)")
+        raise LimitExceeded(
+            f"documents: {total} tokens as the model reads them > serve.limits.max_request_tokens = "
+            f"{limits.max_request_tokens} (send fewer documents, or cut them with max_tokens_per_doc)"
+        )
     candidates = [Candidate(str(i), text, d.title) for i, (d, text) in enumerate(zip(docs, texts))]
     return Ranking(Query("request", body.query), candidates)
 
@@ -140,9 +159,12 @@ class Reranking:
         async with self._listwise_lock:
             reranked = (await asyncio.to_thread(self.listwise.rerank, [head]))[0]
         top = [int(c.docid) for c in reranked.candidates]
-        meta = {"order": f"listwise over the pointwise top {len(top)}; relevance_score is the pointwise one",
-                "justification": reranked.meta.get("justification", ""), "parse": reranked.meta.get("parse")}
-        return top + order[len(top):], scores, meta
+        meta = {
+            "order": f"listwise over the pointwise top {len(top)}; relevance_score is the pointwise one",
+            "justification": reranked.meta.get("justification", ""),
+            "parse": reranked.meta.get("parse"),
+        }
+        return top + order[len(top) :], scores, meta
 
 
 class Unauthorized(Exception):
@@ -157,7 +179,9 @@ def bearer_check(api_key: str | None):
     async def check(credentials: HTTPAuthorizationCredentials | None = bearer) -> None:
         if api_key is None:
             return
-        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), api_key.encode()):
+        if credentials is None or not secrets.compare_digest(
+            credentials.credentials.encode(), api_key.encode()
+        ):
             raise Unauthorized()
 
     return check
@@ -174,13 +198,26 @@ def known_keys(settings: dict, target, field: str) -> dict:
     return settings
 
 
-def build_app(scorer, model_name: str | None = None, limits: Limits | dict | None = None, batching: dict | None = None,
-              api_key: str | None = None, listwise=None, listwise_depth: int = 20) -> FastAPI:
+def build_app(
+    scorer,
+    model_name: str | None = None,
+    limits: Limits | dict | None = None,
+    batching: dict | None = None,
+    api_key: str | None = None,
+    listwise=None,
+    listwise_depth: int = 20,
+) -> FastAPI:
     """A FastAPI app serving ``scorer`` (anything with ``score(rankings)``); ``model_name`` None: ``served_name``."""
     model_name = model_name or served_name(scorer)
-    limits = limits if isinstance(limits, Limits) else Limits(**known_keys(limits or {}, Limits, "serve.limits"))
+    limits = (
+        limits
+        if isinstance(limits, Limits)
+        else Limits(**known_keys(limits or {}, Limits, "serve.limits"))
+    )
     batching = known_keys(dict(batching or {}), MicroBatcher, "serve.batching")
-    if getattr(scorer, "whole_rankings", False):  # its scores depend on all of a request's documents
+    if getattr(
+        scorer, "whole_rankings", False
+    ):  # its scores depend on all of a request's documents
         batching["chunk_pairs"] = None
     batcher = MicroBatcher(scorer.score, **batching)
     reranking = Reranking(batcher, listwise, listwise_depth)
@@ -193,15 +230,22 @@ def build_app(scorer, model_name: str | None = None, limits: Limits | dict | Non
         yield
         await batcher.close()
 
-    app = FastAPI(title="dear rerank server", version="1", lifespan=lifespan,
-                  description="Cohere-compatible rerank API over a DeAR pointwise scorer (optionally + listwise).")
+    app = FastAPI(
+        title="dear rerank server",
+        version="1",
+        lifespan=lifespan,
+        description="Cohere-compatible rerank API over a DeAR pointwise scorer (optionally + listwise).",
+    )
     app.state.batcher, app.state.model_name = batcher, model_name
     auth = [Depends(bearer_check(api_key))]
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(request: Request, exc: Unauthorized):
-        return JSONResponse({"message": "missing or wrong bearer key (Authorization: Bearer ...)"}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse(
+            {"message": "missing or wrong bearer key (Authorization: Bearer ...)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError):
@@ -211,40 +255,74 @@ def build_app(scorer, model_name: str | None = None, limits: Limits | dict | Non
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": model_name, "queued": batcher.admitted, "scorer_calls": batcher.calls}
+        return {
+            "status": "ok",
+            "model": model_name,
+            "queued": batcher.admitted,
+            "scorer_calls": batcher.calls,
+        }
 
     @app.get("/v1/models", dependencies=auth)
     async def models() -> ModelList:
-        return ModelList(data=[ModelCard(id=model_name, scorer=type(scorer).__name__, stages=stages)])
+        return ModelList(
+            data=[ModelCard(id=model_name, scorer=type(scorer).__name__, stages=stages)]
+        )
 
     async def rerank(body: RerankRequest, api_version: str):
         docs = body.titled()
         try:
             check_limits(body, docs, limits)
-            ranking = await asyncio.to_thread(to_ranking, body, docs, tokens, limits)  # tokenising: off the event loop
+            ranking = await asyncio.to_thread(
+                to_ranking, body, docs, tokens, limits
+            )  # tokenising: off the event loop
             order, scores, notes = await reranking.rank(ranking)
         except LimitExceeded as error:
             return JSONResponse({"message": str(error)}, status_code=413)
         except QueueFull as error:
-            return JSONResponse({"message": f"server busy: {error}"}, status_code=429, headers={"Retry-After": "1"})
+            return JSONResponse(
+                {"message": f"server busy: {error}"}, status_code=429, headers={"Retry-After": "1"}
+            )
         except EndpointError:
             raise  # a model endpoint of ours is down: a server fault (500), not the request's
         except DataError as error:  # the scorer refused this request's input
             return JSONResponse({"message": str(error)}, status_code=422)
         unit = relevance(scorer, scores)
-        results = [RerankResult(index=i, relevance_score=float(unit[i]), raw_score=float(scores[i]),
-                                document=({"text": docs[i].text, "title": docs[i].title or None}
-                                          if body.return_documents else None))
-                   for i in order[: body.top_n]]
-        meta = {"api_version": {"version": api_version}, "billed_units": {"search_units": 1},
-                "model": model_name, **notes}
+        results = [
+            RerankResult(
+                index=i,
+                relevance_score=float(unit[i]),
+                raw_score=float(scores[i]),
+                document=(
+                    {"text": docs[i].text, "title": docs[i].title or None}
+                    if body.return_documents
+                    else None
+                ),
+            )
+            for i in order[: body.top_n]
+        ]
+        meta = {
+            "api_version": {"version": api_version},
+            "billed_units": {"search_units": 1},
+            "model": model_name,
+            **notes,
+        }
         return RerankResponse(id=str(uuid.uuid4()), results=results, meta=meta)
 
-    @app.post("/v1/rerank", dependencies=auth, response_model=RerankResponse, response_model_exclude_none=True)
+    @app.post(
+        "/v1/rerank",
+        dependencies=auth,
+        response_model=RerankResponse,
+        response_model_exclude_none=True,
+    )
     async def rerank_v1(body: RerankRequest):
         return await rerank(body, "1")
 
-    @app.post("/v2/rerank", dependencies=auth, response_model=RerankResponse, response_model_exclude_none=True)
+    @app.post(
+        "/v2/rerank",
+        dependencies=auth,
+        response_model=RerankResponse,
+        response_model_exclude_none=True,
+    )
     async def rerank_v2(body: RerankRequest):
         return await rerank(body, "2")
 

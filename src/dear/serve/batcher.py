@@ -46,8 +46,13 @@ class _Job:
 
     def take(self) -> _Chunk:
         start, self.sent = self.sent, self.sent + self.next_size()
-        return _Chunk(self, start, Ranking(self.ranking.query, self.ranking.candidates[start : self.sent],
-                                           self.ranking.meta))
+        return _Chunk(
+            self,
+            start,
+            Ranking(
+                self.ranking.query, self.ranking.candidates[start : self.sent], self.ranking.meta
+            ),
+        )
 
     def deliver(self, start: int, scores: np.ndarray) -> None:
         if self.future.done():  # failed already, or a client that went away left it cancelled
@@ -71,15 +76,29 @@ class _Chunk:
 class MicroBatcher:
     """``score_fn(rankings) -> list[np.ndarray]``; ``enabled=False``: one chunk per call (the no-merging baseline)."""
 
-    def __init__(self, score_fn: Callable[[list[Ranking]], list[np.ndarray]], enabled: bool = True,
-                 max_wait_ms: float = 2.0, max_batch_pairs: int = 512, chunk_pairs: int | None = 64,
-                 max_queue: int = 64):
+    def __init__(
+        self,
+        score_fn: Callable[[list[Ranking]], list[np.ndarray]],
+        enabled: bool = True,
+        max_wait_ms: float = 2.0,
+        max_batch_pairs: int = 512,
+        chunk_pairs: int | None = 64,
+        max_queue: int = 64,
+    ):
         if max_queue < 1 or max_batch_pairs < 1 or max_wait_ms < 0 or (chunk_pairs or 1) < 1:
-            raise ConfigError("serve.batching: expected max_queue, max_batch_pairs and chunk_pairs (or null) >= 1, "
-                              f"max_wait_ms >= 0, found {max_queue}, {max_batch_pairs}, {chunk_pairs}, {max_wait_ms}")
+            raise ConfigError(
+                "serve.batching: expected max_queue, max_batch_pairs and chunk_pairs (or null) >= 1, "
+                f"max_wait_ms >= 0, found {max_queue}, {max_batch_pairs}, {chunk_pairs}, {max_wait_ms}"
+            )
         self.score_fn, self.enabled = score_fn, enabled
-        self.chunk_pairs = min(chunk_pairs, max_batch_pairs) if chunk_pairs else None  # a chunk fits a call
-        self.max_wait_s, self.max_batch_pairs, self.max_queue = max_wait_ms / 1000, max_batch_pairs, max_queue
+        self.chunk_pairs = (
+            min(chunk_pairs, max_batch_pairs) if chunk_pairs else None
+        )  # a chunk fits a call
+        self.max_wait_s, self.max_batch_pairs, self.max_queue = (
+            max_wait_ms / 1000,
+            max_batch_pairs,
+            max_queue,
+        )
         self.admitted = 0  # requests waiting or being scored
         self.calls = 0  # scorer calls that succeeded (tests and /health read it)
         self._pending: list[_Job] = []  # the line (see the module's docstring)
@@ -106,12 +125,18 @@ class MicroBatcher:
         if self._worker is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
         if self.admitted >= self.max_queue:
-            raise QueueFull(f"{self.admitted} requests queued (serve.batching.max_queue = {self.max_queue})")
+            raise QueueFull(
+                f"{self.admitted} requests queued (serve.batching.max_queue = {self.max_queue})"
+            )
         if not ranking.candidates:
             return np.zeros(0, dtype=np.float32)
         self.admitted += 1
         try:
-            job = _Job(ranking, self.chunk_pairs or len(ranking.candidates), asyncio.get_running_loop().create_future())
+            job = _Job(
+                ranking,
+                self.chunk_pairs or len(ranking.candidates),
+                asyncio.get_running_loop().create_future(),
+            )
             self._pending.append(job)
             self._arrived.set()
             return await job.future
@@ -126,7 +151,9 @@ class MicroBatcher:
                 continue
             await self._score(chunks, loop)
             # back in line behind the requests that arrived meanwhile
-            self._pending += [c.job for c in chunks if c.job.next_size() and not c.job.future.done()]
+            self._pending += [
+                c.job for c in chunks if c.job.next_size() and not c.job.future.done()
+            ]
 
     async def _wait_for_work(self, loop) -> bool:
         """Until a request is pending (False once closed and drained), then up to ``max_wait_ms`` more."""
@@ -137,7 +164,9 @@ class MicroBatcher:
             self._arrived.clear()
             await self._arrived.wait()
         deadline = loop.time() + self.max_wait_s
-        while idle and self.enabled and not self._closing and self._room() and deadline > loop.time():
+        while (
+            idle and self.enabled and not self._closing and self._room() and deadline > loop.time()
+        ):
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
@@ -151,10 +180,15 @@ class MicroBatcher:
     def _take(self) -> list[_Chunk]:
         """The next call's chunks: the first request's next chunk plus the next chunks of its kind that fit."""
         chunks, pairs = [], 0
-        self._pending = [job for job in self._pending if not job.future.done()]  # failed, or client gone
+        self._pending = [
+            job for job in self._pending if not job.future.done()
+        ]  # failed, or client gone
         for job in list(self._pending):
-            if chunks and (not self.enabled or job.split != chunks[0].job.split
-                           or pairs + job.next_size() > self.max_batch_pairs):
+            if chunks and (
+                not self.enabled
+                or job.split != chunks[0].job.split
+                or pairs + job.next_size() > self.max_batch_pairs
+            ):
                 continue
             pairs += job.next_size()
             chunks.append(job.take())
@@ -163,7 +197,9 @@ class MicroBatcher:
 
     async def _score(self, chunks: list[_Chunk], loop) -> None:
         try:
-            scores = await loop.run_in_executor(self._executor, self.score_fn, [c.ranking for c in chunks])
+            scores = await loop.run_in_executor(
+                self._executor, self.score_fn, [c.ranking for c in chunks]
+            )
         except Exception as error:  # noqa: BLE001 - kept to the request whose chunk raises
             if len(chunks) == 1:
                 chunks[0].job.fail(error)

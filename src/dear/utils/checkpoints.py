@@ -62,10 +62,19 @@ class LastCheckpoint(ModelCheckpoint):
     miss a validation — perhaps a best checkpoint — that the uninterrupted run had. Nothing is saved
     in the middle of a gradient accumulation (the accumulated gradients are in no checkpoint)."""
 
-    def __init__(self, dirpath: str, every_n_train_steps: int | None = None, train_time_interval=None):
-        super().__init__(dirpath=dirpath, monitor=None, save_top_k=0, save_last=True,
-                         every_n_train_steps=every_n_train_steps, train_time_interval=train_time_interval,
-                         save_on_train_epoch_end=False, enable_version_counter=False)
+    def __init__(
+        self, dirpath: str, every_n_train_steps: int | None = None, train_time_interval=None
+    ):
+        super().__init__(
+            dirpath=dirpath,
+            monitor=None,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps,
+            train_time_interval=train_time_interval,
+            save_on_train_epoch_end=False,
+            enable_version_counter=False,
+        )
 
     # Lightning has no public API for "will the loop validate after this batch" or "is this batch
     # inside a gradient accumulation" (its own rule counts batches across epochs and defers to
@@ -78,8 +87,10 @@ class LastCheckpoint(ModelCheckpoint):
         if missing or not hasattr(trainer.fit_loop, "_data_fetcher"):
             import lightning
 
-            raise RuntimeError(f"Lightning {lightning.__version__}: the training loops lack "
-                               f"{missing or '_data_fetcher'}; dear.utils.checkpoints.LastCheckpoint needs updating")
+            raise RuntimeError(
+                f"Lightning {lightning.__version__}: the training loops lack "
+                f"{missing or '_data_fetcher'}; dear.utils.checkpoints.LastCheckpoint needs updating"
+            )
         super().on_train_start(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -91,7 +102,9 @@ class LastCheckpoint(ModelCheckpoint):
             return
         # The very check the epoch loop makes right after this hook (private API of Lightning 2.6);
         # with no validation batches the loop skips validation and its end hook: save now.
-        if sum(trainer.num_val_batches) > 0 and epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
+        if sum(trainer.num_val_batches) > 0 and epoch_loop._should_check_val_fx(
+            trainer.fit_loop._data_fetcher
+        ):
             self._defer_save_until_validation = True  # ModelCheckpoint.on_validation_end saves then
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -108,7 +121,9 @@ def set_aside(path: Path, reason: BaseException) -> Path | None:
         path.rename(target)
     except FileNotFoundError:  # another rank of the same run set it aside first
         return None
-    log(f"unreadable checkpoint set aside: {path} does not load ({type(reason).__name__}: {reason}); renamed {target}")
+    log(
+        f"unreadable checkpoint set aside: {path} does not load ({type(reason).__name__}: {reason}); renamed {target}"
+    )
     return target
 
 

@@ -28,7 +28,9 @@ def atomic_write(path: str | Path, write, binary: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make results unreadable to co-workers
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+        with os.fdopen(
+            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+        ) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -97,7 +99,9 @@ def read_lines(path: str | Path):
             yield lineno, line
 
 
-ASCII_SPACE = " \t\n\r\f\v"  # C's isspace(), what trec_eval splits on (str.split() also splits on U+00A0 …)
+ASCII_SPACE = (
+    " \t\n\r\f\v"  # C's isspace(), what trec_eval splits on (str.split() also splits on U+00A0 …)
+)
 
 
 def text_lines(path: str | Path):
@@ -105,8 +109,14 @@ def text_lines(path: str | Path):
     non-UTF-8 line is a one-line DataError."""
     with open_input(path) as f:
         for lineno, raw in enumerate(f, start=1):
-            yield lineno, decoded(raw[3:] if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else raw,
-                                  path, lineno).rstrip("\r\n")
+            yield (
+                lineno,
+                decoded(
+                    raw[3:] if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else raw,
+                    path,
+                    lineno,
+                ).rstrip("\r\n"),
+            )
 
 
 def tsv_rows(lines, path: str | Path):
@@ -124,7 +134,9 @@ def tsv_rows(lines, path: str | Path):
         except StopIteration:
             return
         except csv.Error as e:
-            raise DataError(f"{at(path, last[0])}: malformed tab-separated line ({str(e).split(' - ')[0]})") from None
+            raise DataError(
+                f"{at(path, last[0])}: malformed tab-separated line ({str(e).split(' - ')[0]})"
+            ) from None
         yield last[0], row
 
 
@@ -144,7 +156,9 @@ def open_input(path: str | Path):
     except FileNotFoundError:
         raise DataError(f"{at(path)}: file not found") from None
     except OSError as e:
-        raise DataError(f"{at(path)}: cannot read the file ({e.strerror or type(e).__name__})") from None
+        raise DataError(
+            f"{at(path)}: cannot read the file ({e.strerror or type(e).__name__})"
+        ) from None
 
 
 def read_text(path: str | Path) -> str:
@@ -207,7 +221,9 @@ class JsonlAppender:
             with self.path.open("r+b") as f:
                 f.truncate(len(keep))
         lines = decoded(keep, self.path).split("\n")
-        return [json_line(line, self.path, i) for i, line in enumerate(lines, start=1) if line.strip()]
+        return [
+            json_line(line, self.path, i) for i, line in enumerate(lines, start=1) if line.strip()
+        ]
 
     def append(self, row: dict) -> None:
         self._file.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -84,8 +84,11 @@ def save_hydra_job(cfg, hydra_cfg, secrets: set[str]) -> None:
         if rank_world()[0] == 0:
             saved = Path(hydra_cfg.runtime.output_dir) / HYDRA_DIR
             hydra_yaml = OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg}))
-            for name, text in (("config.yaml", config), ("hydra.yaml", hydra_yaml),
-                               ("overrides.yaml", OmegaConf.to_yaml(overrides))):
+            for name, text in (
+                ("config.yaml", config),
+                ("hydra.yaml", hydra_yaml),
+                ("overrides.yaml", OmegaConf.to_yaml(overrides)),
+            ):
                 atomic_write_text(saved / name, mask(text, secrets))
     elif secrets:
         saved = Path(hydra_cfg.runtime.output_dir) / str(hydra_cfg.output_subdir)

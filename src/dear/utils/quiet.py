@@ -30,8 +30,13 @@ def is_fresh_head_report(text: str) -> bool:
     source = first.partition(" LOAD REPORT from: ")[2].strip()
     if not source:
         return False
-    rows = [[cell.strip() for cell in line.split("|")] for line in rest.split("\n\n")[0].splitlines()[2:]]
-    if not rows or any(len(r) < 2 or r[1] != "MISSING" or not r[0].startswith(HEAD_PREFIXES) for r in rows):
+    rows = [
+        [cell.strip() for cell in line.split("|")]
+        for line in rest.split("\n\n")[0].splitlines()[2:]
+    ]
+    if not rows or any(
+        len(r) < 2 or r[1] != "MISSING" or not r[0].startswith(HEAD_PREFIXES) for r in rows
+    ):
         return False
     return not _has_classifier_head(Path(source))
 
@@ -60,13 +65,20 @@ class _Drop(logging.Filter):
 
 def quiet_known_noise() -> None:
     """Install the filters above (idempotent: a filter is added once per logger)."""
-    filters = {"transformers.modeling_utils": FreshHeadReport(), "bm25s": _Drop(level=logging.INFO),
-               "bitsandbytes.backends.cpu.ops": _Drop("kernels-community"),
-               **{f"lightning.{part}.utilities.rank_zero": _Drop("💡 Tip: For seamless cloud logging")
-                  for part in ("pytorch", "fabric")}}
+    filters = {
+        "transformers.modeling_utils": FreshHeadReport(),
+        "bm25s": _Drop(level=logging.INFO),
+        "bitsandbytes.backends.cpu.ops": _Drop("kernels-community"),
+        **{
+            f"lightning.{part}.utilities.rank_zero": _Drop("💡 Tip: For seamless cloud logging")
+            for part in ("pytorch", "fabric")
+        },
+    }
     for name, new in filters.items():
         logger = logging.getLogger(name)
         if not any(type(f) is type(new) for f in logger.filters):
             logger.addFilter(new)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )

@@ -14,7 +14,20 @@ def rank_world(launcher_env: bool = True) -> tuple[int, int]:
         return dist.get_rank(), dist.get_world_size()
     if not launcher_env:
         return 0, 1
-    rank = next((int(os.environ[n]) for n in ("RANK", "LOCAL_RANK", "SLURM_PROCID")
-                 if os.environ.get(n, "").isdigit()), 0)
-    world = next((int(os.environ[n]) for n in ("WORLD_SIZE", "SLURM_NTASKS") if os.environ.get(n, "").isdigit()), 1)
+    rank = next(
+        (
+            int(os.environ[n])
+            for n in ("RANK", "LOCAL_RANK", "SLURM_PROCID")
+            if os.environ.get(n, "").isdigit()
+        ),
+        0,
+    )
+    world = next(
+        (
+            int(os.environ[n])
+            for n in ("WORLD_SIZE", "SLURM_NTASKS")
+            if os.environ.get(n, "").isdigit()
+        ),
+        1,
+    )
     return rank, max(world, rank + 1)

@@ -36,19 +36,46 @@ from dear.utils.ranks import rank_world
 
 RECORD = "repro.json"
 # Keys whose values are secrets; ``*_env`` keys name a variable. ``max_new_tokens``/``tokenizer`` are not secrets.
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?|auth)(_|$)",
-                         re.IGNORECASE)
-SECRET_SHAPE = r"(?:sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}"  # an API key or token, by its look
+_SECRET_KEY = re.compile(
+    r"(^|_)(api_?key|token|secret|password|passwd|credentials?|auth)(_|$)", re.IGNORECASE
+)
+SECRET_SHAPE = (
+    r"(?:sk-|hf_|ghp_|xox[abp]-|wandb_)[A-Za-z0-9_-]{16,}"  # an API key or token, by its look
+)
 _SECRET_VALUE = re.compile(f"^{SECRET_SHAPE}$")
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+):([^/\s@]+)@")  # group 2: the password
-_CLUSTER_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
-                "SLURM_NTASKS", "SLURM_JOB_PARTITION", "SUBMITIT_EXECUTOR", "CUDA_VISIBLE_DEVICES")
+_CLUSTER_ENV = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NTASKS",
+    "SLURM_JOB_PARTITION",
+    "SUBMITIT_EXECUTOR",
+    "CUDA_VISIBLE_DEVICES",
+)
 REDACTED = "***"
 # Packages whose versions change scores: kernels and numerics, tokenization, adapters, engines, metrics.
-SCORING_PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "bitsandbytes", "vllm",
-                    "flash-attn", "numpy", "sentence-transformers", "bm25s", "ir-measures", "pytrec-eval-terrier",
-                    "ir-datasets", "gguf")
-_LOADED: dict[str, dict] = {}  # what this process loaded: "model:<name>" / "tokenizer:<name>" → facts
+SCORING_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "accelerate",
+    "bitsandbytes",
+    "vllm",
+    "flash-attn",
+    "numpy",
+    "sentence-transformers",
+    "bm25s",
+    "ir-measures",
+    "pytrec-eval-terrier",
+    "ir-datasets",
+    "gguf",
+)
+_LOADED: dict[
+    str, dict
+] = {}  # what this process loaded: "model:<name>" / "tokenizer:<name>" → facts
 
 
 def scrub(obj, key: str = ""):
@@ -74,13 +101,19 @@ def scrub_override(text: str) -> str:
 
 def git_state(root: Path = ROOT) -> dict:
     """Commit, whether the tree has uncommitted changes, and which paths; ``error`` when unknown."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
-                              timeout=30).stdout
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
 
     try:
         changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
-        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(changed), "changed": changed}
+        return {
+            "commit": git("rev-parse", "HEAD").strip(),
+            "dirty": bool(changed),
+            "changed": changed,
+        }
     except subprocess.CalledProcessError as e:  # e.g. "fatal: not a git repository"
         return {"commit": None, "error": (e.stderr or str(e)).strip()}
     except (OSError, subprocess.SubprocessError) as e:  # no git, or it hung
@@ -89,7 +122,11 @@ def git_state(root: Path = ROOT) -> dict:
 
 def package_versions() -> dict[str, str]:
     """Every installed distribution → version (what ``pip freeze`` would list), sorted by name."""
-    versions = {d.metadata["Name"].lower(): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    versions = {
+        d.metadata["Name"].lower(): d.version
+        for d in metadata.distributions()
+        if d.metadata["Name"]
+    }
     return dict(sorted(versions.items()))
 
 
@@ -97,12 +134,27 @@ def hardware() -> dict:
     """Host, CPU model and count, memory, GPUs (name and memory) and the CUDA/cuDNN builds."""
     import torch
 
-    gpus = [{"name": torch.cuda.get_device_name(i),
-             "memory_gb": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
-            for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    return {"host": platform.node(), "platform": platform.platform(), "cpu": _cpu_model(),
-            "cpu_count": os.cpu_count(), "memory_gb": _memory_gb(), "gpus": gpus, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
+    gpus = (
+        [
+            {
+                "name": torch.cuda.get_device_name(i),
+                "memory_gb": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1),
+            }
+            for i in range(torch.cuda.device_count())
+        ]
+        if torch.cuda.is_available()
+        else []
+    )
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": _memory_gb(),
+        "gpus": gpus,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+    }
 
 
 def rerun_command(hydra_cfg, overrides: list[str]) -> str:
@@ -119,16 +171,27 @@ def build_record(cfg, hydra_cfg) -> dict:
     """The record for the running Hydra job (``cfg``: its config, ``hydra_cfg``: HydraConfig.get())."""
     overrides = [scrub_override(o) for o in hydra_cfg.overrides.task]
     packages = package_versions()
-    return {"command": rerun_command(hydra_cfg, overrides), "argv": [scrub_override(a) for a in sys.argv],
-            "cwd": hydra_cfg.runtime.cwd, "overrides": overrides, "seed": cfg.get("seed"), "git": git_state(),
-            "python": platform.python_version(), "executable": sys.executable, "packages": packages,
-            "hardware": hardware(), "cluster": {k: os.environ[k] for k in _CLUSTER_ENV if k in os.environ},
-            "scoring": scoring_versions(packages)}
+    return {
+        "command": rerun_command(hydra_cfg, overrides),
+        "argv": [scrub_override(a) for a in sys.argv],
+        "cwd": hydra_cfg.runtime.cwd,
+        "overrides": overrides,
+        "seed": cfg.get("seed"),
+        "git": git_state(),
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "packages": packages,
+        "hardware": hardware(),
+        "cluster": {k: os.environ[k] for k in _CLUSTER_ENV if k in os.environ},
+        "scoring": scoring_versions(packages),
+    }
 
 
 def scoring_versions(packages: dict[str, str] | None = None) -> dict[str, str | None]:
     """``SCORING_PACKAGES`` → version in ``packages`` (default: the installed ones; None: absent)."""
-    versions = {normal_name(name): version for name, version in (packages or package_versions()).items()}
+    versions = {
+        normal_name(name): version for name, version in (packages or package_versions()).items()
+    }
     return {name: versions.get(normal_name(name)) for name in SCORING_PACKAGES}
 
 
@@ -136,7 +199,9 @@ def read_record(run_dir: str | Path) -> dict:
     """A run directory's ``repro.json``, or a one-line DataError (missing, not JSON, not an object)."""
     path = Path(run_dir) / RECORD
     if not path.is_file():
-        raise DataError(f"{path}: no reproducibility record (the run was not made by train.py or evaluate.py)")
+        raise DataError(
+            f"{path}: no reproducibility record (the run was not made by train.py or evaluate.py)"
+        )
     record = read_json(path)
     if not isinstance(record, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(record).__name__}")
@@ -175,8 +240,14 @@ def mark_finished(run_dir: str | Path) -> None:
     path = Path(run_dir) / RECORD
     if rank_world()[0] == 0:
         record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        atomic_write_json(path, {**record, "loaded": {**record.get("loaded", {}), **loaded()},
-                                 FINISHED: datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        atomic_write_json(
+            path,
+            {
+                **record,
+                "loaded": {**record.get("loaded", {}), **loaded()},
+                FINISHED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
 
 
 def refuse_finished(run_dir: str | Path) -> None:
@@ -194,8 +265,10 @@ def refuse_finished(run_dir: str | Path) -> None:
         why = "it holds metrics.json"
     else:
         return
-    raise DataError(f"{run_dir}: this run directory holds a finished run ({why}); a new run never changes it: "
-                    "choose another hydra.run.dir (or delete this one to redo the run)")
+    raise DataError(
+        f"{run_dir}: this run directory holds a finished run ({why}); a new run never changes it: "
+        "choose another hydra.run.dir (or delete this one to redo the run)"
+    )
 
 
 def _cpu_model() -> str:

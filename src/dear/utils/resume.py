@@ -53,13 +53,17 @@ def restore_loader_states(trainer) -> bool:
     fit_loop = trainer.fit_loop
     if not hasattr(fit_loop, "_combined_loader_states_to_load"):  # another Lightning version
         if trainer.ckpt_path:  # resuming: its batches may not be the uninterrupted run's; say so
-            raise RuntimeError(f"Lightning {L.__version__} keeps no pending loader states in its fit loop: "
-                               "dear.utils.resume.restore_loader_states needs updating (requirements.txt pins it)")
+            raise RuntimeError(
+                f"Lightning {L.__version__} keeps no pending loader states in its fit loop: "
+                "dear.utils.resume.restore_loader_states needs updating (requirements.txt pins it)"
+            )
         return False
     if not fit_loop._combined_loader_states_to_load or fit_loop._combined_loader is None:
         return False
     fit_loop._load_combined_loader_states()
-    if fit_loop._combined_loader_states_to_load:  # not restarting: Lightning would not load them either
+    if (
+        fit_loop._combined_loader_states_to_load
+    ):  # not restarting: Lightning would not load them either
         return False
     iter(fit_loop._data_fetcher)
     return True

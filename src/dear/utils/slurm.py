@@ -40,9 +40,24 @@ log = logging.getLogger(__name__)
 DEFAULT_GPUS = "${oc.select:trainer.devices,1}"
 EXIT_USER_ERROR = 2  # dear.cli's: our errors end the process with one line and this status
 # Job states in which a job has not ended (squeue/sacct --states); anything else has ended.
-ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "CONFIGURING",
-          "COMPLETING", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SUSPENDED", "PREEMPTED", "READY",
-          "UNKNOWN"}
+ACTIVE = {
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESV_DEL_HOLD",
+    "CONFIGURING",
+    "COMPLETING",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "SUSPENDED",
+    "PREEMPTED",
+    "READY",
+    "UNKNOWN",
+}
 ENDED = "ENDED"  # the state of a job squeue no longer lists
 
 
@@ -53,10 +68,14 @@ def gpu_request(launcher: dict, raw_gpus: Any, accelerator: str | None) -> int |
         value = launcher.get(field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             hint = " (one task per device: trainer.devices)" if field == "tasks_per_node" else ""
-            raise ValueError(f"hydra.launcher.{field}: expected a whole number >= 1{hint}, found {value!r}")
+            raise ValueError(
+                f"hydra.launcher.{field}: expected a whole number >= 1{hint}, found {value!r}"
+            )
     gpus = launcher.get("gpus_per_node")
     if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
-        raise ValueError(f"hydra.launcher.gpus_per_node: expected a whole number >= 0, found {gpus!r}")
+        raise ValueError(
+            f"hydra.launcher.gpus_per_node: expected a whole number >= 0, found {gpus!r}"
+        )
     if gpus == 0 or (raw_gpus == DEFAULT_GPUS and accelerator == "cpu"):
         return None
     return gpus
@@ -75,8 +94,13 @@ class SlurmLaunch(Callback):
         raw = OmegaConf.to_container(launcher, resolve=False).get("gpus_per_node")
         try:
             params = OmegaConf.to_container(launcher, resolve=True)
-            gpus = gpu_request(params, raw, OmegaConf.select(config, "trainer.accelerator", default=None))
-        except (ValueError, OmegaConfBaseException) as err:  # Hydra makes a callback's errors warnings: stop
+            gpus = gpu_request(
+                params, raw, OmegaConf.select(config, "trainer.accelerator", default=None)
+            )
+        except (
+            ValueError,
+            OmegaConfBaseException,
+        ) as err:  # Hydra makes a callback's errors warnings: stop
             message = str(err).splitlines()[0]
             if isinstance(err, OmegaConfBaseException):
                 message = f"{err.full_key}: {message}"
@@ -113,7 +137,9 @@ class QueueWatcher(SlurmInfoWatcher):
         self._num_calls += 1
         info = self._from_sacct(command) if self.accounting else None
         if info is None:
-            info = self._from_squeue({job.split("_")[0] for job in self._registered - self._finished})
+            info = self._from_squeue(
+                {job.split("_")[0] for job in self._registered - self._finished}
+            )
         if info is not None:
             self._info_dict.update(info)
         self._last_status_check = time.time()
@@ -137,8 +163,14 @@ class QueueWatcher(SlurmInfoWatcher):
     def _from_squeue(self, main_ids: set[str]) -> dict | None:
         """{job id: {"JobID", "State"}} of the registered jobs (array elements one by one); a job
         the controller no longer lists has ended. None when squeue itself failed."""
-        command = ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T",
-                   f"--jobs={','.join(sorted(main_ids))}"]
+        command = [
+            "squeue",
+            "--noheader",
+            "--array",
+            "--states=all",
+            "--format=%i|%T",
+            f"--jobs={','.join(sorted(main_ids))}",
+        ]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.SubprocessError) as err:
@@ -147,7 +179,9 @@ class QueueWatcher(SlurmInfoWatcher):
         listed: dict[str, dict[str, str]] = {}
         if done.returncode != 0:
             if "Invalid job id" not in done.stderr:  # e.g. the controller does not answer
-                log.warning(f"squeue failed ({done.stderr.strip() or done.returncode}); job states unchanged")
+                log.warning(
+                    f"squeue failed ({done.stderr.strip() or done.returncode}); job states unchanged"
+                )
                 return None
         else:
             listed = self.read_info("JobID|State\n" + done.stdout)

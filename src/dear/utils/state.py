@@ -9,6 +9,7 @@ _WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.
 
 def trainable_state(module: torch.nn.Module, state: dict) -> dict:
     """``state``'s trainable parameters of ``module``, ignoring FSDP / checkpointing / compile name prefixes."""
+
     def clean(name: str) -> str:
         for prefix in _WRAPPERS:
             name = name.replace(prefix, "")

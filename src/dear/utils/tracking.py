@@ -15,7 +15,12 @@ from omegaconf import OmegaConf
 from dear.utils.repro import scrub, scrub_override
 
 # Tag name → config path; W&B tags hold at most 64 characters.
-TAG_FIELDS = {"teacher": "teacher.model", "student": "student.model", "loss": "loss.rank", "alpha": "alpha.value"}
+TAG_FIELDS = {
+    "teacher": "teacher.model",
+    "student": "student.model",
+    "loss": "loss.rank",
+    "alpha": "alpha.value",
+}
 MAX_TAG = 64
 
 
@@ -53,17 +58,26 @@ def _scrubbed_argv():
 
 def final_table(results: dict[str, dict[str, dict[str, float]]]) -> tuple[list[str], list[list]]:
     """{benchmark: {stage: {metric: value}}} → (columns, rows), one row per benchmark and stage, None where missing."""
-    metrics = list(dict.fromkeys(m for stages in results.values() for row in stages.values() for m in row))
-    rows = [[bench, stage, *(row.get(m) for m in metrics)]
-            for bench, stages in results.items() for stage, row in stages.items()]
+    metrics = list(
+        dict.fromkeys(m for stages in results.values() for row in stages.values() for m in row)
+    )
+    rows = [
+        [bench, stage, *(row.get(m) for m in metrics)]
+        for bench, stages in results.items()
+        for stage, row in stages.items()
+    ]
     return ["benchmark", "stage", *metrics], rows
 
 
 def log_final(loggers: list[Logger], results: dict[str, dict[str, dict[str, float]]]) -> None:
     """The final metrics of every benchmark and stage → W&B summary values and table."""
     columns, rows = final_table(results)
-    summary = {f"final/{bench}/{stage}/{metric}": value for bench, stages in results.items()
-               for stage, row in stages.items() for metric, value in row.items()}
+    summary = {
+        f"final/{bench}/{stage}/{metric}": value
+        for bench, stages in results.items()
+        for stage, row in stages.items()
+        for metric, value in row.items()
+    }
     for logger in loggers:
         if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0:
             logger.experiment.summary.update(summary)

@@ -50,9 +50,13 @@ class TokenizerRenderer:
     def _render(self, messages: list[dict[str, str]], chat: bool) -> list[int]:
         if chat:
             if not self.tokenizer.chat_template:
-                raise ValueError(f"{self.tokenizer.name_or_path}: the tokenizer has no chat template; "
-                                 "use a prompt with chat_template: false")
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                raise ValueError(
+                    f"{self.tokenizer.name_or_path}: the tokenizer has no chat template; "
+                    "use a prompt with chat_template: false"
+                )
+            text = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(plain_text(messages))["input_ids"]
 
@@ -65,11 +69,15 @@ class TokenizerRenderer:
         return self._passage_tokens if self.tokenizer.is_fast else None
 
     def _passage_tokens(self, texts: list[str]) -> list[list[int]]:
-        enc = self.tokenizer([" " + t for t in texts], add_special_tokens=False, return_offsets_mapping=True)
+        enc = self.tokenizer(
+            [" " + t for t in texts], add_special_tokens=False, return_offsets_mapping=True
+        )
         counts = []
         for text, offsets in zip(texts, enc["offset_mapping"]):
             starts = [start for start, _ in offsets]  # ascending: tokens in text order
-            counts.append([bisect.bisect_left(starts, 1 + w.end()) for w in re.finditer(r"\S+", text)])
+            counts.append(
+                [bisect.bisect_left(starts, 1 + w.end()) for w in re.finditer(r"\S+", text)]
+            )
         return counts
 
     def stop_ids(self, extra: list[int] | int | None = None) -> list[int]:

@@ -38,11 +38,25 @@ class TransformersBackend(LocalBackend):
     ``pipeline.shared_base``).
     """
 
-    def __init__(self, model: str, adapter: str | None = None, revision: str | None = None,
-                 max_new_tokens: int = 1024, batch_size: int = 8, max_batch_tokens: int = 131072,
-                 do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
-                 seed: int = 0, context_size: int | None = None, dtype: str = "auto", device: str = "auto",
-                 merge: bool = True, shared=None):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None = None,
+        revision: str | None = None,
+        max_new_tokens: int = 1024,
+        batch_size: int = 8,
+        max_batch_tokens: int = 131072,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        top_p: float = 1.0,
+        seed: int = 0,
+        context_size: int | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        merge: bool = True,
+        shared=None,
+    ):
         from transformers import GenerationConfig
 
         if max_new_tokens < 1:
@@ -52,27 +66,50 @@ class TransformersBackend(LocalBackend):
         # On a shared base the weights are the Stage-1 scorer's too: ``auto`` keeps its meaning there
         # (fp32 weights on a CPU, which the scorer computes under bf16 autocast).
         dtype = generation_dtype(dtype, device) if shared is None else dtype
-        self.identity = {"backend": "transformers", "model": model, "adapter": adapter, "revision": revision,
-                         "dtype": dtype, "max_new_tokens": max_new_tokens, "do_sample": do_sample,
-                         **({"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
-                            if do_sample else {})}
+        self.identity = {
+            "backend": "transformers",
+            "model": model,
+            "adapter": adapter,
+            "revision": revision,
+            "dtype": dtype,
+            "max_new_tokens": max_new_tokens,
+            "do_sample": do_sample,
+            **(
+                {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+                if do_sample
+                else {}
+            ),
+        }
         self.seed = seed
         load = load_causal_lm if shared is None else shared.causal_lm
         self.tokenizer, self.model = load(model, adapter, revision, dtype, device, merge)
         self.tokenizer.padding_side = "left"
         self.renderer = TokenizerRenderer(self.tokenizer)
         self.device = next(self.model.parameters()).device
-        self.max_new_tokens, self.batch_size, self.max_batch_tokens = max_new_tokens, batch_size, max_batch_tokens
-        self.context_size = context_size or getattr(self.model.config, "max_position_embeddings", None)
+        self.max_new_tokens, self.batch_size, self.max_batch_tokens = (
+            max_new_tokens,
+            batch_size,
+            max_batch_tokens,
+        )
+        self.context_size = context_size or getattr(
+            self.model.config, "max_position_embeddings", None
+        )
         self.stop = self.renderer.stop_ids(self.model.generation_config.eos_token_id)
         sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p} if do_sample else {}
         # A fresh config: the checkpoint's own sampling defaults must not leak into greedy decoding.
-        self.generation_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
-                                                  eos_token_id=self.stop, pad_token_id=self.tokenizer.pad_token_id,
-                                                  **sampling)
+        self.generation_config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            use_cache=True,
+            eos_token_id=self.stop,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **sampling,
+        )
 
     @torch.inference_mode()
-    def generate(self, conversations, chat: bool = True, desc: str = "generating", on_done=None) -> list[Generation]:
+    def generate(
+        self, conversations, chat: bool = True, desc: str = "generating", on_done=None
+    ) -> list[Generation]:
         """One generation per chat, in order; ``on_done(i, generation)`` as each batch finishes."""
         prompts = [self.renderer.ids(m, chat) for m in conversations]
         out: list[Generation | None] = [None] * len(prompts)
@@ -100,10 +137,20 @@ class TransformersBackend(LocalBackend):
         (one pass, under the padding mask).
         """
         width = max(map(len, prompts))
-        ids, mask = (t.to(self.device) for t in pad(prompts, self.tokenizer.pad_token_id, left=True))
-        cache = self._prefill(prompts, width) if len(prompts) > 1 and min(map(len, prompts)) > 1 else None
-        out = self.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
-                                  generation_config=self.generation_config)
+        ids, mask = (
+            t.to(self.device) for t in pad(prompts, self.tokenizer.pad_token_id, left=True)
+        )
+        cache = (
+            self._prefill(prompts, width)
+            if len(prompts) > 1 and min(map(len, prompts)) > 1
+            else None
+        )
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            past_key_values=cache,
+            generation_config=self.generation_config,
+        )
         return out[:, width:].tolist()
 
     def _prefill(self, prompts: list[list[int]], width: int):
@@ -118,12 +165,27 @@ class TransformersBackend(LocalBackend):
         """
         from transformers import DynamicCache
 
-        caches = [self.model(input_ids=torch.tensor([p[:-1]], device=self.device), use_cache=True,
-                             logits_to_keep=1).past_key_values for p in prompts]
+        caches = [
+            self.model(
+                input_ids=torch.tensor([p[:-1]], device=self.device),
+                use_cache=True,
+                logits_to_keep=1,
+            ).past_key_values
+            for p in prompts
+        ]
 
-        def stacked(layer):  # one layer of every row: (keys, values, ...) each (1, heads, len(p) - 1, head_dim)
-            return tuple(torch.cat([torch.nn.functional.pad(row[i], (0, 0, width - len(p), 0))
-                                    for row, p in zip(layer, prompts)]) for i in (0, 1))
+        def stacked(
+            layer,
+        ):  # one layer of every row: (keys, values, ...) each (1, heads, len(p) - 1, head_dim)
+            return tuple(
+                torch.cat(
+                    [
+                        torch.nn.functional.pad(row[i], (0, 0, width - len(p), 0))
+                        for row, p in zip(layer, prompts)
+                    ]
+                )
+                for i in (0, 1)
+            )
 
         return DynamicCache([stacked(layer) for layer in zip(*caches)], config=self.model.config)
 
