@@ -50,9 +50,8 @@ def fit_export_evaluate(cfg: DictConfig, run_dir: Path, loggers: list) -> float 
     both data modules report ``timings`` and ``records()`` (files for the run directory)."""
     datamodule = build_datamodule(cfg)
     module = instantiate(cfg.module)
-    callbacks = [
-        instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c
-    ]  # null: switched off
+    # null: switched off
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
     )

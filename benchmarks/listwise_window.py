@@ -70,9 +70,8 @@ WINDOW = 20  # passages a window: NovelEval has 20 candidates a query, so one wi
 
 def card_loop(backend: TransformersBackend, chats: list, prompt) -> list:
     """The model card's per-query loop: tokenise one prompt, `generate`, decode, parse → (order, text) per chat."""
-    renderer = TokenizerRenderer(
-        backend.tokenizer, memo_size=0
-    )  # the card tokenises every prompt itself
+    # the card tokenises every prompt itself
+    renderer = TokenizerRenderer(backend.tokenizer, memo_size=0)
     out = []
     for messages in chats:
         ids = torch.tensor([renderer.ids(messages, prompt.chat_template)])
@@ -193,9 +192,8 @@ def decode(args, rankings, prompt_cfg) -> None:
     ]
 
     def prefilled(batch):
-        alone = (
-            len(batch) > 1 and min(map(len, batch)) > 1
-        )  # as the back end: a one-token row has nothing to cache
+        # as the back end: a one-token row has nothing to cache
+        alone = len(batch) > 1 and min(map(len, batch)) > 1
         return hf_generate(
             backend, batch, backend._prefill(batch, max(map(len, batch))) if alone else None
         )
@@ -210,9 +208,8 @@ def decode(args, rankings, prompt_cfg) -> None:
 
     def run(way, batch):
         if backend.generation_config.do_sample:
-            torch.manual_seed(
-                backend.seed
-            )  # as the back end's generate(): each batch from the seed
+            # as the back end's generate(): each batch from the seed
+            torch.manual_seed(backend.seed)
         return way(batch)
 
     load_before = os.getloadavg()[0]
@@ -276,9 +273,8 @@ def decode(args, rankings, prompt_cfg) -> None:
     )
     new = [sum(1 for t in row if t != backend.tokenizer.pad_token_id) for row in rows["back end"]]
     print(f"\nnew tokens a row: mean {statistics.mean(new):.1f}, max {max(new)}")
-    alike = (
-        "generate+prefill" if "generate+prefill" in ways else "generate"
-    )  # the back end's arithmetic
+    # the back end's arithmetic
+    alike = "generate+prefill" if "generate+prefill" in ways else "generate"
     assert same[alike] == len(prompts), f"the back end and {alike} disagree"
 
 
@@ -347,9 +343,8 @@ def main():
     )
     reranker = ListwiseReranker(backend, prompt_cfg, window_size=WINDOW, step=10)
 
-    chats = recording(
-        backend
-    )  # what our reranker sends, so the card's loop gets the very same prompts
+    # what our reranker sends, so the card's loop gets the very same prompts
+    chats = recording(backend)
     reranker.rerank(rankings[:2])  # warm-up
 
     def ours():

@@ -331,9 +331,8 @@ def main() -> None:
     parser.add_argument("--small-rate", type=float, default=4, help="small requests per second")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    signal.signal(
-        signal.SIGTERM, lambda *_: sys.exit(143)
-    )  # still stop the servers (finally) when killed
+    # still stop the servers (finally) when killed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.head_of_line:
         head_of_line(args, request_bodies(args.small_docs))
     else:

@@ -136,9 +136,8 @@ def child(args) -> None:
 
     pointwise = PointwiseReranker(scorer)
     listwise = ListwiseReranker(backend, prompt, window_size=20, step=10, top_k=20)
-    warm = rankings[0].head(
-        4
-    )  # warm-up (and, shared, one switch each way): 4 passages of another query
+    # warm-up (and, shared, one switch each way): 4 passages of another query
+    warm = rankings[0].head(4)
     listwise.rerank(pointwise.rerank([warm]))
     rankings = rankings[1:]
     stage1, stage2 = [], []

@@ -91,11 +91,12 @@ def ours(cfg, module, data: list[dict]) -> float:
     from torch.utils.data import DataLoader
 
     clock = StepClock()
+    # both need a display or logger
     callbacks = [
         instantiate(c)
         for name, c in (cfg.get("callbacks") or {}).items()
         if c and name not in ("progress", "lr_monitor")
-    ]  # both need a display or logger
+    ]
     trainer = instantiate(
         cfg.trainer,
         max_steps=len(data),

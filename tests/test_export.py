@@ -106,10 +106,11 @@ def test_reference_pooling_plain_transformers_pools_the_last_padding_position(ti
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_cls)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_llama_cls, num_labels=1).eval()
     model.config.pad_token_id = serving_pad_id(None, tokenizer.pad_token_id, "reference")
+    # the DeAR defaults: 32 / 193 tokens, padded to 228
     settings = {
         "pooling": "reference",
         "template": {},
-    }  # the DeAR defaults: 32 / 193 tokens, padded to 228
+    }
     batch = PairTokenizer(tokenizer, settings).batch(
         [
             ("what is a llama", "", "the llama is a camelid"),

@@ -41,9 +41,8 @@ def checkpoint_state(path: str) -> dict:
 def export_checkpoint(trainer: L.Trainer) -> str:
     """The best (else latest "last") checkpoint, or ""; by file name in the callback's directory, as a recorded path
     may point anywhere (a moved run, a crafted file)."""
-    callbacks = sorted(
-        trainer.checkpoint_callbacks, key=lambda c: c.monitor is None
-    )  # monitored first
+    # monitored first
+    callbacks = sorted(trainer.checkpoint_callbacks, key=lambda c: c.monitor is None)
     for callback in callbacks:
         for recorded in (callback.best_model_path, callback.last_model_path):
             if recorded:

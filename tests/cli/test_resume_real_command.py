@@ -125,10 +125,11 @@ def command(run: Path, train_jsonl: Path, *extra: str) -> list[str]:
 
 
 def environment() -> dict[str, str]:
+    # tiny matrices; immune to a busy second core
     return os.environ | {
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),  # the hooks
         "OMP_NUM_THREADS": "1",
-    }  # tiny matrices; immune to a busy second core
+    }
 
 
 def train(cmd: list[str], log: Path) -> None:
@@ -185,9 +186,8 @@ def killed_and_resumed(
     kill_when(cmd, Path(f"{run}.killed.log"), ready)
     if point == "checkpoint_write":  # killed between the temp file's creation and its rename
         assert list(ckpts.glob(".last.ckpt.*.tmp")), sorted(p.name for p in ckpts.iterdir())
-    step = max(
-        int(load_checkpoint(p)["global_step"]) for p in ckpts.glob("*.ckpt")
-    )  # what it resumes from
+    # what it resumes from
+    step = max(int(load_checkpoint(p)["global_step"]) for p in ckpts.glob("*.ckpt"))
     train(cmd, Path(f"{run}.log"))
     log = " ".join(Path(f"{run}.log").read_text().split())
     assert "Restoring states from the checkpoint path" in log
@@ -351,9 +351,8 @@ def test_a_resumed_run_trains_on_the_batches_and_ends_on_the_weights_of_an_unint
     resumed = fit_bounded(
         tiny_bert_cls, tmp_path / "b", second, str(path) if state else None, **settings
     )
-    assert sorted(second.seen) == list(
-        range(resumed_at or 0, len(whole.seen))
-    )  # nothing redone, nothing skipped
+    # nothing redone, nothing skipped
+    assert sorted(second.seen) == list(range(resumed_at or 0, len(whole.seen)))
     for index, ids in whole.seen.items():
         assert torch.equal((first.seen | second.seen)[index], ids), f"batch {index}: other groups"
     for name, tensor in expected.items():  # LoRA and hidden dropout included: bit for bit

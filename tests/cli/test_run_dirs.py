@@ -48,9 +48,8 @@ def test_a_run_with_a_bad_input_writes_no_record_and_no_results(toy_files, tmp_p
 
 def test_older_finished_runs_and_half_written_records(tmp_path):
     refuse_finished(tmp_path)  # empty: fine
-    (tmp_path / RECORD).write_text(
-        '{"command": "python evaluate.py", "fin'
-    )  # a killed writer's leftovers
+    # a killed writer's leftovers
+    (tmp_path / RECORD).write_text('{"command": "python evaluate.py", "fin')
     refuse_finished(tmp_path)
     (tmp_path / RECORD).write_text('["not", "a", "record"]')
     refuse_finished(tmp_path)
@@ -120,6 +119,5 @@ def test_a_full_disk_is_one_line():
         assert (
             one_line(our_error(e)) == "[Errno 28] No space left on device: '/runs/x/metrics.json'"
         )
-    assert (
-        our_error(OSError("no file named")) is None
-    )  # an OSError naming no file is a bug: a traceback
+    # an OSError naming no file is a bug: a traceback
+    assert our_error(OSError("no file named")) is None

@@ -12,9 +12,8 @@ from dear.config import CONF_DIR
 from dear.training import build_datamodule
 from tests.helpers.configs import compose_cfg
 
-EXPERIMENTS = sorted(
-    p.stem for p in (CONF_DIR / "experiment").glob("dearp_*.yaml")
-)  # the paper rows
+# the paper rows
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("dearp_*.yaml"))
 
 
 def family(hub_id: str) -> str:
@@ -31,9 +30,8 @@ def tiny_dirs(tmp_path_factory):
 
 
 def test_there_is_one_experiment_per_paper_row():
-    assert (
-        len(EXPERIMENTS) == 10
-    )  # Table 1: 4 DeAR-P rows; Table 4: 8 pairs (2 shared with Table 1)
+    # Table 1: 4 DeAR-P rows; Table 4: 8 pairs (2 shared with Table 1)
+    assert len(EXPERIMENTS) == 10
     others = {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")} - set(EXPERIMENTS)
     # the real-LLM recipes (Stage 1, Stage 2) that run offline here, and the released DeAR-L-8B SFT
     assert others == {"smollm2_dearp", "smollm2_dearl", "dearl_llama31_8b"}
@@ -81,9 +79,8 @@ def test_experiment_instantiates_with_tiny_models(name, tiny_dirs, tmp_path):
     text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text().splitlines()
     assert text[0] == "# @package _global_" and text[1] == f"# python train.py experiment={name}"
     real = compose_cfg("train", [f"experiment={name}"])
-    assert (
-        "/" in real.student.model and "/" in real.teacher.model
-    )  # real hub ids stay in the configs
+    # real hub ids stay in the configs
+    assert "/" in real.student.model and "/" in real.teacher.model
     student_family, teacher_family = family(real.student.model), family(real.teacher.model)
     cfg = compose_cfg(
         "train",
@@ -99,13 +96,11 @@ def test_experiment_instantiates_with_tiny_models(name, tiny_dirs, tmp_path):
     module = instantiate(cfg.module)
     assert module.loss.alpha == 0.1 and module.pooling == "reference"
     assert any("lora_A" in n for n, p in module.named_parameters() if p.requires_grad)
-    assert (
-        student_family in type(module._net).__name__.lower()
-    )  # e.g. Qwen3ForSequenceClassification
+    # e.g. Qwen3ForSequenceClassification
+    assert student_family in type(module._net).__name__.lower()
     datamodule = build_datamodule(cfg)
-    assert (
-        datamodule.group_size == 8 and datamodule.teacher is not None
-    )  # alpha 0.1: KD needs the teacher
+    # alpha 0.1: KD needs the teacher
+    assert datamodule.group_size == 8 and datamodule.teacher is not None
     teacher = instantiate(cfg.teacher)
     assert teacher.pooling == "reference"
     trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path))

@@ -101,9 +101,8 @@ def test_generation_keeps_valid_permutations_retries_and_rejects(endpoint, chat_
             "[1] passage 0 about coffee number " + row["meta"]["qid"][1:],
             "Received passage [1].",
         ]
-        assert row["output"].startswith(
-            "### Final Reranking: [4] > "
-        )  # passage 3 (id [4]) mentions llama
+        # passage 3 (id [4]) mentions llama
+        assert row["output"].startswith("### Final Reranking: [4] > ")
         assert sorted(re.findall(r"\[(\d)\]", row["output"])) == ["1", "2", "3", "4", "5"]
         assert row["think"].startswith("Step 1.") and "Final Reranking" not in row["think"]
         assert row["meta"]["usage"]["completion_tokens"] > 0
@@ -256,9 +255,8 @@ def test_command_resumes_after_a_kill_without_duplicates(chat_server, tmp_path):
     qids = [r["meta"]["qid"] for r in rows]
     assert sorted(qids) == sorted(f"q{i}" for i in range(12)) and len(set(qids)) == 12
     assert out.read_text().splitlines()[: len(before)] == before
-    assert len(chat_server.requests) - requests_before == 12 - len(
-        before
-    )  # done queries are not re-asked
+    # done queries are not re-asked
+    assert len(chat_server.requests) - requests_before == 12 - len(before)
     assert json.loads(second.stdout.strip().splitlines()[-1])["kept"] == 12
 
 

@@ -81,6 +81,5 @@ def test_concurrent_builds_on_a_fresh_cache_build_once_and_agree(tmp_path):
     assert (tmp_path / "builds.txt").read_text().split() == ["1"]
     hits = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
     assert all(h == hits[0] for h in hits) and len(hits[0][0]) == 10
-    assert not [
-        p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".") and p.is_dir()
-    ]  # no temp dirs left
+    # no temp dirs left
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".") and p.is_dir()]

@@ -421,6 +421,7 @@ BAD = [
     "3",
 ]
 RAW = "@@raw@@"  # a JSON string that becomes the raw token after it: numbers json.dumps would not write
+# and some that fit
 BAD_JSON = [
     "1_0",
     "\u0661",
@@ -455,7 +456,8 @@ BAD_JSON = [
     "-1e2",
     "\u00e9t\u00e9 \U0001f600",
     "a\ud800b",
-]  # and some that fit
+]
+# (and a NUL, a BOM mid-file)
 NOT_UTF8 = [
     b"\xff",
     b"\xe9",
@@ -463,7 +465,7 @@ NOT_UTF8 = [
     b"\xed\xa0\x80",
     b"\x00",
     b"\xef\xbb\xbf",
-]  # (and a NUL, a BOM mid-file)
+]
 SEPARATORS = ["\t", " ", "  ", "\u00a0", "\x0b", "\x1f", "\u3000", "\r"]
 
 
@@ -582,9 +584,8 @@ def jsonl_case(rng: random.Random, valid: list) -> bytes:
         rows[i] = dumps(json_mutation(rng, valid[i]))
         data = "".join(r + "\n" for r in rows).encode()
         return byte_mutation(rng, data) if rng.random() < 0.3 else data
-    return line_case(
-        rng, rows, ", "
-    )  # lines deleted, repeated …, or the JSON text cut at its commas
+    # lines deleted, repeated …, or the JSON text cut at its commas
+    return line_case(rng, rows, ", ")
 
 
 def case(rng: random.Random | None, valid, kind: str) -> bytes:
@@ -729,6 +730,5 @@ def test_a_reader_loads_what_the_reference_reads_or_names_the_place(tmp_path, na
             continue
         assert expected is not Reject and got == expected, (i, data[:300])
         outcomes.append("loaded")
-    assert outcomes[0] == "loaded" and {"loaded", "error"} <= set(
-        outcomes[1:]
-    )  # both kinds of case exercised
+    # both kinds of case exercised
+    assert outcomes[0] == "loaded" and {"loaded", "error"} <= set(outcomes[1:])

@@ -175,12 +175,12 @@ def test_unknown_metric_lists_the_valid_names_and_no_metric_is_an_error(toy_file
 
 def test_judged_query_without_any_judged_candidate_is_a_warning():
     judge = RelevanceJudge({"q1": {"a": 1, "b": 0}, "q2": {"c": 1}}, ["nDCG@10"])
+    # docid case differs from the qrels
     run = {
-        "q1": Ranking(
-            Query("q1", ""), [Candidate("b"), Candidate("x")]
-        ),  # b is judged (grade 0): fine
+        # b is judged (grade 0): fine
+        "q1": Ranking(Query("q1", ""), [Candidate("b"), Candidate("x")]),
         "q2": Ranking(Query("q2", ""), [Candidate("C"), Candidate("y")]),
-    }  # docid case differs from the qrels
+    }
     warnings = judge.warnings(run)
     assert (
         len(warnings) == 1

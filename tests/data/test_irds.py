@@ -82,6 +82,5 @@ def test_concurrent_jobs_filling_a_home_from_the_mirror_read_whole_files(tmp_pat
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     assert [out.strip() for out, _ in outs] == [expected] * 4
-    assert sorted(p.name for p in (tmp_path / "home" / "beir").iterdir()) == [
-        "big.bin"
-    ]  # no temp copies left
+    # no temp copies left
+    assert sorted(p.name for p in (tmp_path / "home" / "beir").iterdir()) == ["big.bin"]

@@ -331,9 +331,8 @@ READERS = {
 }
 
 
-@pytest.mark.parametrize(
-    "kind", ["run", "rank_llm", "dpr", "qa", "docs"]
-)  # a folder is a dataset for load_cot
+# a folder is a dataset for load_cot
+@pytest.mark.parametrize("kind", ["run", "rank_llm", "dpr", "qa", "docs"])
 def test_a_folder_is_an_error_naming_it(tmp_path, kind):
     one_line_error(
         lambda: READERS[kind](tmp_path), f"{tmp_path}: cannot read the file (Is a directory)"
@@ -348,9 +347,8 @@ def test_an_unreadable_file_is_an_error_naming_it(tmp_path, monkeypatch, kind):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(
-        "dear.utils.io.open", refuse, raising=False
-    )  # root reads any file: refuse it here
+    # root reads any file: refuse it here
+    monkeypatch.setattr("dear.utils.io.open", refuse, raising=False)
     one_line_error(lambda: READERS[kind](path), f"{path}: cannot read the file (Permission denied)")
 
 
@@ -407,9 +405,8 @@ def test_fields_are_split_at_ascii_whitespace_only_as_trec_eval_splits(tmp_path)
     path = tmp_path / "run.trec"
     path.write_text("q1 Q0\u00a0a 1 1.0 t\n", encoding="utf-8")  # 5 fields for trec_eval
     one_line_error(lambda: read_run(path), "run.trec:1: a TREC run line needs 6 fields", "found 5")
-    path.write_text(
-        "q1 Q0 a\u00a0b 1 1.0 t\n", encoding="utf-8"
-    )  # one docid for trec_eval, not two fields
+    # one docid for trec_eval, not two fields
+    path.write_text("q1 Q0 a\u00a0b 1 1.0 t\n", encoding="utf-8")
     assert read_run(path) == {"q1": [("a\u00a0b", 1.0)]}
     path.write_text("q1 Q0 a 1 2.0 t\rq1 Q0 b 2 1.0 t\n")  # a lone CR ends no line for trec_eval
     one_line_error(lambda: read_run(path), "run.trec:1: a TREC run line needs 6 fields", "found 12")

@@ -49,9 +49,8 @@ def test_written_run_rescores_to_the_in_memory_metrics_with_ties_and_many_candid
     import numpy as np
 
     rng = np.random.default_rng(0)
-    coarse = np.sort(np.round(rng.normal(size=1000), 1))[
-        ::-1
-    ]  # 1,000 candidates, ~60 distinct values
+    # 1,000 candidates, ~60 distinct values
+    coarse = np.sort(np.round(rng.normal(size=1000), 1))[::-1]
     run = {
         "all_tied": ranked("all_tied", [0.0] * 50),
         "coarse": ranked("coarse", list(coarse)),

@@ -177,9 +177,8 @@ def test_a_crafted_checkpoint_does_not_run_code(tmp_path):
         with pytest.raises(pickle.UnpicklingError):
             load_checkpoint(tmp_path / name)
         with pytest.raises(pickle.UnpicklingError):
-            AtomicCheckpointIO().load_checkpoint(
-                tmp_path / name, weights_only=False
-            )  # the caller cannot opt out
+            # the caller cannot opt out
+            AtomicCheckpointIO().load_checkpoint(tmp_path / name, weights_only=False)
     assert not marker.exists()
 
 
@@ -285,9 +284,8 @@ def train_cli(run_dir, toy_files, flag_jsonl, tiny_bert_cls, *extra, wait=True):
         f"hydra.run.dir={run_dir}",
         *extra,
     ]
-    env = os.environ | {
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"
-    }  # for tests.distill.test_faults.HangAtStep
+    # for tests.distill.test_faults.HangAtStep
+    env = os.environ | {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     cmd = [sys.executable, "train.py", *args]
     if not wait:  # output to a file: a full pipe would stall the run before it reaches the step
         with open(f"{run_dir}.log", "w") as log:
@@ -346,6 +344,5 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run_and_a_truncated_checkpoi
             for r in csv.DictReader(open(run / "csv" / "metrics.csv"))
             if r.get("train/loss")
         ]
-        assert (
-            steps[0] == 0 and steps[-1] == 7
-        )  # the killed attempt's rows kept, the resumed ones appended
+        # the killed attempt's rows kept, the resumed ones appended
+        assert steps[0] == 0 and steps[-1] == 7

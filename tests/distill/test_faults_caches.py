@@ -79,9 +79,8 @@ def test_damaged_shards_are_refused_then_rebuilt_by_rerunning_precompute(
     ):
         cache.load(manifest["fingerprint"], [])  # what training's setup calls: no pyarrow traceback
 
-    log = " ".join(
-        _precompute(tmp_path, flag_jsonl, tiny_bert_cls).split()
-    )  # the `complete` marker is not trusted
+    # the `complete` marker is not trusted
+    log = " ".join(_precompute(tmp_path, flag_jsonl, tiny_bert_cls).split())
     for i in (1, 4, 7):
         assert f"shard-{i:05d}.parquet" in log and "rescoring it" in log
     assert "rank 0: scored 4 of its 8 shards" in log  # 1, 4, 6 and 7; the 4 valid ones are kept

@@ -59,9 +59,8 @@ def test_losses_are_means_so_group_size_does_not_scale_them():
     """At m = 8 with all scores 0 the reference's RankNet is ~0.7 per pair, not a sum of 28."""
     zeros, labels = torch.zeros(2, 8), torch.zeros(2, 8)
     labels[:, 0] = 1
-    assert ranknet(zeros, labels).item() == pytest.approx(
-        math.log(2)
-    )  # BCE(0.5, t) = log 2 for any t
+    # BCE(0.5, t) = log 2 for any t
+    assert ranknet(zeros, labels).item() == pytest.approx(math.log(2))
     assert point_ce(zeros, labels).item() == pytest.approx(math.log(2))
     assert ranknet_eq5(zeros, labels).item() == pytest.approx(math.log(2))
 
@@ -78,9 +77,8 @@ def test_kd_matches_torch_kl_on_explicit_probabilities():
     p_t, p_s = F.softmax(T / tau, -1), F.softmax(S / tau, -1)
     expected = tau**2 * F.kl_div(p_s.log(), p_t, reduction="batchmean")  # KL(P_t || P_s)
     assert kd_kl(S, T, tau).item() == pytest.approx(expected.item())
-    reverse = tau**2 * F.kl_div(
-        p_t.log(), p_s, reduction="batchmean"
-    )  # KL(P_s || P_t), paper eq. 7
+    # KL(P_s || P_t), paper eq. 7
+    reverse = tau**2 * F.kl_div(p_t.log(), p_s, reduction="batchmean")
     assert kd_kl(S, T, tau, "student_teacher").item() == pytest.approx(reverse.item())
     assert kd_kl(T, T, tau).item() == pytest.approx(0.0, abs=1e-12)
 

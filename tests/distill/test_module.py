@@ -203,6 +203,7 @@ def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_
         "doc_prefix": "d: ",
         "logit_scale": 20.0,
     }
+    # alpha = 0: no teacher
     dm = DistillDataModule(
         FixtureSource(),
         student,
@@ -211,7 +212,7 @@ def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_
         batch_size=3,
         cache_dir=str(tmp_path / "teacher"),
         seed=0,
-    )  # alpha = 0: no teacher
+    )
     module = DistillModule(
         student, DistillLoss("ranknet_eq5", alpha=0.0), lr=1e-2, warmup_ratio=0.0
     )
@@ -228,9 +229,8 @@ def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_
     fit(dm, module, steps=30)
     assert loss() < 0.5 * before
     export = module.export(tmp_path / "export")
-    scorer = scorer_from_export(
-        str(tmp_path), dtype="auto", max_batch_pairs=64
-    )  # as conf/pointwise/export.yaml passes
+    # as conf/pointwise/export.yaml passes
+    scorer = scorer_from_export(str(tmp_path), dtype="auto", max_batch_pairs=64)
     assert (
         isinstance(scorer, BiEncoderScorer) and scorer.logit_scale == 20.0 and scorer.max_len == 24
     )
@@ -240,9 +240,8 @@ def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_
         [Candidate(d, *reversed(dm.collate.docs.get_many([d])[d])) for d in q.docids],
     )
     ours = scorer.score([ranking])[0]
-    np.testing.assert_allclose(
-        ours, group_scores(dm, module)[0], atol=1e-5
-    )  # training forward == export
+    # training forward == export
+    np.testing.assert_allclose(ours, group_scores(dm, module)[0], atol=1e-5)
     assert not (export / "adapter_config.json").exists()  # a plain encoder directory
     with pytest.raises(ValueError, match="fully fine-tuned"):
         DistillModule({**student, "lora": {"r": 4}}, DistillLoss("ranknet", alpha=0.0))

@@ -55,7 +55,6 @@ def test_each_kind_encodes_scores_and_describes_its_export(tiny_bert_cls):
     }
     with torch.no_grad():
         scores = kind.scores(net.eval(), same)
-    torch.testing.assert_close(
-        scores, torch.full((2,), 10.0), atol=1e-4, rtol=0
-    )  # cosine of a text with itself
+    # cosine of a text with itself
+    torch.testing.assert_close(scores, torch.full((2,), 10.0), atol=1e-4, rtol=0)
     assert kind.export_meta(bi, tokenizer)["logit_scale"] == 10.0

@@ -153,13 +153,14 @@ def test_shuffle_reorders_a_ranked_window_but_keeps_its_passages_and_the_target_
     example = mixed.examples(teacher)[0]
     window = mixed.window(query)
     best = [window[i - 1] for i in ids(example.output)]
+    # positives by teacher logit, then the rest: any input order
     assert best == [
         "d3",
         "d1",
         "d7",
         "d5",
         "d0",
-    ]  # positives by teacher logit, then the rest: any input order
+    ]
 
 
 def test_teacher_logits_are_cached_once_and_reused(teacher, dear_prompt, tmp_path):
@@ -206,12 +207,13 @@ def test_answer_only_logits_give_the_same_loss_as_full_labels(
     module.eval()
     data = ListwiseSFTDataModule(tiny_llama_causal, builder, teacher=teacher)
     rows = [tokenize_example(data.tokenizer, e) for e in builder.examples(teacher)]
+    # unequal lengths: right padding
     rows[1]["input_ids"] = rows[1]["input_ids"][:-3] + [
         5,
         6,
         7,
         8,
-    ]  # unequal lengths: right padding
+    ]
     rows[1]["labels"] = rows[1]["labels"][:-3] + [5, 6, 7, 8]
     batch = collate(rows, data.tokenizer.pad_token_id)
     with torch.no_grad():

@@ -162,9 +162,8 @@ def test_evaluate_writes_p_values_and_markers(toy_files, tmp_path):
         "t_test_p_holm",
         "randomisation_p_holm",
     }
-    assert (
-        test["randomisation_p"] >= 0.5
-    )  # 2 queries: 4 sign flips, the observed one and its mirror at least
+    # 2 queries: 4 sign flips, the observed one and its mirror at least
+    assert test["randomisation_p"] >= 0.5
     results = (tmp_path / "results.md").read_text()
     assert (
         "†" not in results.split("\n\n")[1]

@@ -148,6 +148,7 @@ def toy_sweep(train_jsonl: Path, student: Path, cache: Path, batch: int = 2) -> 
     an epoch boundary), validated on NovelEval at steps 6 and 12, last.ckpt every 4 steps; the
     weights of step 12 exported and evaluated."""
     shared("noveleval", "corpus.tsv")
+    # the export: the last validation's weights, not the best
     return [
         "--config-dir",
         "sweeps",
@@ -177,7 +178,7 @@ def toy_sweep(train_jsonl: Path, student: Path, cache: Path, batch: int = 2) -> 
         "trainer.log_every_n_steps=1",
         "callbacks.last.every_n_train_steps=4",
         "callbacks.checkpoint.monitor=null",
-    ]  # the export: the last validation's weights, not the best
+    ]
 
 
 def metrics_of(run: Path) -> Path:
@@ -296,9 +297,8 @@ def test_sweep_through_sbatch_gives_the_report_of_the_local_sweep(sweeps):
         ]
         for d in (local, slurm)
     ]
-    assert (
-        values[0] == values[1] and values[0][0] != values[0][1]
-    )  # α changes the cell: the table tells runs apart
+    # α changes the cell: the table tells runs apart
+    assert values[0] == values[1] and values[0][0] != values[0][1]
     # What ran where: the jobs under SLURM (1 CPU, 1 task, no GPU option), the local ones not.
     script = next((sweeps["slurm"] / ".submitit").glob("*/*_submission.sh")).read_text()
     assert "#SBATCH --ntasks-per-node=1" in script and "#SBATCH --cpus-per-task=1" in script
@@ -356,6 +356,7 @@ def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(
     tmp_path, train_jsonl, student, sweeps
 ):
     """2 tasks x 1 group a batch against the local sweep's α = 0.5 run (1 device x 2 groups)."""
+    # validation every 6 steps, as trainer=cpu's
     ddp = [
         *toy_sweep(train_jsonl, student, tmp_path / "teacher", batch=1),
         "alpha=a0.5",
@@ -366,7 +367,7 @@ def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(
         "trainer.precision=32-true",
         "trainer.check_val_every_n_epoch=null",
         *CPU_JOB,
-    ]  # validation every 6 steps, as trainer=cpu's
+    ]
     started = time.monotonic()
     precompute = start(
         ["-m", "dear.distill.precompute", "-m", *ddp, f"hydra.sweep.dir={tmp_path}/pre"],
@@ -392,9 +393,8 @@ def test_ddp_on_two_slurm_tasks_gives_the_cache_and_metrics_of_one_device(
             and "gpus" not in script
             and "gres" not in script
         )
-    pre = task_logs(
-        tmp_path / "pre"
-    )  # 16 queries of 6 pairs: 16 shards of 4 (shards never split a query)
+    # 16 queries of 6 pairs: 16 shards of 4 (shards never split a query)
+    pre = task_logs(tmp_path / "pre")
     assert len(pre) == 2 and "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in pre[1]
     for rank in (0, 1):
         assert (

@@ -44,9 +44,8 @@ def test_batched_left_padded_generation_equals_one_at_a_time(backend):
     alone = [backend.generate([chat])[0] for chat in CHATS]
     assert together == alone
     assert [g.prompt_tokens for g in together] == [backend.count_tokens(c) for c in CHATS]
-    assert (
-        len({g.prompt_tokens for g in together}) == 3
-    )  # really different lengths, so really padded
+    # really different lengths, so really padded
+    assert len({g.prompt_tokens for g in together}) == 3
 
 
 def test_batched_rows_are_prefilled_alone_without_a_padding_mask(backend, monkeypatch):
@@ -86,10 +85,11 @@ def test_the_decode_loop_makes_generates_greedy_choices(backend):
         [tok.bos_token_id] + tok("a dog", add_special_tokens=False)["input_ids"],
     ]
     same_length[1] = same_length[1] + [same_length[1][-1]] * (len(prompts[0]) - len(same_length[1]))
+    # too short for a per-row prefill: the masked batch pass
     one_token = [
         [tok.bos_token_id],
         prompts[1],
-    ]  # too short for a per-row prefill: the masked batch pass
+    ]
     for batch in [[p] for p in prompts] + [prompts, same_length, one_token, [[tok.bos_token_id]]]:
         assert backend._decode(batch) == hf_generate(backend, batch), [len(p) for p in batch]
 
@@ -184,9 +184,8 @@ def test_rendering_is_memoised_by_content_and_never_shared(tiny_llama_causal):
     first = renderer.ids(CHATS[0])
     first.append(-1)  # a caller's change must not reach the memo
     assert renderer.ids(CHATS[0]) == render(CHATS[0], True) and len(calls) == 1
-    assert (
-        renderer.ids(CHATS[0], chat=False) != renderer.ids(CHATS[0]) and len(calls) == 2
-    )  # chat is in the key
+    # chat is in the key
+    assert renderer.ids(CHATS[0], chat=False) != renderer.ids(CHATS[0]) and len(calls) == 2
     renderer.ids(CHATS[1])
     renderer.ids(CHATS[2])  # beyond memo_size: the oldest entries go
     renderer.ids(CHATS[0])
@@ -209,9 +208,8 @@ def test_reranker_on_the_tiny_model_runs_and_falls_back(tiny_llama_causal):
         Query("q", "llama"), [Candidate(f"d{i}", "the llama is a camelid " * 30) for i in range(5)]
     )
     out = ListwiseReranker(backend, prompt, 4, 2).rerank([ranking])[0]
-    assert [c.docid for c in out.candidates] == [
-        f"d{i}" for i in range(5)
-    ]  # random weights: fallback
+    # random weights: fallback
+    assert [c.docid for c in out.candidates] == [f"d{i}" for i in range(5)]
     assert out.meta["parse"] == "fallback" and all(
         w["prompt_tokens"] <= 192 for w in out.meta["windows"]
     )

@@ -125,9 +125,8 @@ def test_reranker_sends_the_reference_windows_of_the_top_30(llama31, dl21, tmp_p
 def test_auto_word_budget_fits_the_real_token_counts(llama31, dl21):
     renderer = TokenizerRenderer(llama31)
     item = dl21[0]
-    texts = [
-        " ".join([h["content"]] * 4) for h in item["hits"][:20]
-    ]  # long passages: 300 words each
+    # long passages: 300 words each
+    texts = [" ".join([h["content"]] * 4) for h in item["hits"][:20]]
     full = renderer.count(dear_prompt().messages(item["query"], texts, 300))
     prompt = dear_prompt(max_words="auto")
     for limit in (full - 1, full // 2, full // 5):
@@ -140,9 +139,8 @@ def test_auto_word_budget_fits_the_real_token_counts(llama31, dl21):
             for w in range(words, 301)
             if renderer.count(prompt.messages(item["query"], texts, w)) <= limit
         )
-        assert (
-            0.95 * largest <= words <= largest < 300
-        )  # a few words short at most: extrapolated counts
+        # a few words short at most: extrapolated counts
+        assert 0.95 * largest <= words <= largest < 300
 
 
 def test_per_passage_counts_are_the_tokens_of_each_word_prefix(llama31, dl21):

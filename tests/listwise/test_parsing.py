@@ -117,9 +117,8 @@ def test_a_number_on_the_next_line_is_not_an_id():
             "" if marker is None else f"{MARKER} "
         ) + "[2] > [1]\n5 of the passages are off topic."
         parsed = parse_ranking(text, 5, marker=marker)
-        assert parsed.order == [1, 0, 2, 3, 4], (
-            marker
-        )  # 5 is appended in its previous place, not promoted
+        # 5 is appended in its previous place, not promoted
+        assert parsed.order == [1, 0, 2, 3, 4], marker
 
 
 def test_without_a_marker_an_explanation_after_the_answer_is_not_the_answer():

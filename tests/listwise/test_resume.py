@@ -133,6 +133,7 @@ runpy.run_path("evaluate.py", run_name="__main__")
 
 
 def test_killed_evaluate_resumes_with_the_same_hydra_run_dir(toy_files, tmp_path):
+    # 2 queries x 2 windows, one window a batch
     overrides = [
         "benchmark=files",
         f"benchmark.candidates={toy_files['run']}",
@@ -144,7 +145,7 @@ def test_killed_evaluate_resumes_with_the_same_hydra_run_dir(toy_files, tmp_path
         "listwise.window_size=2",
         "listwise.step=1",
         "listwise.backend.batch_size=1",
-    ]  # 2 queries x 2 windows, one window a batch
+    ]
 
     def run(out, script=None):
         cmd = (
@@ -169,9 +170,8 @@ def test_killed_evaluate_resumes_with_the_same_hydra_run_dir(toy_files, tmp_path
         for line in (tmp_path / "run" / "listwise.details.jsonl").read_text().splitlines()
         for w in json.loads(line)["windows"]
     ]
-    assert len(outputs) == 4 and all(
-        outputs
-    )  # the generations themselves match, not only the fallback order
+    # the generations themselves match, not only the fallback order
+    assert len(outputs) == 4 and all(outputs)
 
 
 @pytest.mark.slow

@@ -29,9 +29,8 @@ def examples() -> list[CotExample]:
 def test_prompt_tokens_are_masked_and_response_tokens_learned(tiny_llama_causal, examples):
     tok = load_tokenizer(tiny_llama_causal)
     row = tokenize_example(tok, examples[0])
-    prompt_ids = TokenizerRenderer(tok).ids(
-        examples[0].messages()
-    )  # exactly what generation is fed
+    # exactly what generation is fed
+    prompt_ids = TokenizerRenderer(tok).ids(examples[0].messages())
     n = len(prompt_ids)
     assert row["input_ids"][:n] == prompt_ids
     assert row["labels"][:n] == [IGNORE] * n

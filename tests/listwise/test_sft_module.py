@@ -92,9 +92,8 @@ def test_training_lowers_the_response_loss_and_touches_only_the_adapter(tiny_lla
     module.on_save_checkpoint(checkpoint)
     assert checkpoint["state_dict"] and all(".listwise." in k for k in checkpoint["state_dict"])
     fresh = ListwiseSFTModule(tiny_llama_causal, LORA)
-    fresh.load_state_dict(
-        checkpoint["state_dict"], strict=fresh.strict_loading
-    )  # as Lightning resumes
+    # as Lightning resumes
+    fresh.load_state_dict(checkpoint["state_dict"], strict=fresh.strict_loading)
     with torch.no_grad():
         assert fresh(batch).item() == pytest.approx(after)
 
@@ -114,9 +113,8 @@ def test_second_adapter_shares_the_base_with_stage1_and_only_it_trains(
     assert pointwise and all(
         not p.requires_grad for n, p in module.model.named_parameters() if ".pointwise." in n
     )
-    assert all(
-        torch.all(p == 0.5) for n, p in pointwise.items() if "lora_B" in n
-    )  # Stage-1 weights, loaded
+    # Stage-1 weights, loaded
+    assert all(torch.all(p == 0.5) for n, p in pointwise.items() if "lora_B" in n)
     data = ListwiseSFTDataModule(tiny_llama_causal, synthetic_examples(compact, 8), batch_size=4)
     trainer(3).fit(module, datamodule=data)
     assert all(
@@ -255,10 +253,11 @@ def test_from_student_takes_a_student_option_whole_and_the_optimiser_from_the_mo
         "dtype": "float32",
         "scheduler": "constant",
     }
+    # the student's dtype unless set
     assert module.generation == {
         "dtype": "float32",
         "max_new_tokens": 16,
-    }  # the student's dtype unless set
+    }
     with pytest.raises(ConfigError, match=r"student: unknown field\(s\) \['lora_r'\]"):
         ListwiseSFTModule.from_student({**student, "lora_r": 8})
     with pytest.raises(

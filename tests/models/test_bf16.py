@@ -65,9 +65,8 @@ def test_auto_means_bf16_autocast_only_where_native(monkeypatch):
 
     assert cpu_precision() == "32-true"
     monkeypatch.setenv("DEAR_CPU_BF16", "1")
-    assert not isinstance(
-        compute_autocast(torch.device("cpu"), "float32"), torch.autocast
-    )  # explicit fp32 stays
+    # explicit fp32 stays
+    assert not isinstance(compute_autocast(torch.device("cpu"), "float32"), torch.autocast)
     if native_bf16("cpu"):
         assert isinstance(compute_autocast(torch.device("cpu"), "auto"), torch.autocast)
         assert cpu_precision() == "bf16-mixed"

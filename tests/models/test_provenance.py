@@ -17,9 +17,8 @@ def test_loading_records_revision_files_dtype_device_and_tokenizer(tiny_bert_cls
     load_sequence_classifier(tiny_bert_cls, dtype="float32", device="cpu")
     loaded = repro.loaded()
     model, tokenizer = loaded[f"model:{tiny_bert_cls}"], loaded[f"tokenizer:{tiny_bert_cls}"]
-    assert (
-        model["dtype"] == "float32" and model["device"] == "cpu" and model["revision"] is None
-    )  # local: no commit
+    # local: no commit
+    assert model["dtype"] == "float32" and model["device"] == "cpu" and model["revision"] is None
     assert model["files"] == provenance.files_fingerprint(model["path"])
     assert len(tokenizer["fingerprint"]) == 16 and tokenizer["vocab_size"] > 0
     load_sequence_classifier(tiny_bert_cls, dtype="bfloat16", device="cpu")

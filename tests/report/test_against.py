@@ -77,10 +77,11 @@ def test_named_cells_of_the_final_stage_in_and_out_of_the_papers_setup():
     }
     same = compare_run(metrics, "dl19", OmegaConf.create(paper_config(paper={"cells": ids})), PAIR)
     by_stage = {c.stage: c for c in same}
+    # the teacher stage has no published counterpart
     assert set(by_stage) == {
         "first_stage",
         "student",
-    }  # the teacher stage has no published counterpart
+    }
     assert by_stage["student"].differences == [] and by_stage["student"].within is True
     assert by_stage["student"].delta == pytest.approx(1.0)
     assert by_stage["first_stage"].published == 50.58 and by_stage["first_stage"].within is True
@@ -100,14 +101,12 @@ def test_named_cells_of_the_final_stage_in_and_out_of_the_papers_setup():
 
 
 def test_setup_differences_follow_option_defaults_to_the_model():
-    assert option_model("teacher", "rankllama_13b") == option_model(
-        "pointwise", "rankllama_13b"
-    )  # via defaults
+    # via defaults
+    assert option_model("teacher", "rankllama_13b") == option_model("pointwise", "rankllama_13b")
     cell = next(c for c in paper.cells() if c.teacher == "qwen25_14b" and c.student == "qwen25_7b")
     qwen = paper_config(teacher={"model": "Qwen/Qwen2.5-14B"}, student={"model": "Qwen/Qwen2.5-7B"})
-    assert (
-        setup_differences(cell, OmegaConf.create(qwen), PAIR) == []
-    )  # the models decide, not option names
+    # the models decide, not option names
+    assert setup_differences(cell, OmegaConf.create(qwen), PAIR) == []
     assert setup_differences(cell, OmegaConf.create(paper_config()), PAIR) == [
         "teacher abdoelsayed/llama2-13b-rankllama-teacher (paper: Qwen/Qwen2.5-14B)",
         "student meta-llama/Llama-3.1-8B (paper: Qwen/Qwen2.5-7B)",
@@ -157,9 +156,8 @@ def test_sweep_against_figure_5_marks_another_setup(tmp_path):
         if line.startswith("| 0")
     }
     published = {c.alpha: c.value for c in paper.cells() if c.table == "Figure 5"}
-    assert set(published) <= {
-        float(a) for a in rows
-    }  # every published α has a row, measured or not
+    # every published α has a row, measured or not
+    assert set(published) <= {float(a) for a in rows}
     for alpha, value in published.items():
         label = f"{alpha:g}"
         measured = 60 + alpha * 100 / 10
@@ -205,9 +203,8 @@ def test_sweep_in_the_papers_setup_is_unmarked_and_table_choice_is_checked(tmp_p
     )
     assert proc.returncode == 0, proc.stderr
     md = (sweep / "report" / "against_paper.md").read_text()
-    assert (
-        "student" not in md.split("\n\n", 2)[-1] or "(paper: meta-llama" not in md
-    )  # same models: not named
+    # same models: not named
+    assert "student" not in md.split("\n\n", 2)[-1] or "(paper: meta-llama" not in md
     assert "averaged over SciFact (paper: BEIR-8)" in md  # only the average set differs
     bad = subprocess.run(
         [

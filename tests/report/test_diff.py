@@ -88,9 +88,8 @@ def two_runs(tmp_path):
     a = write_run(tmp_path / "a", RECORD, config, {"first_stage": first, "pointwise": reranked_a})
     record_b = json.loads(json.dumps(RECORD))
     record_b["packages"]["transformers"] = "5.24.0"  # the one package that differs
-    record_b.update(
-        cwd="/elsewhere", argv=["other"], finished="2026-12-04T10:00:00+00:00"
-    )  # not compared
+    # not compared
+    record_b.update(cwd="/elsewhere", argv=["other"], finished="2026-12-04T10:00:00+00:00")
     record_b["hardware"]["host"] = "node-b"  # where, not what: not compared
     config_b = json.loads(json.dumps(config))
     config_b["pipeline"]["stages"]["pointwise"]["depth"] = 50  # the one config value that differs
@@ -114,9 +113,8 @@ def test_names_exactly_the_differing_package_and_config_value_with_paired_p_valu
     expected = np.mean(list(reranked_b.values())) - np.mean(list(reranked_a.values()))
     assert changed.delta == pytest.approx(expected) and changed.n == len(QIDS)
     t_p = stats.ttest_rel([reranked_b[q] for q in QIDS], [reranked_a[q] for q in QIDS]).pvalue
-    assert changed.t_test_p == pytest.approx(
-        t_p
-    )  # scipy's paired t-test on the same pairs, computed here
+    # scipy's paired t-test on the same pairs, computed here
+    assert changed.t_test_p == pytest.approx(t_p)
     assert 0 < changed.randomisation_p < 0.05
 
 
@@ -174,8 +172,7 @@ def test_score_deciding_packages_come_first_and_a_loaded_model_is_one_row():
     keys = list(env)
     assert keys[: len(SCORING_PACKAGES)] == [f"package {p}" for p in SCORING_PACKAGES]
     assert env["package rich"] == "14.0.0" and env["package vllm"] is None
-    assert (
-        env["loaded model:org/m"] == "revision=c0ffee dtype=float32 device=cpu"
-    )  # the path left out
+    # the path left out
+    assert env["loaded model:org/m"] == "revision=c0ffee dtype=float32 device=cpu"
     record["loaded"]["model:org/m"]["revision"] = "deadbeef"
     assert environment(record)["loaded model:org/m"] != env["loaded model:org/m"]

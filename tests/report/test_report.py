@@ -89,13 +89,11 @@ def test_alpha_sweep_tables_and_figure(alpha_sweep):
     assert list(rows) == ["0.1", "0.3", "0.5"]
     beir_avg_01 = sum(100 * values[0.1][b] for b in BEIR8) / 8  # computed here, independently
     assert rows["0.1"][-1] == f"{beir_avg_01:.2f}"
-    assert (
-        rows["0.1"][1] == f"{100 * values[0.1]['dl19']:.2f}" and rows["0.1"][2] == "–"
-    )  # DL20: no run has it
+    # DL20: no run has it
+    assert rows["0.1"][1] == f"{100 * values[0.1]['dl19']:.2f}" and rows["0.1"][2] == "–"
     assert rows["0.5"][9] == "–" and rows["0.5"][-1] == "–"  # News missing → no BEIR average
-    assert (
-        rows["0.3"][-1] == f"**{sum(100 * values[0.3][b] for b in BEIR8) / 8:.2f}**"
-    )  # best average in bold
+    # best average in bold
+    assert rows["0.3"][-1] == f"**{sum(100 * values[0.3][b] for b in BEIR8) / 8:.2f}**"
     assert lines[0] == "## alpha: nDCG@10 (×100) of stage student" and md in proc.stdout
 
     tex = (sweep / "report" / "table.tex").read_text()
@@ -125,17 +123,17 @@ def test_figure_plots_only_rows_with_every_averaged_set(alpha_sweep):
     )
     points = figure_points(table)
     assert list(points) == ["alpha"]  # one row field: one line, named after the sweep
+    # α 0.5 lacks News: left out, not interpolated
     assert [x for x, *_ in points["alpha"]] == [
         0.1,
         0.3,
-    ]  # α 0.5 lacks News: left out, not interpolated
+    ]
     assert points["alpha"][0][1] == pytest.approx(sum(100 * values[0.1][b] for b in BEIR8) / 8)
     by_loss = Spec(
         rows={"Loss": "loss.rank", "α": "alpha.value"}, figure="alpha.value", name="alpha"
     )
-    assert list(figure_points(build_table(load_run_dirs([sweep]), by_loss))) == [
-        "Loss –"
-    ]  # no loss in these runs
+    # no loss in these runs
+    assert list(figure_points(build_table(load_run_dirs([sweep]), by_loss))) == ["Loss –"]
 
 
 def test_single_benchmark_runs_fallback_rows_and_stage(tmp_path):
@@ -339,15 +337,12 @@ def test_seeds_form_one_cell_with_mean_sd_and_markers_against_the_baseline(seed_
         return [100 * mean(values[a, s][b].values()) for s in (1, 2)]
 
     scifact = cell(0.1, "scifact")
-    assert (
-        rows["0.1"][7] == f"**{mean(scifact):.2f}** ± {stdev(scifact):.2f}†"
-    )  # SciFact column, best, significant
-    assert (
-        rows["0.3"][7] == f"{mean(cell(0.3, 'scifact')):.2f} ± {stdev(cell(0.3, 'scifact')):.2f}"
-    )  # no †
-    assert "†" not in " ".join(rows["0"]) and not rows["0.1"][-1].endswith(
-        "†"
-    )  # baseline, average: untested
+    # SciFact column, best, significant
+    assert rows["0.1"][7] == f"**{mean(scifact):.2f}** ± {stdev(scifact):.2f}†"
+    # no †
+    assert rows["0.3"][7] == f"{mean(cell(0.3, 'scifact')):.2f} ± {stdev(cell(0.3, 'scifact')):.2f}"
+    # baseline, average: untested
+    assert "†" not in " ".join(rows["0"]) and not rows["0.1"][-1].endswith("†")
     averages = [mean([cell(0.1, "scifact")[i], cell(0.1, "noveleval")[i]]) for i in (0, 1)]
     assert rows["0.1"][-1] == f"**{mean(averages):.2f}** ± {stdev(averages):.2f}"
     notes = "\n".join(lines[7:])

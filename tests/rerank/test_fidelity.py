@@ -64,9 +64,8 @@ def reference_pair(
         truncation=True,
     )
     first, second = [bos] + q, [bos] + d
-    extra = (
-        2 if segment_bos else 0
-    )  # LlamaTokenizerFast.build_inputs_with_special_tokens: BOS per segment
+    # LlamaTokenizerFast.build_inputs_with_special_tokens: BOS per segment
+    extra = 2 if segment_bos else 0
     excess = len(first) + len(second) + extra - 228
     if excess > 0:  # truncation='only_first' (training collator) / 'only_second' (inference.py)
         if overflow == "only_first":
@@ -115,9 +114,8 @@ def test_pair_ids_equal_the_references_construction_on_real_passages(model_dir):
         for c in r.candidates
     ]
     assert ids == expected
-    assert max(map(len, ids)) == (
-        228 if segment_bos else 227
-    )  # Llama-2's long pair overflows and is cut
+    # Llama-2's long pair overflows and is cut
+    assert max(map(len, ids)) == (228 if segment_bos else 227)
 
 
 def test_scifact_abstracts_are_cut_at_193_tokens(model_dir):

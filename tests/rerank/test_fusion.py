@@ -20,9 +20,8 @@ class Fixed:
 
 def test_normalisations_against_hand_computation():
     s = np.array([3.0, 1.0, 2.0, 2.0])
-    np.testing.assert_allclose(
-        normalise(s, "rrf", 60), [1 / 61, 1 / 64, 1 / 62, 1 / 63]
-    )  # ties keep input order
+    # ties keep input order
+    np.testing.assert_allclose(normalise(s, "rrf", 60), [1 / 61, 1 / 64, 1 / 62, 1 / 63])
     np.testing.assert_allclose(normalise(s, "zscore"), (s - 2.0) / np.sqrt(0.5))
     np.testing.assert_allclose(normalise(s, "minmax"), [1.0, 0.0, 0.5, 0.5])
     assert not normalise(np.ones(3), "zscore").any() and not normalise(np.ones(3), "minmax").any()
@@ -81,9 +80,8 @@ def test_bm25_scorer_gives_the_first_stages_own_scores_and_scores_unretrieved_do
     scorer = BM25Scorer("beir/scifact/train", cache_dir=cache)  # the same corpus and index
     for ranking, scores in zip(run, scorer.score(run)):
         np.testing.assert_allclose(scores, [c.score for c in ranking.candidates], rtol=1e-5)
-    other = Ranking(
-        run[0].query, [run[1].candidates[-1], run[0].candidates[0]]
-    )  # not in q0's top 30
+    # not in q0's top 30
+    other = Ranking(run[0].query, [run[1].candidates[-1], run[0].candidates[0]])
     low, top = scorer.score([other])[0]
     assert 0.0 <= low < top
     with pytest.raises(Exception, match="not in the BM25 corpus"):

@@ -191,6 +191,5 @@ def test_bi_encoder_scores_are_scaled_cosines_and_the_scale_reaches_the_teacher_
         OmegaConf.load(CONF_DIR / "teacher" / "minilm_bi_encoder.yaml")
     )
     assert teacher["logit_scale"] == 20.0  # the default teacher's logits are 20 x cosine
-    assert fingerprint({**teacher, "logit_scale": 1.0}, {}) != fingerprint(
-        teacher, {}
-    )  # a new scale, a new cache
+    # a new scale, a new cache
+    assert fingerprint({**teacher, "logit_scale": 1.0}, {}) != fingerprint(teacher, {})

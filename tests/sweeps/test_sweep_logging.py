@@ -114,9 +114,8 @@ def test_multirun_with_wandb_offline_and_a_benchmark_set(
             for name in ("trec", "json")
         }
         assert all(list(m) == ["first_stage", "student_init", "student"] for m in metrics.values())
-        assert (
-            metrics["trec"]["first_stage"]["nDCG@1"] == 0.0
-        )  # the toy run ranks every relevant doc last
+        # the toy run ranks every relevant doc last
+        assert metrics["trec"]["first_stage"]["nDCG@1"] == 0.0
         assert not (run_dir / "metrics.json").exists()  # a set: no single-benchmark file to misread
         assert (run_dir / "csv" / "metrics.csv").is_file()  # the CSV logger runs beside W&B
 
@@ -145,8 +144,7 @@ def test_multirun_with_wandb_offline_and_a_benchmark_set(
         )
         tables = list(runs[0].parent.glob("files/media/table/final/metrics_*.table.json"))
         table = json.loads(tables[0].read_text())
-        assert (
-            table["columns"][:2] == ["benchmark", "stage"] and len(table["data"]) == 6
-        )  # 2 sets x 3 stages
+        # 2 sets x 3 stages
+        assert table["columns"][:2] == ["benchmark", "stage"] and len(table["data"]) == 6
         assert b"s3cret" not in runs[0].read_bytes()  # config and recorded command line scrubbed
         assert b"s3cret" not in (run_dir / "csv" / "hparams.yaml").read_bytes()

@@ -55,9 +55,8 @@ def test_toy_sweep_runs_every_alpha_and_seed(toy_sweep):
         run_dir = toy_sweep / str(job)
         for bench in ("scifact", "noveleval"):
             metrics = json.loads((run_dir / "benchmarks" / bench / "metrics.json").read_text())
-            stages = [
-                k for k in metrics if k != "warnings"
-            ]  # "warnings": input checks on the shrunk sets
+            # "warnings": input checks on the shrunk sets
+            stages = [k for k in metrics if k != "warnings"]
             assert (
                 stages == ["first_stage", "student_init", "student"]
                 and 0 <= metrics["student"]["nDCG@10"] <= 1

@@ -34,9 +34,8 @@ def load_reports():
 
 
 def test_headless_body_loaded_as_a_classifier_reports_nothing(load_reports):
-    load_sequence_classifier(
-        MINILM, device="cpu"
-    )  # BertModel checkpoint: the head is new by construction
+    # BertModel checkpoint: the head is new by construction
+    load_sequence_classifier(MINILM, device="cpu")
     assert load_reports() == []
 
 

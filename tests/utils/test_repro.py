@@ -119,18 +119,16 @@ def test_evaluate_writes_the_record(toy_files, tmp_path):
     assert record["command"].startswith(
         "python evaluate.py --config-name evaluate benchmark=files "
     )
-    assert record["command"].endswith(
-        f"+seed=7 '+endpoint.api_key={REDACTED}'"
-    )  # quoted for the shell
+    # quoted for the shell
+    assert record["command"].endswith(f"+seed=7 '+endpoint.api_key={REDACTED}'")
     assert "s3cret" not in (out / "repro.json").read_text()
     assert record["seed"] == 7 and record["git"]["commit"] and record["packages"]["hydra-core"]
     assert record["hardware"]["cpu_count"] >= 1 and record["python"] == ".".join(
         map(str, sys.version_info[:3])
     )
     assert record["argv"][0] == "evaluate.py" and record["cwd"] == str(ROOT)
-    assert (
-        record["scoring"]["torch"] == torch.__version__ and "vllm" in record["scoring"]
-    )  # None when absent
+    # None when absent
+    assert record["scoring"]["torch"] == torch.__version__ and "vllm" in record["scoring"]
     assert record["loaded"] == {} and record["finished"]  # BM25 alone loads no model
 
 

@@ -116,9 +116,8 @@ class IrDatasetsBenchmark(Benchmark):
     def load(self) -> Loaded:
         qrels = load_qrels(self.dataset)
         all_queries = load_queries(self.dataset, self.query_field)
-        judged = [q for q in all_queries if q in qrels][
-            : self.limit
-        ]  # limit: the first N, dataset order
+        # limit: the first N, dataset order
+        judged = [q for q in all_queries if q in qrels][: self.limit]
         qrels = {q: qrels[q] for q in judged}
         queries = {q: all_queries[q] for q in judged}
         docs = DocStore(self.dataset)
@@ -220,9 +219,8 @@ class PooledBM25Benchmark(Benchmark):
             hits = BM25Index.build(ids, [docs[d][1] for d in ids], self.bm25).search(
                 [queries[qid]], k=len(ids)
             )[0]
-            ranked = hits + [
-                (d, 0.0) for d in ids if d not in {h for h, _ in hits}
-            ]  # unmatched keep pool order
+            # unmatched keep pool order
+            ranked = hits + [(d, 0.0) for d in ids if d not in {h for h, _ in hits}]
             run[qid] = Ranking(
                 Query(qid, queries[qid]),
                 [Candidate(d, docs[d][1], docs[d][0], s) for d, s in ranked[: self.depth]],

@@ -81,9 +81,8 @@ def rankllm_json(path: str, depth: int) -> Run:
         if not isinstance(hits, list) or not hits:
             raise DataError(f"{where}.hits: the query has no candidates")
         query = json_text(entry["query"], f"{where}.query")
-        qids, cands = zip(
-            *(_hit(hit, f"{where}.hits[{j}]") for j, hit in enumerate(hits))
-        )  # all checked
+        # all checked
+        qids, cands = zip(*(_hit(hit, f"{where}.hits[{j}]") for j, hit in enumerate(hits)))
         other = next((j for j, q in enumerate(qids) if q != qids[0]), None)
         if other is not None:
             raise DataError(

@@ -51,9 +51,8 @@ def dpr_retrieval_json(path: str, depth: int) -> tuple[Run, dict[str, list[str]]
         if not isinstance(entry["ctxs"], list) or not entry["ctxs"]:
             raise DataError(f"{where}.ctxs: the question has no candidates")
         qid = str(i)
-        cands = [
-            _ctx(c, f"{where}.ctxs[{j}]") for j, c in enumerate(entry["ctxs"])
-        ]  # all checked, top depth kept
+        # all checked, top depth kept
+        cands = [_ctx(c, f"{where}.ctxs[{j}]") for j, c in enumerate(entry["ctxs"])]
         run[qid] = Ranking(
             Query(qid, json_text(entry["question"], f"{where}.question")), cands[:depth]
         )

@@ -36,13 +36,11 @@ class GroupSampler(Sampler[int]):
         )
         rank, world = rank_world(launcher_env=False)
         per_rank = -(-self.n // world)
-        order = np.resize(order, per_rank * world)[
-            rank::world
-        ]  # pad by wrapping, equal length per rank
+        # pad by wrapping, equal length per rank
+        order = np.resize(order, per_rank * world)[rank::world]
         resume, self._resume_at = self._resume_at, None
-        start = (
-            resume[1] if resume and resume[0] == self.epoch else 0
-        )  # another epoch: a fresh pass
+        # another epoch: a fresh pass
+        start = resume[1] if resume and resume[0] == self.epoch else 0
         return iter((self.epoch * self.n + order[start:]).tolist())
 
     def __len__(self) -> int:

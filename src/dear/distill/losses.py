@@ -27,9 +27,8 @@ def ranknet(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     upper = torch.triu(
         torch.ones(scores.size(-1), scores.size(-1), dtype=torch.bool, device=scores.device), 1
     )
-    diffs = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[
-        :, upper
-    ]  # (B, m(m−1)/2): s_i − s_j, i < j
+    # (B, m(m−1)/2): s_i − s_j, i < j
+    diffs = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[:, upper]
     targets = torch.sigmoid(
         (labels.unsqueeze(-1) - labels.unsqueeze(-2))[:, upper].to(scores.dtype)
     )

@@ -70,9 +70,8 @@ class TeacherScoring(L.LightningModule):
 
 def precompute(cfg: DictConfig) -> None:
     prepare_environment(cfg)
-    teacher = Teacher(
-        to_plain(cfg.teacher), partial(instantiate, cfg.teacher)
-    )  # wanted whatever alpha is
+    # wanted whatever alpha is
+    teacher = Teacher(to_plain(cfg.teacher), partial(instantiate, cfg.teacher))
     datamodule = instantiate(cfg.data, teacher=teacher)
     trainer = instantiate(
         cfg.trainer,

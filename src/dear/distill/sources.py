@@ -108,9 +108,8 @@ class IrDatasetsTrainSource:
         return self._scoreddocs(qids, texts)
 
     def _bm25(self, qids, texts):
-        index = dataset_bm25_index(
-            self.dataset, self.cache_dir, self.bm25
-        )  # the harness's own index
+        # the harness's own index
+        index = dataset_bm25_index(self.dataset, self.cache_dir, self.bm25)
         hits = index.search([texts[q] for q in qids], k=self.depth, progress=True)
         return {q: [d for d, _ in h] for q, h in zip(qids, hits)}
 

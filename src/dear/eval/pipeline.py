@@ -93,9 +93,8 @@ def run_pipeline(
     """Run and evaluate every stage (on ``loaded`` if given) → ``{"metrics", "table", "per_query", "warnings"}``."""
     out_dir = Path(out_dir)
     loaded, load_seconds = loaded or timed_load(benchmark)
-    _final(out_dir, METRICS).unlink(
-        missing_ok=True
-    )  # a rerun into the same dir is not complete until it ends
+    # a rerun into the same dir is not complete until it ends
+    _final(out_dir, METRICS).unlink(missing_ok=True)
     run, judge = loaded.run, build_judge(loaded.judgments)
     n = max(len(run), 1)
     log(
@@ -116,9 +115,8 @@ def run_pipeline(
             atomic_write_text(
                 out_dir / f"{name}.details.jsonl", "".join(json.dumps(d) + "\n" for d in details)
             )
-        atomic_write_json(
-            _partial(out_dir, METRICS), _with_warnings(metrics, warnings)
-        )  # nothing computed is lost
+        # nothing computed is lost
+        atomic_write_json(_partial(out_dir, METRICS), _with_warnings(metrics, warnings))
         atomic_write_json(_partial(out_dir, PER_QUERY), per_query)
 
     record(FIRST_STAGE, run, load_seconds)

@@ -5,6 +5,16 @@ from __future__ import annotations
 from dear.eval.significance import MARKER
 
 
+def markdown_grid(header: list[str], rows, text_columns: int = 1) -> list[str]:
+    """A GitHub table's lines: the first ``text_columns`` left-aligned, the rest right-aligned numbers."""
+
+    def line(cells) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    rule = "|" + "|".join(["---"] * text_columns + ["---:"] * (len(header) - text_columns)) + "|"
+    return [line(header), rule, *map(line, rows)]
+
+
 def markdown_table(
     metrics: dict[str, dict[str, float]],
     columns: list[str],
@@ -20,16 +30,13 @@ def markdown_table(
     )
     columns = [*columns, *extra]
     header = ["stage", *columns, "s/query"]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
-    ]
+    rows = []
     for stage, row in metrics.items():
         cells = [stage] + [
             _pct(row.get(c)) + (MARKER if (stage, c) in marked else "") for c in columns
         ]
-        cells.append(_secs(row.get(time_key)))
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append([*cells, _secs(row.get(time_key))])
+    lines = markdown_grid(header, rows)
     return "\n".join(lines) + "\n"
 
 

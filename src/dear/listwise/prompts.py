@@ -154,9 +154,8 @@ def fit_window(
     messages = prompt.messages(query, texts, words)
     used = count_tokens(messages)
     while used > limit and words > 0:
-        scale = (used - overhead) / max(
-            _passage_total(curves, words), 1
-        )  # measured / predicted tokens
+        # measured / predicted tokens
+        scale = (used - overhead) / max(_passage_total(curves, words), 1)
         words = _largest_fitting(curves, words - 1, (limit - overhead) / scale)
         messages = prompt.messages(query, texts, words)
         used = count_tokens(messages)

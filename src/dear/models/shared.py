@@ -49,42 +49,20 @@ class SharedBase:
 
     # -- what the stages call, in place of load_sequence_classifier / load_causal_lm --------------
 
-    def sequence_classifier(
-        self,
-        model: str,
-        adapter: str | None = None,
-        revision: str | None = None,
-        dtype: str = "auto",
-        device: str = "auto",
-        merge: bool = True,
-        name: str = "pointwise",
-    ):
-        """(tokenizer, ``ClassifierView``) for a Stage-1 adapter; ``merge`` is ignored (kept unmerged)."""
-        adapter_dir = _adapter_dir(name, model, adapter)
-        head = _score_head(
-            adapter_dir
-        )  # before loading anything: an adapter without one fails here
-        attached, tokenizer = self._attach(
-            name, adapter_dir, model, adapter, revision, dtype, device
-        )
+    def sequence_classifier(self, model: str, name: str = "pointwise", **options):
+        """(tokenizer, ``ClassifierView``) for a Stage-1 adapter; ``options`` as ``load_pretrained``'s
+        (``merge`` is ignored: adapters stay unmerged)."""
+        adapter_dir = _adapter_dir(name, model, options.get("adapter"))
+        # before loading anything: an adapter without one fails here
+        head = _score_head(adapter_dir)
+        attached, tokenizer = self._attach(name, adapter_dir, model, **options)
         _, _, dtype, device = self.key
         return tokenizer, ClassifierView(self, attached.name, head.to(device=device, dtype=dtype))
 
-    def causal_lm(
-        self,
-        model: str,
-        adapter: str | None = None,
-        revision: str | None = None,
-        dtype: str = "auto",
-        device: str = "auto",
-        merge: bool = True,
-        name: str = "listwise",
-    ):
-        """(tokenizer, ``CausalLMView``) for a Stage-2 adapter; ``merge`` is ignored (see above)."""
-        adapter_dir = _adapter_dir(name, model, adapter)
-        attached, tokenizer = self._attach(
-            name, adapter_dir, model, adapter, revision, dtype, device
-        )
+    def causal_lm(self, model: str, name: str = "listwise", **options):
+        """(tokenizer, ``CausalLMView``) for a Stage-2 adapter; ``options`` as ``sequence_classifier``'s."""
+        adapter_dir = _adapter_dir(name, model, options.get("adapter"))
+        attached, tokenizer = self._attach(name, adapter_dir, model, **options)
         return tokenizer, CausalLMView(self, attached.name)
 
     def activate(self, name: str) -> None:
@@ -105,10 +83,11 @@ class SharedBase:
         role: str,
         adapter_dir: str,
         model: str,
-        adapter: str | None,
-        revision: str | None,
-        dtype: str,
-        device: str,
+        adapter: str | None = None,
+        revision: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        merge: bool = True,  # load_pretrained's option; a shared base keeps adapters unmerged
     ) -> tuple[_Attached, object]:
         from peft import PeftConfig, PeftModel
         from transformers import AutoModelForCausalLM

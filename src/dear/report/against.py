@@ -34,9 +34,8 @@ class Comparison:
     metric: str
     measured: float  # ×100
     cells: list  # the published cells with this value (several tables may print the same number)
-    differences: list[str] = field(
-        default_factory=list
-    )  # the setup's differences; empty: the paper's setup
+    # the setup's differences; empty: the paper's setup
+    differences: list[str] = field(default_factory=list)
 
     @property
     def published(self) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dear.errors import DataError
+from dear.eval.tables import markdown_grid
 from dear.report import paper
 from dear.report.against import (
     OTHER,
@@ -209,24 +210,15 @@ def notes(layout: Layout) -> list[str]:
 
 def markdown(layout: Layout) -> str:
     header = layout.header()
-    n = len(layout.table.spec.rows)
+    rows = [
+        [*row.label, *(_cell_text(layout, row, c, " ± {:.2f}", MISSING) for c in layout.columns)]
+        for row in layout.rows
+    ]
     lines = [
         f"## {layout.table.spec.name} against the paper ({layout.paper_table})",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * n + ["---:"] * (len(header) - n)) + "|",
+        *markdown_grid(header, rows, len(layout.table.spec.rows)),
     ]
-    for row in layout.rows:
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    *row.label,
-                    *(_cell_text(layout, row, c, " ± {:.2f}", MISSING) for c in layout.columns),
-                ]
-            )
-            + " |"
-        )
     return "\n".join([*lines, "", *notes(layout)]) + "\n"
 
 

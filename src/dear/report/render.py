@@ -5,6 +5,7 @@ seeds), each column's best mean in bold, † for a significant difference from t
 from __future__ import annotations
 
 from dear.eval.significance import MARKER
+from dear.eval.tables import markdown_grid
 from dear.report.paired import significance_note
 from dear.report.table import MISSING, Table
 
@@ -64,15 +65,8 @@ def notes(table: Table) -> list[str]:
 def markdown(table: Table) -> str:
     """A GitHub table with a heading and its notes; runs without metrics are listed below it."""
     header = table.header()
-    n_fields = len(table.spec.rows)
-    lines = [
-        f"## {caption(table)}",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * n_fields + ["---:"] * (len(header) - n_fields)) + "|",
-    ]
-    for row in table.rows:
-        lines.append("| " + " | ".join([*row, *numbers(table, row, MARKDOWN)]) + " |")
+    rows = [[*row, *numbers(table, row, MARKDOWN)] for row in table.rows]
+    lines = [f"## {caption(table)}", "", *markdown_grid(header, rows, len(table.spec.rows))]
     if notes(table):
         lines += ["", *notes(table)]
     if table.incomplete:

@@ -89,12 +89,10 @@ class Table:
     columns: list[str]  # benchmark names
     cells: dict[tuple[tuple[str, ...], str], Cell]
     incomplete: list[str]  # runs without metrics
-    tests: dict[tuple[tuple[str, ...], str], PairedTest] = field(
-        default_factory=dict
-    )  # against baselines
-    baselines: dict[tuple[str, ...], tuple[str, ...]] = field(
-        default_factory=dict
-    )  # row → its baseline row
+    # against baselines
+    tests: dict[tuple[tuple[str, ...], str], PairedTest] = field(default_factory=dict)
+    # row → its baseline row
+    baselines: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
     def value(self, row: tuple[str, ...], column: str) -> float | None:
         cell = self.cells.get((row, column))

@@ -52,7 +52,9 @@ class CrossEncoderScorer:
     ):
         self.name, self.dtype = model, dtype
         load = load_sequence_classifier if shared is None else shared.sequence_classifier
-        self.tokenizer, self.model = load(model, adapter, revision, dtype, device)
+        self.tokenizer, self.model = load(
+            model, adapter=adapter, revision=revision, dtype=dtype, device=device
+        )
         self.template = PairTemplate.of(template)
         self.encoder = PairEncoder(self.tokenizer, self.template)
         self.pooling = auto_mode(self.model) if pooling == "auto" else pooling

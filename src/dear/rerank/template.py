@@ -135,9 +135,8 @@ class PairEncoder:
             raise TypeError(
                 f"{type(hf_tokenizer).__name__} has no fast (Rust) backend; a fast tokenizer is required"
             )
-        self.backend = Tokenizer.from_str(
-            backend.to_str()
-        )  # private copy: no padding/truncation side effects
+        # private copy: no padding/truncation side effects
+        self.backend = Tokenizer.from_str(backend.to_str())
         self.backend.no_padding()
         self.backend.no_truncation()
         self.template = template

@@ -272,9 +272,8 @@ def build_app(
         docs = body.titled()
         try:
             check_limits(body, docs, limits)
-            ranking = await asyncio.to_thread(
-                to_ranking, body, docs, tokens, limits
-            )  # tokenising: off the event loop
+            # tokenising: off the event loop
+            ranking = await asyncio.to_thread(to_ranking, body, docs, tokens, limits)
             order, scores, notes = await reranking.rank(ranking)
         except LimitExceeded as error:
             return JSONResponse({"message": str(error)}, status_code=413)
@@ -308,22 +307,19 @@ def build_app(
         }
         return RerankResponse(id=str(uuid.uuid4()), results=results, meta=meta)
 
-    @app.post(
-        "/v1/rerank",
-        dependencies=auth,
-        response_model=RerankResponse,
-        response_model_exclude_none=True,
-    )
-    async def rerank_v1(body: RerankRequest):
-        return await rerank(body, "1")
+    def versioned(version: str):
+        async def endpoint(body: RerankRequest):
+            return await rerank(body, version)
 
-    @app.post(
-        "/v2/rerank",
-        dependencies=auth,
-        response_model=RerankResponse,
-        response_model_exclude_none=True,
-    )
-    async def rerank_v2(body: RerankRequest):
-        return await rerank(body, "2")
+        return endpoint
+
+    for version in ("1", "2"):  # Cohere's v1 and v2 request shapes
+        app.post(
+            f"/v{version}/rerank",
+            name=f"rerank_v{version}",
+            dependencies=auth,
+            response_model=RerankResponse,
+            response_model_exclude_none=True,
+        )(versioned(version))
 
     return app

@@ -91,9 +91,8 @@ class MicroBatcher:
                 f"max_wait_ms >= 0, found {max_queue}, {max_batch_pairs}, {chunk_pairs}, {max_wait_ms}"
             )
         self.score_fn, self.enabled = score_fn, enabled
-        self.chunk_pairs = (
-            min(chunk_pairs, max_batch_pairs) if chunk_pairs else None
-        )  # a chunk fits a call
+        # a chunk fits a call
+        self.chunk_pairs = min(chunk_pairs, max_batch_pairs) if chunk_pairs else None
         self.max_wait_s, self.max_batch_pairs, self.max_queue = (
             max_wait_ms / 1000,
             max_batch_pairs,
@@ -180,9 +179,8 @@ class MicroBatcher:
     def _take(self) -> list[_Chunk]:
         """The next call's chunks: the first request's next chunk plus the next chunks of its kind that fit."""
         chunks, pairs = [], 0
-        self._pending = [
-            job for job in self._pending if not job.future.done()
-        ]  # failed, or client gone
+        # failed, or client gone
+        self._pending = [job for job in self._pending if not job.future.done()]
         for job in list(self._pending):
             if chunks and (
                 not self.enabled

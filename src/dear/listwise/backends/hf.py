@@ -82,7 +82,9 @@ class TransformersBackend(LocalBackend):
         }
         self.seed = seed
         load = load_causal_lm if shared is None else shared.causal_lm
-        self.tokenizer, self.model = load(model, adapter, revision, dtype, device, merge)
+        self.tokenizer, self.model = load(
+            model, adapter=adapter, revision=revision, dtype=dtype, device=device, merge=merge
+        )
         self.tokenizer.padding_side = "left"
         self.renderer = TokenizerRenderer(self.tokenizer)
         self.device = next(self.model.parameters()).device

@@ -192,9 +192,8 @@ def refusal(backend: OpenAIChatBackend, error) -> str:
             f"endpoint.context_size={backend.context_size}: {backend.url} refused a prompt plus "
             f"endpoint.max_new_tokens={backend.max_new_tokens} {why}"
         )
-    named = any(
-        f"{q}{backend.model}{r}" in detail for q, r in ("''", '""', "``")
-    )  # "requested 'x'"
+    # "requested 'x'"
+    named = any(f"{q}{backend.model}{r}" in detail for q, r in ("''", '""', "``"))
     if named or "model" in detail.lower() or status == 404:
         return f"endpoint.model={backend.model!r}: {backend.url} refused the request {why}"
     return (
