@@ -13,6 +13,7 @@ import torch
 
 from dear.utils.repro import FINISHED
 from tests.helpers import ROOT
+from tests.helpers.cli import tiny_distillation
 
 
 def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):
@@ -29,22 +30,11 @@ def train(run_dir, flag_jsonl, toy_files, tiny_bert_cls, *extra, check=True):
         f"queries: '{toy_files['queries']}'}}"
     ]
     args = [
-        "data=flagembedding",
-        f"data.train.path={flag_jsonl}",
+        *tiny_distillation(flag_jsonl, tiny_bert_cls),
         *val,
-        "student=minilm_cross_encoder",
-        f"student.model={tiny_bert_cls}",
-        "student.lora.target_modules=[query,value]",
-        "teacher=rankllama_13b",
-        f"teacher.model={tiny_bert_cls}",
-        "teacher.pooling=auto",
-        "data.group_size=4",
-        "data.batch_size=2",
-        "trainer.max_steps=4",
         "trainer.max_epochs=10",
         "trainer.log_every_n_steps=1",
         "trainer.val_check_interval=2",
-        "~callbacks.progress",
         *files,
         "evaluation.depth=3",
         f"hydra.run.dir={run_dir}",

@@ -30,6 +30,7 @@ from dear.utils.checkpoints import (
 )
 from dear.utils.resume import AppendingCSVLogger, SeedEveryStep
 from tests.helpers import ROOT
+from tests.helpers.cli import tiny_distillation
 from tests.helpers.distill import make
 
 
@@ -260,24 +261,13 @@ def train_cli(run_dir, toy_files, flag_jsonl, tiny_bert_cls, *extra, wait=True):
     }
     val = ", ".join(f"{k}: '{v}'" for k, v in files.items())
     args = [
-        "data=flagembedding",
-        f"data.train.path={flag_jsonl}",
-        "student=minilm_cross_encoder",
-        f"student.model={tiny_bert_cls}",
+        *tiny_distillation(flag_jsonl, tiny_bert_cls, steps=8),
         f"data.val={{_target_: dear.data.benchmarks.FilesBenchmark, name: val, measures: [nDCG@10], {val}}}",
-        "student.lora.target_modules=[query,value]",
-        "teacher=rankllama_13b",
-        f"teacher.model={tiny_bert_cls}",
-        "teacher.pooling=auto",
         "alpha=a0.5",
-        "data.group_size=4",
-        "data.batch_size=2",
-        "trainer.max_steps=8",
         "trainer.max_epochs=10",
         "trainer.log_every_n_steps=1",
         "trainer.val_check_interval=2",
         "callbacks.last.every_n_train_steps=3",
-        "~callbacks.progress",
         "benchmark@evaluation.benchmark=files",
         *(f"evaluation.benchmark.{k}={v}" for k, v in files.items()),
         "evaluation.depth=3",

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from dear.config import CONF_DIR, register_resolvers
 from tests.helpers import ROOT
+from tests.helpers.cli import tiny_distillation
 
 register_resolvers()
 LAUNCHERS = {
@@ -169,19 +170,8 @@ def test_ddp_config_trains_two_processes_on_cpu(tmp_path, flag_jsonl, toy_files,
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "trainer.precision=32-true",
-        "data=flagembedding",
-        f"data.train.path={flag_jsonl}",
-        "student=minilm_cross_encoder",
-        f"student.model={tiny_bert_cls}",
-        "student.lora.target_modules=[query,value]",
-        "teacher=rankllama_13b",
-        f"teacher.model={tiny_bert_cls}",
-        "teacher.pooling=auto",
-        "data.group_size=4",
-        "data.batch_size=2",
-        "trainer.max_steps=4",
+        *tiny_distillation(flag_jsonl, tiny_bert_cls),
         "trainer.max_epochs=10",
-        "~callbacks.progress",
         "callbacks.checkpoint.monitor=null",
         "benchmark@evaluation.benchmark=files",
         f"evaluation.benchmark.candidates={toy_files['json']}",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT
+from tests.helpers.cli import tiny_distillation
 
 
 def wandb_records(run_file: Path) -> list:
@@ -66,19 +67,8 @@ def test_multirun_with_wandb_offline_and_a_benchmark_set(
     bench = "evaluation.benchmarks"
     args = [
         "-m",
-        "data=flagembedding",
-        f"data.train.path={flag_jsonl}",
-        "student=minilm_cross_encoder",
-        f"student.model={tiny_bert_cls}",
-        "student.lora.target_modules=[query,value]",
-        "teacher=rankllama_13b",
-        f"teacher.model={tiny_bert_cls}",
-        "teacher.pooling=auto",
-        "data.group_size=4",
-        "data.batch_size=2",
-        "trainer.max_steps=2",
+        *tiny_distillation(flag_jsonl, tiny_bert_cls, steps=2),
         "trainer.log_every_n_steps=1",
-        "~callbacks.progress",
         "callbacks.checkpoint.monitor=null",
         "evaluation.depth=3",
         "evaluation.stages=null",
