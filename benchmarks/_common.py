@@ -31,6 +31,22 @@ def scifact_candidates(queries: int, depth: int = 100):
     return list(bench.load().run.values())
 
 
+def noveleval_candidates(depth: int = 100):
+    """BM25 top-``depth`` of NovelEval's pooled corpus, every query (21)."""
+    from dear.data.benchmarks import PooledBM25Benchmark
+
+    d = DATA / "noveleval"
+    bench = PooledBM25Benchmark(
+        "noveleval",
+        str(d / "corpus.tsv"),
+        str(d / "queries.tsv"),
+        str(d / "qrels.txt"),
+        ["nDCG@10"],
+        depth=depth,
+    )
+    return list(bench.load().run.values())
+
+
 def dl21_candidates(queries: int, depth: int = 100):
     """rank_llm's BM25 top-``depth`` for the first ``queries`` TREC DL21 queries (MS MARCO v2
     passages: short and of varied length, where fixed padding wastes most)."""

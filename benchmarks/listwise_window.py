@@ -55,10 +55,9 @@ import statistics
 import time
 
 import torch
-from _common import DATA, ROOT, table
+from _common import ROOT, noveleval_candidates, table
 from omegaconf import OmegaConf
 
-from dear.data.benchmarks import PooledBM25Benchmark
 from dear.listwise.backends.base import TokenizerRenderer
 from dear.listwise.backends.hf import TransformersBackend
 from dear.listwise.parsing import parse_ranking
@@ -312,18 +311,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    d = DATA / "noveleval"
-    rankings = list(
-        PooledBM25Benchmark(
-            "noveleval",
-            str(d / "corpus.tsv"),
-            str(d / "queries.tsv"),
-            str(d / "qrels.txt"),
-            ["nDCG@10"],
-        )
-        .load()
-        .run.values()
-    )[: args.queries]
+    rankings = noveleval_candidates()[: args.queries]
     rankings = [r.head(WINDOW) for r in rankings]
     prompt_cfg = OmegaConf.to_container(
         OmegaConf.load(ROOT / "conf" / "prompt" / f"{args.prompt}.yaml")

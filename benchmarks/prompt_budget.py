@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from _common import DATA, ROOT, dl21_candidates, table
+from _common import ROOT, dl21_candidates, noveleval_candidates, table
 from omegaconf import OmegaConf
 
-from dear.data.benchmarks import PooledBM25Benchmark
 from dear.listwise.backends.base import TokenizerRenderer
 from dear.listwise.prompts import ListwisePrompt, fit_window
 from dear.models.loading import load_tokenizer
@@ -35,19 +34,8 @@ def main():
     renderer = TokenizerRenderer(load_tokenizer(args.model))
     cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "prompt" / f"{args.prompt}.yaml"))
     cfg.pop("_target_")
-    d = DATA / "noveleval"
     sets = {
-        "NovelEval": list(
-            PooledBM25Benchmark(
-                "noveleval",
-                str(d / "corpus.tsv"),
-                str(d / "queries.tsv"),
-                str(d / "qrels.txt"),
-                ["nDCG@10"],
-            )
-            .load()
-            .run.values()
-        ),
+        "NovelEval": noveleval_candidates(),
         "DL21": dl21_candidates(53, 20),
     }
     limit = args.context - args.max_new_tokens

