@@ -1,4 +1,4 @@
-"""Shared set-up for the benchmarks: offline env, real SciFact BM25 candidates, timing."""
+"""Shared set-up for the benchmarks: offline env, real BM25 candidates (SciFact, NovelEval, DL21), timing."""
 
 from __future__ import annotations
 
