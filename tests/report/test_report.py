@@ -379,7 +379,8 @@ def test_seeds_form_one_cell_with_mean_sd_and_markers_against_the_baseline(seed_
     assert (sweep / "report" / "figure.png").read_bytes()[:4] == b"\x89PNG"
     tex = (sweep / "report" / "table.tex").read_text()
     assert (
-        rf"\textbf{{{mean(scifact):.2f}}} $\pm$ {stdev(scifact):.2f}\textsuperscript{{\dag}}" in tex
+        rf"\textbf{{{mean(scifact):.2f}}} $\pm$ {stdev(scifact):.2f}\textsuperscript{{\dag{{}}}}"
+        in tex
     )
 
 

@@ -113,10 +113,10 @@ def adjust_holm(tests: list[PairedTest]) -> None:
         t.randomisation_p_holm = p
 
 
-def note(baseline: str, family: str) -> str:
+def note(baseline: str, family: str, marker: str = MARKER) -> str:
     """The sentence under a table that explains its markers."""
     return (
-        f"{MARKER}: differs from {baseline} (better or worse) at p < {ALPHA}, two-sided paired randomisation "
+        f"{marker}: differs from {baseline} (better or worse) at p < {ALPHA}, two-sided paired randomisation "
         f"test over queries ({RESAMPLES:,} resamples, seed {SEED}), Holm–Bonferroni corrected over {family}; "
         "paired t-test p-values beside it in the JSON."
     )

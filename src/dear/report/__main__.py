@@ -5,6 +5,7 @@
     python -m dear.report --wandb my-team/dear/alpha --out reports/alpha    # online: a W&B group
     python -m dear.report RUNS --rows 'Teacher=teacher.model,Student=student.model' --stage student
     python -m dear.report multirun/toy/T --baseline 'α=0'      # † against the α = 0 row
+    python -m dear.report multirun/toy/T --references 'BM25=first_stage,start=student_init'  # rows ‡ §
     python -m dear.report multirun/toy/T --against paper       # beside the paper's Figure 5 (paper_layout.py)
     python -m dear.report --diff RUN_A RUN_B                   # environments, configs, metrics with p-values
 
@@ -31,6 +32,7 @@ from dear.report.paired import add_significance
 from dear.report.paper_layout import build_layout, published_curve
 from dear.report.paper_layout import latex as paper_latex
 from dear.report.paper_layout import markdown as paper_markdown
+from dear.report.references import add_references, parse_references
 from dear.report.render import cells_json, latex, markdown
 from dear.report.runs import RunResult, load_run_dirs, load_wandb_group
 from dear.report.table import BEIR8, Spec, build_table
@@ -56,6 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--baseline",
         help="row to test the others against: 'FIELD=VALUE,...' (e.g. 'α=0'; 'none': no tests)",
+    )
+    p.add_argument(
+        "--references",
+        help="stages read beside every row in its own runs, with paired tests: 'BM25=first_stage,"
+        "start=student_init' (default: sweep.report.references; 'none': no reference rows)",
     )
     p.add_argument(
         "--out", type=Path, help="output directory (default: <the one sweep dir>/report)"
@@ -118,6 +125,10 @@ def make_spec(args: argparse.Namespace, runs: list[RunResult]) -> Spec:
     baseline = args.baseline if args.baseline is not None else report.get("baseline")
     if isinstance(baseline, dict):  # sweep.report.baseline: {α: 0}
         baseline = ",".join(f"{k}={v}" for k, v in baseline.items())
+    if args.references is not None:
+        references = parse_references(args.references)
+    else:
+        references = {str(k): str(v) for k, v in (report.get("references") or {}).items()}
     return Spec(
         rows=rows,
         metric=args.metric or report.get("metric", "nDCG@10"),
@@ -125,6 +136,7 @@ def make_spec(args: argparse.Namespace, runs: list[RunResult]) -> Spec:
         average=average,
         figure=None if figure == "none" else figure,
         baseline=None if baseline in (None, "none") else str(baseline),
+        references=references,
         name=args.name
         or sweep.get("name")
         or (Path(args.runs[0]).name if args.runs else args.wandb),
@@ -144,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_wandb_group(args.wandb) if args.wandb else load_run_dirs(args.runs)
         table = build_table(runs, spec := make_spec(args, runs))
         add_significance(table, runs)
+        add_references(table, runs)
         out = args.out or Path(args.runs[0]) / "report"
         atomic_write_text(out / "table.md", markdown(table))
         atomic_write_text(out / "table.tex", latex(table))

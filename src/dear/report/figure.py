@@ -1,5 +1,6 @@
 """The PNG of the average column against one row field (paper Figure 5: BEIR-8 average vs α), one line per value of
-the other row fields, error bars ± sd over seeds; rows without an average are left out and counted."""
+the other row fields, error bars ± sd over seeds; rows without an average are left out and counted. The reference
+stages (BM25, the untrained start: references.py) are grey lines, each point from the drawn row's own runs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 from pathlib import Path
 
 from dear.errors import DataError
+from dear.report.references import reference_points
 from dear.report.table import Table
 from dear.utils.io import atomic_write
 
@@ -58,6 +60,22 @@ def write_figure(
             ax.annotate(
                 f"{y:.2f}", (x, y), textcoords="offset points", xytext=(5, 4), ha="left", fontsize=7
             )
+    at = list(table.spec.rows.values()).index(table.spec.figure)
+    for ref, style in zip(table.references, ("--", ":", "-.", (0, (1, 4)))):
+        # the reference in each drawn row's own runs: a flat line when the rows share it
+        points = reference_points(table, ref, at)
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, color="grey", linestyle=style, linewidth=1.2, label=ref.label)
+            ax.annotate(
+                f"{ys[-1]:.2f}",
+                (xs[-1], ys[-1]),
+                textcoords="offset points",
+                xytext=(0, 3),
+                ha="right",
+                fontsize=7,
+                color="grey",
+            )
     if published:
         xs, ys = zip(*published)
         ax.plot(xs, ys, "k--", marker="s", markersize=4, label=f"published ({published_from})")
@@ -82,7 +100,7 @@ def write_figure(
     )
     seeds = f"; mean ± sd over {table.seeds} seeds" if table.seeds > 1 else ""
     ax.set_title(table.spec.name + seeds + note, fontsize=8)
-    if len(series) > 1 or published:
+    if len(series) > 1 or published or table.references:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -13,7 +13,7 @@ import statistics
 from dear.errors import DataError
 from dear.eval.significance import adjust_holm, compare_to_baseline, note
 from dear.report.runs import RunResult
-from dear.report.table import Table
+from dear.report.table import Cell, Table
 
 
 def parse_baseline(text: str, rows: dict[str, str]) -> dict[int, str]:
@@ -100,13 +100,18 @@ def _per_query(
     cell = table.cells.get((row, column))
     if cell is None:
         return None
-    per_seed = [
-        by_name[name].per_query(column, cell.stage, table.spec.metric) for name in cell.runs
-    ]
+    return cell_per_query(cell, column, table.spec.metric, by_name, " / ".join(row))
+
+
+def cell_per_query(
+    cell: Cell, column: str, metric: str, by_name: dict[str, RunResult], what: str
+) -> dict | None:
+    """{qid: the metric of ``cell.stage`` averaged over the cell's runs} (None: a run lacks per-query values)."""
+    per_seed = [by_name[name].per_query(column, cell.stage, metric) for name in cell.runs]
     if None in per_seed:
         return None
     if any(p.keys() != per_seed[0].keys() for p in per_seed):
         raise DataError(
-            f"{' / '.join(row)} × {column}: the seeds' runs {cell.runs} evaluated different queries"
+            f"{what} × {column}: the seeds' runs {cell.runs} evaluated different queries"
         )
     return {qid: statistics.mean(p[qid] for p in per_seed) for qid in per_seed[0]}

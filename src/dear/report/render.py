@@ -7,6 +7,7 @@ from __future__ import annotations
 from dear.eval.significance import MARKER
 from dear.eval.tables import markdown_grid
 from dear.report.paired import significance_note
+from dear.report.references import cell_json, reference_notes
 from dear.report.table import MISSING, Table
 
 _LATEX_ESCAPES = {
@@ -30,14 +31,17 @@ _LATEX_ESCAPES = {
     "<": r"$<$",
     ">": r"$>$",
     "‡": r"\ddag{}",
+    "§": r"\S{}",
+    "¶": r"\P{}",
     "Δ": r"$\Delta$",
     "—": "---",
 }
-MARKDOWN = {"bold": "**{}**", "sd": " ± {:.2f}", "marker": MARKER, "missing": MISSING}
+MARKDOWN = {"bold": "**{}**", "sd": " ± {:.2f}", "marker": "{}", "missing": MISSING}
 LATEX = {
     "bold": r"\textbf{{{}}}",
     "sd": r" $\pm$ {:.2f}",
-    "marker": r"\textsuperscript{\dag}",
+    "marker": r"\textsuperscript{{{}}}",
+    "escape": lambda marks: escape(marks),
     "missing": "--",
 }
 
@@ -59,13 +63,13 @@ def notes(table: Table) -> list[str]:
             f"Mean ± sample sd over the seeds of each cell (up to {table.seeds}); "
             f"{table.average_label}: over each seed's average."
         )
-    return out + ([significance_note(table)] if table.tests else [])
+    return out + ([significance_note(table)] if table.tests else []) + reference_notes(table)
 
 
 def markdown(table: Table) -> str:
     """A GitHub table with a heading and its notes; runs without metrics are listed below it."""
     header = table.header()
-    rows = [[*row, *numbers(table, row, MARKDOWN)] for row in table.rows]
+    rows = [[*row, *numbers(table, row, MARKDOWN)] for row in table.shown_rows]
     lines = [f"## {caption(table)}", "", *markdown_grid(header, rows, len(table.spec.rows))]
     if notes(table):
         lines += ["", *notes(table)]
@@ -81,7 +85,7 @@ def latex(table: Table) -> str:
     spec = "l" * n_fields + "r" * (len(header) - n_fields)
     body = [
         " & ".join([*(escape(v) for v in row), *numbers(table, row, LATEX)]) + r" \\"
-        for row in table.rows
+        for row in table.shown_rows
     ]
     label = "".join(c if c.isalnum() else "-" for c in table.spec.name)
     text = escape(" ".join([caption(table) + ".", *notes(table)]))
@@ -128,6 +132,7 @@ def cells_json(table: Table) -> dict:
             }
             for row in table.rows
         ],
+        "references": [ref.to_json(table) for ref in table.references],
         "incomplete": table.incomplete,
     }
 
@@ -135,8 +140,8 @@ def cells_json(table: Table) -> dict:
 def numbers(table: Table, row: tuple[str, ...], style: dict[str, str]) -> list[str]:
     """The row's cells and average as text: mean (bold if the column's best) ± sd, marker."""
     out = []
-    for value, sd, best, marked in zip(
-        table.numbers(row), table.sds(row), table.best(), table.marked(row)
+    for value, sd, best, marks in zip(
+        table.numbers(row), table.sds(row), table.best(), table.markers(row)
     ):
         if value is None:
             out.append(style["missing"])
@@ -146,7 +151,7 @@ def numbers(table: Table, row: tuple[str, ...], style: dict[str, str]) -> list[s
         out.append(
             text
             + ("" if sd is None else style["sd"].format(sd))
-            + (style["marker"] if marked else "")
+            + (style["marker"].format(style.get("escape", str)(marks)) if marks else "")
         )
     return out
 
@@ -156,15 +161,14 @@ def escape(text: str) -> str:
 
 
 def _cell_json(table: Table, row: tuple[str, ...], column: str) -> dict:
-    cell = table.cells[row, column]
-    out = {
-        "value": cell.value,
-        "sd": cell.sd,
-        "seeds": list(cell.values),
-        "values": list(cell.values.values()),
-        "runs": cell.runs,
-        "stage": cell.stage,
+    out = cell_json(table.cells[row, column])
+    against = {
+        ref.label: ref.tests[row, column].to_json()
+        for ref in table.references
+        if (row, column) in ref.tests
     }
+    if against:
+        out["against_references"] = against
     test = table.tests.get((row, column))
     if test is not None:
         out["significance"] = {

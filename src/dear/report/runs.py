@@ -153,14 +153,16 @@ def summary_metrics(summary: dict) -> Metrics:
 
 
 def config_differences(
-    a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = (SEED,)
+    a: DictConfig, b: DictConfig, ignore: tuple[str, ...] = (SEED, "sweep.report")
 ) -> list[str]:
-    """Dotted config keys whose values differ between two runs (unresolved), ``ignore`` left out."""
+    """Dotted config keys whose values differ between two runs (unresolved), keys under ``ignore`` left out
+    (the seed; how the sweep is reported, which changes no run)."""
     flat_a, flat_b = flatten(OmegaConf.to_container(a)), flatten(OmegaConf.to_container(b))
     return sorted(
         k
         for k in flat_a.keys() | flat_b.keys()
-        if flat_a.get(k) != flat_b.get(k) and k.split(".")[0] not in ignore
+        if flat_a.get(k) != flat_b.get(k)
+        and not any(k == p or k.startswith(p + ".") for p in ignore)
     )
 
 

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from dear.errors import DataError
-from dear.eval.significance import PairedTest
+from dear.eval.significance import MARKER, PairedTest
 from dear.report.runs import RunResult, config_differences
 from dear.utils.paths import ROOT
 
@@ -57,6 +57,8 @@ class Spec:
     figure: str | None = None
     name: str = "sweep"
     baseline: str | None = None  # the row the others are tested against, e.g. "α=0" (paired.py)
+    # label → stage read beside every row in the row's own runs, e.g. {"BM25": "first_stage"} (references.py)
+    references: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +79,13 @@ class Cell:
         return mean_sd(list(self.values.values()))[1]
 
 
+def average_over(cells: list[Cell | None]) -> list[float] | None:
+    """Per seed, the mean over ``cells`` (one per averaged benchmark); None if any is missing or seeds differ."""
+    if not cells or None in cells or any(c.values.keys() != cells[0].values.keys() for c in cells):
+        return None
+    return [statistics.mean(c.values[seed] for c in cells) for seed in cells[0].values]
+
+
 def mean_sd(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (n − 1; None for a single value)."""
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -93,25 +102,28 @@ class Table:
     tests: dict[tuple[tuple[str, ...], str], PairedTest] = field(default_factory=dict)
     # row → its baseline row
     baselines: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    # the reference stages (BM25, the untrained start, ...) read beside the rows (references.py)
+    references: list = field(default_factory=list)
+
+    def cell(self, row: tuple[str, ...], column: str) -> Cell | None:
+        """A row's cell, or a reference row's shown cell."""
+        cell = self.cells.get((row, column))
+        if cell is None:
+            ref = next((r for r in self.references if r.key == row), None)
+            cell = ref and ref.shown.get(column)
+        return cell
 
     def value(self, row: tuple[str, ...], column: str) -> float | None:
-        cell = self.cells.get((row, column))
+        cell = self.cell(row, column)
         return None if cell is None else cell.value
 
     def sd(self, row: tuple[str, ...], column: str) -> float | None:
-        cell = self.cells.get((row, column))
+        cell = self.cell(row, column)
         return None if cell is None else cell.sd
 
     def average_values(self, row: tuple[str, ...]) -> list[float] | None:
         """Per seed, the mean over ``spec.average``; None if any is missing or seeds differ."""
-        cells = [self.cells.get((row, c)) for c in self.spec.average]
-        if (
-            not cells
-            or None in cells
-            or any(c.values.keys() != cells[0].values.keys() for c in cells)
-        ):
-            return None
-        return [statistics.mean(c.values[seed] for c in cells) for seed in cells[0].values]
+        return average_over([self.cell(row, c) for c in self.spec.average])
 
     def average(self, row: tuple[str, ...]) -> float | None:
         values = self.average_values(row)
@@ -143,16 +155,27 @@ class Table:
         """Their sds over seeds, in the same order."""
         return [*(self.sd(row, c) for c in self.columns), self.average_sd(row)]
 
-    def marked(self, row: tuple[str, ...]) -> list[bool]:
-        """Per number, whether it differs significantly from its baseline row (never the average)."""
-        return [
-            *((row, c) in self.tests and self.tests[row, c].significant for c in self.columns),
-            False,
-        ]
+    @property
+    def shown_rows(self) -> list[tuple[str, ...]]:
+        """The rows as printed: the reference rows first (as a paper puts its baselines), then the swept rows."""
+        return [*(r.key for r in self.references), *self.rows]
+
+    def markers(self, row: tuple[str, ...]) -> list[str]:
+        """Per number, the markers of the tests it passes: † against its baseline row, then one per reference
+        stage it differs from (never on the average)."""
+        out = []
+        for c in self.columns:
+            marks = MARKER if (row, c) in self.tests and self.tests[row, c].significant else ""
+            for ref in self.references:
+                test = ref.tests.get((row, c))
+                marks += ref.marker if test is not None and test.significant else ""
+            out.append(marks)
+        return [*out, ""]
 
     def best(self) -> list[float | None]:
-        """Per numeric column, the highest value present; None unless two rows have one."""
-        columns = list(zip(*(self.numbers(r) for r in self.rows)))
+        """Per numeric column, the highest value present, reference rows included; None unless two rows have
+        one."""
+        columns = list(zip(*(self.numbers(r) for r in self.shown_rows)))
         present = [[v for v in col if v is not None] for col in columns]
         return [max(vals) if len(vals) > 1 else None for vals in present]
 
