@@ -24,6 +24,7 @@ PAPER = ["dl19", "dl20", *BEIR8]
 ENTRY = {
     "toy": "train",
     "smollm2_alpha": "train",
+    "smollm2_alpha_dl21": "evaluate",
     "alpha": "train",
     "pairing": "train",
     "loss": "train",
@@ -120,6 +121,21 @@ def test_smollm2_alpha_sweep_is_four_alphas_by_two_seeds_of_the_real_llm_recipe(
             cfg.evaluation.exported.initial == "student_init"
             and cfg.sweep.report.baseline == "alpha=0"
         )
+
+
+def test_smollm2_alpha_dl21_scores_each_training_runs_start_and_export(hydra):
+    """One job per training run given; the row fields are read from that run (sweep.report.trained_run)."""
+    overrides, configs = jobs(hydra, "smollm2_alpha_dl21", ["pointwise.path=runs/0,runs/1"])
+    assert [o[-1] for o in overrides] == ["pointwise.path=runs/0", "pointwise.path=runs/1"]
+    cfg = configs[1]
+    stages = cfg.pipeline.stages
+    assert list(stages) == ["student_init", "student"] and cfg.benchmark.name == "dl21"
+    assert stages.student_init.reranker.scorer.path == "runs/1/export_init"
+    assert stages.student.reranker.scorer.path == "runs/1"
+    assert stages.student.reranker.scorer._target_.endswith("scorer_from_export")
+    assert stages.student_init.depth == stages.student.depth == 20
+    assert stages.student_init.source == stages.student.source == "first_stage"
+    assert cfg.sweep.report.trained_run == "pointwise.path" and "alpha" not in cfg
 
 
 def test_alpha_sweep_is_figure_5(hydra):

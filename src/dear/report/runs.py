@@ -8,6 +8,10 @@ From run directories (what train.py and evaluate.py write):
     per_query.json beside each metrics.json  per-query values, for the paired tests
 
 or from a W&B group (train.py with logger=wandb: config and summary ``final/<benchmark>/<stage>/<metric>``).
+
+A run whose config sets ``sweep.report.trained_run`` (e.g. ``pointwise.path``) evaluates a training run's export
+after the fact (more benchmarks for a finished sweep): its row fields and seed are read from that training run's
+``.hydra/config.yaml`` first, so its cells join the training sweep's rows (sweeps/smollm2_alpha_dl21.yaml).
 """
 
 from __future__ import annotations
@@ -36,10 +40,21 @@ class RunResult:
     metrics: Metrics = field(default_factory=dict)
     order: tuple = ()
     per_query_files: dict[str, Path] = field(default_factory=dict)  # {benchmark: per_query.json}
+    # An evaluation of a trained run's export (``sweep.report.trained_run``): that run's config, and the key
+    # naming it here (e.g. pointwise.path)
+    trained: DictConfig | None = None
+    trained_key: str | None = None
 
     @property
     def seed(self):
-        return self.select(SEED)
+        """The repetition this run is: the trained run's seed for an evaluation of its export."""
+        return self.row_value(SEED)
+
+    def row_value(self, path: str):
+        """A row field (or the seed): from the trained run's config first when this run evaluates one, so an
+        export evaluated later sits in the row (α, student, ...) it was trained in; else this run's own."""
+        value = select(self.trained, path) if self.trained is not None else None
+        return self.select(path) if value is None else value
 
     def per_query(self, benchmark: str, stage: str, metric: str) -> dict[str, float] | None:
         """``{qid: value}`` of one stage and metric (None: the run has no per-query file for it)."""
@@ -107,8 +122,35 @@ def load_run_dir(run_dir: Path) -> RunResult:
     per_query = {
         bench: _metrics_file(run_dir, bench).with_name("per_query.json") for bench in metrics
     }
+    key = OmegaConf.select(config, "sweep.report.trained_run", default=None)
+    trained = None
+    if key:
+        target = OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
+        trained = _trained_config(run_dir, key, target)
     return RunResult(
-        str(run_dir), config, metrics, order, {b: p for b, p in per_query.items() if p.is_file()}
+        str(run_dir),
+        config,
+        metrics,
+        order,
+        {b: p for b, p in per_query.items() if p.is_file()},
+        trained,
+        key,
+    )
+
+
+def _trained_config(run_dir: Path, key: str, target) -> DictConfig:
+    """The config of the training run ``target`` names (its directory, or its export/ inside it)."""
+    if not target:
+        raise DataError(
+            f"{run_dir}: sweep.report.trained_run is {key!r}, which this run leaves unset"
+        )
+    target = Path(str(target))
+    for candidate in (target, target.parent):
+        if (candidate / ".hydra" / "config.yaml").is_file():
+            return _load_yaml(candidate / ".hydra" / "config.yaml")
+    raise DataError(
+        f"{run_dir}: {key} = {str(target)!r} is not a training run's directory (nor its export/): "
+        "no .hydra/config.yaml there or above it"
     )
 
 
@@ -150,6 +192,16 @@ def summary_metrics(summary: dict) -> Metrics:
             bench, stage, metric = parts
             metrics.setdefault(bench, {}).setdefault(stage, {})[metric] = float(value)
     return metrics
+
+
+def run_differences(a: RunResult, b: RunResult) -> list[str]:
+    """What sets two runs of one cell apart besides the seed: their configs', and their trained runs' when they
+    evaluate one (the key naming the trained run differs by design)."""
+    keys = tuple(k for k in (a.trained_key, b.trained_key) if k)
+    differences = config_differences(a.config, b.config, (SEED, "sweep.report", *keys))
+    if a.trained is not None and b.trained is not None:
+        differences += [f"trained run's {k}" for k in config_differences(a.trained, b.trained)]
+    return differences
 
 
 def config_differences(

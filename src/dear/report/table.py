@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from dear.errors import DataError
 from dear.eval.significance import MARKER, PairedTest
-from dear.report.runs import RunResult, config_differences
+from dear.report.runs import RunResult, run_differences
 from dear.utils.paths import ROOT
 
 PAPER_COLUMNS = {
@@ -199,7 +199,7 @@ def display(value) -> str:
 
 def row_key(run: RunResult, spec: Spec) -> tuple[str, ...]:
     """The table row a run belongs to: its row fields' values as shown."""
-    return tuple(display(run.select(path)) for path in spec.rows.values())
+    return tuple(display(run.row_value(path)) for path in spec.rows.values())
 
 
 def build_table(runs: list[RunResult], spec: Spec) -> Table:
@@ -250,7 +250,7 @@ def _add_cell(
         cells[row, bench] = Cell({run.seed: 100 * float(value)}, [run.name], stage)
         return
     first = by_name[cell.runs[0]]
-    differences = config_differences(first.config, run.config)
+    differences = run_differences(first, run)
     if run.seed in cell.values or differences:
         why = (
             f"they differ in {', '.join(differences[:5])}"
