@@ -80,12 +80,7 @@ def write_figure(
         xs, ys = zip(*published)
         ax.plot(xs, ys, "k--", marker="s", markersize=4, label=f"published ({published_from})")
     plotted = sum(len(p) for p in series.values())
-    ticks = sorted(
-        _numbers(
-            [row[list(table.spec.rows.values()).index(table.spec.figure)] for row in table.rows]
-            + [str(x) for x, _ in published]
-        )
-    )
+    ticks = sorted(_numbers([row[at] for row in table.rows] + [str(x) for x, _ in published]))
     pad = 0.08 * ((ticks[-1] - ticks[0]) or 1)
     ax.set_xticks(ticks)  # every row's x, drawn or not
     ax.set_xlim(ticks[0] - pad, ticks[-1] + pad)

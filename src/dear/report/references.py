@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dear.errors import DataError
-from dear.eval.significance import adjust_holm, note, paired_test
+from dear.eval.significance import adjust_holm, compare_to_baseline, note
 from dear.report.paired import cell_per_query
 from dear.report.runs import RunResult
-from dear.report.table import Cell, Table, display
+from dear.report.table import Cell, Table, average_over
 
 MARKERS = ("‡", "§", "¶", "#")
 Row = tuple[str, ...]
@@ -50,7 +50,7 @@ class Reference:
                 {
                     "row": dict(zip(table.spec.rows, row)),
                     "cells": {
-                        c: cell_json(self.cells[row, c])
+                        c: self.cells[row, c].to_json()
                         for c in table.columns
                         if (row, c) in self.cells
                     },
@@ -131,8 +131,6 @@ def reference_notes(table: Table) -> list[str]:
 
 def reference_points(table: Table, ref: Reference, at: int) -> list[tuple[float, float]]:
     """(x, the reference's average in that row's runs) per swept row that has one, for the figure."""
-    from dear.report.table import average_over
-
     points = []
     for row in table.rows:
         values = average_over([ref.cells.get((row, c)) for c in table.spec.average])
@@ -163,39 +161,19 @@ def _show(table: Table, ref: Reference) -> None:
 
 def _test(table: Table, ref: Reference, by_name: dict[str, RunResult]) -> None:
     """Each swept row against its own runs' reference stage, Holm over the rows of each column."""
+    metric = table.spec.metric
     for column in table.columns:
         family = []
         for row in table.rows:
             if (row, column) not in ref.cells:
                 continue
-            what = " / ".join(display(v) for v in row)
-            mine = cell_per_query(
-                table.cells[row, column], column, table.spec.metric, by_name, what
-            )
-            theirs = cell_per_query(
-                ref.cells[row, column], column, table.spec.metric, by_name, what
-            )
-            if mine is None or theirs is None:
+            what = f"{' / '.join(row)} × {column}"
+            per_query = {
+                what: cell_per_query(table.cells[row, column], column, metric, by_name, what),
+                ref.label: cell_per_query(ref.cells[row, column], column, metric, by_name, what),
+            }
+            if None in per_query.values():
                 continue
-            if mine.keys() != theirs.keys():
-                raise DataError(
-                    f"{what} × {column}: stages {table.cells[row, column].stage!r} and {ref.stage!r} "
-                    "scored different queries (a paired test needs the same ones)"
-                )
-            qids = sorted(mine)
-            test = paired_test([mine[q] for q in qids], [theirs[q] for q in qids])
-            ref.tests[row, column] = test
-            family.append(test)
+            ref.tests[row, column] = compare_to_baseline(per_query, ref.label)[what]
+            family.append(ref.tests[row, column])
         adjust_holm(family)
-
-
-def cell_json(cell: Cell) -> dict:
-    """A cell's value, sd over seeds, the seeds' values and their runs."""
-    return {
-        "value": cell.value,
-        "sd": cell.sd,
-        "seeds": list(cell.values),
-        "values": list(cell.values.values()),
-        "runs": cell.runs,
-        "stage": cell.stage,
-    }

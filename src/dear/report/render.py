@@ -7,7 +7,7 @@ from __future__ import annotations
 from dear.eval.significance import MARKER
 from dear.eval.tables import markdown_grid
 from dear.report.paired import significance_note
-from dear.report.references import cell_json, reference_notes
+from dear.report.references import reference_notes
 from dear.report.table import MISSING, Table
 
 _LATEX_ESCAPES = {
@@ -161,7 +161,7 @@ def escape(text: str) -> str:
 
 
 def _cell_json(table: Table, row: tuple[str, ...], column: str) -> dict:
-    out = cell_json(table.cells[row, column])
+    out = table.cells[row, column].to_json()
     against = {
         ref.label: ref.tests[row, column].to_json()
         for ref in table.references

@@ -78,6 +78,17 @@ class Cell:
         """Sample sd over the seeds (None with one)."""
         return mean_sd(list(self.values.values()))[1]
 
+    def to_json(self) -> dict:
+        """Its value, sd over seeds, the seeds' values and their runs (cells.json)."""
+        return {
+            "value": self.value,
+            "sd": self.sd,
+            "seeds": list(self.values),
+            "values": list(self.values.values()),
+            "runs": self.runs,
+            "stage": self.stage,
+        }
+
 
 def average_over(cells: list[Cell | None]) -> list[float] | None:
     """Per seed, the mean over ``cells`` (one per averaged benchmark); None if any is missing or seeds differ."""
