@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from dear.config import hydra_choices
 from dear.distill.teacher import Teacher
-from dear.eval.pipeline import Stage, run_pipeline, stages_from_config
+from dear.eval.pipeline import FIRST_STAGE, Stage, run_pipeline, stages_from_config
 from dear.report.against import write_against_paper
 from dear.utils.checkpoints import load_checkpoint, resume_checkpoint
 from dear.utils.io import atomic_dir
@@ -101,31 +101,29 @@ def export_initial(cfg: DictConfig, module: L.LightningModule, run_dir: Path) ->
     return target
 
 
+def exported_stages(
+    exported, module, export_dir: Path, initial_dir: Path | None, before: list[Stage]
+) -> list[Stage]:
+    """The untrained start (when exported) and the trained export, reranking the **same** input: ``exported.source``,
+    else the output of the last stage ``before`` them (the first stage when none), never one another's output."""
+    if not exported:
+        return []
+    source = exported.get("source") or (before[-1].name if before else FIRST_STAGE)
+    dirs = [(exported.initial, initial_dir)] if initial_dir is not None else []
+    return [
+        Stage(name, module.export_reranker(directory), exported.depth, source)
+        for name, directory in [*dirs, (exported.name, export_dir)]
+    ]
+
+
 def evaluate_export(
     cfg: DictConfig, module, export_dir: Path, run_dir: Path, initial_dir: Path | None = None
 ) -> dict[str, dict]:
-    """first_stage → stages → initial → exported model, per benchmark → {benchmark: {stage: metrics}}."""
+    """first_stage → stages → initial and exported model, per benchmark → {benchmark: {stage: metrics}}."""
     ev = cfg.evaluation
     stages = stages_from_config(ev.get("stages") or {}, instantiate, "evaluation.stages")
     exported = ev.get("exported")
-    if exported and initial_dir is not None:
-        stages.append(
-            Stage(
-                exported.initial,
-                module.export_reranker(initial_dir),
-                exported.depth,
-                exported.get("source"),
-            )
-        )
-    if exported:
-        stages.append(
-            Stage(
-                exported.name,
-                module.export_reranker(export_dir),
-                exported.depth,
-                exported.get("source"),
-            )
-        )
+    stages += exported_stages(exported, module, export_dir, initial_dir, stages)
     results = {}
     for name, (node, out_dir) in benchmark_outputs(ev, run_dir).items():
         benchmark = instantiate(node)
