@@ -7,9 +7,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dear.data.benchmarks import FilesBenchmark
 from dear.eval.pipeline import Stage, run_pipeline
 from dear.training import exported_stages
+from tests.helpers.benchmarks import toy_benchmark
 
 
 class Recorder:
@@ -45,17 +45,6 @@ def exported(**overrides):
     )
 
 
-def bench(toy_files) -> FilesBenchmark:
-    return FilesBenchmark(
-        "files",
-        str(toy_files["run"]),
-        str(toy_files["qrels"]),
-        ["nDCG@1"],
-        docs=str(toy_files["docs"]),
-        queries=str(toy_files["queries"]),
-    )
-
-
 def test_start_and_export_both_rerank_the_first_stage_not_one_another(toy_files, tmp_path):
     module = Module()
     stages = exported_stages(exported(), module, tmp_path / "export", tmp_path / "export_init", [])
@@ -63,7 +52,7 @@ def test_start_and_export_both_rerank_the_first_stage_not_one_another(toy_files,
         ("listwise_init", "first_stage"),
         ("listwise", "first_stage"),
     ]
-    run_pipeline(bench(toy_files), stages, tmp_path / "out")
+    run_pipeline(toy_benchmark(toy_files), stages, tmp_path / "out")
     first = {"q1": ["d2", "d4", "d1"], "q2": ["d4", "d2", "d3"]}  # the TREC run's order
     # the start reversed its input; the export still got BM25's order, not the start's output
     assert module.rerankers["export_init"].seen == first
@@ -77,7 +66,7 @@ def test_after_an_evaluation_stage_both_rerank_its_output(toy_files, tmp_path):
         exported(), module, tmp_path / "export", tmp_path / "export_init", before
     )
     assert {s.source for s in stages} == {"pointwise"}
-    run_pipeline(bench(toy_files), before + stages, tmp_path / "out")
+    run_pipeline(toy_benchmark(toy_files), before + stages, tmp_path / "out")
     reversed_first = {"q1": ["d1", "d4", "d2"], "q2": ["d3", "d2", "d4"]}
     assert module.rerankers["export_init"].seen == reversed_first
     assert module.rerankers["export"].seen == reversed_first

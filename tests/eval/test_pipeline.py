@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from dear.data.benchmarks import FilesBenchmark
 from dear.eval.pipeline import Stage, run_pipeline
 from dear.report.runs import _read_metrics
+from tests.helpers.benchmarks import toy_benchmark
 
 
 class Reverse:
@@ -24,24 +24,15 @@ class Dies:
         raise RuntimeError("killed mid-stage")
 
 
-def bench(toy_files) -> FilesBenchmark:
-    return FilesBenchmark(
-        "files",
-        str(toy_files["run"]),
-        str(toy_files["qrels"]),
-        ["nDCG@1"],
-        docs=str(toy_files["docs"]),
-        queries=str(toy_files["queries"]),
-    )
-
-
 def test_a_run_that_dies_in_a_stage_leaves_no_metrics_json_but_keeps_finished_stages(
     toy_files, tmp_path
 ):
     (tmp_path / "metrics.json").write_text("{}")  # an earlier complete run into the same dir
     with pytest.raises(RuntimeError, match="killed mid-stage"):
         run_pipeline(
-            bench(toy_files), [Stage("reverse", Reverse(), 3), Stage("dies", Dies(), 3)], tmp_path
+            toy_benchmark(toy_files),
+            [Stage("reverse", Reverse(), 3), Stage("dies", Dies(), 3)],
+            tmp_path,
         )
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "per_query.json").exists()
     partial = json.loads((tmp_path / "metrics.partial.json").read_text())
@@ -54,7 +45,7 @@ def test_a_run_that_dies_in_a_stage_leaves_no_metrics_json_but_keeps_finished_st
 
 def test_a_complete_run_replaces_the_partial_files(toy_files, tmp_path):
     out = tmp_path / "out"
-    result = run_pipeline(bench(toy_files), [Stage("reverse", Reverse(), 3)], out)
+    result = run_pipeline(toy_benchmark(toy_files), [Stage("reverse", Reverse(), 3)], out)
     assert sorted(p.name for p in out.glob("*.json")) == ["metrics.json", "per_query.json"]
     written = json.loads((out / "metrics.json").read_text())
     assert list(written) == list(result["metrics"])  # the stages, no warnings key: none
@@ -67,7 +58,7 @@ def test_a_complete_run_replaces_the_partial_files(toy_files, tmp_path):
 def test_warnings_reach_the_log_and_metrics_json_and_readers_skip_them(toy_files, tmp_path, capsys):
     toy_files["qrels"].write_text("q1 0 d1 2\nq2 0 other 1\n")  # q2's candidates are all unjudged
     out = tmp_path / "out"
-    result = run_pipeline(bench(toy_files), [], out)
+    result = run_pipeline(toy_benchmark(toy_files), [], out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["warnings"] == result["warnings"] and "e.g. ['q2']" in metrics["warnings"][0]
     assert "WARNING files: 1 of 2 judged queries" in " ".join(capsys.readouterr().err.split())
