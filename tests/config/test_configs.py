@@ -46,3 +46,30 @@ def test_overrides_reach_objects():
     assert scorer["model"] == "abdoelsayed/dear-8b-reranker-ce-v1"
     assert scorer["template"]["query_max_len"] == 32 and scorer["template"]["doc_max_len"] == 193
     assert scorer["pooling"] == "reference" and scorer["template"]["join"] == "reference"
+
+
+def test_listwise_export_takes_single_settings_as_its_comment_says():
+    """``listwise=export``: ``backend.*`` and ``prompt.*`` override one setting each without ``+``; every backend
+    key is a ``TransformersBackend`` option and every prompt key a ``ListwisePrompt`` field (null: the run's)."""
+    import dataclasses
+    import inspect
+
+    from dear.listwise.backends.hf import TransformersBackend
+    from dear.listwise.prompts import ListwisePrompt
+
+    cfg = compose_resolved(
+        "evaluate",
+        [
+            "pipeline=listwise",
+            "listwise=export",
+            "listwise.path=RUN",
+            "listwise.backend.num_beams=4",
+            "listwise.backend.dtype=float32",
+            "listwise.prompt.max_words=100",
+            "listwise.constrained=true",
+        ],
+    )["listwise"]
+    assert cfg["backend"]["num_beams"] == 4 and cfg["backend"]["dtype"] == "float32"
+    assert cfg["prompt"]["max_words"] == 100 and cfg["constrained"] is True
+    assert set(cfg["backend"]) <= set(inspect.signature(TransformersBackend).parameters)
+    assert set(cfg["prompt"]) <= {f.name for f in dataclasses.fields(ListwisePrompt)}

@@ -4,6 +4,7 @@ order, the cache shared with Stage 1, and the SFT loss computed on the answer's 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -251,13 +252,26 @@ def test_listwise_export_runs_as_trained_and_settings_can_be_overridden(
     expected = module.export_reranker(tmp_path / "run" / "export").backend.generate(chats)
     assert reranker.backend.generate(chats) == expected
     overridden = reranker_from_export(
-        str(tmp_path / "run"), top_k=5, prompt={"max_words": 7}, backend={"max_new_tokens": 4}
+        str(tmp_path / "run"),
+        top_k=5,
+        prompt={"max_words": 7, "marker": None},  # null: the run's
+        backend={"max_new_tokens": 4, "dtype": None},
     )
     assert (
         overridden.top_k == 5
         and overridden.prompt.max_words == 7
         and overridden.backend.max_new_tokens == 4
+        and overridden.prompt.marker == compact.marker
+        and overridden.backend.identity["dtype"] == "float32"
     )
+    # constrained decoding: off unless the run's reranker set it; the command line wins either way
+    assert not reranker.constrained
+    assert reranker_from_export(str(tmp_path / "run"), constrained=True).constrained
+    module.reranker = partial(module.reranker, constrained=True)
+    module.export(tmp_path / "bound")
+    assert json.loads((tmp_path / "bound" / EXPORT_META).read_text())["constrained"] is True
+    assert reranker_from_export(str(tmp_path / "bound")).constrained
+    assert not reranker_from_export(str(tmp_path / "bound"), constrained=False).constrained
     with pytest.raises(DataError, match=f"not a listwise SFT run or export \\(no {EXPORT_META}"):
         reranker_from_export(str(tmp_path))
     (tmp_path / "run" / "export" / EXPORT_META).write_text('{"prompt": []}')

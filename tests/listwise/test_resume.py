@@ -121,11 +121,11 @@ KILL_AFTER = """
 import os, runpy, sys
 from dear.listwise.backends import hf
 done, generate = [0], hf.TransformersBackend._generate_batch
-def dying(self, prompts):  # the process dies as batch {k} + 1 starts, like a SIGKILL
+def dying(self, prompts, *rest):  # the process dies as batch {k} + 1 starts, like a SIGKILL
     if done[0] == {k}:
         os._exit(137)
     done[0] += 1
-    return generate(self, prompts)
+    return generate(self, prompts, *rest)
 hf.TransformersBackend._generate_batch = dying
 sys.argv = ["evaluate.py", *sys.argv[1:]]
 runpy.run_path("evaluate.py", run_name="__main__")

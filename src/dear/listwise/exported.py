@@ -1,6 +1,7 @@
 """A listwise SFT export run as it was trained and evaluated (``listwise=export listwise.path=RUN``).
 
-``dear_listwise.json`` beside the adapter records the prompt, sliding window and generation settings;
+``dear_listwise.json`` beside the adapter records the prompt, sliding window (and ``constrained`` decoding when the
+module's reranker sets it) and generation settings;
 ``reranker_from_export`` rebuilds that reranker, with anything given explicitly (cache directory, ``top_k``, back-end
 options) winning.
 """
@@ -26,7 +27,7 @@ def export_settings(reranker, generation: dict) -> dict | None:
     if not isinstance(prompt, dict):
         return None
     prompt = {k: v for k, v in prompt.items() if k != "_target_"}
-    window = {k: keywords[k] for k in ("window_size", "step") if k in keywords}
+    window = {k: keywords[k] for k in ("window_size", "step", "constrained") if k in keywords}
     return {"format": 1, "prompt": prompt, **window, "generation": dict(generation)}
 
 
@@ -50,8 +51,10 @@ def reranker_from_export(
     step: int | None = None,
     prompt: dict | None = None,
     backend: dict | None = None,
+    constrained: bool | None = None,
 ):
-    """The export's ``ListwiseReranker``, ``prompt``/``window_size``/``step``/``backend`` overriding its settings."""
+    """The export's ``ListwiseReranker``, ``prompt``/``window_size``/``step``/``backend``/``constrained`` overriding
+    its settings."""
     from dear.listwise.backends.hf import TransformersBackend
     from dear.listwise.reranker import ListwiseReranker
 
@@ -61,7 +64,10 @@ def reranker_from_export(
     for key, kind in (("prompt", dict), ("generation", dict)):
         if not isinstance(meta.get(key), kind):
             raise DataError(f"{meta_path}: field {key!r} must be a JSON object")
-    settings = {**meta["prompt"], **{k: v for k, v in (prompt or {}).items() if k != "_target_"}}
+    settings = {
+        **meta["prompt"],
+        **{k: v for k, v in (prompt or {}).items() if k != "_target_" and v is not None},
+    }
     generation = {
         **meta["generation"],
         **{k: v for k, v in (backend or {}).items() if v is not None},
@@ -73,4 +79,5 @@ def reranker_from_export(
         step=step or meta.get("step", 10),
         top_k=top_k,
         cache_dir=cache_dir,
+        constrained=meta.get("constrained", False) if constrained is None else constrained,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dear.data.contract import Candidate, Ranking
 from dear.errors import ConfigError
 from dear.listwise.cache import GenerationCache
+from dear.listwise.constrained import PermutationGrammar
 from dear.listwise.parsing import CLEAN, FALLBACK, REPAIRED, STATUSES, Parsed, parse_ranking
 from dear.listwise.prompts import ListwisePrompt, fit_window
 from dear.listwise.window import window_spans
@@ -18,7 +19,9 @@ from dear.utils.progress import log
 
 class ListwiseReranker:
     """``backend``: see ``dear.listwise.backends``; ``prompt``: a :class:`ListwisePrompt` or its config; ``top_k``:
-    the candidates windows cover (None: all), the rest keep their order."""
+    the candidates windows cover (None: all), the rest keep their order. ``constrained``: decode each answer under
+    the window's permutation grammar (``dear.listwise.constrained``: the prompt's ranking line, every id once), on
+    back ends that take one (transformers)."""
 
     def __init__(
         self,
@@ -28,6 +31,7 @@ class ListwiseReranker:
         step: int = 10,
         top_k: int | None = None,
         cache_dir: str | None = None,
+        constrained: bool = False,
     ):
         self.backend = backend
         self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
@@ -41,9 +45,31 @@ class ListwiseReranker:
         except ValueError as e:
             raise ConfigError(f"listwise.window_size / listwise.step: {e}") from None
         self.window_size, self.step, self.top_k = window_size, step, top_k
-        self.cache = GenerationCache(cache_dir, backend.identity) if cache_dir else None
+        if not isinstance(constrained, bool):
+            raise ConfigError(
+                f"listwise.constrained: expected true or false, found {constrained!r}"
+            )
+        if constrained and not getattr(backend, "constrains", False):
+            raise ConfigError(
+                f"listwise.constrained: the {type(backend).__name__} back end cannot constrain "
+                "decoding; use the transformers back end or constrained=false"
+            )
+        self.constrained = constrained
+        self.cache = GenerationCache(cache_dir, self._identity()) if cache_dir else None
         self._counts: dict[str, int] = {}
         self.reused = 0  # windows of the last run read back from the cache
+
+    def _identity(self) -> dict:
+        """What decides a window's answer besides its prompt: the back end's identity, and the grammar when
+        constrained (a constrained answer is another answer: never one cache entry for both)."""
+        identity = dict(self.backend.identity)
+        if self.constrained:
+            identity["constraint"] = {
+                "grammar": "permutation",
+                "marker": self.prompt.marker,
+                "first_id": self.prompt.first_id,
+            }
+        return identity
 
     def rerank(self, rankings: list[Ranking]) -> list[Ranking]:
         depth = max((len(r.candidates) for r in rankings), default=0)
@@ -63,7 +89,8 @@ class ListwiseReranker:
         for j in range(steps):
             active = [q for q, plan in enumerate(plans) if j < len(plan)]
             chats, words = self._chats(rankings, orders, plans, active, j)
-            gens = self._generate(chats, f"listwise window {j + 1}/{steps}")
+            sizes = [plans[q][j][1] - plans[q][j][0] for q in active]
+            gens = self._generate(chats, f"listwise window {j + 1}/{steps}", sizes)
             for q, gen, w in zip(active, gens, words):
                 start, end = plans[q][j]
                 parsed = parse_ranking(
@@ -84,11 +111,18 @@ class ListwiseReranker:
             )
         return out
 
-    def _generate(self, chats: list, desc: str) -> list:
-        """Generations for ``chats``; with a cache, only for missing windows, each stored as soon as it is reported."""
+    def _generate(self, chats: list, desc: str, sizes: list[int]) -> list:
+        """Generations for ``chats`` (windows of ``sizes`` passages); with a cache, only for missing windows, each
+        stored as soon as it is reported."""
         chat = self.prompt.chat_template
+        grammars = (
+            [PermutationGrammar(n, self.prompt.first_id, self.prompt.marker) for n in sizes]
+            if self.constrained
+            else None
+        )
+        extra = {} if grammars is None else {"constraints": grammars}
         if self.cache is None:
-            return self.backend.generate(chats, chat=chat, desc=desc)
+            return self.backend.generate(chats, chat=chat, desc=desc, **extra)
         keys = [self.cache.key(m, chat) for m in chats]
         gens = [self.cache.get(k) for k in keys]
         todo = [i for i, g in enumerate(gens) if g is None]
@@ -99,6 +133,7 @@ class ListwiseReranker:
                 chat=chat,
                 desc=desc,
                 on_done=lambda j, gen: self.cache.put(keys[todo[j]], gen),
+                **({} if grammars is None else {"constraints": [grammars[i] for i in todo]}),
             )
             for i, gen in zip(todo, fresh):
                 gens[i] = gen

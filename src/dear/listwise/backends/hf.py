@@ -33,10 +33,15 @@ class TransformersBackend(LocalBackend):
     computes bf16 natively (``generation_dtype``), else fp32. ``do_sample``: sampling at ``temperature``, ``top_k``
     (50, ``generate``'s default, which the DeAR reference's sampling ran with; 0 turns it off)
     and ``top_p``, the RNG seeded with ``seed`` before every batch (a window's sample depends on
-    its batch only, not on what ran before it). ``shared``: a ``dear.models.shared.SharedBase`` to
+    its batch only, not on what ran before it). ``num_beams`` > 1: beam search (greedy only; the batch is
+    then prefilled by ``generate``): under a permutation grammar it compares whole ids (``[9]`` against
+    ``[10]``), where greedy decoding compares their first digits. ``shared``: a ``dear.models.shared.SharedBase`` to
     load the adapter onto, unmerged (one base in memory with the pointwise stage's adapter;
     ``pipeline.shared_base``).
     """
+
+    # ``generate`` takes per-chat grammars (``dear.listwise.constrained``): ``listwise.constrained``.
+    constrains = True
 
     def __init__(
         self,
@@ -51,6 +56,7 @@ class TransformersBackend(LocalBackend):
         top_k: int = 50,
         top_p: float = 1.0,
         seed: int = 0,
+        num_beams: int = 1,
         context_size: int | None = None,
         dtype: str = "auto",
         device: str = "auto",
@@ -61,6 +67,11 @@ class TransformersBackend(LocalBackend):
 
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if num_beams < 1 or (num_beams > 1 and do_sample):
+            raise ValueError(
+                f"num_beams must be at least 1 (and 1 when sampling), got {num_beams} "
+                f"with do_sample={do_sample}"
+            )
 
         self.name = model
         # On a shared base the weights are the Stage-1 scorer's too: ``auto`` keeps its meaning there
@@ -79,6 +90,7 @@ class TransformersBackend(LocalBackend):
                 if do_sample
                 else {}
             ),
+            **({"num_beams": num_beams} if num_beams > 1 else {}),
         }
         self.seed = seed
         load = load_causal_lm if shared is None else shared.causal_lm
@@ -97,11 +109,13 @@ class TransformersBackend(LocalBackend):
             self.model.config, "max_position_embeddings", None
         )
         self.stop = self.renderer.stop_ids(self.model.generation_config.eos_token_id)
+        self._token_texts: list[str] | None = None
         sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p} if do_sample else {}
         # A fresh config: the checkpoint's own sampling defaults must not leak into greedy decoding.
         self.generation_config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
+            num_beams=num_beams,
             use_cache=True,
             eos_token_id=self.stop,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -110,33 +124,47 @@ class TransformersBackend(LocalBackend):
 
     @torch.inference_mode()
     def generate(
-        self, conversations, chat: bool = True, desc: str = "generating", on_done=None
+        self,
+        conversations,
+        chat: bool = True,
+        desc: str = "generating",
+        on_done=None,
+        constraints: list | None = None,
     ) -> list[Generation]:
-        """One generation per chat, in order; ``on_done(i, generation)`` as each batch finishes."""
+        """One generation per chat, in order; ``on_done(i, generation)`` as each batch finishes. ``constraints``: per
+        chat a ``PermutationGrammar`` its answer must follow (None: free), see ``dear.listwise.constrained``."""
         prompts = [self.renderer.ids(m, chat) for m in conversations]
+        grammars = constraints or [None] * len(prompts)
         out: list[Generation | None] = [None] * len(prompts)
         lengths = [len(p) + self.max_new_tokens for p in prompts]
         with progress_bar(desc, len(prompts)) as advance:
             for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
                 if self.generation_config.do_sample:
                     torch.manual_seed(self.seed)
-                for i, gen in zip(batch, self._generate_batch([prompts[i] for i in batch])):
+                rows = self._generate_batch(
+                    [prompts[i] for i in batch], [grammars[i] for i in batch]
+                )
+                for i, gen in zip(batch, rows):
                     out[i] = gen
                     if on_done is not None:
                         on_done(i, gen)
                 advance(len(batch))
         return out
 
-    def _generate_batch(self, prompts: list[list[int]]) -> list[Generation]:
-        return [self._completion(row, len(p)) for row, p in zip(self._decode(prompts), prompts)]
+    def _generate_batch(
+        self, prompts: list[list[int]], grammars: list | None = None
+    ) -> list[Generation]:
+        rows = self._decode(prompts, grammars)
+        return [self._completion(row, len(p)) for row, p in zip(rows, prompts)]
 
-    def _decode(self, prompts: list[list[int]]) -> list[list[int]]:
+    def _decode(self, prompts: list[list[int]], grammars: list | None = None) -> list[list[int]]:
         """New token ids per prompt: ``model.generate`` with ``generation_config`` on the left-padded
         batch (``max_new_tokens`` of them, or up to the step where every row has stopped; a stopped
         row continues with padding). Rows of more than one token are prefilled alone first
         (``_prefill``), so ``generate`` runs only the last prompt token and the decode steps; a
         single prompt, or a batch holding a one-token prompt, is prefilled by ``generate`` itself
-        (one pass, under the padding mask).
+        (one pass, under the padding mask), as is every batch in beam search. ``grammars``: per
+        row a grammar its tokens are masked to (``PermutationLogitsProcessor``), or None.
         """
         width = max(map(len, prompts))
         ids, mask = (
@@ -144,7 +172,9 @@ class TransformersBackend(LocalBackend):
         )
         cache = (
             self._prefill(prompts, width)
-            if len(prompts) > 1 and min(map(len, prompts)) > 1
+            if len(prompts) > 1
+            and min(map(len, prompts)) > 1
+            and self.generation_config.num_beams == 1
             else None
         )
         out = self.model.generate(
@@ -152,8 +182,22 @@ class TransformersBackend(LocalBackend):
             attention_mask=mask,
             past_key_values=cache,
             generation_config=self.generation_config,
+            **self._constraint(grammars, width),
         )
         return out[:, width:].tolist()
+
+    def _constraint(self, grammars: list | None, width: int) -> dict:
+        """``generate``'s ``logits_processor`` for rows under a grammar ({} when none is)."""
+        if not grammars or all(g is None for g in grammars):
+            return {}
+        from transformers import LogitsProcessorList
+
+        from dear.listwise.constrained import PermutationLogitsProcessor, token_texts
+
+        if self._token_texts is None:  # once per back end: one decode of the vocabulary
+            self._token_texts = token_texts(self.tokenizer)
+        processor = PermutationLogitsProcessor(grammars, self._token_texts, self.stop, width)
+        return {"logits_processor": LogitsProcessorList([processor])}
 
     def _prefill(self, prompts: list[list[int]], width: int):
         """The KV cache of every prompt but its last token, one row at a time, left-padded to
