@@ -93,11 +93,12 @@ def real_tokenizers():
 
 @pytest.fixture(scope="module", params=real_tokenizers())
 def real_tokenizer(request):
-    return request.param
+    """(tokenizer, its ``token_texts``): read once per tokenizer."""
+    return request.param, token_texts(request.param)
 
 
 def test_token_texts_read_as_the_tokens_do_inside_a_text(real_tokenizer):
-    texts = token_texts(real_tokenizer)
+    real_tokenizer, texts = real_tokenizer
     assert len(texts) == len(real_tokenizer)
     line = f"{MARKER} [1] > [12] > [3]"
     ids = real_tokenizer(line, add_special_tokens=False)["input_ids"]
@@ -110,7 +111,7 @@ def test_token_texts_read_as_the_tokens_do_inside_a_text(real_tokenizer):
 def test_random_logits_under_the_grammar_give_a_clean_permutation(real_tokenizer, seed):
     """Greedy decoding on random logits (two rows, windows of 20 and 7, one more row left free): every constrained
     row writes the head and each id once, then its end token."""
-    texts = token_texts(real_tokenizer)
+    real_tokenizer, texts = real_tokenizer
     stop = [real_tokenizer.eos_token_id]
     grammars = [PermutationGrammar(20, 1, MARKER), PermutationGrammar(7, 1, MARKER), None]
     processor = PermutationLogitsProcessor(grammars, texts, stop, start=3)
