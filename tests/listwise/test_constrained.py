@@ -4,7 +4,6 @@ logits, and the transformers back end and reranker with ``constrained=True``."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,9 +19,9 @@ from dear.listwise.constrained import (
 from dear.listwise.parsing import parse_ranking
 from dear.listwise.prompts import ListwisePrompt
 from dear.listwise.reranker import ListwiseReranker
+from tests.helpers import shared
 
 MARKER = "### Final Reranking:"
-TOKENIZERS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tokenizers"
 
 
 def accepts(grammar: PermutationGrammar, text: str, pieces: int = 1, seed: int = 0):
@@ -79,22 +78,15 @@ def test_leading_space_no_marker_and_zero_based_ids():
         PermutationGrammar(0)
 
 
-def real_tokenizers():
+@pytest.fixture(
+    scope="module", params=["llama2/hf_llama2", "llama3/hf_llama3.1_8b_instruct", "qwen2.5"]
+)
+def real_tokenizer(request):
+    """(a real tokenizer from ../shared/data/tokenizers, its ``token_texts``): loaded once per tokenizer."""
     from transformers import AutoTokenizer
 
-    found = []
-    for name in ("llama2/hf_llama2", "llama3/hf_llama3.1_8b_instruct", "qwen2.5"):
-        if (TOKENIZERS / name).is_dir():
-            found.append(pytest.param(AutoTokenizer.from_pretrained(TOKENIZERS / name), id=name))
-    return found or [
-        pytest.param(None, marks=pytest.mark.skip(reason=f"no tokenizers in {TOKENIZERS}"))
-    ]
-
-
-@pytest.fixture(scope="module", params=real_tokenizers())
-def real_tokenizer(request):
-    """(tokenizer, its ``token_texts``): read once per tokenizer."""
-    return request.param, token_texts(request.param)
+    tokenizer = AutoTokenizer.from_pretrained(shared("tokenizers", request.param))
+    return tokenizer, token_texts(tokenizer)
 
 
 def test_token_texts_read_as_the_tokens_do_inside_a_text(real_tokenizer):
