@@ -120,9 +120,14 @@ class ListwiseReranker:
             if self.constrained
             else None
         )
-        extra = {} if grammars is None else {"constraints": grammars}
+
+        def constraints(indices) -> dict:  # only a constrained run passes the argument
+            return {} if grammars is None else {"constraints": [grammars[i] for i in indices]}
+
         if self.cache is None:
-            return self.backend.generate(chats, chat=chat, desc=desc, **extra)
+            return self.backend.generate(
+                chats, chat=chat, desc=desc, **constraints(range(len(chats)))
+            )
         keys = [self.cache.key(m, chat) for m in chats]
         gens = [self.cache.get(k) for k in keys]
         todo = [i for i, g in enumerate(gens) if g is None]
@@ -133,7 +138,7 @@ class ListwiseReranker:
                 chat=chat,
                 desc=desc,
                 on_done=lambda j, gen: self.cache.put(keys[todo[j]], gen),
-                **({} if grammars is None else {"constraints": [grammars[i] for i in todo]}),
+                **constraints(todo),
             )
             for i, gen in zip(todo, fresh):
                 gens[i] = gen
