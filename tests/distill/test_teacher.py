@@ -272,6 +272,13 @@ def test_listwise_export_runs_as_trained_and_settings_can_be_overridden(
     assert json.loads((tmp_path / "bound" / EXPORT_META).read_text())["constrained"] is True
     assert reranker_from_export(str(tmp_path / "bound")).constrained
     assert not reranker_from_export(str(tmp_path / "bound"), constrained=False).constrained
+    # scoring likewise: generate unless the run's reranker set first_id
+    assert reranker.scoring == "generate"
+    assert reranker_from_export(str(tmp_path / "run"), scoring="first_id").scoring == "first_id"
+    module.reranker = partial(module.reranker, constrained=False, scoring="first_id")
+    module.export(tmp_path / "scored")
+    assert json.loads((tmp_path / "scored" / EXPORT_META).read_text())["scoring"] == "first_id"
+    assert reranker_from_export(str(tmp_path / "scored")).scoring == "first_id"
     with pytest.raises(DataError, match=f"not a listwise SFT run or export \\(no {EXPORT_META}"):
         reranker_from_export(str(tmp_path))
     (tmp_path / "run" / "export" / EXPORT_META).write_text('{"prompt": []}')

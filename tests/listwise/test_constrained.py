@@ -17,11 +17,9 @@ from dear.listwise.constrained import (
     token_texts,
 )
 from dear.listwise.parsing import parse_ranking
-from dear.listwise.prompts import ListwisePrompt
 from dear.listwise.reranker import ListwiseReranker
 from tests.helpers import shared
-
-MARKER = "### Final Reranking:"
+from tests.helpers.listwise import MARKER, window_prompt
 
 
 def accepts(grammar: PermutationGrammar, text: str, pieces: int = 1, seed: int = 0):
@@ -135,17 +133,6 @@ def test_a_finished_row_is_left_alone():
     assert processor(steps, scores.clone())[0].isfinite().nonzero().ravel().tolist() == [0]
     ended = torch.tensor([[5, 1, 2, 3, 0, 6]])  # ended: whatever follows is padding
     assert processor(ended, scores.clone()).isfinite().all()
-
-
-def window_prompt() -> ListwisePrompt:
-    return ListwisePrompt(
-        name="t",
-        prefix="{num} for {query}\n",
-        passage="[{id}] {text}",
-        suffix="\n{query}",
-        marker=MARKER,
-        max_words=8,
-    )
 
 
 def rankings(k: int = 2, n: int = 5) -> list[Ranking]:

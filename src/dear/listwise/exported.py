@@ -1,7 +1,7 @@
 """A listwise SFT export run as it was trained and evaluated (``listwise=export listwise.path=RUN``).
 
-``dear_listwise.json`` beside the adapter records the prompt, sliding window (and ``constrained`` decoding when the
-module's reranker sets it) and generation settings;
+``dear_listwise.json`` beside the adapter records the prompt, sliding window (and ``constrained`` decoding and
+``scoring`` when the module's reranker sets them) and generation settings;
 ``reranker_from_export`` rebuilds that reranker, with anything given explicitly (cache directory, ``top_k``, back-end
 options) winning.
 """
@@ -27,7 +27,9 @@ def export_settings(reranker, generation: dict) -> dict | None:
     if not isinstance(prompt, dict):
         return None
     prompt = {k: v for k, v in prompt.items() if k != "_target_"}
-    window = {k: keywords[k] for k in ("window_size", "step", "constrained") if k in keywords}
+    window = {
+        k: keywords[k] for k in ("window_size", "step", "constrained", "scoring") if k in keywords
+    }
     return {"format": 1, "prompt": prompt, **window, "generation": dict(generation)}
 
 
@@ -52,9 +54,10 @@ def reranker_from_export(
     prompt: dict | None = None,
     backend: dict | None = None,
     constrained: bool | None = None,
+    scoring: str | None = None,
 ):
-    """The export's ``ListwiseReranker``, ``prompt``/``window_size``/``step``/``backend``/``constrained`` overriding
-    its settings."""
+    """The export's ``ListwiseReranker``, ``prompt``/``window_size``/``step``/``backend``/``constrained``/``scoring``
+    overriding its settings."""
     from dear.listwise.backends.hf import TransformersBackend
     from dear.listwise.reranker import ListwiseReranker
 
@@ -80,4 +83,5 @@ def reranker_from_export(
         top_k=top_k,
         cache_dir=cache_dir,
         constrained=meta.get("constrained", False) if constrained is None else constrained,
+        scoring=meta.get("scoring", "generate") if scoring is None else scoring,
     )

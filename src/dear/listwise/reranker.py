@@ -3,12 +3,20 @@ back-end call; with ``cache_dir`` each window's generation is cached so a killed
 
 ``Ranking.meta`` records per query the parse status (worst window), the justification (reasoning of the window that
 set the top ranks) and per-window details; ``stage_metrics()`` gives the last run's clean / repaired / fallback rates.
+
+``scoring="first_id"`` generates nothing: each window is ranked by the log-probability of each id as the answer's
+first (FIRST, Reddy et al., EMNLP 2024, single-token decoding; here the whole id, ``[12]`` being several tokens for
+most tokenizers), the ids scored under the answer's own head (``ListwisePrompt.ranking_line``): one prompt pass per
+window instead of a decoded ranking, and a ranking that reads only what the model would write first.
 """
 
 from __future__ import annotations
 
+import math
+
 from dear.data.contract import Candidate, Ranking
 from dear.errors import ConfigError
+from dear.listwise.backends.base import STOP, Generation
 from dear.listwise.cache import GenerationCache
 from dear.listwise.constrained import PermutationGrammar
 from dear.listwise.parsing import CLEAN, FALLBACK, REPAIRED, STATUSES, Parsed, parse_ranking
@@ -16,12 +24,15 @@ from dear.listwise.prompts import ListwisePrompt, fit_window
 from dear.listwise.window import window_spans
 from dear.utils.progress import log
 
+SCORINGS = ("generate", "first_id")
+
 
 class ListwiseReranker:
     """``backend``: see ``dear.listwise.backends``; ``prompt``: a :class:`ListwisePrompt` or its config; ``top_k``:
     the candidates windows cover (None: all), the rest keep their order. ``constrained``: decode each answer under
     the window's permutation grammar (``dear.listwise.constrained``: the prompt's ranking line, every id once), on
-    back ends that take one (transformers)."""
+    back ends that take one (transformers). ``scoring``: ``generate`` (the answer decoded and parsed) or ``first_id``
+    (ids ranked by their log-probability as the answer's first: see the module docstring; transformers)."""
 
     def __init__(
         self,
@@ -32,6 +43,7 @@ class ListwiseReranker:
         top_k: int | None = None,
         cache_dir: str | None = None,
         constrained: bool = False,
+        scoring: str = "generate",
     ):
         self.backend = backend
         self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
@@ -54,15 +66,36 @@ class ListwiseReranker:
                 f"listwise.constrained: the {type(backend).__name__} back end cannot constrain "
                 "decoding; use the transformers back end or constrained=false"
             )
-        self.constrained = constrained
+        if scoring not in SCORINGS:
+            raise ConfigError(
+                f"listwise.scoring: expected one of {', '.join(SCORINGS)}, found {scoring!r}"
+            )
+        if scoring == "first_id" and not getattr(backend, "scores_answers", False):
+            raise ConfigError(
+                f"listwise.scoring=first_id: the {type(backend).__name__} back end cannot score "
+                "answers; use the transformers back end or scoring=generate"
+            )
+        if scoring == "first_id" and constrained:
+            raise ConfigError(
+                "listwise.constrained: scoring=first_id decodes no answer to constrain; "
+                "set constrained=false or scoring=generate"
+            )
+        self.constrained, self.scoring = constrained, scoring
         self.cache = GenerationCache(cache_dir, self._identity()) if cache_dir else None
         self._counts: dict[str, int] = {}
         self.reused = 0  # windows of the last run read back from the cache
 
     def _identity(self) -> dict:
-        """What decides a window's answer besides its prompt: the back end's identity, and the grammar when
-        constrained (a constrained answer is another answer: never one cache entry for both)."""
+        """What decides a window's answer besides its prompt: the back end's identity, the scoring rule when it is
+        not generation, and the grammar when constrained (a scored or constrained answer is another answer: never
+        one cache entry for two)."""
         identity = dict(self.backend.identity)
+        if self.scoring != "generate":  # the ids' log-probabilities under the answer's head
+            identity["scoring"] = {
+                "rule": self.scoring,
+                "marker": self.prompt.marker,
+                "first_id": self.prompt.first_id,
+            }
         if self.constrained:
             identity["constraint"] = {
                 "grammar": "permutation",
@@ -121,28 +154,48 @@ class ListwiseReranker:
             else None
         )
 
-        def constraints(indices) -> dict:  # only a constrained run passes the argument
-            return {} if grammars is None else {"constraints": [grammars[i] for i in indices]}
+        def fresh(indices: list[int], on_done=None) -> list[Generation]:
+            subset = [chats[i] for i in indices]
+            if self.scoring == "first_id":
+                return self._scored(subset, [sizes[i] for i in indices], desc, on_done)
+            # only a cached run passes on_done, only a constrained one constraints
+            extra = {} if on_done is None else {"on_done": on_done}
+            if grammars is not None:
+                extra["constraints"] = [grammars[i] for i in indices]
+            return self.backend.generate(subset, chat=chat, desc=desc, **extra)
 
         if self.cache is None:
-            return self.backend.generate(
-                chats, chat=chat, desc=desc, **constraints(range(len(chats)))
-            )
+            return fresh(list(range(len(chats))))
         keys = [self.cache.key(m, chat) for m in chats]
         gens = [self.cache.get(k) for k in keys]
         todo = [i for i, g in enumerate(gens) if g is None]
         self.reused += len(chats) - len(todo)
         if todo:
-            fresh = self.backend.generate(
-                [chats[i] for i in todo],
-                chat=chat,
-                desc=desc,
-                on_done=lambda j, gen: self.cache.put(keys[todo[j]], gen),
-                **constraints(todo),
-            )
-            for i, gen in zip(todo, fresh):
+            made = fresh(todo, lambda j, gen: self.cache.put(keys[todo[j]], gen))
+            for i, gen in zip(todo, made):
                 gens[i] = gen
         return gens
+
+    def _scored(self, chats: list, sizes: list[int], desc: str, on_done=None) -> list[Generation]:
+        """``scoring=first_id``: per window, each id's log-probability as the answer's first, and the ranking they
+        give (highest first, ties in the window's order) as the window's answer."""
+        chat = self.prompt.chat_template
+        answers = [[self.prompt.ranking_line([i]) for i in range(n)] for n in sizes]
+
+        def generation(i: int, scores: list[float]) -> Generation:
+            order = sorted(range(len(scores)), key=lambda j: -scores[j])  # stable
+            tokens = self.backend.count_tokens(chats[i], chat)
+            return Generation(self.prompt.ranking_line(order), STOP, tokens, 0, tuple(scores))
+
+        done = None if on_done is None else lambda i, scores: on_done(i, generation(i, scores))
+        scored = self.backend.score_answers(
+            chats,
+            answers,
+            chat=chat,
+            desc=desc.replace("listwise", "first-id scoring"),
+            on_done=done,
+        )
+        return [generation(i, scores) for i, scores in enumerate(scored)]
 
     def stage_metrics(self) -> dict[str, float]:
         """Fractions of the last run's queries whose worst window parsed clean / repaired / fell back."""
@@ -195,4 +248,14 @@ def _window_record(start: int, end: int, words: int, parsed: Parsed, gen) -> dic
         "prompt_tokens": gen.prompt_tokens,
         "output_tokens": gen.completion_tokens,
         "output": gen.text,
+        **({} if gen.scores is None else {"first_id_probs": _first_id_probs(gen.scores)}),
     }
+
+
+def _first_id_probs(scores: tuple[float, ...]) -> list[float]:
+    """The answer's log-probabilities with each id → the probability of each id being written first, given that
+    one of the window's ids is (window order, 4 decimals)."""
+    top = max(scores)
+    weights = [math.exp(x - top) for x in scores]
+    total = sum(weights)
+    return [round(w / total, 4) for w in weights]

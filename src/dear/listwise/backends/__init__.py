@@ -2,6 +2,8 @@
 
 Each has ``generate(conversations, chat=True) -> list[Generation]`` (one per chat, in order),
 ``count_tokens(messages, chat) -> int`` and ``prompt_limit`` (context minus generation budget; ``None``: unknown).
+Local transformers also has ``score_answers(conversations, answers) -> list[list[float]]`` (``scores_answers``) for
+``listwise.scoring=first_id``, and takes per-chat grammars (``constrains``) for ``listwise.constrained``.
 Heavy libraries are imported when a back end is built.
 """
 

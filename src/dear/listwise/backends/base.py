@@ -17,12 +17,15 @@ END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoft
 
 @dataclass(frozen=True)
 class Generation:
-    """One completion. ``finish``: ``stop`` (an end token) or ``length`` (cut at the token limit)."""
+    """One completion. ``finish``: ``stop`` (an end token) or ``length`` (cut at the token limit). ``scores``: a
+    scored window's (``listwise.scoring=first_id``) log-probability of each id as the first one, window order; the
+    ``text`` is then the ranking they give, and no token was generated."""
 
     text: str
     finish: str = STOP
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    scores: tuple[float, ...] | None = None
 
     @property
     def truncated(self) -> bool:

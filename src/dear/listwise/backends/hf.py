@@ -42,6 +42,8 @@ class TransformersBackend(LocalBackend):
 
     # ``generate`` takes per-chat grammars (``dear.listwise.constrained``): ``listwise.constrained``.
     constrains = True
+    # ``score_answers`` gives candidate answers their log-probabilities: ``listwise.scoring=first_id``.
+    scores_answers = True
 
     def __init__(
         self,
@@ -150,6 +152,77 @@ class TransformersBackend(LocalBackend):
                         on_done(i, gen)
                 advance(len(batch))
         return out
+
+    @torch.inference_mode()
+    def score_answers(
+        self,
+        conversations,
+        answers: list[list[str]],
+        chat: bool = True,
+        desc: str = "scoring",
+        on_done=None,
+    ) -> list[list[float]]:
+        """Per chat, the log-probability of each of its ``answers`` as the reply's start (teacher-forced: the sum
+        over the answer's tokens, read in float32); ``on_done(i, scores)`` as each chat is scored. The prompt and
+        the answers' common token prefix are one causal pass (logits kept for the prefix only); the answers'
+        other tokens are one pass per ``batch_size`` answers over that cache (``_answer_logprobs``). Answers are
+        tokenized apart from the prompt, as ``dear.listwise.sft_data`` tokenizes the reply it trains on."""
+        out: list[list[float]] = []
+        with progress_bar(desc, len(conversations)) as advance:
+            for i, (messages, options) in enumerate(zip(conversations, answers)):
+                scores = self._answer_logprobs(self.renderer.ids(messages, chat), options)
+                out.append(scores)
+                if on_done is not None:
+                    on_done(i, scores)
+                advance(1)
+        return out
+
+    def _answer_logprobs(self, prompt: list[int], answers: list[str]) -> list[float]:
+        from transformers import DynamicCache
+
+        encoded = [self.tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+        if not encoded or not all(encoded):
+            raise ValueError(f"answers to score must be non-empty strings, got {answers!r}")
+        shared = 0  # tokens every answer starts with, short of each one's last
+        while shared < min(map(len, encoded)) - 1 and all(
+            e[shared] == encoded[0][shared] for e in encoded
+        ):
+            shared += 1
+        head = encoded[0][:shared]
+        out = self.model(
+            input_ids=torch.tensor([prompt + head], device=self.device),
+            use_cache=True,
+            logits_to_keep=shared + 1,
+        )
+        logprobs = out.logits[0].float().log_softmax(-1)  # the head's tokens, then what follows it
+        common = sum(float(logprobs[j, t]) for j, t in enumerate(head))
+        tails = [e[shared:] for e in encoded]
+        scores = [common + float(logprobs[-1, t[0]]) for t in tails]
+        layers = [(layer[0], layer[1]) for layer in out.past_key_values]
+        longer = [r for r, t in enumerate(tails) if len(t) > 1]
+        pad_id = self.tokenizer.pad_token_id or 0
+        for start in range(0, len(longer), self.batch_size):
+            rows = longer[start : start + self.batch_size]
+            width = max(len(tails[r]) for r in rows) - 1
+            # each row: its tail but the last token, right-padded (causal: padding after a token never reaches it)
+            ids = torch.tensor(
+                [tails[r][:-1] + [pad_id] * (width + 1 - len(tails[r])) for r in rows],
+                device=self.device,
+            )
+            cache = DynamicCache(
+                [tuple(x.expand(len(rows), -1, -1, -1) for x in layer) for layer in layers],
+                config=self.model.config,
+            )
+            logprobs = (
+                self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+                .logits.float()
+                .log_softmax(-1)
+            )
+            for b, r in enumerate(rows):
+                scores[r] += sum(
+                    float(logprobs[b, j - 1, tails[r][j]]) for j in range(1, len(tails[r]))
+                )
+        return scores
 
     def _generate_batch(
         self, prompts: list[list[int]], grammars: list | None = None
