@@ -116,6 +116,8 @@ def test_one_base_scores_and_generates_as_two_models(adapters, rankings, tiny_ll
     assert shared.adapters == {"pointwise": adapters["pointwise"], "listwise": adapters["listwise"]}
     scores = np.concatenate(two[0].score(rankings))
     generations = two[1].generate(chats(rankings))
+    answers = [[f"[{i}]" for i in range(1, 12)]] * len(rankings)  # listwise.scoring=first_id
+    first_ids = np.array(two[1].score_answers(chats(rankings), answers))
     # Interleaved: every call switches the adapter back.
     for _ in range(2):
         # merged vs unmerged LoRA: fp rounding
@@ -123,6 +125,9 @@ def test_one_base_scores_and_generates_as_two_models(adapters, rankings, tiny_ll
             np.concatenate(one[0].score(rankings)), scores, rtol=1e-5, atol=1e-5
         )
         assert one[1].generate(chats(rankings)) == generations
+        np.testing.assert_allclose(
+            one[1].score_answers(chats(rankings), answers), first_ids, rtol=1e-5, atol=1e-4
+        )
     # One copy of the base's weights: all else on it is the adapters' (LoRA, Stage 2's own lm_head).
     base = sum(p.numel() for p in two[1].model.parameters())
     assert (
