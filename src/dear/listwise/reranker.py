@@ -182,20 +182,25 @@ class ListwiseReranker:
         chat = self.prompt.chat_template
         answers = [[self.prompt.ranking_line([i]) for i in range(n)] for n in sizes]
 
-        def generation(i: int, scores: list[float]) -> Generation:
+        gens: list[Generation | None] = [None] * len(chats)
+
+        def done(
+            i: int, scores: list[float]
+        ) -> None:  # each window's answer, built as it is scored
             order = sorted(range(len(scores)), key=lambda j: -scores[j])  # stable
             tokens = self.backend.count_tokens(chats[i], chat)
-            return Generation(self.prompt.ranking_line(order), STOP, tokens, 0, tuple(scores))
+            gens[i] = Generation(self.prompt.ranking_line(order), STOP, tokens, 0, tuple(scores))
+            if on_done is not None:
+                on_done(i, gens[i])
 
-        done = None if on_done is None else lambda i, scores: on_done(i, generation(i, scores))
-        scored = self.backend.score_answers(
+        self.backend.score_answers(
             chats,
             answers,
             chat=chat,
             desc=desc.replace("listwise", "first-id scoring"),
             on_done=done,
         )
-        return [generation(i, scores) for i, scores in enumerate(scored)]
+        return gens
 
     def stage_metrics(self) -> dict[str, float]:
         """Fractions of the last run's queries whose worst window parsed clean / repaired / fell back."""
