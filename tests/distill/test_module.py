@@ -245,3 +245,19 @@ def test_bi_encoder_student_trains_and_its_export_scores_as_it_was_trained(tiny_
     assert not (export / "adapter_config.json").exists()  # a plain encoder directory
     with pytest.raises(ValueError, match="fully fine-tuned"):
         DistillModule({**student, "lora": {"r": 4}}, DistillLoss("ranknet", alpha=0.0))
+
+
+def test_export_names_a_base_this_package_builds_as_configured(tmp_path):
+    # As Stage 2's export (dear.models.loading.record_base): a moved export resolves its base again.
+    import json
+
+    student = {
+        "model": "tiny:llama-seqcls",
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        "pooling": "last",
+        "dtype": "float32",
+        "template": {"query_max_len": 16, "doc_max_len": 24},
+    }
+    export = DistillModule(student, DistillLoss("ranknet", alpha=0.0)).export(tmp_path / "export")
+    config = json.loads((export / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny:llama-seqcls"

@@ -275,3 +275,11 @@ def test_both_stages_keep_the_learning_rate_in_module_only():
         assert "lr" not in OmegaConf.load(option), option
     for name in ("train", "train_listwise"):
         assert "lr" in OmegaConf.load(CONF_DIR / f"{name}.yaml").module
+
+
+def test_export_names_a_base_this_package_builds_as_configured(tmp_path):
+    # `tiny:`, `pypi:` and `.gguf` names resolve to a directory of this machine's cache: the export names the
+    # base as the config did, so it loads wherever it is moved (dear.models.loading.record_base).
+    export = ListwiseSFTModule("tiny:llama-causal", LORA).export(tmp_path / "export")
+    config = json.loads((export / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny:llama-causal"

@@ -12,6 +12,7 @@ import torch
 
 from dear.distill.losses import DistillLoss
 from dear.distill.student import base_net, load_student
+from dear.models.loading import record_base
 from dear.rerank.pointwise import EXPORT_META
 from dear.utils.plain import to_plain
 from dear.utils.resume import restore_loader_states
@@ -98,6 +99,7 @@ class DistillModule(L.LightningModule):
         """Save the adapter + score head (or full model), tokenizer and scoring settings for ``from_export``."""
         directory = Path(directory)
         self.model.save_pretrained(directory)
+        record_base(directory, self.student_cfg["model"])
         self.tokenizer.save_pretrained(directory)
         meta = {
             "kind": self.student.name,

@@ -16,7 +16,7 @@ from dear.errors import ConfigError
 from dear.listwise.exported import EXPORT_META, export_settings
 from dear.listwise.sft_data import IGNORE
 from dear.models.adapters import adapter_base, add_lora, is_adapter_dir
-from dear.models.loading import load_tokenizer, load_trainable, resolve_model_path
+from dear.models.loading import load_tokenizer, load_trainable, record_base, resolve_model_path
 from dear.utils.io import atomic_write_json
 from dear.utils.plain import to_plain
 from dear.utils.state import trainable_state
@@ -208,6 +208,7 @@ class ListwiseSFTModule(L.LightningModule):
         for f in (directory / ADAPTER).iterdir():  # PEFT nests named adapters; flatten
             f.replace(directory / f.name)
         (directory / ADAPTER).rmdir()
+        record_base(directory, self.hparams.model)
         self.tokenizer.save_pretrained(directory)
         OmegaConf.save(OmegaConf.create(to_plain(dict(self.hparams))), directory / "module.yaml")
         settings = (

@@ -32,6 +32,26 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def record_base(directory: str | Path, name: str) -> None:
+    """Name the base of the adapter saved in ``directory`` as configured, ``name``, where this package resolved it to
+    a directory of its own: PEFT writes that directory (a ``pypi:`` model's, a dequantized ``.gguf`` under
+    ``$DEAR_CACHE_DIR``, a ``tiny:`` model's), which exists only where the adapter was trained, so an export moved to
+    another machine or cache would not load. A ``.gguf`` is written as its absolute path. Hub ids and model
+    directories resolve to themselves and are left as PEFT wrote them."""
+    from dear.utils.io import atomic_write_json, read_json
+
+    config = Path(directory) / "adapter_config.json"
+    if not config.is_file() or resolve_model_path(name) == name:
+        return
+    data = read_json(config)
+    if data.get("base_model_name_or_path") != resolve_model_path(name):
+        return  # not the directory this name resolves to: leave what PEFT wrote
+    if name.endswith(".gguf") and not name.startswith(PREFIX):
+        name = str(Path(name).expanduser().resolve())
+    data["base_model_name_or_path"] = name
+    atomic_write_json(config, data)
+
+
 def _looks_local(name: str) -> bool:
     """A path rather than a hub id (absolute, ``./``, ``../``, ``~``, or several ``/``): reported as missing."""
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
