@@ -33,7 +33,7 @@ def test_there_is_one_experiment_per_paper_row():
     assert len(EXPERIMENTS) == 10
     others = {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")} - set(EXPERIMENTS)
     # the real-LLM recipes (Stage 1, Stage 2) that run offline here, and the released DeAR-L-8B SFT
-    assert others == {"smollm2_dearp", "smollm2_dearl", "dearl_llama31_8b"}
+    assert others == {"smollm2_dearp", "smollm2_dearl", "smollm2_dearl_gpu", "dearl_llama31_8b"}
 
 
 def test_the_released_dearl_recipe_composes_with_the_scripts_optimiser():
@@ -132,3 +132,37 @@ def test_smollm2_listwise_recipe_trains_a_second_adapter_on_teacher_orders():
     assert all(p.requires_grad == ("lora_" in n) for n, p in module.named_parameters())
     datamodule = build_datamodule(cfg)
     assert datamodule.teacher is not None  # the windows are ordered by the teacher's logits
+
+
+def test_the_gpu_scale_smollm2_recipe_is_the_cpu_one_with_only_its_scale_changed():
+    from omegaconf import OmegaConf
+
+    def flat(cfg, prefix=""):
+        out = {}
+        for k, v in cfg.items():
+            key = f"{prefix}{k}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    cpu, gpu = (
+        flat(OmegaConf.to_container(compose_cfg("train_listwise", [f"experiment={name}"])))
+        for name in ("smollm2_dearl", "smollm2_dearl_gpu")
+    )
+    changed = {
+        k: (cpu.get(k), gpu.get(k)) for k in cpu.keys() | gpu.keys() if cpu.get(k) != gpu.get(k)
+    }
+    assert changed == {
+        "student.lora.layers_to_transform": (list(range(22, 30)), None),  # all 30 layers
+        "data.prompt.auto_cap": (48, 200),
+        "data.train.shuffle": (False, True),
+        "trainer.accelerator": ("cpu", "gpu"),
+        "trainer.devices": (1, "auto"),
+        "trainer.precision": ("${cpu_precision:}", "bf16-mixed"),
+        "trainer.max_epochs": (1, 3),
+        "trainer.max_steps": (100, -1),
+        "trainer.val_check_interval": (50, 0.25),
+        "trainer.check_val_every_n_epoch": (None, 1),
+        "trainer.num_sanity_val_steps": (0, 2),
+        "trainer.accumulate_grad_batches": (1, 4),
+        "module.generation.batch_size": (8, 16),
+    }
