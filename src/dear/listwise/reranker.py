@@ -184,9 +184,8 @@ class ListwiseReranker:
 
         gens: list[Generation | None] = [None] * len(chats)
 
-        def done(
-            i: int, scores: list[float]
-        ) -> None:  # each window's answer, built as it is scored
+        # each window's answer, built as it is scored
+        def done(i: int, scores: list[float]) -> None:
             order = sorted(range(len(scores)), key=lambda j: -scores[j])  # stable
             tokens = self.backend.count_tokens(chats[i], chat)
             gens[i] = Generation(self.prompt.ranking_line(order), STOP, tokens, 0, tuple(scores))

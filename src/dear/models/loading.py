@@ -41,11 +41,12 @@ def record_base(directory: str | Path, name: str) -> None:
     from dear.utils.io import atomic_write_json, read_json
 
     config = Path(directory) / "adapter_config.json"
-    if not config.is_file() or resolve_model_path(name) == name:
+    if not config.is_file():
         return
+    resolved = resolve_model_path(name)
     data = read_json(config)
-    if data.get("base_model_name_or_path") != resolve_model_path(name):
-        return  # not the directory this name resolves to: leave what PEFT wrote
+    if resolved == name or data.get("base_model_name_or_path") != resolved:
+        return  # a name that is its own directory, or not the directory PEFT wrote: leave it
     if name.endswith(".gguf") and not name.startswith(PREFIX):
         name = str(Path(name).expanduser().resolve())
     data["base_model_name_or_path"] = name
