@@ -33,7 +33,13 @@ def test_there_is_one_experiment_per_paper_row():
     assert len(EXPERIMENTS) == 10
     others = {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")} - set(EXPERIMENTS)
     # the real-LLM recipes (Stage 1, Stage 2) that run offline here, and the released DeAR-L-8B SFT
-    assert others == {"smollm2_dearp", "smollm2_dearl", "smollm2_dearl_gpu", "dearl_llama31_8b"}
+    assert others == {
+        "smollm2_dearp",
+        "smollm2_dearl",
+        "smollm2_dearl_gpu",
+        "smollm2_dearl_first",
+        "dearl_llama31_8b",
+    }
 
 
 def test_the_released_dearl_recipe_composes_with_the_scripts_optimiser():
@@ -134,7 +140,8 @@ def test_smollm2_listwise_recipe_trains_a_second_adapter_on_teacher_orders():
     assert datamodule.teacher is not None  # the windows are ordered by the teacher's logits
 
 
-def test_the_gpu_scale_smollm2_recipe_is_the_cpu_one_with_only_its_scale_changed():
+def _changed(base: str, variant: str) -> dict:
+    """The resolved train_listwise settings that differ between two experiments: {key: (base's, variant's)}."""
     from omegaconf import OmegaConf
 
     def flat(cfg, prefix=""):
@@ -144,13 +151,24 @@ def test_the_gpu_scale_smollm2_recipe_is_the_cpu_one_with_only_its_scale_changed
             out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
         return out
 
-    cpu, gpu = (
+    one, two = (
         flat(OmegaConf.to_container(compose_cfg("train_listwise", [f"experiment={name}"])))
-        for name in ("smollm2_dearl", "smollm2_dearl_gpu")
+        for name in (base, variant)
     )
-    changed = {
-        k: (cpu.get(k), gpu.get(k)) for k in cpu.keys() | gpu.keys() if cpu.get(k) != gpu.get(k)
+    return {
+        k: (one.get(k), two.get(k)) for k in one.keys() | two.keys() if one.get(k) != two.get(k)
     }
+
+
+def test_the_first_loss_smollm2_recipe_is_the_cpu_one_with_only_the_loss_and_scoring_changed():
+    assert _changed("smollm2_dearl", "smollm2_dearl_first") == {
+        "module.rank_loss_weight": (0.0, 10.0),
+        "module.reranker.scoring": ("generate", "first_id"),
+    }
+
+
+def test_the_gpu_scale_smollm2_recipe_is_the_cpu_one_with_only_its_scale_changed():
+    changed = _changed("smollm2_dearl", "smollm2_dearl_gpu")
     assert changed == {
         "student.lora.layers_to_transform": (list(range(22, 30)), None),  # all 30 layers
         "data.prompt.auto_cap": (48, 200),

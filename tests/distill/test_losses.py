@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dear.distill.losses import DistillLoss, kd_kl, point_ce, ranknet, ranknet_eq5, softmax_ce
+from dear.distill.losses import (
+    DistillLoss,
+    kd_kl,
+    point_ce,
+    rank_weighted_ranknet,
+    ranknet,
+    ranknet_eq5,
+    softmax_ce,
+)
 
 torch.manual_seed(0)
 S = torch.randn(3, 5, dtype=torch.float64)
@@ -53,6 +61,37 @@ def test_ranknet_eq5_is_the_mean_over_label_ordered_pairs():
         if Y[b, i] > Y[b, j]
     ]
     assert ranknet_eq5(S, Y).item() == pytest.approx(sum(terms) / len(terms))
+
+
+def test_firsts_ranknet_weighs_each_ordered_pair_by_its_inverse_rank_sum():
+    """FIRST: BCE-with-logits(s_i − s_j, 1) weighted 1 / (r_i + r_j) (1-based), mean over the pairs."""
+    scores, ranks = S[0], torch.tensor([3, 0, 4, 1, 2])  # window position 1 is the target's first
+    terms = [
+        math.log(1 + math.exp(scores[j].item() - scores[i].item())) / (ranks[i] + ranks[j] + 2)
+        for i in range(5)
+        for j in range(5)
+        if ranks[i] < ranks[j]
+    ]
+    assert rank_weighted_ranknet(scores, ranks).item() == pytest.approx(sum(terms) / len(terms))
+    expected = F.binary_cross_entropy_with_logits(
+        torch.tensor(
+            [scores[i] - scores[j] for i in range(5) for j in range(5) if ranks[i] < ranks[j]]
+        ),
+        torch.ones(10, dtype=torch.float64),
+        weight=torch.tensor(
+            [
+                1.0 / (ranks[i] + ranks[j] + 2)
+                for i in range(5)
+                for j in range(5)
+                if ranks[i] < ranks[j]
+            ],
+            dtype=torch.float64,
+        ),
+    )
+    assert rank_weighted_ranknet(scores, ranks).item() == pytest.approx(expected.item())
+    # the target order scored in order loses less than reversed
+    ordered = -ranks.double()
+    assert rank_weighted_ranknet(ordered, ranks) < rank_weighted_ranknet(-ordered, ranks)
 
 
 def test_losses_are_means_so_group_size_does_not_scale_them():

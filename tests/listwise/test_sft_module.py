@@ -242,16 +242,23 @@ def test_from_student_takes_a_student_option_whole_and_the_optimiser_from_the_mo
         "gradient_checkpointing": False,
     }
     module = ListwiseSFTModule.from_student(
-        student, lr=3e-3, warmup_ratio=0.05, scheduler="constant", generation={"max_new_tokens": 16}
+        student,
+        lr=3e-3,
+        warmup_ratio=0.05,
+        scheduler="constant",
+        generation={"max_new_tokens": 16},
+        rank_loss_weight=2.0,
     )
     assert {
-        k: module.hparams[k] for k in ("model", "lr", "warmup_ratio", "dtype", "scheduler")
+        k: module.hparams[k]
+        for k in ("model", "lr", "warmup_ratio", "dtype", "scheduler", "rank_loss_weight")
     } == {
         "model": tiny_llama_causal,
         "lr": 3e-3,
         "warmup_ratio": 0.05,
         "dtype": "float32",
         "scheduler": "constant",
+        "rank_loss_weight": 2.0,
     }
     # the student's dtype unless set
     assert module.generation == {
@@ -283,3 +290,107 @@ def test_export_names_a_base_this_package_builds_as_configured(tmp_path):
     export = ListwiseSFTModule("tiny:llama-causal", LORA).export(tmp_path / "export")
     config = json.loads((export / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "tiny:llama-causal"
+
+
+def _ranked(examples, prompt):
+    """The examples without reasoning: their answers are whole ranking lines (FIRST targets)."""
+    from dataclasses import replace
+
+    return [replace(e, think="") for e in examples]
+
+
+def _reference_rank_loss(module, batch, prompt) -> float:
+    """FIRST's loss from each id's answer log-probability, one full causal pass per id and row."""
+    from dear.distill.losses import rank_weighted_ranknet
+
+    losses = []
+    for b, target in enumerate(batch["rank"]):
+        real = batch["attention_mask"][b].bool()
+        start = int((batch["labels"][b] != -100).float().argmax())
+        prompt_ids = batch["input_ids"][b][real][:start].tolist()
+        scores = []
+        for i in range(len(target["tails"])):
+            ids = module.tokenizer(prompt.ranking_line([i]), add_special_tokens=False)["input_ids"]
+            logits = module.model(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
+            logprobs = logits.log_softmax(-1)
+            scores.append(sum(logprobs[start + j - 1, t] for j, t in enumerate(ids)))
+        losses.append(rank_weighted_ranknet(torch.stack(scores), torch.tensor(target["ranks"])))
+    return float(torch.stack(losses).mean())
+
+
+def test_rank_loss_is_firsts_ranknet_on_each_ids_answer_log_probability(tiny_llama_causal, compact):
+    """Rows of different lengths (right padding), ids scored from the training pass's cache."""
+    module = ListwiseSFTModule(tiny_llama_causal, LORA, rank_loss_weight=10.0).eval()
+    with torch.no_grad():
+        for name, p in module.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)  # a trained-looking adapter: the cache must carry it
+    examples = _ranked(synthetic_examples(compact, 3, 4, seed=1), compact)
+    examples[1] = type(examples[1]).from_messages(
+        [*examples[1].messages()[:-1], {"role": "user", "content": "longer " * 9}],
+        examples[1].output,
+    )
+    rows = [tokenize_example(module.tokenizer, e, prompt=compact) for e in examples]
+    batch = collate(rows, module.tokenizer.pad_token_id)
+    assert len({len(r["input_ids"]) for r in rows}) > 1 and all(batch["rank"])
+    with torch.no_grad():
+        parts = module.losses(batch)
+        reference = _reference_rank_loss(module, batch, compact)
+    assert float(parts["rank"]) == pytest.approx(reference, rel=1e-4)
+    assert float(parts["loss"]) == pytest.approx(float(parts["lm"]) + 10.0 * reference, rel=1e-4)
+    module.hparams.rank_loss_weight = 0.0
+    with torch.no_grad():
+        assert float(module(batch)) == pytest.approx(float(parts["lm"]), rel=1e-5)
+
+
+def test_rank_loss_trains_the_adapter_through_the_cache(tiny_llama_causal, compact):
+    module = ListwiseSFTModule(tiny_llama_causal, LORA, rank_loss_weight=1.0)
+    with torch.no_grad():
+        for name, p in module.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    rows = [
+        tokenize_example(module.tokenizer, e, prompt=compact)
+        for e in _ranked(synthetic_examples(compact, 2, 3), compact)
+    ]
+    module.losses(collate(rows, module.tokenizer.pad_token_id))["rank"].backward()
+    grads = {n: p.grad for n, p in module.model.named_parameters() if p.requires_grad}
+    # every adapted layer's attention moves the ids' scores (the lm_head copy too)
+    assert grads and all(
+        g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_A" in n
+    )
+
+
+def test_rank_loss_without_targets_is_refused(tiny_llama_causal, compact):
+    module = ListwiseSFTModule(tiny_llama_causal, LORA, rank_loss_weight=1.0)
+    rows = [tokenize_example(module.tokenizer, e) for e in synthetic_examples(compact, 2, 3)]
+    with pytest.raises(ValueError, match="no example of this batch has ranking targets"):
+        module.losses(collate(rows, module.tokenizer.pad_token_id))
+    with pytest.raises(ConfigError, match="rank_loss_weight must be >= 0"):
+        ListwiseSFTModule(tiny_llama_causal, LORA, rank_loss_weight=-1.0)
+
+
+def test_training_with_the_rank_loss_lowers_it_and_logs_its_parts(tiny_llama_causal, compact):
+    """Fitted to 8 windows (the objective falls: gradients reach the ids' scores), its parts logged."""
+    examples = _ranked(synthetic_examples(compact, 8, 3, seed=0), compact)
+    module = ListwiseSFTModule(
+        tiny_llama_causal,
+        LORA,
+        lr=1e-2,
+        warmup_ratio=0.0,
+        scheduler="constant",
+        rank_loss_weight=10.0,
+    )
+    data = ListwiseSFTDataModule(
+        tiny_llama_causal, examples, val=examples, batch_size=8, prompt=compact
+    )
+    data.setup("fit")
+    batch = collate(data.val_rows, module.tokenizer.pad_token_id)
+    with torch.no_grad():
+        before = module.eval().losses(batch)
+    fit = trainer(30, limit_val_batches=1)
+    fit.fit(module, datamodule=data)
+    with torch.no_grad():
+        after = module.eval().losses(batch)
+    assert float(after["rank"]) < 0.75 * float(before["rank"])
+    assert {"val/lm", "val/rank", "val/rank_top1", "train/rank"} <= set(fit.logged_metrics)

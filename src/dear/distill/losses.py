@@ -6,6 +6,9 @@ magnitudes whatever the group size. Rank losses (``DistillLoss.rank``):
 - ``ranknet_eq5``: paper eq. 5, log(1 + e^(s_j − s_i)) over the pairs with y_i > y_j.
 - ``softmax_ce``: the reference's default ``loss_type`` (positive at index 0).
 - ``pointce``: paper eq. 4, binary cross-entropy per document.
+
+``rank_weighted_ranknet`` is FIRST's listwise-SFT ranking loss on one window's id scores (Stage 2, not a
+``DistillLoss`` option).
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ def ranknet_eq5(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     better = labels.unsqueeze(-1) > labels.unsqueeze(-2)  # (B, m, m): i above j
     diffs = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # s_i − s_j
     return F.softplus(-diffs)[better].mean()
+
+
+def rank_weighted_ranknet(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """FIRST's ranking loss (Reddy et al., 2024): RankNet over every pair of a target order, each pair weighted by
+    1 / (r_i + r_j) (1-based target ranks, so pairs near the top weigh most), averaged over pairs as
+    ``BCEWithLogitsLoss(weight=...)``. ``scores`` (m,), ``ranks`` (m,) 0-based target positions."""
+    above = ranks.unsqueeze(-1) < ranks.unsqueeze(-2)  # (m, m): i ranked above j
+    diffs = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # s_i − s_j
+    weights = 1.0 / (ranks.unsqueeze(-1) + ranks.unsqueeze(-2) + 2).to(scores.dtype)
+    return (weights * F.softplus(-diffs))[above].mean()
 
 
 def softmax_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

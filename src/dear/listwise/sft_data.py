@@ -3,31 +3,43 @@
 A sequence is exactly what inference sees plus the target: the prompt tokenised alone through the chat template with
 the generation prompt (as the back ends do), then the template's assistant turn (response + end-of-turn) appended.
 Prompt tokens get label −100.
+
+With the prompt the examples were rendered with, an example whose answer is that prompt's ranking line (every id of
+its window once, no reasoning before it) also carries FIRST's ranking targets (``rank_targets``): each id's answer
+``{marker} [k]`` split into the tokens all share and each one's own, and the id's target rank, for the ranking loss
+on the answer's first id (``module.rank_loss_weight``).
 """
 
 from __future__ import annotations
 
 import random
+import re
 from functools import partial
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from dear.data.cot import THINK_TEMPLATE, CotExample, load_cot
 from dear.errors import DataError
+from dear.listwise.answer_scores import split_answers
 from dear.listwise.backends.base import TokenizerRenderer
+from dear.listwise.prompts import ListwisePrompt
 from dear.models.batching import pad
 from dear.models.loading import load_tokenizer
+from dear.utils.plain import to_plain
 from dear.utils.progress import log
 
 IGNORE = -100
 
 
 def tokenize_example(
-    tokenizer, example: CotExample, think_template: str = THINK_TEMPLATE
-) -> dict[str, list[int]]:
-    """→ ``{"input_ids": prompt + response, "labels": [-100] * len(prompt) + response}``."""
+    tokenizer,
+    example: CotExample,
+    think_template: str = THINK_TEMPLATE,
+    prompt: ListwisePrompt | None = None,
+) -> dict:
+    """→ ``{"input_ids": prompt + response, "labels": [-100] * len(prompt) + response, "rank": rank_targets(...)}``
+    (``rank`` None without ``prompt``)."""
     messages = example.messages()
     prompt_text = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=False
@@ -44,16 +56,49 @@ def tokenize_example(
     return {
         "input_ids": prompt_ids + response_ids,
         "labels": [IGNORE] * len(prompt_ids) + response_ids,
+        "rank": None
+        if prompt is None
+        else rank_targets(tokenizer, prompt, example.response(think_template), response_ids),
     }
 
 
-def collate(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest row: input_ids, attention_mask, labels, each (B, L) int64."""
+def rank_targets(
+    tokenizer, prompt: ListwisePrompt, response: str, response_ids: list[int]
+) -> dict | None:
+    """FIRST's targets for a response that is ``prompt``'s ranking line of a whole window: ``{"head": the number of
+    response tokens every id's answer ``{marker} [k]`` starts with, "tails": each id's own tokens (window order),
+    "ranks": each id's 0-based position in the response's order}``, with the answers tokenized apart from the
+    prompt as ``scoring=first_id`` scores them. None when the response is not such a line (reasoning before it, an
+    id missing or repeated) or does not start with the shared tokens."""
+    line = response.strip()
+    if prompt.marker:
+        if not line.startswith(prompt.marker):
+            return None
+        line = line[len(prompt.marker) :]
+    ids = [int(x) - prompt.first_id for x in re.findall(r"\[(\d+)\]", line)]
+    if len(ids) < 2 or sorted(ids) != list(range(len(ids))):
+        return None
+    answers = [prompt.ranking_line([i]) for i in range(len(ids))]
+    head, tails = split_answers(
+        [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    )
+    if response_ids[: len(head)] != head:
+        return None
+    ranks = [0] * len(ids)
+    for position, i in enumerate(ids):
+        ranks[i] = position
+    return {"head": len(head), "tails": tails, "ranks": ranks}
+
+
+def collate(rows: list[dict], pad_id: int) -> dict:
+    """Right-pad to the longest row: input_ids, attention_mask, labels, each (B, L) int64; ``rank``: each row's
+    ``rank_targets`` (or None), as a list."""
     ids, mask = pad([r["input_ids"] for r in rows], pad_id)
     return {
         "input_ids": ids,
         "attention_mask": mask,
         "labels": pad([r["labels"] for r in rows], IGNORE)[0],
+        "rank": [r.get("rank") for r in rows],
     }
 
 
@@ -79,7 +124,12 @@ class ListwiseSFTDataModule(L.LightningDataModule):
         teacher=None,
     ):
         super().__init__()
-        self.prompt, self.teacher = prompt, teacher
+        self.teacher = teacher
+        self.prompt = (
+            prompt
+            if prompt is None or isinstance(prompt, ListwisePrompt)
+            else ListwisePrompt(**{k: v for k, v in to_plain(prompt).items() if k != "_target_"})
+        )
         self.tokenizer = load_tokenizer(tokenizer)
         self.sources, self.split, self.limit = (train, val), split, limit
         self.val_fraction, self.max_length, self.seed = val_fraction, max_length, seed
@@ -109,9 +159,11 @@ class ListwiseSFTDataModule(L.LightningDataModule):
             random.Random(self.seed).shuffle(train)
             held = round(self.val_fraction * len(train))
             self.val_rows, self.train_rows = train[:held], train[held:]
+        ranked = sum(r["rank"] is not None for r in self.train_rows)
         log(
             f"listwise SFT: {len(self.train_rows)} train / {len(self.val_rows)} val examples, "
-            f"{sum(len(r['input_ids']) for r in self.train_rows)} train tokens"
+            f"{sum(len(r['input_ids']) for r in self.train_rows)} train tokens, {ranked} train "
+            "examples with ranking targets"
         )
 
     def _tokenized(self, source, name: str) -> list[dict]:
@@ -121,7 +173,9 @@ class ListwiseSFTDataModule(L.LightningDataModule):
             examples = source.examples(self.teacher)
         else:
             examples = load_cot(source, self.split, self.limit)
-        rows = [tokenize_example(self.tokenizer, e, self.think_template) for e in examples]
+        rows = [
+            tokenize_example(self.tokenizer, e, self.think_template, self.prompt) for e in examples
+        ]
         kept = [r for r in rows if len(r["input_ids"]) <= self.max_length]
         if len(kept) < len(rows):
             log(

@@ -2,6 +2,12 @@
 
 With ``pointwise_adapter`` (a Stage-1 DeAR-P LoRA on the same base) that adapter is loaded frozen beside it on one
 base; only ``listwise`` trains and is exported. Stage-1 ``score`` heads are not loaded.
+
+``rank_loss_weight`` > 0 adds FIRST's ranking loss (Reddy et al., 2024: the answer's language-model loss plus 10 ×
+a rank-weighted RankNet on the first identifier): each window id's log-probability as the answer's first
+(``{marker} [k]``, summed over the id's tokens, exactly what ``listwise.scoring=first_id`` ranks by) is pushed into the
+target order. The ids' shared tokens come from the training pass's cache; each id's own tokens are one extra pass of
+a few tokens per id over it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
+from dear.distill.losses import rank_weighted_ranknet
 from dear.errors import ConfigError
+from dear.listwise.answer_scores import tail_logprobs
 from dear.listwise.exported import EXPORT_META, export_settings
 from dear.listwise.sft_data import IGNORE
 from dear.models.adapters import adapter_base, add_lora, is_adapter_dir
@@ -85,8 +93,11 @@ class ListwiseSFTModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         reranker=None,
         generation: dict | None = None,
+        rank_loss_weight: float = 0.0,
     ):
         super().__init__()
+        if rank_loss_weight < 0:
+            raise ConfigError(f"module.rank_loss_weight must be >= 0, got {rank_loss_weight}")
         lora, generation = to_plain(lora), to_plain(generation or {})
         # Plain containers only: checkpoints must load with torch.load(weights_only=True) on resume.
         self.save_hyperparameters(
@@ -101,6 +112,7 @@ class ListwiseSFTModule(L.LightningModule):
                 "dtype": dtype,
                 "gradient_checkpointing": gradient_checkpointing,
                 "generation": generation,
+                "rank_loss_weight": rank_loss_weight,
             }
         )
         self.tokenizer = load_tokenizer(model)
@@ -123,6 +135,7 @@ class ListwiseSFTModule(L.LightningModule):
         scheduler: str = "cosine",
         reranker=None,
         generation: dict | None = None,
+        rank_loss_weight: float = 0.0,
     ):
         """The module for a ``conf/student/*_instruct`` option (export in its dtype unless ``generation`` sets one)."""
         student = to_plain(student)
@@ -144,11 +157,18 @@ class ListwiseSFTModule(L.LightningModule):
             scheduler=scheduler,
             reranker=reranker,
             generation=generation,
+            rank_loss_weight=rank_loss_weight,
         )
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over response tokens of (B, L) batches; logits only from the first response position
-        (``logits_to_keep``: prompt logits would dominate memory). Same loss as ``labels=`` (tested)."""
+    def forward(self, batch: dict) -> torch.Tensor:
+        """The training loss (``losses(batch)["loss"]``)."""
+        return self.losses(batch)["loss"]
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """``lm``: mean cross-entropy over response tokens of (B, L) batches, logits only from the first response
+        position (``logits_to_keep``: prompt logits would dominate memory; same loss as ``labels=``, tested). With
+        ``rank_loss_weight`` > 0 also ``rank`` (FIRST's loss, mean over the rows with ranking targets) and
+        ``rank_top1`` (the rows whose highest-scored id is the target's first); ``loss``: lm + weight × rank."""
         labels = batch["labels"]
         answered = labels != IGNORE
         if not bool(answered.any()):
@@ -156,32 +176,74 @@ class ListwiseSFTModule(L.LightningModule):
         first = max(int(answered.float().argmax(-1)[answered.any(-1)].min()), 1)
         # positions first-1 … L-1 predict tokens first … L-1 and one past
         keep = labels.size(1) - first + 1
-        logits = (
-            self.model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                logits_to_keep=keep,
-            )
-            .logits[:, :-1]
-            .float()
+        weight = self.hparams.rank_loss_weight
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            logits_to_keep=keep,
+            use_cache=weight > 0,
         )
-        return torch.nn.functional.cross_entropy(
+        logits = out.logits[:, :-1].float()
+        lm = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.size(-1)), labels[:, first:].reshape(-1), ignore_index=IGNORE
         )
+        if not weight:
+            return {"loss": lm, "lm": lm}
+        targets = batch.get("rank") or []
+        rows = [b for b, t in enumerate(targets) if t is not None]
+        if not rows:
+            raise ValueError(
+                "module.rank_loss_weight > 0, but no example of this batch has ranking targets: the data must be "
+                "rendered with its prompt (data.prompt) and each answer be that prompt's ranking line of the whole "
+                "window, without reasoning (dear.listwise.sft_data.rank_targets)"
+            )
+        layers = [(layer[0], layer[1]) for layer in out.past_key_values]
+        pad_id = self.tokenizer.pad_token_id or 0
+        rank, top1 = [], []
+        for b in rows:
+            target = targets[b]
+            # the prompt and the ids' shared tokens; the kept logits start at position first-1, and position
+            # prefix-1 predicts each id's first own token
+            prefix = int(answered[b].float().argmax()) + target["head"]
+            following = out.logits[b, prefix - first].float().log_softmax(-1)
+            scores = tail_logprobs(
+                self.model,
+                [(k[b : b + 1, :, :prefix], v[b : b + 1, :, :prefix]) for k, v in layers],
+                following,
+                target["tails"],
+                pad_id,
+            )
+            ranks = torch.tensor(target["ranks"], device=scores.device)
+            rank.append(rank_weighted_ranknet(scores, ranks))
+            top1.append(float(ranks[int(scores.argmax())] == 0))
+        rank_loss = torch.stack(rank).mean()
+        return {
+            "loss": lm + weight * rank_loss,
+            "lm": lm,
+            "rank": rank_loss,
+            "rank_top1": torch.tensor(sum(top1) / len(top1), device=lm.device),
+        }
 
     def training_step(self, batch, batch_idx):
-        loss = self(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
-        return loss
+        parts = self.losses(batch)
+        size = batch["input_ids"].size(0)
+        self.log("train/loss", parts["loss"], prog_bar=True, batch_size=size)
+        if "rank" in parts:
+            self.log_dict(
+                {f"train/{k}": parts[k].detach() for k in ("lm", "rank")}, batch_size=size
+            )
+        return parts["loss"]
 
     def validation_step(self, batch, batch_idx):
-        self.log(
-            "val/loss",
-            self(batch),
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=batch["input_ids"].size(0),
-        )
+        parts = self.losses(batch)
+        size = batch["input_ids"].size(0)
+        self.log("val/loss", parts["loss"], prog_bar=True, sync_dist=True, batch_size=size)
+        if "rank" in parts:
+            self.log_dict(
+                {f"val/{k}": parts[k] for k in ("lm", "rank", "rank_top1")},
+                sync_dist=True,
+                batch_size=size,
+            )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only trainable tensors: the frozen base is reloaded from the hub, not checkpointed."""

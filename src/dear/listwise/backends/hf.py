@@ -165,7 +165,8 @@ class TransformersBackend(LocalBackend):
         """Per chat, the log-probability of each of its ``answers`` as the reply's start (teacher-forced: the sum
         over the answer's tokens, read in float32); ``on_done(i, scores)`` as each chat is scored. The prompt and
         the answers' common token prefix are one causal pass (logits kept for the prefix only); the answers'
-        other tokens are one pass per ``batch_size`` answers over that cache (``_answer_logprobs``). Answers are
+        other tokens one more pass over that cache (``dear.listwise.answer_scores.tail_logprobs``: one tree-masked
+        row under sdpa/eager attention, else ``batch_size`` answers a pass). Answers are
         tokenized apart from the prompt, as ``dear.listwise.sft_data`` tokenizes the reply it trains on."""
         out: list[list[float]] = []
         with progress_bar(desc, len(conversations)) as advance:
@@ -178,51 +179,29 @@ class TransformersBackend(LocalBackend):
         return out
 
     def _answer_logprobs(self, prompt: list[int], answers: list[str]) -> list[float]:
-        from transformers import DynamicCache
+        from dear.listwise.answer_scores import split_answers, tail_logprobs
 
         encoded = [self.tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
         if not encoded or not all(encoded):
             raise ValueError(f"answers to score must be non-empty strings, got {answers!r}")
-        shared = 0  # tokens every answer starts with, short of each one's last
-        while shared < min(map(len, encoded)) - 1 and all(
-            e[shared] == encoded[0][shared] for e in encoded
-        ):
-            shared += 1
-        head = encoded[0][:shared]
+        head, tails = split_answers(encoded)
         out = self.model(
             input_ids=torch.tensor([prompt + head], device=self.device),
             use_cache=True,
-            logits_to_keep=shared + 1,
+            logits_to_keep=len(head) + 1,
         )
         logprobs = out.logits[0].float().log_softmax(-1)  # the head's tokens, then what follows it
         common = sum(float(logprobs[j, t]) for j, t in enumerate(head))
-        tails = [e[shared:] for e in encoded]
-        scores = [common + float(logprobs[-1, t[0]]) for t in tails]
         layers = [(layer[0], layer[1]) for layer in out.past_key_values]
-        longer = [r for r, t in enumerate(tails) if len(t) > 1]
-        pad_id = self.tokenizer.pad_token_id or 0
-        for start in range(0, len(longer), self.batch_size):
-            rows = longer[start : start + self.batch_size]
-            width = max(len(tails[r]) for r in rows) - 1
-            # each row: its tail but the last token, right-padded (causal: padding after a token never reaches it)
-            ids = torch.tensor(
-                [tails[r][:-1] + [pad_id] * (width + 1 - len(tails[r])) for r in rows],
-                device=self.device,
-            )
-            cache = DynamicCache(
-                [tuple(x.expand(len(rows), -1, -1, -1) for x in layer) for layer in layers],
-                config=self.model.config,
-            )
-            logprobs = (
-                self.model(input_ids=ids, past_key_values=cache, use_cache=True)
-                .logits.float()
-                .log_softmax(-1)
-            )
-            for b, r in enumerate(rows):
-                scores[r] += sum(
-                    float(logprobs[b, j - 1, tails[r][j]]) for j in range(1, len(tails[r]))
-                )
-        return scores
+        rest = tail_logprobs(
+            self.model,
+            layers,
+            logprobs[-1],
+            tails,
+            self.tokenizer.pad_token_id or 0,
+            self.batch_size,
+        )
+        return [common + float(x) for x in rest.tolist()]
 
     def _generate_batch(
         self, prompts: list[list[int]], grammars: list | None = None
