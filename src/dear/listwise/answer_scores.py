@@ -105,10 +105,8 @@ def _tree_pass(model, layers, tails: list[list[int]]) -> list[torch.Tensor]:
     )
     out, start = [], 0
     for tail in tails:
-        following = torch.tensor(tail[1:], device=device)
-        rows = logprobs[start : start + len(following)]
-        out.append(rows.gather(-1, following[:, None]).sum())
-        start += len(following)
+        out.append(_later_tokens(logprobs[start:], tail))
+        start += len(tail) - 1
     return out
 
 
@@ -122,8 +120,11 @@ def _batched_pass(model, layers, tails: list[list[int]], pad_id: int) -> list[to
         .logits.float()
         .log_softmax(-1)
     )
-    out = []
-    for b, tail in enumerate(tails):
-        following = torch.tensor(tail[1:], device=device)
-        out.append(logprobs[b, : len(following)].gather(-1, following[:, None]).sum())
-    return out
+    return [_later_tokens(logprobs[b], tail) for b, tail in enumerate(tails)]
+
+
+def _later_tokens(logprobs: torch.Tensor, tail: list[int]) -> torch.Tensor:
+    """The sum of ``tail``'s tokens after its first, read from ``logprobs`` rows (T, V) whose row j predicts token
+    j + 1 of the tail."""
+    following = torch.tensor(tail[1:], device=logprobs.device)
+    return logprobs[: len(following)].gather(-1, following[:, None]).sum()

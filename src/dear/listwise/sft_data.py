@@ -44,7 +44,8 @@ def tokenize_example(
     prompt_text = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=False
     )
-    answer = {"role": "assistant", "content": example.response(think_template)}
+    response = example.response(think_template)
+    answer = {"role": "assistant", "content": response}
     full_text = tokenizer.apply_chat_template([*messages, answer], tokenize=False)
     if not full_text.startswith(prompt_text):
         raise DataError(
@@ -56,9 +57,7 @@ def tokenize_example(
     return {
         "input_ids": prompt_ids + response_ids,
         "labels": [IGNORE] * len(prompt_ids) + response_ids,
-        "rank": None
-        if prompt is None
-        else rank_targets(tokenizer, prompt, example.response(think_template), response_ids),
+        "rank": None if prompt is None else rank_targets(tokenizer, prompt, response, response_ids),
     }
 
 
