@@ -38,6 +38,7 @@ def test_there_is_one_experiment_per_paper_row():
         "smollm2_dearl",
         "smollm2_dearl_gpu",
         "smollm2_dearl_first",
+        "smollm2_dearl_w4",
         "dearl_llama31_8b",
     }
 
@@ -164,6 +165,19 @@ def test_the_first_loss_smollm2_recipe_is_the_cpu_one_with_only_the_loss_and_sco
     assert _changed("smollm2_dearl", "smollm2_dearl_first") == {
         "module.rank_loss_weight": (0.0, 10.0),
         "module.reranker.scoring": ("generate", "first_id"),
+    }
+
+
+def test_the_small_window_smollm2_recipe_is_the_first_one_with_only_its_windows_changed():
+    assert _changed("smollm2_dearl_first", "smollm2_dearl_w4") == {
+        "data.train.window_size": (20, 4),
+        "data.train.sampled_windows": (0, 4),
+        "data.train.pool": (None, 20),
+        "data.train.shuffle": (False, True),
+        "module.reranker.window_size": (20, 4),
+        "module.reranker.step": (10, 2),
+        "trainer.max_steps": (100, 600),
+        "trainer.val_check_interval": (50, 200),
     }
 
 

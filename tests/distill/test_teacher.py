@@ -164,6 +164,47 @@ def test_shuffle_reorders_a_ranked_window_but_keeps_its_passages_and_the_target_
     ]
 
 
+def test_sampled_windows_each_hold_a_positive_from_the_pool_in_first_stage_order(
+    teacher, dear_prompt, tmp_path
+):
+    def build(**kw):
+        return TeacherPermutations(
+            Source(),
+            dear_prompt,
+            window_size=3,
+            max_words=4,
+            cache_dir=str(tmp_path),
+            sampled_windows=6,
+            **kw,
+        )
+
+    q0, q1, q2 = Source().load()[0]
+    pool = ["d5", "d1", "d7", "d0", "d3"]  # q0's first-stage top 5
+    windows = build(pool=5).windows(q0)
+    assert 1 < len(windows) <= 6 and len({frozenset(w) for w in windows}) == len(windows)
+    for window in windows:
+        assert len(window) == 3 and set(window) <= set(pool) and set(window) & {"d1", "d3"}
+        assert window == sorted(window, key=pool.index)  # first-stage order
+    assert build(pool=5).windows(q0) == windows  # seeded
+    assert build(pool=5, seed=1).windows(q0) != windows
+    # shuffled: the same passages per window, not always in first-stage order
+    mixed = build(pool=5, shuffle=True).windows(q0)
+    assert [sorted(w) for w in mixed] == [sorted(w) for w in windows]
+    assert any(m != w for m, w in zip(mixed, windows, strict=True))
+    # a positive outside the pool: no window; q1 (unranked) draws from its seeded order
+    assert build(pool=3).windows(q2) == [] and all("d11" in w for w in build(pool=4).windows(q2))
+    assert all("d2" in w for w in build().windows(q1))
+
+    examples = build(pool=5).examples(teacher)
+    assert [e.group for e in examples][: len(windows)] == ["q0"] * len(windows)
+    assert {e.group for e in examples} == {"q0", "q1", "q2"}
+    for example, window in zip(examples, windows, strict=False):
+        best = [window[i - 1] for i in ids(example.output)]
+        assert best[0] in ("d1", "d3")  # a judged positive first, then the teacher's order
+        assert best[1:] == sorted(best[1:], key=lambda d: (d not in ("d1", "d3"), -int(d[1:])))
+    assert len(build(pool=5, max_queries=4).examples(teacher)) == 4  # windows at most
+
+
 def test_teacher_logits_are_cached_once_and_reused(teacher, dear_prompt, tmp_path):
     builder = TeacherPermutations(
         Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
@@ -181,6 +222,10 @@ def test_no_teacher_and_bad_settings_fail_naming_the_field(dear_prompt, tmp_path
         TeacherPermutations(Source(), dear_prompt, window_size=1)
     with pytest.raises(DataError, match="data.train.max_words"):
         TeacherPermutations(Source(), dear_prompt, max_words=0)
+    with pytest.raises(DataError, match="data.train.sampled_windows"):
+        TeacherPermutations(Source(), dear_prompt, sampled_windows=-1)
+    with pytest.raises(DataError, match="data.train.pool must be null or at least window_size=5"):
+        TeacherPermutations(Source(), dear_prompt, window_size=5, sampled_windows=2, pool=4)
 
 
 def test_datamodule_tokenizes_the_windows_for_response_only_training(
@@ -194,6 +239,20 @@ def test_datamodule_tokenizes_the_windows_for_response_only_training(
     assert len(data.train_rows) == 3 and all(
         -100 in r["labels"] and r["labels"][-1] != -100 for r in data.train_rows
     )
+    sampled = TeacherPermutations(
+        Source(),
+        dear_prompt,
+        window_size=3,
+        max_words=4,
+        cache_dir=str(tmp_path),
+        sampled_windows=4,
+    )
+    data = ListwiseSFTDataModule(tiny_llama_causal, sampled, teacher=teacher, val_fraction=0.34)
+    data.setup()
+    val = {r["group"] for r in data.val_rows}
+    assert len(val) == 1 and not val & {
+        r["group"] for r in data.train_rows
+    }  # one query held out whole
 
 
 def test_answer_only_logits_give_the_same_loss_as_full_labels(

@@ -245,3 +245,13 @@ def test_reranker_reports_the_words_it_fitted_per_window():
     window = out[0].meta["windows"][0]
     assert window["prompt_tokens"] <= 400 and window["words_per_passage"] < 300
     assert [c.docid for c in out[0].candidates] == ["d3", "d2", "d1", "d0"]
+
+
+def test_a_prompt_is_built_from_its_config_with_or_without_target():
+    cfg = OmegaConf.load(CONF_DIR / "prompt" / "dear.yaml")
+    built = instantiate(cfg)
+    assert ListwisePrompt.coerce(cfg) == built  # the Hydra _target_ key ignored
+    assert ListwisePrompt.coerce({k: v for k, v in cfg.items() if k != "_target_"}) == built
+    assert ListwisePrompt.coerce(built) is built
+    with pytest.raises(TypeError, match="window"):
+        ListwisePrompt.coerce({**OmegaConf.to_container(cfg), "window": 3})

@@ -18,6 +18,7 @@ from dear.listwise.sft_data import (
     IGNORE,
     ListwiseSFTDataModule,
     collate,
+    held_out,
     rank_targets,
     tokenize_example,
 )
@@ -90,6 +91,25 @@ def test_datamodule_holds_out_validation_and_drops_overlong_examples(
     )
     with pytest.raises(DataError, match="no example fits max_length=10"):
         ListwiseSFTDataModule(tiny_llama_causal, examples, max_length=10).setup("fit")
+
+
+def test_held_out_windows_of_one_query_stay_on_one_side():
+    import random
+
+    rows = [{"group": f"q{i // 3}", "n": i} for i in range(30)]  # 10 queries, 3 windows each
+    train, val = held_out(rows, 0.2, seed=4)
+    assert len(val) == 6 and len(train) == 24
+    assert not {r["group"] for r in train} & {r["group"] for r in val}
+    assert sorted(r["n"] for r in train + val) == list(range(30))
+    assert held_out(rows, 0.2, seed=4) == (train, val) and held_out(rows, 0.2, seed=5) != (
+        train,
+        val,
+    )
+    # one row a group: the seeded shuffle of the rows, first `fraction` held out
+    single = [{"group": f"#{i}", "n": i} for i in range(8)]
+    order = list(single)
+    random.Random(4).shuffle(order)
+    assert held_out(single, 0.25, seed=4) == (order[2:], order[:2])
 
 
 def _answer(prompt, order: list[int], think: str = "") -> CotExample:

@@ -64,7 +64,7 @@ class CotGenerator:
         if max_attempts < 1:
             raise DataError(f"generator.max_attempts must be at least 1, got {max_attempts}")
         self.endpoint = endpoint
-        self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
+        self.prompt = ListwisePrompt.coerce(prompt)
         self.max_attempts, self.retry_temperature = max_attempts, retry_temperature
 
     def run(self, rankings: list[Ranking], output: str | Path) -> dict:

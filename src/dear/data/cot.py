@@ -26,6 +26,9 @@ class CotExample:
     input: str = ""
     history: list[tuple[str, str]] = field(default_factory=list)
     think: str = ""
+    # Not a DeAR-COT field (never written): the query a window was built for, so that a held-out split keeps all of
+    # one query's windows on one side ("" : each example its own group).
+    group: str = field(default="", compare=False)
 
     def messages(self) -> list[dict[str, str]]:
         """The prompt chat: system, the history turns, then instruction (+ input, LLaMA-Factory style)."""
@@ -55,7 +58,7 @@ class CotExample:
 
     @classmethod
     def from_messages(
-        cls, messages: list[dict[str, str]], output: str, think: str = ""
+        cls, messages: list[dict[str, str]], output: str, think: str = "", group: str = ""
     ) -> CotExample:
         """A prompt chat (system?, alternating user/assistant turns, final user turn) + answer → example."""
         system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
@@ -73,6 +76,7 @@ class CotExample:
             system=system,
             history=history,
             think=think,
+            group=group,
         )
 
     @classmethod

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dear.errors import DataError
+from dear.utils.plain import to_plain
 
 Messages = list[dict[str, str]]
 # texts → per text, the token count of its first w words at index w - 1 (see TokenizerRenderer).
@@ -43,6 +44,13 @@ class ListwisePrompt:
     max_chars: int | None = None
     drop: str | None = None
     chat_template: bool = True
+
+    @classmethod
+    def coerce(cls, prompt) -> ListwisePrompt:
+        """A prompt, or its settings (a mapping or config; a Hydra ``_target_`` key is ignored)."""
+        if isinstance(prompt, cls):
+            return prompt
+        return cls(**{k: v for k, v in to_plain(prompt).items() if k != "_target_"})
 
     def __post_init__(self):
         words_ok = self.max_words == "auto" or (

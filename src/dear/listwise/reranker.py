@@ -46,7 +46,7 @@ class ListwiseReranker:
         scoring: str = "generate",
     ):
         self.backend = backend
-        self.prompt = prompt if isinstance(prompt, ListwisePrompt) else ListwisePrompt(**prompt)
+        self.prompt = ListwisePrompt.coerce(prompt)
         for field, value in (("window_size", window_size), ("step", step), ("top_k", top_k)):
             if not (value is None and field == "top_k") and (
                 isinstance(value, bool) or not isinstance(value, int)

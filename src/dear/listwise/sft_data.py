@@ -26,7 +26,6 @@ from dear.listwise.backends.base import TokenizerRenderer
 from dear.listwise.prompts import ListwisePrompt
 from dear.models.batching import pad
 from dear.models.loading import load_tokenizer
-from dear.utils.plain import to_plain
 from dear.utils.progress import log
 
 IGNORE = -100
@@ -89,6 +88,18 @@ def rank_targets(
     return {"head": len(head), "tails": tails, "ranks": ranks}
 
 
+def held_out(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """→ (train, val): a seeded ``fraction`` of the rows' groups (``row["group"]``: a query's windows) held out whole,
+    so no query has windows on both sides; with one row a group, a seeded shuffle of the rows."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["group"], []).append(row)
+    order = list(groups.values())
+    random.Random(seed).shuffle(order)
+    held = round(fraction * len(order))
+    return [r for g in order[held:] for r in g], [r for g in order[:held] for r in g]
+
+
 def collate(rows: list[dict], pad_id: int) -> dict:
     """Right-pad to the longest row: input_ids, attention_mask, labels, each (B, L) int64; ``rank``: each row's
     ``rank_targets`` (or None), as a list."""
@@ -124,11 +135,7 @@ class ListwiseSFTDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.teacher = teacher
-        self.prompt = (
-            prompt
-            if prompt is None or isinstance(prompt, ListwisePrompt)
-            else ListwisePrompt(**{k: v for k, v in to_plain(prompt).items() if k != "_target_"})
-        )
+        self.prompt = None if prompt is None else ListwisePrompt.coerce(prompt)
         self.tokenizer = load_tokenizer(tokenizer)
         self.sources, self.split, self.limit = (train, val), split, limit
         self.val_fraction, self.max_length, self.seed = val_fraction, max_length, seed
@@ -155,9 +162,7 @@ class ListwiseSFTDataModule(L.LightningDataModule):
         if val_src is not None:
             self.train_rows, self.val_rows = train, self._tokenized(val_src, "val")
         else:
-            random.Random(self.seed).shuffle(train)
-            held = round(self.val_fraction * len(train))
-            self.val_rows, self.train_rows = train[:held], train[held:]
+            self.train_rows, self.val_rows = held_out(train, self.val_fraction, self.seed)
         ranked = sum(r["rank"] is not None for r in self.train_rows)
         log(
             f"listwise SFT: {len(self.train_rows)} train / {len(self.val_rows)} val examples, "
@@ -173,7 +178,11 @@ class ListwiseSFTDataModule(L.LightningDataModule):
         else:
             examples = load_cot(source, self.split, self.limit)
         rows = [
-            tokenize_example(self.tokenizer, e, self.think_template, self.prompt) for e in examples
+            {
+                **tokenize_example(self.tokenizer, e, self.think_template, self.prompt),
+                "group": e.group or f"#{i}",
+            }
+            for i, e in enumerate(examples)
         ]
         kept = [r for r in rows if len(r["input_ids"]) <= self.max_length]
         if len(kept) < len(rows):
