@@ -164,19 +164,18 @@ def test_shuffle_reorders_a_ranked_window_but_keeps_its_passages_and_the_target_
     ]
 
 
+def sampled_builder(prompt, tmp_path, **kw) -> TeacherPermutations:
+    """Windows of 3 sampled from the toy source, passages cut to 4 words."""
+    return TeacherPermutations(
+        Source(), prompt, window_size=3, max_words=4, cache_dir=str(tmp_path), **kw
+    )
+
+
 def test_sampled_windows_each_hold_a_positive_from_the_pool_in_first_stage_order(
     teacher, dear_prompt, tmp_path
 ):
     def build(**kw):
-        return TeacherPermutations(
-            Source(),
-            dear_prompt,
-            window_size=3,
-            max_words=4,
-            cache_dir=str(tmp_path),
-            sampled_windows=6,
-            **kw,
-        )
+        return sampled_builder(dear_prompt, tmp_path, sampled_windows=6, **kw)
 
     q0, q1, q2 = Source().load()[0]
     pool = ["d5", "d1", "d7", "d0", "d3"]  # q0's first-stage top 5
@@ -239,14 +238,7 @@ def test_datamodule_tokenizes_the_windows_for_response_only_training(
     assert len(data.train_rows) == 3 and all(
         -100 in r["labels"] and r["labels"][-1] != -100 for r in data.train_rows
     )
-    sampled = TeacherPermutations(
-        Source(),
-        dear_prompt,
-        window_size=3,
-        max_words=4,
-        cache_dir=str(tmp_path),
-        sampled_windows=4,
-    )
+    sampled = sampled_builder(dear_prompt, tmp_path, sampled_windows=4)
     data = ListwiseSFTDataModule(tiny_llama_causal, sampled, teacher=teacher, val_fraction=0.34)
     data.setup()
     val = {r["group"] for r in data.val_rows}

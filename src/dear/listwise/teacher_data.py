@@ -132,8 +132,8 @@ class TeacherPermutations:
         """The docids of each of the query's windows, in prompt order: its top window, or the sampled ones."""
         if not self.sampled_windows:
             return [self.window(query)]
-        pool = self.candidates(query)[: self.pool]
-        positives = [d for d in pool if d in set(query.positives)]
+        pool, judged = self.candidates(query)[: self.pool], set(query.positives)
+        positives = [d for d in pool if d in judged]
         if self.require_positive and not positives:
             return []
         position = {d: i for i, d in enumerate(pool)}
