@@ -67,7 +67,8 @@ class Scorer:
 def teacher():
     Scorer.calls = 0
     return Teacher(
-        {"_target_": "tests.listwise.test_teacher_data.Scorer", "model": "toy"}, lambda **_: Scorer()
+        {"_target_": "tests.listwise.test_teacher_data.Scorer", "model": "toy"},
+        lambda **_: Scorer(),
     )
 
 
