@@ -77,6 +77,20 @@ def dear_prompt():
     return instantiate(OmegaConf.load(CONF_DIR / "prompt" / "dear.yaml"))
 
 
+def permutations(
+    prompt, tmp_path, window_size: int = 5, source: Source | None = None, **kw
+) -> TeacherPermutations:
+    """The toy source's windows (``window_size`` passages, each cut to 4 words), the teacher cached under tmp_path."""
+    return TeacherPermutations(
+        source or Source(),
+        prompt,
+        window_size=window_size,
+        max_words=4,
+        cache_dir=str(tmp_path),
+        **kw,
+    )
+
+
 def ids(line: str) -> list[int]:
     return [int(i) for i in re.findall(r"\[(\d+)\]", line)]
 
@@ -84,9 +98,7 @@ def ids(line: str) -> list[int]:
 def test_window_keeps_first_stage_order_and_answer_puts_positives_first_then_teacher_order(
     teacher, dear_prompt, tmp_path
 ):
-    builder = TeacherPermutations(
-        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
-    )
+    builder = permutations(dear_prompt, tmp_path)
     examples = builder.examples(teacher)
     assert len(examples) == 3  # q0, q1 (shuffled), q2 (its positive d11 is 4th)
     first = examples[0]
@@ -102,30 +114,16 @@ def test_window_keeps_first_stage_order_and_answer_puts_positives_first_then_tea
 def test_queries_without_a_positive_in_the_window_are_skipped_unless_asked(
     teacher, dear_prompt, tmp_path
 ):
-    small = TeacherPermutations(
-        Source(), dear_prompt, window_size=3, max_words=4, cache_dir=str(tmp_path)
-    )
+    small = permutations(dear_prompt, tmp_path, window_size=3)
     assert len(small.examples(teacher)) == 2  # q2's top 3 lack d11
-    kept = TeacherPermutations(
-        Source(),
-        dear_prompt,
-        window_size=3,
-        max_words=4,
-        cache_dir=str(tmp_path),
-        require_positive=False,
-    )
+    kept = permutations(dear_prompt, tmp_path, window_size=3, require_positive=False)
     assert len(kept.examples(teacher)) == 3
 
 
 def test_a_source_without_a_ranking_is_shuffled_by_seed(teacher, dear_prompt, tmp_path):
     windows = {
-        seed: TeacherPermutations(
-            Source(ranked=False),
-            dear_prompt,
-            window_size=6,
-            max_words=4,
-            seed=seed,
-            cache_dir=str(tmp_path),
+        seed: permutations(
+            dear_prompt, tmp_path, window_size=6, source=Source(ranked=False), seed=seed
         ).window(Source(False).load()[0][0])
         for seed in (0, 0, 1)
     }
@@ -137,18 +135,8 @@ def test_shuffle_reorders_a_ranked_window_but_keeps_its_passages_and_the_target_
     teacher, dear_prompt, tmp_path
 ):
     query = Source().load()[0][0]
-    plain = TeacherPermutations(
-        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
-    )
-    mixed = TeacherPermutations(
-        Source(),
-        dear_prompt,
-        window_size=5,
-        max_words=4,
-        cache_dir=str(tmp_path),
-        shuffle=True,
-        seed=3,
-    )
+    plain = permutations(dear_prompt, tmp_path)
+    mixed = permutations(dear_prompt, tmp_path, shuffle=True, seed=3)
     assert sorted(mixed.window(query)) == sorted(plain.window(query)) and mixed.window(
         query
     ) == mixed.window(query)
@@ -165,18 +153,11 @@ def test_shuffle_reorders_a_ranked_window_but_keeps_its_passages_and_the_target_
     ]
 
 
-def sampled_builder(prompt, tmp_path, **kw) -> TeacherPermutations:
-    """Windows of 3 sampled from the toy source, passages cut to 4 words."""
-    return TeacherPermutations(
-        Source(), prompt, window_size=3, max_words=4, cache_dir=str(tmp_path), **kw
-    )
-
-
 def test_sampled_windows_each_hold_a_positive_from_the_pool_in_first_stage_order(
     teacher, dear_prompt, tmp_path
 ):
     def build(**kw):
-        return sampled_builder(dear_prompt, tmp_path, sampled_windows=6, **kw)
+        return permutations(dear_prompt, tmp_path, window_size=3, sampled_windows=6, **kw)
 
     q0, q1, q2 = Source().load()[0]
     pool = ["d5", "d1", "d7", "d0", "d3"]  # q0's first-stage top 5
@@ -206,9 +187,7 @@ def test_sampled_windows_each_hold_a_positive_from_the_pool_in_first_stage_order
 
 
 def test_teacher_logits_are_cached_once_and_reused(teacher, dear_prompt, tmp_path):
-    builder = TeacherPermutations(
-        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
-    )
+    builder = permutations(dear_prompt, tmp_path)
     first = builder.examples(teacher)
     calls = Scorer.calls
     assert calls >= 1
@@ -231,15 +210,13 @@ def test_no_teacher_and_bad_settings_fail_naming_the_field(dear_prompt, tmp_path
 def test_datamodule_tokenizes_the_windows_for_response_only_training(
     teacher, dear_prompt, tiny_llama_causal, tmp_path
 ):
-    builder = TeacherPermutations(
-        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
-    )
+    builder = permutations(dear_prompt, tmp_path)
     data = ListwiseSFTDataModule(tiny_llama_causal, builder, teacher=teacher)
     data.setup()
     assert len(data.train_rows) == 3 and all(
         -100 in r["labels"] and r["labels"][-1] != -100 for r in data.train_rows
     )
-    sampled = sampled_builder(dear_prompt, tmp_path, sampled_windows=4)
+    sampled = permutations(dear_prompt, tmp_path, window_size=3, sampled_windows=4)
     data = ListwiseSFTDataModule(tiny_llama_causal, sampled, teacher=teacher, val_fraction=0.34)
     data.setup()
     val = {r["group"] for r in data.val_rows}
@@ -251,9 +228,7 @@ def test_datamodule_tokenizes_the_windows_for_response_only_training(
 def test_answer_only_logits_give_the_same_loss_as_full_labels(
     tiny_llama_causal, dear_prompt, teacher, tmp_path
 ):
-    builder = TeacherPermutations(
-        Source(), dear_prompt, window_size=5, max_words=4, cache_dir=str(tmp_path)
-    )
+    builder = permutations(dear_prompt, tmp_path)
     module = ListwiseSFTModule(
         tiny_llama_causal, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
     )
