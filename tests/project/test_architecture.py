@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "dear.serve",
             "dear.export",
             "dear.distill.precompute",
+            "dear.listwise.window_fit",
         ],
     ),
 ]

@@ -38,9 +38,14 @@ def synthetic_rankings(
 
 
 def synthetic_examples(
-    prompt: ListwisePrompt, n_queries: int, n_passages: int = 3, seed: int = 0
+    prompt: ListwisePrompt,
+    n_queries: int,
+    n_passages: int = 3,
+    seed: int = 0,
+    reasoning: bool = True,
 ) -> list[CotExample]:
-    """DeAR-COT examples of the task rendered with ``prompt`` (its word budget, ids and marker)."""
+    """DeAR-COT examples of the task rendered with ``prompt`` (its word budget, ids and marker); ``reasoning``
+    false: each answer is the ranking line alone (ranking targets for FIRST's loss, ``dear.listwise.window_fit``)."""
     rankings, qrels = synthetic_rankings(n_queries, n_passages, seed)
     words = prompt.auto_cap if prompt.max_words == "auto" else prompt.max_words
     examples = []
@@ -51,9 +56,13 @@ def synthetic_examples(
         order = [relevant] + [i for i in range(n_passages) if i != relevant]
         messages = prompt.messages(ranking.query.text, [c.text for c in ranking.candidates], words)
         topic = ranking.query.text.split()[-1]
-        think = " ".join(
-            f"[{prompt.first_id + i}] {c.text.split()[0]} vs {topic}: {'yes' if i == relevant else 'no'}."
-            for i, c in enumerate(ranking.candidates)
+        think = (
+            " ".join(
+                f"[{prompt.first_id + i}] {c.text.split()[0]} vs {topic}: {'yes' if i == relevant else 'no'}."
+                for i, c in enumerate(ranking.candidates)
+            )
+            if reasoning
+            else ""
         )
         examples.append(CotExample.from_messages(messages, prompt.ranking_line(order), think))
     return examples
