@@ -292,13 +292,6 @@ def test_export_names_a_base_this_package_builds_as_configured(tmp_path):
     assert config["base_model_name_or_path"] == "tiny:llama-causal"
 
 
-def _ranked(examples, prompt):
-    """The examples without reasoning: their answers are whole ranking lines (FIRST targets)."""
-    from dataclasses import replace
-
-    return [replace(e, think="") for e in examples]
-
-
 def _reference_rank_loss(module, batch, prompt) -> float:
     """FIRST's loss from each id's answer log-probability, one full causal pass per id and row."""
     from dear.distill.losses import rank_weighted_ranknet
@@ -325,7 +318,7 @@ def test_rank_loss_is_firsts_ranknet_on_each_ids_answer_log_probability(tiny_lla
         for name, p in module.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.2)  # a trained-looking adapter: the cache must carry it
-    examples = _ranked(synthetic_examples(compact, 3, 4, seed=1), compact)
+    examples = synthetic_examples(compact, 3, 4, seed=1, reasoning=False)
     examples[1] = type(examples[1]).from_messages(
         [*examples[1].messages()[:-1], {"role": "user", "content": "longer " * 9}],
         examples[1].output,
@@ -341,6 +334,10 @@ def test_rank_loss_is_firsts_ranknet_on_each_ids_answer_log_probability(tiny_lla
     module.hparams.rank_loss_weight = 0.0
     with torch.no_grad():
         assert float(module(batch)) == pytest.approx(float(parts["lm"]), rel=1e-5)
+        # the parts asked for at weight 0 (dear.listwise.window_fit): the same ranking loss, none of it in `loss`
+        scored = module.losses(batch, with_rank=True)
+    assert float(scored["rank"]) == pytest.approx(reference, rel=1e-4)
+    assert float(scored["loss"]) == pytest.approx(float(parts["lm"]), rel=1e-5)
 
 
 def test_rank_loss_trains_the_adapter_through_the_cache(tiny_llama_causal, compact):
@@ -351,7 +348,7 @@ def test_rank_loss_trains_the_adapter_through_the_cache(tiny_llama_causal, compa
                 p.normal_(0, 0.2)
     rows = [
         tokenize_example(module.tokenizer, e, prompt=compact)
-        for e in _ranked(synthetic_examples(compact, 2, 3), compact)
+        for e in synthetic_examples(compact, 2, 3, reasoning=False)
     ]
     module.losses(collate(rows, module.tokenizer.pad_token_id))["rank"].backward()
     grads = {n: p.grad for n, p in module.model.named_parameters() if p.requires_grad}
@@ -372,7 +369,7 @@ def test_rank_loss_without_targets_is_refused(tiny_llama_causal, compact):
 
 def test_training_with_the_rank_loss_lowers_it_and_logs_its_parts(tiny_llama_causal, compact):
     """Fitted to 8 windows (the objective falls: gradients reach the ids' scores), its parts logged."""
-    examples = _ranked(synthetic_examples(compact, 8, 3, seed=0), compact)
+    examples = synthetic_examples(compact, 8, 3, seed=0, reasoning=False)
     module = ListwiseSFTModule(
         tiny_llama_causal,
         LORA,

@@ -71,10 +71,16 @@ def test_the_start_and_the_checkpoint_on_the_runs_own_windows(fitted, capsys):
     assert table[3].startswith(f"| val | 16 | {BLIND_3:.4f} | {val['start']['rank']:.4f} |")
 
 
+def exit_code(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    return stopped.value.code
+
+
 def test_bad_runs_fail_in_one_line(fitted, tmp_path, capsys):
-    assert main([str(tmp_path)]) == 2
+    assert exit_code([str(tmp_path)]) == 2
     assert "export/config.yaml: not found" in capsys.readouterr().err
-    assert main([str(fitted), "--checkpoint", "missing.ckpt"]) == 2
+    assert exit_code([str(fitted), "--checkpoint", "missing.ckpt"]) == 2
     assert "missing.ckpt: checkpoint not found" in capsys.readouterr().err
     # answers with reasoning have no ranking targets
     copy = tmp_path / "reasoning"

@@ -164,11 +164,12 @@ class ListwiseSFTModule(L.LightningModule):
         """The training loss (``losses(batch)["loss"]``)."""
         return self.losses(batch)["loss"]
 
-    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+    def losses(self, batch: dict, with_rank: bool | None = None) -> dict[str, torch.Tensor]:
         """``lm``: mean cross-entropy over response tokens of (B, L) batches, logits only from the first response
         position (``logits_to_keep``: prompt logits would dominate memory; same loss as ``labels=``, tested). With
-        ``rank_loss_weight`` > 0 also ``rank`` (FIRST's loss, mean over the rows with ranking targets) and
-        ``rank_top1`` (the rows whose highest-scored id is the target's first); ``loss``: lm + weight × rank."""
+        ``rank_loss_weight`` > 0 (or ``with_rank`` true, whatever the weight) also ``rank`` (FIRST's loss, mean over the
+        rows with ranking targets) and ``rank_top1`` (the rows whose highest-scored id is the target's first);
+        ``loss``: lm + weight × rank."""
         labels = batch["labels"]
         answered = labels != IGNORE
         if not bool(answered.any()):
@@ -177,17 +178,18 @@ class ListwiseSFTModule(L.LightningModule):
         # positions first-1 … L-1 predict tokens first … L-1 and one past
         keep = labels.size(1) - first + 1
         weight = self.hparams.rank_loss_weight
+        ranked = weight > 0 if with_rank is None else with_rank
         out = self.model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             logits_to_keep=keep,
-            use_cache=weight > 0,
+            use_cache=ranked,
         )
         logits = out.logits[:, :-1].float()
         lm = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.size(-1)), labels[:, first:].reshape(-1), ignore_index=IGNORE
         )
-        if not weight:
+        if not ranked:
             return {"loss": lm, "lm": lm}
         targets = batch.get("rank") or []
         rows = [b for b, t in enumerate(targets) if t is not None]

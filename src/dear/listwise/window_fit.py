@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from dear.cli import user_errors, verbose_errors
 from dear.distill.losses import rank_weighted_ranknet
 from dear.errors import DataError
 from dear.eval.tables import markdown_grid
@@ -43,19 +44,14 @@ def blind(rows: list[dict]) -> tuple[float, float]:
 
 def fit(module, rows: list[dict], collate, desc: str = "windows") -> tuple[float, int]:
     """(mean ranking loss, windows whose target's first id scores highest) of ``module`` over ``rows``, one
-    window a forward (no padding, so each window scores as it would alone)."""
-    weight = module.hparams.rank_loss_weight
-    module.hparams.rank_loss_weight = weight or 1.0  # the parts are computed only with a weight
+    window a forward (no padding, so each window scores as it would alone), whatever its ``rank_loss_weight``."""
     losses, first = [], 0
-    try:
-        with torch.no_grad(), progress_bar(desc, len(rows)) as advance:
-            for row in rows:
-                parts = module.losses(collate([row]))
-                losses.append(float(parts["rank"]))
-                first += round(float(parts["rank_top1"]))
-                advance()
-    finally:
-        module.hparams.rank_loss_weight = weight
+    with torch.no_grad(), progress_bar(desc, len(rows)) as advance:
+        for row in rows:
+            parts = module.losses(collate([row]), with_rank=True)
+            losses.append(float(parts["rank"]))
+            first += round(float(parts["rank_top1"]))
+            advance()
     return sum(losses) / len(losses), first
 
 
@@ -97,11 +93,9 @@ def table(results: dict[str, dict]) -> str:
 
 
 def load_state(module, path: Path) -> None:
-    """The checkpoint's trainable tensors into ``module`` (checkpoints hold only those)."""
+    """The checkpoint's trainable tensors into ``module`` (checkpoints hold only those); ``path`` exists."""
     from dear.utils.checkpoints import load_checkpoint
 
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
     state = load_checkpoint(path).get("state_dict")
     if not isinstance(state, dict) or not state:
         raise DataError(f"{path}: no 'state_dict' in the checkpoint")
@@ -153,14 +147,16 @@ def window_fit(
     for name, rows in sets.items():
         loss, chance = blind(rows)
         results[name] = {"n": len(rows), "blind": loss, "chance": chance}
-    for stage in ("start", "checkpoint"):
-        if stage == "checkpoint":
-            load_state(module, path)
-            module.eval()
+
+    def score(stage: str) -> None:
         for name, rows in sets.items():
             loss, first = fit(module, rows, pad, f"{stage}: {name} windows")
             results[name][stage] = {"rank": loss, "first": first}
             log(f"{stage} on {name}: rank loss {loss:.4f}, first id right {first}/{len(rows)}")
+
+    score("start")
+    load_state(module, path)
+    score("checkpoint")
     return results
 
 
@@ -180,11 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
-    try:
+    with user_errors(verbose_errors()):
         results = window_fit(args.run, args.checkpoint, args.limit)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     print(table(results))
     return 0
 
