@@ -11,13 +11,13 @@ from dear.errors import DataError
 from dear.listwise.first_id_stats import main, summary, window_probs
 
 
-def write_run(path, windows: list[list[float] | None]) -> str:
-    path.mkdir()
+def write_run(path, windows: list[list[float] | None], stage: str = "listwise") -> str:
+    path.mkdir(exist_ok=True)
     lines = [
         json.dumps({"qid": str(q), "windows": [{} if p is None else {"first_id_probs": p}]})
         for q, p in enumerate(windows)
     ]
-    (path / "listwise.details.jsonl").write_text("\n".join(lines) + "\n")
+    (path / f"{stage}.details.jsonl").write_text("\n".join(lines) + "\n")
     return str(path)
 
 
@@ -50,3 +50,17 @@ def test_a_generated_run_is_refused_naming_the_line(tmp_path, capsys):
         window_probs(run)
     assert main([run, str(tmp_path / "missing")]) == 2
     assert "listwise.scoring=first_id" in capsys.readouterr().err
+
+
+def test_a_training_runs_start_is_read_beside_its_adapter(tmp_path, capsys):
+    """A training run's benchmark directory holds both stages; --stage names them, one row each."""
+    run = tmp_path / "noveleval"
+    write_run(run, [[0.1, 0.7, 0.1, 0.1]] * 3, stage="listwise_init")
+    write_run(run, [[0.6, 0.2, 0.1, 0.1]] * 3)
+    assert summary(window_probs(run, "listwise_init"))["first_choice"] == {"[2]": 3}
+    assert main([str(run), "--stage", "listwise_init", "listwise"]) == 0
+    out = capsys.readouterr().out
+    assert f"| {run} (listwise_init) | 3 × 4 | [2] 3/3 | 0.70 |" in out
+    assert f"| {run} (listwise) | 3 × 4 | [1] 3/3 | 0.60 |" in out
+    assert main([str(run), "--stage", "zero_shot"]) == 2
+    assert "zero_shot.details.jsonl" in capsys.readouterr().err

@@ -1,12 +1,15 @@
 """Does a listwise model's first choice depend on the passages? Read from a ``listwise.scoring=first_id`` run.
 
     python -m dear.listwise.first_id_stats outputs/f/noveleval-sft outputs/f/noveleval-zs ...
+    python -m dear.listwise.first_id_stats RUN/benchmarks/noveleval --stage listwise_init listwise
 
-Each run directory's ``listwise.details.jsonl`` holds, per window, ``first_id_probs``: each id's probability of being
-written first. Per run, over its windows of the most common size (a short tail window is left out): how often each
-position is the first choice, the mean probability of the first choice, the mean Spearman correlation between the
-probabilities and the input order (1: the first passages are preferred, whatever they say), and the spread: each
-position's standard deviation across windows, averaged over positions (0: one fixed distribution for every query).
+Each run directory's ``<stage>.details.jsonl`` (``--stage``, default ``listwise``; a training run's benchmark
+directories also hold its untrained start's, ``listwise_init``) holds, per window, ``first_id_probs``: each id's
+probability of being written first. Per run and stage, over its windows of the most common size (a short tail window
+is left out): how often each position is the first choice, the mean probability of the first choice, the mean
+Spearman correlation between the probabilities and the input order (1: the first passages are preferred, whatever
+they say), and the spread: each position's standard deviation across windows, averaged over positions (0: one fixed
+distribution for every query).
 A model that reads the passages has a first choice that moves with them: low correlation, large spread.
 """
 
@@ -24,12 +27,12 @@ from dear.errors import DataError
 from dear.eval.tables import markdown_grid
 from dear.utils.io import read_jsonl
 
-DETAILS = "listwise.details.jsonl"
+STAGE = "listwise"
 
 
-def window_probs(run_dir: str | Path) -> np.ndarray:
-    """(windows, size) first-id probabilities of the run's windows of its most common size."""
-    path = Path(run_dir) / DETAILS
+def window_probs(run_dir: str | Path, stage: str = STAGE) -> np.ndarray:
+    """(windows, size) first-id probabilities of the run's ``stage``'s windows of its most common size."""
+    path = Path(run_dir) / f"{stage}.details.jsonl"
     rows = []
     for lineno, record in read_jsonl(path):
         windows = record.get("windows") if isinstance(record, dict) else None
@@ -93,9 +96,23 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m dear.listwise.first_id_stats", description=__doc__.split("\n")[0]
     )
     parser.add_argument("runs", nargs="+", help="evaluate.py run directories (scoring=first_id)")
+    parser.add_argument(
+        "--stage",
+        nargs="+",
+        default=[STAGE],
+        help=f"the stages to read, each from <run>/<stage>.details.jsonl (default: {STAGE})",
+    )
     args = parser.parse_args(argv)
+
+    def name(run: str, stage: str) -> str:
+        return run if args.stage == [STAGE] else f"{run} ({stage})"
+
     try:
-        runs = {str(run): summary(window_probs(run)) for run in args.runs}
+        runs = {
+            name(str(run), stage): summary(window_probs(run, stage))
+            for run in args.runs
+            for stage in args.stage
+        }
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
